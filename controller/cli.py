@@ -1,0 +1,65 @@
+"""The ``mfrm`` command line: one group whose sub-commands live beside the code they drive.
+
+Sub-commands are imported only when called, so ``mfrm --help`` is instant and a command that needs
+torch does not make every other command pay for it.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from controller.version import __version__
+
+# command name -> "module:attribute" of a click.Command; help text is shown without importing.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "mfg": ("mfg.cli:mfg_group", "Mean-field games: reproduce the paper's exploitability figures, evaluate policies."),
+    "simulate": ("controller.experiments:simulate_command", "Run one policy on the embedded simulated cluster."),
+    "compare": ("controller.experiments:compare_command", "Run several policies on the same simulated workload and compare them."),
+    "demo": ("controller.experiments:demo_command", "The README's main job: compare the managers on the paper-scale simulated cluster."),
+    "train": ("controller.training:train_command", "Train a learned policy (NAC-Linear or NAC-NN) on the simulated cluster."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a sub-command's module only when that command is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = _COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attribute = target[0].split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+            return _unavailable(name, target[1])
+        return getattr(module, attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, _COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _unavailable(name: str, help_text: str) -> click.Command:
+    @click.command(name=name, help=help_text + " (not built yet)")
+    def missing() -> None:
+        raise click.ClickException(f"'mfrm {name}' is not available in this build")
+
+    return missing
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mfrm")
+def main() -> None:
+    """mfrm: a mean-field resource manager for serverless (OpenWhisk) clusters.
+
+    Every function gets an agent; all agents share one policy learned online by a natural
+    actor-critic for mean-field games (Mao et al., NeurIPS 2022).
+    """
