@@ -12,9 +12,28 @@ that uncontended time. ``cpu_fraction`` splits each sampled execution time into 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from workload.azure2019 import DurationStats, MemoryStats
+
+#: OpenWhisk's default minimum action memory limit, MB; also the step trace memory is rounded up to.
+#: OpenWhisk accepts any whole MB between its configured minimum and maximum; rounding trace memory
+#: up to 128-MB steps (the step Azure Functions bills by) keeps container sizes a handful of classes.
+MEMORY_STEP_MB = 128
+
+#: Trace durations are whole milliseconds; a 0 means "under 1 ms", so times are floored at 1 ms.
+TRACE_TIME_RESOLUTION_S = 0.001
+
+#: Cold-start rule for trace functions (the trace has no cold-start data; see docs/workload.md):
+#: container creation + runtime start of a stock OpenWhisk runtime image ...
+TRACE_INIT_BASE_S = 0.5
+#: ... plus loading code and libraries, taken proportional to the memory footprint, s per GB.
+TRACE_INIT_S_PER_GB = 1.0
 
 #: z-score of the 99th percentile of a standard normal: p99 = median * exp(Z99 * sigma) for a lognormal.
 Z99 = 2.3263478740408408
@@ -52,7 +71,9 @@ class FunctionProfile:
         if self.init_s < 0:
             raise ValueError(f"profile {self.name!r}: init_s must be >= 0, got {self.init_s}")
         if not (0.0 <= self.cpu_fraction <= 1.0):
-            raise ValueError(f"profile {self.name!r}: cpu_fraction must be in [0, 1], got {self.cpu_fraction}")
+            raise ValueError(
+                f"profile {self.name!r}: cpu_fraction must be in [0, 1], got {self.cpu_fraction}"
+            )
         if self.max_cores <= 0:
             raise ValueError(f"profile {self.name!r}: max_cores must be > 0, got {self.max_cores}")
 
@@ -78,3 +99,202 @@ class FunctionProfile:
         io_s = exec_s * (1.0 - self.cpu_fraction)
         cpu_s = exec_s * self.cpu_fraction * self.max_cores
         return cpu_s, io_s
+
+    @classmethod
+    def from_trace(
+        cls,
+        name: str,
+        durations: DurationStats,
+        memory: MemoryStats | None,
+        *,
+        cpu_fraction: float = 1.0,
+        max_cores: float = 1.0,
+        init_base_s: float = TRACE_INIT_BASE_S,
+        init_s_per_gb: float = TRACE_INIT_S_PER_GB,
+    ) -> FunctionProfile:
+        """A profile from a 2019 trace function's own duration and memory percentiles.
+
+        - execution: median and p99 from ``percentile_Average_50`` / ``_99`` (ms -> s), each floored at
+          the trace's 1-ms resolution, p99 raised to the median if it is below it;
+        - memory: the 99th percentile of allocated memory rounded up to ``MEMORY_STEP_MB``, at least
+          128 MB (``memory=None``, i.e. no memory row, gives 128 MB);
+        - init: ``init_base_s + init_s_per_gb * memory_mb / 1024`` (an estimate: the trace records no
+          cold starts, and heavier functions load more code).
+        ``cpu_fraction`` defaults to 1 (the trace says nothing about I/O, and treating all time as
+        CPU work does not understate contention).
+        """
+        median_s = max(durations.p50_ms / 1000.0, TRACE_TIME_RESOLUTION_S)
+        p99_s = max(durations.p99_ms / 1000.0, median_s)
+        footprint_mb = memory.pct99_mb if memory is not None else 0.0
+        memory_mb = round_memory_mb(footprint_mb)
+        return cls(
+            name=name,
+            memory_mb=memory_mb,
+            exec_median_s=median_s,
+            exec_p99_s=p99_s,
+            init_s=init_base_s + init_s_per_gb * memory_mb / 1024.0,
+            cpu_fraction=cpu_fraction,
+            max_cores=max_cores,
+            source="Azure Functions 2019 trace: durations p50/p99, memory pct99; init by rule (estimate)",
+        )
+
+
+def round_memory_mb(footprint_mb: float, step_mb: int = MEMORY_STEP_MB) -> int:
+    """An OpenWhisk memory limit for a footprint: rounded up to ``step_mb``, at least ``step_mb``."""
+    if not math.isfinite(footprint_mb) or footprint_mb < 0:
+        raise ValueError(f"memory footprint must be a finite number >= 0 MB, got {footprint_mb}")
+    return max(step_mb, step_mb * math.ceil(footprint_mb / step_mb))
+
+
+_FAASPROFILER = "FaaSProfiler (Shahrad et al., MICRO 2019) functions/"
+_SEBS = "SeBS (Copik et al., Middleware 2021) benchmarks/"
+_PAPER = "paper App. E"
+
+#: The 12 benchmark functions of the paper (supplement App. E), uncontended on an OpenWhisk invoker.
+#: Every number is either measured here (stated) or an estimate with its reason; the table with the
+#: reasoning is in docs/workload.md. Memory limits follow the suites' configured sizes where they
+#: give one (SeBS ``config.json``), rounded to 128-MB steps.
+BENCHMARK_PROFILES: dict[str, FunctionProfile] = {
+    profile.name: profile
+    for profile in (
+        FunctionProfile(
+            name="base64",
+            memory_mb=128,
+            exec_median_s=0.47,
+            exec_p99_s=0.61,
+            init_s=0.6,
+            cpu_fraction=1.0,
+            max_cores=1.0,
+            source=f"{_FAASPROFILER}microbenchmarks/base64 (Python, 100 encodes + 100 decodes of 1 MB): "
+            "median 0.47 s measured on the dev machine; p99 = 1.3 x median (estimate); 128 MB "
+            "(1-MB buffers); init 0.6 s = stock Python runtime cold start (estimate)",
+        ),
+        FunctionProfile(
+            name="primes",
+            memory_mb=256,
+            exec_median_s=1.03,
+            exec_p99_s=1.34,
+            init_s=0.6,
+            cpu_fraction=1.0,
+            max_cores=1.0,
+            source=f"{_FAASPROFILER}microbenchmarks/primes (Python sieve below 10^7, {_PAPER}): median "
+            "1.03 s measured on the dev machine; p99 = 1.3 x median (estimate); 256 MB (a list of 5 M "
+            "Python ints is ~180 MB); init 0.6 s (estimate)",
+        ),
+        FunctionProfile(
+            name="markdown2html",
+            memory_mb=128,
+            exec_median_s=0.03,
+            exec_p99_s=0.06,
+            init_s=0.7,
+            cpu_fraction=1.0,
+            max_cores=1.0,
+            source=f"{_FAASPROFILER}markdown-to-html (Python markdown on a base64 README): estimate, "
+            "tens of ms for a few-kB document; p99 = 2 x median; init 0.7 s (runtime + markdown import)",
+        ),
+        FunctionProfile(
+            name="sentiment-analysis",
+            memory_mb=256,
+            exec_median_s=0.10,
+            exec_p99_s=0.20,
+            init_s=1.8,
+            cpu_fraction=1.0,
+            max_cores=1.0,
+            source=f"{_FAASPROFILER}sentiment-analysis (TextBlob): estimate 0.1 s for a short text; "
+            "256 MB for TextBlob/NLTK data; init 1.8 s (NLTK and TextBlob imports, estimate)",
+        ),
+        FunctionProfile(
+            name="image-resize",
+            memory_mb=256,
+            exec_median_s=0.04,
+            exec_p99_s=0.08,
+            init_s=0.8,
+            cpu_fraction=0.95,
+            max_cores=1.0,
+            source=f"{_FAASPROFILER}img-resize, SeBS 210.thumbnailer: Pillow decode+resize+encode of a "
+            "1080p JPEG measured 28 ms here, +~10 ms base64 and proxy overhead (estimate); 256 MB "
+            f"(SeBS thumbnailer config); compute-intensive per {_PAPER}",
+        ),
+        FunctionProfile(
+            name="html-gen",
+            memory_mb=128,
+            exec_median_s=0.005,
+            exec_p99_s=0.02,
+            init_s=0.7,
+            cpu_fraction=1.0,
+            max_cores=1.0,
+            source=f"{_SEBS}110.dynamic-html (jinja2 template of random numbers): render of 1,000 items "
+            "measured 0.4 ms here, + a few ms action-proxy overhead (estimate); 128 MB (SeBS config)",
+        ),
+        FunctionProfile(
+            name="uploader",
+            memory_mb=128,
+            exec_median_s=0.40,
+            exec_p99_s=1.50,
+            init_s=1.0,
+            cpu_fraction=0.10,
+            max_cores=1.0,
+            source=f"{_SEBS}120.uploader (download from URL, upload to object storage): I/O-bound per "
+            f"{_PAPER}; 0.4 s median and a wide network tail (p99 1.5 s) are estimates for a few-MB "
+            "file inside a data centre; 128 MB (SeBS config); init 1.0 s (storage client import)",
+        ),
+        FunctionProfile(
+            name="compression",
+            memory_mb=256,
+            exec_median_s=1.20,
+            exec_p99_s=2.50,
+            init_s=1.0,
+            cpu_fraction=0.40,
+            max_cores=1.0,
+            source=f"{_SEBS}311.compression (fetch files, zip, upload): I/O-bound per {_PAPER}, with "
+            "deflate as the CPU part (40%, estimate); 1.2 s median / 2.5 s p99 estimated for a few MB; "
+            "256 MB (SeBS config)",
+        ),
+        FunctionProfile(
+            name="image-inference",
+            memory_mb=1024,
+            exec_median_s=0.45,
+            exec_p99_s=0.70,
+            init_s=4.5,
+            cpu_fraction=0.95,
+            max_cores=2.0,
+            source=f"{_SEBS}411.image-recognition (PyTorch ResNet-50, {_PAPER}): ~4 GFLOP per image, "
+            "estimated 0.45 s on 2 cores (batch-1 intra-op parallelism scales poorly past 2); 1024 MB "
+            "(PyTorch + 100-MB weights exceed SeBS's 512-MB default in a container); init 4.5 s "
+            "(torch import + weight load, estimate)",
+        ),
+        FunctionProfile(
+            name="page-rank",
+            memory_mb=512,
+            exec_median_s=0.50,
+            exec_p99_s=0.80,
+            init_s=0.8,
+            cpu_fraction=1.0,
+            max_cores=1.0,
+            source=f"{_SEBS}501.graph-pagerank (igraph, generated graph of 100k nodes): estimate 0.5 s "
+            f"incl. graph generation; 512 MB (SeBS config); data-intensive per {_PAPER}",
+        ),
+        FunctionProfile(
+            name="graph-bfs",
+            memory_mb=512,
+            exec_median_s=0.30,
+            exec_p99_s=0.50,
+            init_s=0.8,
+            cpu_fraction=1.0,
+            max_cores=1.0,
+            source=f"{_SEBS}503.graph-bfs (igraph, 100k nodes): estimate 0.3 s incl. graph generation; "
+            "512 MB (SeBS config)",
+        ),
+        FunctionProfile(
+            name="graph-mst",
+            memory_mb=512,
+            exec_median_s=0.40,
+            exec_p99_s=0.65,
+            init_s=0.8,
+            cpu_fraction=1.0,
+            max_cores=1.0,
+            source=f"{_SEBS}502.graph-mst (igraph, 100k nodes): estimate 0.4 s incl. graph generation; "
+            "512 MB (SeBS config)",
+        ),
+    )
+}
