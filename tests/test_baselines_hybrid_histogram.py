@@ -1,0 +1,117 @@
+"""Hybrid histogram (Shahrad et al. 2020): pre-warm at the 5th percentile of idle times, keep until the 99th."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from baseline_fixtures import MU, snapshot
+
+from policies.baselines.hybrid_histogram import (
+    FROM_FIXED,
+    FROM_HISTOGRAM,
+    FROM_OUT_OF_RANGE,
+    HybridHistogramPolicy,
+)
+from policies.types import Decisions
+
+PERIOD_S = 1800.0  # one invocation every 30 minutes
+TICK_S = 10.0
+
+
+def _periodic(periods: int) -> tuple[HybridHistogramPolicy, float]:
+    """Replay ``periods`` + 1 invocations, PERIOD_S apart; return the policy and the last arrival time."""
+    policy = HybridHistogramPolicy()
+    last = 0.0
+    for k in range(periods + 1):
+        last = PERIOD_S * (k + 1)
+        policy.decide(snapshot(last, arrivals=1.0, completions=1.0, mean_exec_s=0.2), MU)
+    return policy, last
+
+
+def _quiet_until(policy: HybridHistogramPolicy, start_s: float, until_s: float) -> Decisions:
+    """Quiet ticks from ``start_s`` to ``until_s``; the decision of the last one."""
+    decisions = Decisions.none(1)
+    time_s = start_s
+    while time_s < until_s - 1e-9:
+        time_s += TICK_S
+        decisions = policy.decide(snapshot(time_s), MU)
+    return decisions
+
+
+def test_a_periodic_function_gets_a_window_around_its_period_from_the_histogram() -> None:
+    policy, _ = _periodic(periods=12)
+    windows = policy.windows()
+    # Idle time 1790 s lands in the 29th minute bin [1740 s, 1800 s): head 1740 s, tail 1800 s.
+    assert windows.source[0] == FROM_HISTOGRAM
+    assert windows.prewarm_s[0] == pytest.approx(0.9 * 1740.0)
+    assert windows.keep_until_s[0] == pytest.approx(1.1 * 1800.0)
+
+
+@pytest.mark.parametrize(
+    ("idle_s", "expected"),
+    [(10.0, 0), (1560.0, 0), (1570.0, 1), (1980.0, 1), (1990.0, 0)],
+    ids=["unloaded-after-the-call", "before-prewarm", "prewarmed", "end-of-keep-alive", "after-keep-alive"],
+)
+def test_a_periodic_function_is_unloaded_between_calls_and_prewarmed_before_the_next(
+    idle_s: float, expected: int
+) -> None:
+    policy, last = _periodic(periods=12)
+    decisions = _quiet_until(policy, last, last + idle_s)
+    assert decisions.containers[0] == expected, decisions.reasons[0]
+
+
+@pytest.mark.parametrize(
+    ("idle_s", "expected"), [(600.0, 1), (610.0, 0)], ids=["within-ten-minutes", "after-ten-minutes"]
+)
+def test_too_few_samples_fall_back_to_a_fixed_ten_minute_keep_alive(idle_s: float, expected: int) -> None:
+    policy, last = _periodic(periods=3)
+    assert policy.windows().source[0] == FROM_FIXED
+    assert _quiet_until(policy, last, last + idle_s).containers[0] == expected
+
+
+def test_idle_times_spread_evenly_over_the_range_are_not_representative() -> None:
+    policy = HybridHistogramPolicy()
+    policy.decide(snapshot(10.0), MU)
+    spread = np.arange(0.0, 4 * 3600.0, 60.0) + 30.0  # one idle time in every bin: CV 0
+    for value in spread:
+        policy.record_idle_times(np.array([0]), np.array([value]))
+    windows = policy.windows()
+    assert policy.samples[0] == 240
+    assert windows.source[0] == FROM_FIXED
+    assert windows.keep_until_s[0] == 600.0
+
+
+def test_mostly_out_of_range_idle_times_use_the_median_forecast_with_a_15_percent_margin() -> None:
+    policy = HybridHistogramPolicy()
+    policy.decide(snapshot(10.0), MU)
+    for value in [20000.0, 21600.0, 23000.0, 60.0]:
+        policy.record_idle_times(np.array([0]), np.array([value]))
+    windows = policy.windows()
+    assert windows.source[0] == FROM_OUT_OF_RANGE
+    assert windows.prewarm_s[0] == pytest.approx(0.85 * 21600.0)
+    assert windows.keep_until_s[0] == pytest.approx(1.15 * 21600.0)
+
+
+def test_a_busy_function_keeps_enough_containers_for_its_concurrency() -> None:
+    policy = HybridHistogramPolicy()
+    decisions = policy.decide(
+        snapshot(10.0, arrivals=50.0, completions=50.0, mean_exec_s=0.5, in_flight=1.0), MU
+    )
+    assert decisions.containers[0] == 3  # 5/s x 0.5 s = 2.5 concurrent
+
+
+def test_a_function_never_invoked_has_no_container() -> None:
+    decisions = HybridHistogramPolicy().decide(snapshot(10.0), MU)
+    assert decisions.valid[0]
+    assert decisions.containers[0] == 0
+
+
+def test_an_idle_time_spanning_an_unobserved_tick_is_not_recorded() -> None:
+    policy = HybridHistogramPolicy()
+    policy.decide(snapshot(10.0, arrivals=1.0), MU)
+    policy.decide(snapshot(20.0, valid=np.array([False])), MU)
+    policy.decide(snapshot(30.0, arrivals=1.0), MU)
+    assert policy.samples[0] == 0
+    policy.decide(snapshot(40.0, arrivals=1.0), MU)
+    assert policy.samples[0] == 1
+    assert policy.counts[0, 0] == 1
