@@ -1,0 +1,190 @@
+"""The guard between a policy and the cluster: bounds, rate limits, capacity, and no needless writes.
+
+Step 4 of the control loop (DESIGN.md). A pure function of (decisions, snapshot, what was last
+applied, bounds); it never talks to a backend. In order, for every function:
+
+1. a decision that is not valid, or that is about a row the backend could not observe, does not
+   pass (no data, no decision — STYLE.md practice 3);
+2. container targets >= 0 are clamped to [min, max]; CPU shares to [min_shares, max_shares];
+3. the change against the reference (the last applied target, else what the snapshot shows) is
+   limited to ``max_container_change_per_tick`` containers and ``max_shares_change_per_tick`` shares;
+4. with ``respect_capacity``, container increases are trimmed (all by the same fraction, rounded
+   down) until the memory of every function's containers fits the cluster's user memory. This is
+   a check of the total: packing containers onto invokers is the platform's job, so on a
+   fragmented cluster a target that passes may still be only partly placed (the backend then
+   starts what fits, as OpenWhisk would);
+5. a decision equal to the last applied targets is skipped, so an unchanged policy writes nothing.
+
+``UNMANAGED`` container targets and ``KEEP_SHARES`` pass through steps 2–4 untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from policies.types import KEEP_SHARES, UNMANAGED, ClusterSnapshot, Decisions
+
+
+@dataclass(frozen=True)
+class GuardBounds:
+    """The limits decisions are held to (see ``controller.settings.GuardSettings`` for each default)."""
+
+    min_containers: int = 0
+    """Fewest containers of a managed function."""
+    max_containers: int = 64
+    """Most containers of one function."""
+    min_shares: int = 2
+    """Smallest CPU shares per container."""
+    max_shares: int = 8192
+    """Largest CPU shares per container."""
+    max_container_change_per_tick: int = 16
+    """Largest change of a container target in one tick."""
+    max_shares_change_per_tick: int = 1024
+    """Largest change of CPU shares in one tick."""
+    respect_capacity: bool = True
+    """Trim container increases to the cluster's user memory."""
+
+    @classmethod
+    def from_settings(cls, settings: object) -> GuardBounds:
+        """Bounds from a ``GuardSettings`` (any object with the same attribute names)."""
+        return cls(**{name: getattr(settings, name) for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True, eq=False)
+class AppliedTargets:
+    """What the loop last applied successfully per function, i.e. what the backend is holding to."""
+
+    containers: np.ndarray
+    """Last container target, or UNMANAGED if the function was never managed."""
+    cpu_shares: np.ndarray
+    """Last CPU-share target, or KEEP_SHARES if shares were never set."""
+
+    @classmethod
+    def initial(cls, n: int) -> AppliedTargets:
+        """Nothing applied yet for ``n`` functions."""
+        return cls(np.full(n, UNMANAGED, dtype=np.int64), np.full(n, KEEP_SHARES, dtype=np.int64))
+
+    def grown(self, n: int) -> AppliedTargets:
+        """The same targets extended to ``n`` functions (new functions appear at the end)."""
+        extra = n - len(self.containers)
+        if extra <= 0:
+            return self
+        return AppliedTargets(
+            np.concatenate([self.containers, np.full(extra, UNMANAGED, dtype=np.int64)]),
+            np.concatenate([self.cpu_shares, np.full(extra, KEEP_SHARES, dtype=np.int64)]),
+        )
+
+    def with_applied(self, decisions: Decisions, failed: np.ndarray) -> AppliedTargets:
+        """Targets after applying ``decisions``; rows in ``failed`` keep their previous targets."""
+        take = decisions.valid & ~failed
+        containers = np.where(take, decisions.containers, self.containers)
+        shares = np.where(take & (decisions.cpu_shares != KEEP_SHARES), decisions.cpu_shares, self.cpu_shares)
+        return AppliedTargets(containers.astype(np.int64), shares.astype(np.int64))
+
+
+@dataclass(frozen=True, eq=False)
+class GuardResult:
+    """The decisions that may be applied, and what the guard did to the rest."""
+
+    decisions: Decisions
+    """What to apply: ``valid[i]`` True only for a function whose targets change."""
+    blocked_invalid: int
+    """Decisions dropped because the snapshot row was invalid (no data)."""
+    clamped: int
+    """Passed decisions changed by a bound, the per-tick limit or the capacity."""
+    unchanged: int
+    """Valid decisions skipped because they equal the last applied targets."""
+    notes: tuple[str, ...]
+    """Per function, what the guard changed ("" when nothing)."""
+
+
+def _cluster_memory_mb(snapshot: ClusterSnapshot) -> float:
+    # Capacity does not vanish when an invoker's scrape fails: all invokers count.
+    return float(np.sum(snapshot.invokers.memory_mb))
+
+
+def guard(decisions: Decisions, snapshot: ClusterSnapshot, applied: AppliedTargets, bounds: GuardBounds) -> GuardResult:
+    """Apply the guard's five steps (module docstring) to one tick's decisions."""
+    fns = snapshot.functions
+    n = len(fns)
+    if len(decisions) != n:
+        raise ValueError(f"{len(decisions)} decisions for a snapshot of {n} functions")
+    applied = applied.grown(n)
+    notes: list[list[str]] = [[] for _ in range(n)]
+
+    wanted = decisions.valid.copy()
+    blocked = wanted & ~fns.valid
+    wanted &= fns.valid
+    for i in np.flatnonzero(blocked):
+        notes[i].append("row has no data: decision dropped")
+
+    # --- containers: bounds, then the per-tick limit, then the bounds again (they are hard) ---
+    target = decisions.containers.astype(np.int64).copy()
+    managed = wanted & (target != UNMANAGED)
+    observed = np.rint(fns.containers).astype(np.int64)
+    reference = np.where(applied.containers >= 0, applied.containers, observed)
+    lo, hi = bounds.min_containers, bounds.max_containers
+    step = bounds.max_container_change_per_tick
+    limited = np.clip(np.clip(target, lo, hi), reference - step, reference + step)
+    limited = np.clip(limited, lo, hi)
+    for i in np.flatnonzero(managed & (limited != target)):
+        notes[i].append(f"containers {target[i]} -> {limited[i]} (bounds [{lo}, {hi}], step {step})")
+    target = np.where(managed, limited, target)
+
+    # --- capacity: trim increases so that every container's memory fits the cluster ---
+    if bounds.respect_capacity and managed.any():
+        capacity = _cluster_memory_mb(snapshot)
+        held = np.where(managed, target, np.where(applied.containers >= 0, applied.containers, observed))
+        excess = float(np.sum(np.maximum(held, 0) * fns.memory_mb)) - capacity
+        increase = np.where(managed, np.maximum(target - reference, 0), 0)
+        increase_mb = float(np.sum(increase * fns.memory_mb))
+        if excess > 0 and increase_mb > 0:
+            keep = max(0.0, (increase_mb - excess) / increase_mb)
+            trimmed = reference + np.floor(increase * keep).astype(np.int64)
+            for i in np.flatnonzero(increase > 0):
+                if trimmed[i] != target[i]:
+                    notes[i].append(f"containers {target[i]} -> {trimmed[i]} (cluster memory {capacity:.0f} MB)")
+            target = np.where(increase > 0, trimmed, target)
+
+    # --- CPU shares: bounds, then the per-tick limit ---
+    shares = decisions.cpu_shares.astype(np.int64).copy()
+    setting = wanted & (shares != KEEP_SHARES)
+    observed_shares = np.rint(fns.cpu_shares).astype(np.int64)
+    shares_ref = np.where(applied.cpu_shares >= 0, applied.cpu_shares, observed_shares)
+    slo, shi = bounds.min_shares, bounds.max_shares
+    sstep = bounds.max_shares_change_per_tick
+    bounded = np.clip(shares, slo, shi)
+    # With no reference (no containers yet, shares never set) there is nothing to move from.
+    has_ref = shares_ref > 0
+    limited_shares = np.where(has_ref, np.clip(bounded, shares_ref - sstep, shares_ref + sstep), bounded)
+    limited_shares = np.clip(limited_shares, slo, shi)
+    for i in np.flatnonzero(setting & (limited_shares != shares)):
+        notes[i].append(f"shares {shares[i]} -> {limited_shares[i]} (bounds [{slo}, {shi}], step {sstep})")
+    shares = np.where(setting, limited_shares, shares)
+
+    # --- skip what would not change anything ---
+    same_containers = target == applied.containers
+    same_shares = (shares == KEEP_SHARES) | (shares == applied.cpu_shares)
+    unchanged = wanted & same_containers & same_shares
+    passed = wanted & ~unchanged
+    clamped = sum(1 for i in np.flatnonzero(passed) if notes[i])
+
+    result = Decisions(
+        containers=target,
+        cpu_shares=np.where(same_shares, KEEP_SHARES, shares),
+        valid=passed,
+        reasons=decisions.reasons,
+        action=decisions.action,
+    )
+    return GuardResult(
+        decisions=result,
+        blocked_invalid=int(blocked.sum()),
+        clamped=int(clamped),
+        unchanged=int(unchanged.sum()),
+        notes=tuple("; ".join(parts) for parts in notes),
+    )
+
+
+__all__ = ["AppliedTargets", "GuardBounds", "GuardResult", "guard"]

@@ -1,0 +1,261 @@
+"""The control loop: one observe → estimate → decide → guard → act → learn → export pass per tick.
+
+DESIGN.md, "The control loop". Each step is its own function or object; :class:`ControlLoop` only
+sequences them and carries the state that lives between ticks (μ, the last applied targets, the
+previous decisions whose reward is due). ``now`` is always passed in, so the same loop runs faster
+than real time on the simulator and tests move time by hand.
+
+Order inside one tick ``t`` and what the policy sees:
+
+1. ``snapshot_t = backend.observe(now)``
+2. ``mu_t = estimator.update(snapshot_t.invokers)``
+3. ``decisions_t = policy.decide(snapshot_t, mu_t)``
+4. ``guarded = guard(decisions_t, snapshot_t, applied, bounds)``
+5. ``failures = backend.apply(guarded.decisions, now)``
+6. ``policy.feedback(snapshot_t, mu_t, r_{t-1})`` where ``r_{t-1}`` is the reward, measured in
+   ``snapshot_t``, of the decisions of tick ``t − 1`` (NaN where there was none, or no data).
+   A learner therefore already knows its next action ``a_t`` when it learns from
+   ``(s_{t−1}, a_{t−1}, r_{t−1}, s_t, a_t)``, the sample Algorithm 2 of the paper needs.
+7. every :class:`MetricsSink` gets the :class:`TickReport`; every ``checkpoint_every_ticks`` ticks
+   the :class:`Checkpointer` saves the policy.
+
+The reward belongs to the policy's decision even when the guard changed or skipped it: the guard
+is part of the environment the policy learns in.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from controller.backends.base import ActionFailure, Backend, FailureKind
+from controller.estimator import PopulationEstimator
+from controller.guard import AppliedTargets, GuardBounds, GuardResult, guard
+from policies.reward import DEFAULT_ALPHA, reward
+from policies.types import KEEP_SHARES, UNMANAGED, ClusterSnapshot, Decisions, Policy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class TickReport:
+    """Everything one tick saw and did; what sinks export and reports are built from."""
+
+    tick: int
+    """Index of the tick, from 0."""
+    time_s: float
+    """The tick's ``now``, s."""
+    snapshot: ClusterSnapshot
+    """What the backend observed."""
+    mu: np.ndarray
+    """The mean-field estimate after this tick's observation, shape (bins,)."""
+    decisions: Decisions
+    """The policy's decisions, before the guard."""
+    guarded: GuardResult
+    """What the guard let through and what it did to the rest."""
+    failures: tuple[ActionFailure, ...]
+    """Changes the backend could not make."""
+    rewards: np.ndarray
+    """Reward of every function for this tick (NaN: invalid row or no outcome), the run's score."""
+    feedback_rewards: np.ndarray
+    """Rewards given to the policy: ``rewards`` where the previous tick decided, else NaN."""
+    diagnostics: Mapping[str, float]
+    """What ``policy.feedback`` returned (learner losses, KL, ...); empty for baselines."""
+
+
+class MetricsSink(Protocol):
+    """Receives every tick's report: the run recorder, later the Prometheus exporter."""
+
+    def on_tick(self, report: TickReport) -> None: ...
+
+
+class Checkpointer(Protocol):
+    """Saves the policy's learnable state (atomically: a crash never leaves half a file)."""
+
+    def save(self, policy: Policy, tick: int, now: float) -> None: ...
+
+
+@dataclass
+class LoopCounters:
+    """Running totals since the loop started (exported as ``*_total`` counters later)."""
+
+    ticks: int = 0
+    """Ticks completed."""
+    changes_applied: int = 0
+    """Function target changes accepted by the backend."""
+    blocked_invalid: int = 0
+    """Decisions dropped for rows without data."""
+    clamped: int = 0
+    """Decisions changed by the guard's bounds, step limits or capacity."""
+    unchanged: int = 0
+    """Decisions skipped as equal to the current targets."""
+    failures: collections.Counter[FailureKind] = field(default_factory=collections.Counter)
+    """Failed changes per kind."""
+    checkpoints: int = 0
+    """Checkpoints saved."""
+
+
+def _pad(values: np.ndarray, n: int, fill: object) -> np.ndarray:
+    """``values`` extended to length ``n`` (functions that appeared since) with ``fill``."""
+    if len(values) >= n:
+        return values[:n]
+    return np.concatenate([values, np.full(n - len(values), fill, dtype=values.dtype)])
+
+
+def _show_target(containers: int) -> str:
+    return "unmanaged" if containers == UNMANAGED else str(containers)
+
+
+def _describe_change(name: str, before_k: int, after_k: int, before_s: int, after_s: int, reason: str) -> str:
+    """One log line per real change, e.g. ``f: containers 3 -> 5 (ensure: R=3.2 -> 5 containers)``."""
+    parts = []
+    if after_k != before_k:
+        parts.append(f"containers {_show_target(before_k)} -> {_show_target(after_k)}")
+    if after_s != KEEP_SHARES and after_s != before_s:
+        parts.append(f"shares {before_s if before_s >= 0 else 'default'} -> {after_s}")
+    return f"{name}: " + ", ".join(parts) + (f" ({reason})" if reason else "")
+
+
+@dataclass
+class ControlLoop:
+    """Sequences the seven steps for one backend and one policy; holds only between-tick state."""
+
+    backend: Backend
+    """The cluster observed and acted on."""
+    policy: Policy
+    """The decision maker (a baseline or a learner)."""
+    estimator: PopulationEstimator
+    """Owner of μ."""
+    bounds: GuardBounds = field(default_factory=GuardBounds)
+    """The guard's limits."""
+    reward_alpha: float = DEFAULT_ALPHA
+    """α of the reward (see ``policies.reward``)."""
+    sinks: list[MetricsSink] = field(default_factory=list)
+    """Receivers of every tick's report."""
+    checkpointer: Checkpointer | None = None
+    """Saves the policy every ``checkpoint_every_ticks`` ticks; None never."""
+    checkpoint_every_ticks: int = 0
+    """Checkpoint period in ticks; 0 never."""
+    dry_run: bool = False
+    """Decide and guard but apply nothing (and do not record anything as applied)."""
+    counters: LoopCounters = field(default_factory=LoopCounters)
+    """Running totals."""
+    _applied: AppliedTargets = field(default_factory=lambda: AppliedTargets.initial(0), init=False)
+    _previous: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool), init=False)
+    _last_time: float = field(default=float("-inf"), init=False)
+
+    def step(self, now: float) -> TickReport:
+        """Run one tick ending at ``now`` (s); ``now`` must grow from call to call."""
+        if now <= self._last_time:
+            raise ValueError(f"control loop time must increase: got now={now} after {self._last_time}")
+        self._last_time = now
+
+        snapshot = self.backend.observe(now)
+        n = len(snapshot.functions)
+        mu = self.estimator.update(snapshot.invokers, snapshot.tick_s)
+        decisions = self.policy.decide(snapshot, mu)
+        if len(decisions) != n:
+            raise ValueError(
+                f"policy {self.policy.name!r} returned {len(decisions)} decisions for {n} functions"
+            )
+        guarded = guard(decisions, snapshot, self._applied, self.bounds)
+        failures = self._act(snapshot, guarded)
+        rewards, feedback_rewards = self._rewards(snapshot)
+        diagnostics = dict(self.policy.feedback(snapshot, mu, feedback_rewards))
+        self._previous = decisions.valid.copy()
+
+        report = TickReport(
+            tick=self.counters.ticks,
+            time_s=now,
+            snapshot=snapshot,
+            mu=mu,
+            decisions=decisions,
+            guarded=guarded,
+            failures=tuple(failures),
+            rewards=rewards,
+            feedback_rewards=feedback_rewards,
+            diagnostics=diagnostics,
+        )
+        self._count(guarded, failures)
+        self._export(report, now)
+        return report
+
+    def run(self, times: Iterable[float], on_tick: Callable[[TickReport], None] | None = None) -> LoopCounters:
+        """``step`` at each of ``times`` (s, increasing); ``on_tick`` after each (e.g. a progress bar)."""
+        for now in times:
+            report = self.step(now)
+            if on_tick is not None:
+                on_tick(report)
+        return self.counters
+
+    # --- the steps that are not a single call ---
+
+    def _act(self, snapshot: ClusterSnapshot, guarded: GuardResult) -> list[ActionFailure]:
+        n = len(snapshot.functions)
+        self._applied = self._applied.grown(n)
+        to_apply = guarded.decisions
+        if self.dry_run or not to_apply.valid.any():
+            return []
+        failures = self.backend.apply(to_apply, snapshot.time_s)
+        failed_names = {failure.function for failure in failures}
+        for failure in failures:
+            log.warning("%s: action failed (%s): %s", failure.function, failure.kind.value, failure.message)
+        failed = np.array([name in failed_names for name in snapshot.functions.names], dtype=bool)
+        before = self._applied
+        self._applied = before.with_applied(to_apply, failed)
+        self.counters.changes_applied += int((to_apply.valid & ~failed).sum())
+        if log.isEnabledFor(logging.INFO):
+            for i in np.flatnonzero(to_apply.valid & ~failed):
+                log.info(
+                    "%s",
+                    _describe_change(
+                        snapshot.functions.names[i],
+                        int(before.containers[i]),
+                        int(self._applied.containers[i]),
+                        int(before.cpu_shares[i]),
+                        int(to_apply.cpu_shares[i]),
+                        to_apply.reasons[i],
+                    ),
+                )
+        return failures
+
+    def _rewards(self, snapshot: ClusterSnapshot) -> tuple[np.ndarray, np.ndarray]:
+        n = len(snapshot.functions)
+        rewards = reward(snapshot.functions, self.reward_alpha)
+        decided_before = _pad(self._previous, n, False)
+        feedback = np.where(decided_before, rewards, np.nan)
+        rewards.setflags(write=False)
+        feedback.setflags(write=False)
+        return rewards, feedback
+
+    def _count(self, guarded: GuardResult, failures: list[ActionFailure]) -> None:
+        c = self.counters
+        c.ticks += 1
+        c.blocked_invalid += guarded.blocked_invalid
+        c.clamped += guarded.clamped
+        c.unchanged += guarded.unchanged
+        c.failures.update(f.kind for f in failures)
+
+    def _export(self, report: TickReport, now: float) -> None:
+        for sink in self.sinks:
+            sink.on_tick(report)
+        if (
+            self.checkpointer is not None
+            and self.checkpoint_every_ticks > 0
+            and self.counters.ticks % self.checkpoint_every_ticks == 0
+        ):
+            self.checkpointer.save(self.policy, self.counters.ticks, now)
+            self.counters.checkpoints += 1
+
+
+def tick_times(start_s: float, tick_s: float, ticks: int) -> np.ndarray:
+    """The ``now`` of each tick: the end of each of ``ticks`` ticks of ``tick_s`` after ``start_s``."""
+    return start_s + tick_s * np.arange(1, ticks + 1, dtype=float)
+
+
+__all__ = ["Checkpointer", "ControlLoop", "LoopCounters", "MetricsSink", "TickReport", "tick_times"]

@@ -1,0 +1,408 @@
+"""Every setting of a run or of the daemon, in one typed, grouped object.
+
+Sources, highest precedence first:
+
+1. command-line overrides (``load_settings(overrides={"loop.tick_s": 5})``, ``mfrm ... --set loop.tick_s=5``);
+2. environment variables with prefix ``MFRM_`` and ``__`` between levels (``MFRM_LOOP__TICK_S=5``);
+3. a YAML file (``--config FILE``) with the same nesting (``loop: {tick_s: 5}``);
+4. the defaults below.
+
+Every field carries its meaning, unit and the reason for its default (as its docstring, which
+pydantic also uses as the field's description for ``docs/user-guide.md`` and ``--help``), and its
+bounds. A value outside them stops the run at start with a :class:`SettingsError` naming the key,
+the value, where it came from (file and line, environment variable or command line) and the
+allowed range. Secret fields are ``SecretStr`` and print as ``**********`` in :meth:`Settings.logged`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import annotated_types
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "MFRM_"
+ENV_NESTED_DELIMITER = "__"
+
+#: The policies ``mfrm demo`` and ``mfrm compare`` run when none are named: every registered
+#: baseline. Learned policies join this list once they are registered (it is a setting, not code).
+DEFAULT_COMPARE_POLICIES = ("openwhisk-default", "ensure", "kpa", "hpa", "hybrid-histogram")
+
+
+class SettingsError(ValueError):
+    """Invalid settings: the message names each bad key, its value, its source and what is allowed."""
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class ClusterSettings(_Group):
+    """The simulated cluster (the paper's testbed by default: 21 invokers of 8 cores)."""
+
+    invokers: int = Field(21, ge=1, le=10_000)
+    """Number of invokers (worker nodes). 21 is the paper's OpenWhisk deployment (Appendix E)."""
+    cores: float = Field(8.0, gt=0, le=1024)
+    """CPU cores per invoker. 8 as in the paper's invoker VMs."""
+    user_memory_mb: int = Field(2048, ge=128, le=4_194_304)
+    """Memory for action containers per invoker, MB (OpenWhisk ``userMemory``). 2048 MB is
+    OpenWhisk's default user memory; it bounds how many containers fit on one invoker."""
+    idle_timeout_s: float = Field(600.0, gt=0, le=86_400)
+    """Idle time after which an unmanaged container is removed, s. 600 s is OpenWhisk's default
+    keep-alive (10 minutes)."""
+
+
+class WorkloadSettings(_Group):
+    """Which functions run and when their invocations arrive."""
+
+    trace_dir: Path | None = None
+    """Azure Functions 2019 trace folder (``invocations.csv``, ``durations.csv``, ``memory.csv``).
+    Unset: the sample shipped in the source tree (``data/azure-functions-2019-sample``)."""
+    functions: int = Field(12, ge=1, le=100_000)
+    """Number of functions sampled from the trace. 12, the number of benchmark functions of the
+    paper's serverless experiment."""
+    start_minute: int = Field(480, ge=0, le=1439)
+    """Minute of the trace day where the replay starts (0 = midnight). 480 (08:00) is the first
+    minute of the shipped sample."""
+    minutes: int = Field(10, ge=1, le=1440)
+    """Length of the replay, whole trace minutes (the trace counts per minute). 10 keeps a single
+    run short on a laptop."""
+    profiles: Literal["benchmark", "trace"] = "benchmark"
+    """Resource profile of each function: ``benchmark`` maps the sampled functions onto the paper's
+    12 benchmark functions (in order); ``trace`` uses each function's own durations and memory
+    from the trace. Benchmark by default, as in the paper."""
+    arrivals: Literal["poisson", "equidistant"] = "poisson"
+    """How a minute's invocation count is spread inside the minute: ``poisson`` keeps the count and
+    draws uniform times (a Poisson process given its count, the usual replay of a per-minute trace);
+    ``equidistant`` spaces them evenly with a random phase."""
+
+
+class LoopSettings(_Group):
+    """The control loop's timing."""
+
+    tick_s: float = Field(10.0, ge=0.1, le=3600)
+    """Length of one observe–decide–act pass, s. 10 s (DESIGN.md): long enough for a p99 of a
+    busy function to mean something, short against the 10-minute keep-alive."""
+    checkpoint_every_ticks: int = Field(0, ge=0, le=1_000_000)
+    """Save the learner's state every this many ticks; 0 never. Off by default: simulations are
+    reproducible from their seed."""
+
+
+class GuardSettings(_Group):
+    """Bounds every decision is clamped to before it reaches the cluster."""
+
+    min_containers: int = Field(0, ge=0, le=10_000)
+    """Fewest warm containers a managed function keeps. 0 allows scale to zero."""
+    max_containers: int = Field(64, ge=1, le=100_000)
+    """Most containers one function may hold. 64 is above what one function of the paper's
+    workload needs and well under the 168 of the 21 x 2048 MB cluster at 256 MB."""
+    min_shares: int = Field(2, ge=2, le=262_144)
+    """Smallest CPU shares per container. 2 is Docker's (cgroup v1) minimum."""
+    max_shares: int = Field(8192, ge=2, le=262_144)
+    """Largest CPU shares per container. 8192 = all 8 cores of a default invoker."""
+    max_container_change_per_tick: int = Field(16, ge=1, le=100_000)
+    """Largest change of one function's container target in one tick. 16 lets square-root staffing
+    reach a busy function's pool within a few ticks while bounding a runaway policy."""
+    max_shares_change_per_tick: int = Field(1024, ge=1, le=262_144)
+    """Largest change of one function's CPU shares in one tick: one core's worth (1024)."""
+    respect_capacity: bool = True
+    """Trim container increases so that the memory of all targets fits the cluster's user memory."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GuardSettings:
+        if self.min_containers > self.max_containers:
+            raise ValueError(
+                f"guard.min_containers={self.min_containers} is above guard.max_containers={self.max_containers}"
+            )
+        if self.min_shares > self.max_shares:
+            raise ValueError(f"guard.min_shares={self.min_shares} is above guard.max_shares={self.max_shares}")
+        return self
+
+
+class EstimatorSettings(_Group):
+    """The population (mean-field) estimator."""
+
+    bins: int = Field(10, ge=2, le=1000)
+    """Bins of the invoker-utilisation histogram μ over [0, 1]. 10 bins of 10% each."""
+    beta: float = Field(0.05, gt=0, le=1)
+    """Smoothing step β of μ ← (1 − β)μ + βμ_obs per tick. 0.05 (a time constant of 20 ticks)
+    keeps the mean field on a slower timescale than the policy, as the paper requires (β ≪ η)."""
+
+
+class RewardSettings(_Group):
+    """The reward r = (1 − α)q + αu and the SLO it is measured against."""
+
+    alpha: float = Field(0.3, ge=0, le=1)
+    """Weight α of CPU utilisation against latency quality. 0.3, the paper's best (Appendix E)."""
+    slo_margin: float = Field(0.15, ge=0, le=10)
+    """SLO = p99 latency running alone x (1 + margin). 0.15 is the paper's rule."""
+    slo_probe_invocations: int = Field(2000, ge=100, le=1_000_000)
+    """Invocations simulated to measure a function's solo p99. 2000 puts about 20 samples beyond
+    the 99th percentile."""
+
+
+class PolicySettings(_Group):
+    """Which decision makers run."""
+
+    name: str = Field("openwhisk-default", min_length=1)
+    """Policy of ``mfrm simulate`` (a registered name, see ``policies.registry``). OpenWhisk's own
+    behaviour is the reference every other policy is compared with."""
+    compare: tuple[str, ...] = Field(DEFAULT_COMPARE_POLICIES, min_length=1)
+    """Policies of ``mfrm compare`` and ``mfrm demo`` when none are named: all baselines."""
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Keyword parameters per policy name, e.g. ``{ensure: {c: 1.5}}``; empty = their defaults."""
+
+
+class OutputSettings(_Group):
+    """Where results go and how runs use the machine."""
+
+    out_dir: Path = Path("runs/latest")
+    """Folder for CSVs, plots and the run's settings JSON (created if missing)."""
+    plots: bool = True
+    """Write PNG plots beside the CSVs."""
+    workers: int = Field(2, ge=1, le=256)
+    """Processes that run policies of a comparison in parallel. 2 = the cores of a small laptop."""
+
+
+# The YAML file's content while load_settings builds a Settings (None: no file).
+_CONFIG_FILE_DATA: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "mfrm_config_file", default=None
+)
+
+
+class _MappingSource(PydanticBaseSettingsSource):
+    """Settings already parsed from a YAML file (read by :func:`load_settings`)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: Mapping[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = dict(data)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class Settings(BaseSettings):
+    """Everything a run needs; build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    """Seed of the run: arrivals, simulator and policies all derive their generators from it, so
+    the same seed gives the same numbers and every policy of a comparison sees the same arrivals."""
+    cluster: ClusterSettings = ClusterSettings()
+    workload: WorkloadSettings = WorkloadSettings()
+    loop: LoopSettings = LoopSettings()
+    guard: GuardSettings = GuardSettings()
+    estimator: EstimatorSettings = EstimatorSettings()
+    reward: RewardSettings = RewardSettings()
+    policy: PolicySettings = PolicySettings()
+    output: OutputSettings = OutputSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _MappingSource(settings_cls, _CONFIG_FILE_DATA.get() or {}))
+
+    def logged(self) -> dict[str, Any]:
+        """The settings as plain JSON-able data, secrets masked: what runs log and save."""
+        return self.model_dump(mode="json")
+
+
+def _nest(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"loop.tick_s": 5}`` → ``{"loop": {"tick_s": 5}}`` (nested mappings pass through)."""
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        parts = key.split(".")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise SettingsError(f"override {key!r}: {part!r} is both a value and a group")
+        node[parts[-1]] = value
+    return nested
+
+
+def _read_yaml(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SettingsError(f"cannot read settings file {path}: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise SettingsError(f"{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
+    if data is None:
+        return {}, None
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path}: the top level must be a mapping of groups, got {type(data).__name__}")
+    return data, node
+
+
+def _yaml_line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the key at ``loc`` in a composed YAML document, if present."""
+    line = None
+    for part in loc:
+        if not isinstance(node, yaml.MappingNode):
+            return line
+        for key_node, value_node in node.value:
+            if key_node.value == part:
+                line = key_node.start_mark.line + 1
+                node = value_node
+                break
+        else:
+            return line
+    return line
+
+
+def _lookup(data: Mapping[str, Any], loc: tuple[Any, ...]) -> bool:
+    node: Any = data
+    for part in loc:
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _field_info(loc: tuple[Any, ...]) -> FieldInfo | None:
+    model: Any = Settings
+    info = None
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return None
+        info = fields[part]
+        model = info.annotation
+    return info
+
+
+def allowed_range(info: FieldInfo | None) -> str:
+    """The bounds of a field in words, e.g. ``0.1 <= value <= 3600``; empty when unbounded."""
+    if info is None:
+        return ""
+    low = high = ""
+    for item in info.metadata:
+        if isinstance(item, annotated_types.Ge):
+            low = f"{item.ge} <= "
+        elif isinstance(item, annotated_types.Gt):
+            low = f"{item.gt} < "
+        elif isinstance(item, annotated_types.Le):
+            high = f" <= {item.le}"
+        elif isinstance(item, annotated_types.Lt):
+            high = f" < {item.lt}"
+    return f"{low}value{high}" if (low or high) else ""
+
+
+def _source(loc: tuple[Any, ...], overrides: Mapping[str, Any], config_file: Path | None,
+            yaml_data: Mapping[str, Any], yaml_node: yaml.Node | None) -> str:
+    if _lookup(overrides, loc):
+        return "command line"
+    env_name = ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(p) for p in loc).upper()
+    if any(name.upper() == env_name for name in os.environ):
+        return f"environment variable {env_name}"
+    if config_file is not None and _lookup(yaml_data, loc):
+        line = _yaml_line(yaml_node, loc)
+        return f"{config_file}:{line}" if line else str(config_file)
+    return "defaults"
+
+
+def _friendly(error: ValidationError, overrides: Mapping[str, Any], config_file: Path | None,
+              yaml_data: Mapping[str, Any], yaml_node: yaml.Node | None) -> SettingsError:
+    lines = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        key = ".".join(str(p) for p in loc) or "(settings)"
+        source = _source(loc, overrides, config_file, yaml_data, yaml_node)
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown setting (from {source})")
+            continue
+        value = item.get("input")
+        message = item["msg"]
+        bounds = allowed_range(_field_info(loc))
+        allowed = f"; allowed: {bounds}" if bounds else ""
+        shown = "" if isinstance(value, Mapping) else f" = {value!r}"
+        lines.append(f"  {key}{shown} (from {source}): {message}{allowed}")
+    return SettingsError("invalid settings:\n" + "\n".join(lines))
+
+
+def settings_reference() -> list[tuple[str, str, str, str]]:
+    """Every setting as (dotted key, default, allowed range or values, description), in field order."""
+    rows: list[tuple[str, str, str, str]] = []
+
+    def walk(model: Any, prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            annotation = info.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, prefix + name + ".")
+                continue
+            default = info.get_default(call_default_factory=True)
+            if isinstance(default, tuple):
+                default = list(default)
+            allowed = allowed_range(info)
+            choices = getattr(annotation, "__args__", None)
+            if not allowed and choices and all(isinstance(c, str) for c in choices):
+                allowed = " | ".join(choices)
+            description = " ".join((info.description or "").split())
+            rows.append((prefix + name, repr(default) if isinstance(default, str) else str(default), allowed, description))
+
+    walk(Settings, "")
+    return rows
+
+
+def load_settings(config_file: Path | str | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Settings from the YAML file, the environment and ``overrides`` (dotted keys), in that rising order.
+
+    Raises :class:`SettingsError` with a readable message when any value is invalid.
+    """
+    path = Path(config_file) if config_file is not None else None
+    yaml_data, yaml_node = _read_yaml(path) if path is not None else ({}, None)
+    nested = _nest(dict(overrides or {}))
+    token = _CONFIG_FILE_DATA.set(yaml_data)
+    try:
+        return Settings(**nested)
+    except ValidationError as error:
+        raise _friendly(error, nested, path, yaml_data, yaml_node) from None
+    finally:
+        _CONFIG_FILE_DATA.reset(token)
+
+
+__all__ = [
+    "DEFAULT_COMPARE_POLICIES",
+    "ClusterSettings",
+    "EstimatorSettings",
+    "GuardSettings",
+    "LoopSettings",
+    "OutputSettings",
+    "PolicySettings",
+    "RewardSettings",
+    "Settings",
+    "SettingsError",
+    "WorkloadSettings",
+    "allowed_range",
+    "load_settings",
+    "settings_reference",
+]

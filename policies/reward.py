@@ -1,0 +1,102 @@
+"""The reward each function earns for one tick: quality of service blended with CPU efficiency.
+
+DESIGN.md, "The serverless mean-field game", after the paper's Appendix E (reward coefficient α):
+
+    r = (1 − α) · q + α · u,        r ∈ [0, 1]
+
+* ``q`` (quality) is 1 when the tick's p99 latency is within the SLO and SLO / p99 above it, so it
+  falls smoothly towards 0 as the function gets slower (twice the SLO gives q = 0.5).
+* ``u`` (utilisation) is min(1, CPU used / CPU allocated) of the function's containers over the
+  tick: allocated but idle CPU earns nothing. The ratio is capped at 1 because CPU shares are
+  relative weights: a container may borrow idle CPU beyond its allocation, which is not a merit.
+
+What "no data" means here (a NaN reward is *no reward*: learners skip it, reports ignore it):
+
+=========================================  =====  =============================================
+case                                        q      u
+=========================================  =====  =============================================
+row invalid (backend could not observe)     NaN    NaN   → r = NaN
+completions > 0                             min(1, SLO / p99)
+no completions, nothing arrived, nothing    1      used / allocated, or 1 when nothing was
+queued or executing (an idle tick)                 allocated (no CPU wasted)
+no completions but work arrived, queued     NaN    → r = NaN: the latency of that work is not
+or executing                                       known yet; it is counted in the tick where it
+                                                   completes
+=========================================  =====  =============================================
+
+Treating an idle tick as on-time (q = 1) keeps the cost of idle warm containers visible to a
+learner: a function that keeps containers it does not use earns (1 − α) + α·0 instead of 1.
+
+Pure and vectorised: one call scores every function of a snapshot.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from policies.types import FunctionStats
+
+#: Weight of CPU utilisation against latency quality. 0.3 is the paper's choice (Appendix E: best
+#: value of its sensitivity study over α).
+DEFAULT_ALPHA = 0.3
+
+
+def quality(p99_latency_s: np.ndarray, slo_s: np.ndarray) -> np.ndarray:
+    """q = 1 when p99 ≤ SLO, SLO / p99 above it; NaN where p99 is NaN (nothing completed)."""
+    p99 = np.asarray(p99_latency_s, dtype=float)
+    slo = np.asarray(slo_s, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = slo / p99
+    return np.where(np.isnan(p99), np.nan, np.where(p99 <= slo, 1.0, ratio))
+
+
+def utilisation(cpu_used_core_s: np.ndarray, cpu_alloc_core_s: np.ndarray) -> np.ndarray:
+    """u = min(1, used / allocated); 1 where nothing was allocated (no CPU wasted)."""
+    used = np.asarray(cpu_used_core_s, dtype=float)
+    alloc = np.asarray(cpu_alloc_core_s, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.clip(used / alloc, 0.0, 1.0)
+    return np.where(alloc > 0.0, ratio, 1.0)
+
+
+def reward_columns(
+    *,
+    p99_latency_s: np.ndarray,
+    slo_s: np.ndarray,
+    completions: np.ndarray,
+    pending: np.ndarray,
+    cpu_used_core_s: np.ndarray,
+    cpu_alloc_core_s: np.ndarray,
+    valid: np.ndarray,
+    alpha: float = DEFAULT_ALPHA,
+) -> np.ndarray:
+    """The reward per function from plain columns (see the module docstring for every case).
+
+    ``pending`` is the work seen during the tick that has not completed: arrivals + queued +
+    in-flight (any positive value marks the tick as "not idle").
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"reward alpha must be in [0, 1], got {alpha}")
+    completions = np.asarray(completions, dtype=float)
+    idle = (completions <= 0) & (np.asarray(pending, dtype=float) <= 0)
+    q = np.where(completions > 0, quality(p99_latency_s, slo_s), np.where(idle, 1.0, np.nan))
+    u = utilisation(cpu_used_core_s, cpu_alloc_core_s)
+    r = (1.0 - alpha) * q + alpha * u
+    return np.where(np.asarray(valid, dtype=bool), r, np.nan)
+
+
+def reward(functions: FunctionStats, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
+    """The reward of every function of one tick's observations, shape (n_functions,)."""
+    return reward_columns(
+        p99_latency_s=functions.p99_latency_s,
+        slo_s=functions.slo_s,
+        completions=functions.completions,
+        pending=functions.arrivals + functions.queued + functions.in_flight,
+        cpu_used_core_s=functions.cpu_used_core_s,
+        cpu_alloc_core_s=functions.cpu_alloc_core_s,
+        valid=functions.valid,
+        alpha=alpha,
+    )
+
+
+__all__ = ["DEFAULT_ALPHA", "quality", "reward", "reward_columns", "utilisation"]

@@ -1,0 +1,133 @@
+"""The guard: no decision on invalid rows, bounds, step limits, capacity, unchanged targets skipped."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_invokers, make_snapshot
+
+from controller.guard import AppliedTargets, GuardBounds, guard
+from policies.types import KEEP_SHARES, UNMANAGED, Decisions
+
+NAMES = ("a", "b", "c")
+
+
+def _decisions(containers, shares=None, valid=None):
+    n = len(containers)
+    return Decisions(
+        containers=np.array(containers),
+        cpu_shares=np.array(shares if shares is not None else [KEEP_SHARES] * n),
+        valid=np.array(valid if valid is not None else [True] * n),
+        reasons=("test",) * n,
+    )
+
+
+def _applied(containers, shares):
+    return AppliedTargets(np.array(containers, dtype=np.int64), np.array(shares, dtype=np.int64))
+
+
+ROOMY = GuardBounds(min_containers=0, max_containers=10, min_shares=64, max_shares=2048,
+                    max_container_change_per_tick=100, max_shares_change_per_tick=10_000, respect_capacity=False)
+
+
+@pytest.mark.parametrize(
+    "wanted, current, bounds, expected",
+    [
+        ([50, 1, 3], [UNMANAGED] * 3, ROOMY, [10, 1, 3]),
+        ([0, 0, 0], [UNMANAGED] * 3, GuardBounds(min_containers=2, max_containers=8, respect_capacity=False), [2, 2, 2]),
+        ([20, 0, 5], [4, 8, 5], GuardBounds(max_container_change_per_tick=3, respect_capacity=False), [7, 5, 5]),
+        ([UNMANAGED] * 3, [4, 8, 5], GuardBounds(max_container_change_per_tick=1, respect_capacity=False), [UNMANAGED] * 3),
+    ],
+    ids=[
+        "targets above the maximum are clamped to it",
+        "targets below the minimum are raised to it",
+        "changes are limited per tick against the last applied target",
+        "handing a function back to the platform is never limited",
+    ],
+)
+def test_container_targets_are_clamped(wanted, current, bounds, expected):
+    result = guard(_decisions(wanted), make_snapshot(NAMES), _applied(current, [KEEP_SHARES] * 3), bounds)
+    assert list(result.decisions.containers) == expected
+
+
+def test_without_an_applied_target_the_step_limit_starts_from_the_observed_containers():
+    snapshot = make_snapshot(NAMES, containers=np.array([3, 0, 0]))
+    bounds = GuardBounds(max_container_change_per_tick=2, respect_capacity=False)
+    result = guard(_decisions([10, 10, 1]), snapshot, AppliedTargets.initial(3), bounds)
+    assert list(result.decisions.containers) == [5, 2, 1]
+    assert result.clamped == 2
+    assert "containers 10 -> 5" in result.notes[0]
+
+
+@pytest.mark.parametrize(
+    "wanted, current, bounds, expected",
+    [
+        ([4096, 10, KEEP_SHARES], [KEEP_SHARES] * 3, ROOMY, [2048, 64, KEEP_SHARES]),
+        ([2048, 128, 512], [512, 512, KEEP_SHARES], GuardBounds(max_shares_change_per_tick=256), [768, 256, 512]),
+    ],
+    ids=["shares are clamped to their range", "shares move at most one step per tick"],
+)
+def test_cpu_shares_are_clamped(wanted, current, bounds, expected):
+    result = guard(_decisions([1, 1, 1], wanted), make_snapshot(NAMES), _applied([1, 1, 1], current), bounds)
+    assert list(result.decisions.cpu_shares) == expected
+
+
+def test_a_decision_on_an_invalid_row_never_passes():
+    snapshot = make_snapshot(NAMES, valid=np.array([True, False, True]))
+    result = guard(_decisions([2, 2, 2]), snapshot, AppliedTargets.initial(3), ROOMY)
+    assert list(result.decisions.valid) == [True, False, True]
+    assert result.blocked_invalid == 1
+    assert "no data" in result.notes[1]
+
+
+def test_a_decision_the_policy_did_not_make_does_not_pass():
+    result = guard(_decisions([2, 2, 2], valid=[False, True, True]), make_snapshot(NAMES), AppliedTargets.initial(3), ROOMY)
+    assert list(result.decisions.valid) == [False, True, True]
+    assert result.blocked_invalid == 0
+
+
+def test_targets_equal_to_the_applied_ones_are_skipped():
+    applied = _applied([2, 3, UNMANAGED], [256, KEEP_SHARES, KEEP_SHARES])
+    decisions = _decisions([2, 4, UNMANAGED], [256, KEEP_SHARES, KEEP_SHARES])
+    result = guard(decisions, make_snapshot(NAMES), applied, ROOMY)
+    assert list(result.decisions.valid) == [False, True, False]
+    assert result.unchanged == 2
+
+
+def test_a_shares_change_alone_passes_and_unchanged_shares_become_keep():
+    applied = _applied([2, 2, 2], [256, 256, 256])
+    result = guard(_decisions([2, 3, 2], [512, 256, 256]), make_snapshot(NAMES), applied, ROOMY)
+    assert list(result.decisions.valid) == [True, True, False]
+    assert list(result.decisions.cpu_shares) == [512, KEEP_SHARES, KEEP_SHARES]
+
+
+def test_container_increases_are_trimmed_to_the_cluster_memory():
+    # One invoker of 2048 MB holds 8 containers of 256 MB; "a" already holds 4 of them.
+    snapshot = make_snapshot(NAMES, invokers=make_invokers(1))
+    applied = _applied([4, 0, 0], [KEEP_SHARES] * 3)
+    bounds = GuardBounds(max_containers=100, max_container_change_per_tick=100, respect_capacity=True)
+    result = guard(_decisions([4, 8, 8]), snapshot, applied, bounds)
+    containers = result.decisions.containers
+    assert containers[0] == 4
+    assert containers.sum() * 256 <= 2048
+    assert containers[1] == containers[2] == 2
+    assert "cluster memory" in result.notes[1]
+
+
+def test_decisions_of_a_different_length_than_the_snapshot_are_refused():
+    with pytest.raises(ValueError, match="2 decisions for a snapshot of 3"):
+        guard(_decisions([1, 1]), make_snapshot(NAMES), AppliedTargets.initial(3), ROOMY)
+
+
+def test_applied_targets_keep_their_previous_values_where_the_action_failed():
+    applied = _applied([1, 1], [128, 128])
+    decisions = _decisions([5, 5], [256, KEEP_SHARES])
+    after = applied.with_applied(decisions, failed=np.array([False, True]))
+    assert list(after.containers) == [5, 1]
+    assert list(after.cpu_shares) == [256, 128]
+
+
+def test_applied_targets_grow_with_new_functions_as_unmanaged():
+    grown = _applied([3], [128]).grown(3)
+    assert list(grown.containers) == [3, UNMANAGED, UNMANAGED]
+    assert list(grown.cpu_shares) == [128, KEEP_SHARES, KEEP_SHARES]
