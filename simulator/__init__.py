@@ -1,1 +1,30 @@
-"""simulator package."""
+"""The embedded simulated OpenWhisk cluster: invokers, containers, cold starts, CPU-share
+contention and idle eviction; seeded, deterministic and fast (numba event core).
+
+Public API: :class:`ClusterConfig`, :class:`Cluster`, :class:`TickStats` (with
+:class:`FunctionTick` and :class:`InvokerTick`), :data:`RECORD_DTYPE`, :func:`measure_solo_p99`.
+See ``docs/simulator.md``.
+"""
+
+from simulator.cluster import (
+    RECORD_DTYPE,
+    UNMANAGED,
+    Cluster,
+    FunctionTick,
+    InvokerTick,
+    TickStats,
+    measure_solo_p99,
+)
+from simulator.config import ClusterConfig, default_cpu_shares
+
+__all__ = [
+    "RECORD_DTYPE",
+    "UNMANAGED",
+    "Cluster",
+    "ClusterConfig",
+    "FunctionTick",
+    "InvokerTick",
+    "TickStats",
+    "default_cpu_shares",
+    "measure_solo_p99",
+]
