@@ -1,0 +1,3 @@
+from localwhisk.cli import main
+
+main()

@@ -1,0 +1,169 @@
+"""The platform's settings: one frozen, validated object built once at start.
+
+Defaults follow a stock OpenWhisk deployment where one exists (action limits, 10-minute idle
+eviction, 50 ms pause grace, 60 s maximum blocking wait) and say so; the rest are sized for a small
+machine. Invalid values are rejected at construction with the field, the value and the allowed range.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_UUID_KEY = re.compile(r"^([^:\s]+):([^:\s]+)$")
+_NAMESPACE = re.compile(r"^[\w][\w@.-]*$")
+
+
+class ConfigError(ValueError):
+    """A setting is out of range or malformed; the message names the setting and the value."""
+
+
+@dataclass(frozen=True)
+class LimitRange:
+    """Allowed range and default of one action limit (OpenWhisk's ``min``/``max``/``std``)."""
+
+    minimum: int
+    """Smallest accepted value, in ``unit``."""
+    maximum: int
+    """Largest accepted value, in ``unit``."""
+    default: int
+    """Value used when an action does not set the limit, in ``unit``."""
+    unit: str
+    """Unit for messages: ``MB``, ``ms`` or empty."""
+
+    def __post_init__(self) -> None:
+        if not (self.minimum <= self.default <= self.maximum):
+            raise ConfigError(
+                f"limit range needs minimum <= default <= maximum, got {self.minimum}, {self.default}, {self.maximum}"
+            )
+
+
+@dataclass(frozen=True)
+class ActionLimitRanges:
+    """Ranges of the per-action limits; the defaults are OpenWhisk's out-of-the-box values."""
+
+    memory_mb: LimitRange = LimitRange(128, 512, 256, "MB")
+    """Container memory, MB. OpenWhisk: 128..512, default 256."""
+    timeout_ms: LimitRange = LimitRange(100, 300_000, 60_000, "ms")
+    """Run time allowed to one activation, ms. OpenWhisk: 100 ms..5 min, default 60 s."""
+    logs_mb: LimitRange = LimitRange(0, 10, 10, "MB")
+    """Log volume one activation may write, MB. OpenWhisk: 0..10, default 10."""
+    concurrency: LimitRange = LimitRange(1, 1, 1, "")
+    """Activations one container runs at once. OpenWhisk ships 1..1; localwhisk runs one at a time
+    in each container, so it accepts only 1 (a wider range would be a promise it does not keep)."""
+
+    def __post_init__(self) -> None:
+        if self.concurrency.maximum != 1:
+            raise ConfigError(
+                f"concurrency limit maximum must be 1 (one activation per container), got {self.concurrency.maximum}"
+            )
+
+
+@dataclass(frozen=True)
+class ThrottleConfig:
+    """Per-namespace admission limits; over them an invocation gets HTTP 429."""
+
+    invocations_per_minute: int = 60_000
+    """Invocations admitted per namespace in any 60 s window. OpenWhisk's default is 60, which a
+    trace replay exceeds at once; deployments raise it, and so does this default."""
+    concurrent_invocations: int = 1_000
+    """Invocations of a namespace queued or running at once. OpenWhisk's default is 30; raised for
+    the same reason."""
+
+    def __post_init__(self) -> None:
+        for name in ("invocations_per_minute", "concurrent_invocations"):
+            value = getattr(self, name)
+            if value < 1:
+                raise ConfigError(f"throttle.{name} must be >= 1, got {value}")
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The one authenticated user: OpenWhisk's ``uuid:key`` and the namespace it owns."""
+
+    uuid: str
+    """First half of the API key (the user name of HTTP basic auth)."""
+    key: str
+    """Second half of the API key (the password of HTTP basic auth); never logged."""
+    namespace: str = "guest"
+    """Namespace the subject owns; ``_`` in a path means this one. OpenWhisk's default user is guest."""
+
+    @classmethod
+    def parse(cls, auth: str, namespace: str = "guest") -> Subject:
+        """Build from ``"uuid:key"`` (the format of ``wsk property set --auth``)."""
+        match = _UUID_KEY.match(auth or "")
+        if not match:
+            raise ConfigError("auth must look like UUID:KEY (two non-empty parts without spaces), got a malformed value")
+        if not _NAMESPACE.match(namespace):
+            raise ConfigError(f"namespace {namespace!r} is not a valid OpenWhisk namespace name")
+        return cls(uuid=match.group(1), key=match.group(2), namespace=namespace)
+
+    def __repr__(self) -> str:
+        return f"Subject(uuid={self.uuid!r}, key='***', namespace={self.namespace!r})"
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    """Everything the platform needs to start."""
+
+    subject: Subject
+    """Who may call the API (HTTP basic auth) and the namespace they own."""
+    state_dir: Path
+    """Where actions are saved (so a restart keeps them) and containers keep their working
+    directories and logs."""
+    host: str = "127.0.0.1"
+    """Address to listen on. Loopback by default: the platform runs arbitrary code on request."""
+    port: int = 3233
+    """TCP port; 0 picks a free one (tests). 3233 is the port of OpenWhisk's standalone server."""
+    limits: ActionLimitRanges = field(default_factory=ActionLimitRanges)
+    """Allowed ranges and defaults of the action limits."""
+    throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
+    """Per-namespace admission limits (HTTP 429 beyond them)."""
+    user_memory_mb: int = 4096
+    """Memory all containers together may reserve, MB (OpenWhisk's invoker ``userMemory``). A new
+    container that does not fit evicts idle unpinned containers or waits. 4 GiB is 16 containers of
+    256 MB: ample for 12 functions on a 2-core machine."""
+    idle_timeout_s: float = 600.0
+    """An unmanaged container idle this long is removed, s. OpenWhisk's default: 10 minutes."""
+    pause_grace_s: float = 0.05
+    """An idle container is paused (SIGSTOP) this long after its last activation, s. OpenWhisk's
+    default pause grace is 50 ms."""
+    janitor_interval_s: float = 0.05
+    """How often the background pass pauses, evicts and reconciles pools, s; matches the pause grace."""
+    max_blocking_wait_s: float = 60.0
+    """Longest a blocking invocation holds its HTTP request before answering 202, s. OpenWhisk: 60 s."""
+    max_http_handlers: int = 128
+    """HTTP connections served at once; beyond this a request gets 503 at once. Bounds threads:
+    a blocking invocation holds its handler for up to ``max_blocking_wait_s``."""
+    max_stored_activations: int = 100_000
+    """Activation records kept in memory; the oldest are dropped beyond this (about 1 KB each)."""
+    cgroups: str = "auto"
+    """``auto``: use cgroups where writable (v1 or v2) and run without them otherwise; ``off``:
+    never touch cgroups (no CPU control; memory limit by RLIMIT_AS)."""
+    cgroup_parent: str = "localwhisk"
+    """Name of the cgroup created under the platform's own cgroup in each hierarchy; containers are
+    its children."""
+    drain_timeout_s: float = 10.0
+    """On shutdown, how long running activations may finish before their containers are killed, s."""
+
+    def __post_init__(self) -> None:
+        checks: list[tuple[str, float, float, float]] = [
+            ("port", self.port, 0, 65535),
+            ("user_memory_mb", self.user_memory_mb, self.limits.memory_mb.minimum, 1 << 30),
+            ("idle_timeout_s", self.idle_timeout_s, 0.0, float("inf")),
+            ("pause_grace_s", self.pause_grace_s, 0.0, float("inf")),
+            ("janitor_interval_s", self.janitor_interval_s, 0.001, 60.0),
+            ("max_blocking_wait_s", self.max_blocking_wait_s, 0.0, 3600.0),
+            ("max_http_handlers", self.max_http_handlers, 1, 100_000),
+            ("max_stored_activations", self.max_stored_activations, 1, 100_000_000),
+            ("drain_timeout_s", self.drain_timeout_s, 0.0, 3600.0),
+        ]
+        for name, value, low, high in checks:
+            if not (low <= value <= high):
+                raise ConfigError(f"PlatformConfig.{name} must be in [{low}, {high}], got {value}")
+        if self.cgroups not in ("auto", "off"):
+            raise ConfigError(f"PlatformConfig.cgroups must be 'auto' or 'off', got {self.cgroups!r}")
+        if not _NAMESPACE.match(self.cgroup_parent):
+            raise ConfigError(f"PlatformConfig.cgroup_parent must be a plain directory name, got {self.cgroup_parent!r}")
+        object.__setattr__(self, "state_dir", Path(self.state_dir))

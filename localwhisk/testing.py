@@ -1,0 +1,136 @@
+"""Helpers for programs and tests that run a localwhisk in-process and talk to it over HTTP.
+
+    with running_platform(tmp_path) as (whisk, client):
+        client.put_action("hello", "def main(args):\\n    return {'ok': True}\\n")
+        status, record = client.invoke("hello", {}, blocking=True)
+
+The platform listens on 127.0.0.1 with an ephemeral port; the client uses the standard library only.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import json
+import socket
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from localwhisk.clock import Clock
+from localwhisk.config import PlatformConfig, Subject
+from localwhisk.server import LocalWhisk
+
+#: Credentials of test platforms (not a secret: loopback only, gone with the test).
+TEST_AUTH = "7f3c2a10-5d1e-4b8a-9c6f-0a1b2c3d4e5f:test-key-not-secret"
+
+
+class WhiskClient:
+    """A small OpenWhisk REST client (one keep-alive connection, not thread-safe)."""
+
+    def __init__(self, url: str, auth: str = TEST_AUTH, namespace: str = "_", timeout_s: float = 120.0) -> None:
+        host_port = url.split("://", 1)[-1].rstrip("/")
+        host, _, port = host_port.rpartition(":")
+        self.host, self.port = host.strip("[]"), int(port)
+        self.timeout_s = timeout_s
+        self.namespace = namespace
+        self.auth_header: str | None = "Basic " + base64.b64encode(auth.encode()).decode()
+        self._connection: http.client.HTTPConnection | None = None
+
+    def _connect(self) -> http.client.HTTPConnection:
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+        connection.connect()
+        assert connection.sock is not None
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return connection
+
+    def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
+        """One request; returns (status, decoded JSON body or text)."""
+        headers = {"Content-Type": "application/json"}
+        if self.auth_header is not None:
+            headers["Authorization"] = self.auth_header
+        payload = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        for attempt in (1, 2):
+            if self._connection is None:
+                self._connection = self._connect()
+            try:
+                self._connection.request(method, path, body=payload, headers=headers)
+                response = self._connection.getresponse()
+                data = response.read()
+                break
+            except (ConnectionError, http.client.HTTPException):
+                self._connection.close()
+                self._connection = None
+                if attempt == 2:
+                    raise
+        if response.getheader("Content-Type", "").startswith("application/json"):
+            return response.status, json.loads(data) if data else None
+        return response.status, data.decode()
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    # --- OpenWhisk calls -------------------------------------------------------------------
+
+    def action_path(self, name: str) -> str:
+        return f"/api/v1/namespaces/{quote(self.namespace, safe='')}/actions/{quote(name, safe='')}"
+
+    def put_action(self, name: str, code: str | None = None, overwrite: bool = False, **fields: Any) -> tuple[int, Any]:
+        body = dict(fields)
+        if code is not None:
+            body["exec"] = {"kind": "python:3", "code": code}
+        return self.request("PUT", self.action_path(name) + f"?overwrite={str(overwrite).lower()}", body)
+
+    def invoke(
+        self, name: str, params: dict[str, Any] | None = None, blocking: bool = False, result: bool = False,
+        timeout_ms: int | None = None,
+    ) -> tuple[int, Any]:
+        query = {"blocking": str(blocking).lower(), "result": str(result).lower()}
+        if timeout_ms is not None:
+            query["timeout"] = str(timeout_ms)
+        return self.request("POST", self.action_path(name) + "?" + urlencode(query), params or {})
+
+    def activation(self, activation_id: str, part: str = "") -> tuple[int, Any]:
+        suffix = f"/{part}" if part else ""
+        return self.request("GET", f"/api/v1/namespaces/{quote(self.namespace, safe='')}/activations/{activation_id}{suffix}")
+
+    def activations(self, **query: Any) -> tuple[int, Any]:
+        suffix = ("?" + urlencode(query)) if query else ""
+        return self.request("GET", f"/api/v1/namespaces/{quote(self.namespace, safe='')}/activations{suffix}")
+
+    def resources(self, name: str, containers: int | None = None, cpu_shares: int | None = None) -> tuple[int, Any]:
+        path = f"/resources/v1/namespaces/{quote(self.namespace, safe='')}/actions/{quote(name, safe='')}"
+        if containers is None and cpu_shares is None:
+            return self.request("GET", path)
+        body: dict[str, int] = {}
+        if containers is not None:
+            body["containers"] = containers
+        if cpu_shares is not None:
+            body["cpuShares"] = cpu_shares
+        return self.request("PUT", path, body)
+
+
+def annotation(record: dict[str, Any], key: str) -> Any:
+    """The value of an activation's annotation, or None."""
+    return next((a["value"] for a in record.get("annotations", []) if a["key"] == key), None)
+
+
+@contextlib.contextmanager
+def running_platform(
+    state_dir: Path, clock: Clock | None = None, **overrides: Any
+) -> Iterator[tuple[LocalWhisk, WhiskClient]]:
+    """A started platform on 127.0.0.1:<ephemeral> and a client for it; stopped on exit."""
+    config = PlatformConfig(subject=Subject.parse(TEST_AUTH), state_dir=Path(state_dir), port=0)
+    config = replace(config, **overrides)
+    whisk = LocalWhisk(config, clock=clock).start()
+    client = WhiskClient(whisk.url)
+    try:
+        yield whisk, client
+    finally:
+        client.close()
+        whisk.stop()
