@@ -1,0 +1,302 @@
+"""Learner checkpoints: one file per policy, written atomically, refused when it does not fit.
+
+Format (``FORMAT_VERSION`` 1): a single numpy ``.npz`` archive (a zip of ``.npy`` arrays, read with
+``allow_pickle=False``, so loading a checkpoint never runs code). It holds
+
+* every array of the policy's ``state_dict()`` under its own key (torch tensors are stored as numpy
+  arrays of the same dtype and converted back by the policy's ``load_state_dict``), and
+* ``__header__``: UTF-8 JSON as a uint8 array, with ``format``, ``format_version``,
+  ``mfrm_version``, ``policy``, ``signature`` (the shapes the state must fit: feature dimension,
+  actions, network sizes, state version), ``settings`` (the policy's hyperparameters), ``seed``,
+  ``tick``, ``time_s``, ``arrays`` (name → shape and dtype) and ``values`` (the non-array entries of
+  the state: step counters, the KL coefficient, generator states).
+
+Compatibility is decided by ``format_version``, the policy's ``signature`` (which carries its own
+state version) and the names and shapes of the stored arrays; ``mfrm_version`` is recorded for
+provenance only. Entries under ``pending/`` (the decision whose reward was still due, one row per
+function) depend on the workload, not on the policy, and are not compared. Settings that differ (say,
+a new learning rate) are reported, not refused: fine-tuning with other hyperparameters is legitimate.
+
+Atomicity: the archive is written to a temporary file in the target's directory, flushed and
+fsync'ed, then renamed over the target with ``os.replace`` (atomic on POSIX and Windows), and the
+directory is fsync'ed so the rename itself survives a power cut. A process killed at any point
+leaves either the previous checkpoint or the new one, never a torn file; a leftover temporary
+file is removed by the next save.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from controller.version import __version__
+
+log = logging.getLogger(__name__)
+
+FORMAT = "mfrm-checkpoint"
+#: Layout of the file itself (header keys, how arrays are stored). Bump on any incompatible change.
+FORMAT_VERSION = 1
+_HEADER_KEY = "__header__"
+#: State keys whose presence and shape follow the workload (see the module docstring).
+_UNCHECKED_PREFIX = "pending/"
+_TMP_MARK = ".tmp-"
+
+
+class CheckpointError(Exception):
+    """A checkpoint could not be written, read, or loaded into the given policy."""
+
+
+class Checkpointable(Protocol):
+    """What a policy offers to be checkpointed (the learners of ``policies.serverless_nac``/``nac_nn``)."""
+
+    name: str
+
+    def state_dict(self) -> Mapping[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+    def checkpoint_signature(self) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """What :func:`load_checkpoint` restored."""
+
+    path: Path
+    """The file read."""
+    header: Mapping[str, Any]
+    """Its JSON header (see the module docstring)."""
+    settings_differences: tuple[str, ...] = field(default_factory=tuple)
+    """Hyperparameters that differ between the checkpoint and the policy it was loaded into."""
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, np.ndarray) or hasattr(value, "detach")
+
+
+def _as_numpy(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor, without importing torch here
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _split_state(state: Mapping[str, Any], policy_name: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    arrays: dict[str, np.ndarray] = {}
+    values: dict[str, Any] = {}
+    for key, value in state.items():
+        if key == _HEADER_KEY:
+            raise CheckpointError(f"policy {policy_name!r}: state key {key!r} is reserved")
+        if _is_array(value):
+            array = _as_numpy(value)
+            if array.dtype == object:
+                raise CheckpointError(
+                    f"policy {policy_name!r}: state array {key!r} has dtype object, which is not storable"
+                )
+            arrays[key] = array
+        else:
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError) as error:
+                raise CheckpointError(
+                    f"policy {policy_name!r}: state value {key!r} ({type(value).__name__}) is neither an array nor JSON: {error}"
+                ) from None
+            values[key] = value
+    return arrays, values
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Makes the rename durable; not possible on every platform (e.g. Windows), where it is skipped.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    for stale in path.parent.glob(f".{path.name}{_TMP_MARK}*"):
+        stale.unlink(missing_ok=True)
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    policy: Checkpointable,
+    *,
+    tick: int,
+    time_s: float,
+    seed: int | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``policy``'s state to ``path`` atomically; returns the path.
+
+    ``seed`` and ``settings`` default to the policy's own ``seed`` and ``settings_record``
+    attributes when it has them.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    arrays, values = _split_state(policy.state_dict(), policy.name)
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "mfrm_version": __version__,
+        "policy": policy.name,
+        "signature": dict(policy.checkpoint_signature()),
+        "settings": dict(settings if settings is not None else getattr(policy, "settings_record", {})),
+        "seed": seed if seed is not None else getattr(policy, "seed", None),
+        "tick": int(tick),
+        "time_s": float(time_s),
+        "arrays": {key: {"shape": list(a.shape), "dtype": a.dtype.str} for key, a in arrays.items()},
+        "values": values,
+    }
+    encoded = np.frombuffer(json.dumps(header, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+    _remove_stale_temporaries(target)
+    tmp = target.with_name(f".{target.name}{_TMP_MARK}{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **{_HEADER_KEY: encoded}, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(target.parent)
+    return target
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and the state (numpy arrays and plain values) of a checkpoint file."""
+    source = Path(path)
+    if not source.is_file():
+        raise CheckpointError(f"checkpoint {source} does not exist")
+    try:
+        with np.load(source, allow_pickle=False) as archive:
+            if _HEADER_KEY not in archive.files:
+                raise CheckpointError(f"{source} is not an mfrm checkpoint: it has no {_HEADER_KEY} entry")
+            header = json.loads(archive[_HEADER_KEY].tobytes().decode("utf-8"))
+            arrays = {key: archive[key] for key in archive.files if key != _HEADER_KEY}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
+        raise CheckpointError(f"{source} is not a readable mfrm checkpoint: {error}") from None
+    if header.get("format") != FORMAT:
+        raise CheckpointError(f"{source} is not an mfrm checkpoint (format={header.get('format')!r})")
+    state: dict[str, Any] = dict(header.get("values", {}))
+    state.update(arrays)
+    return header, state
+
+
+def _differences(label: str, saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    out = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out.extend(_differences(f"{label}{key}.", a, b))
+        elif a != b:
+            out.append(f"{label}{key}: checkpoint {a!r}, this policy {b!r}")
+    return out
+
+
+def load_checkpoint(path: str | os.PathLike[str], policy: Checkpointable) -> LoadedCheckpoint:
+    """Restore ``policy`` from ``path``; refuses (CheckpointError naming what differs) when it does not fit.
+
+    Nothing in ``policy`` changes when the checkpoint is refused.
+    """
+    source = Path(path)
+    header, state = read_checkpoint(source)
+    if header.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{source} has checkpoint format version {header.get('format_version')!r} (written by mfrm "
+            f"{header.get('mfrm_version')}); this mfrm ({__version__}) reads format version {FORMAT_VERSION}"
+        )
+    problems = _differences("", header.get("signature", {}), dict(policy.checkpoint_signature()))
+    current_arrays, current_values = _split_state(policy.state_dict(), policy.name)
+    saved_values = header.get("values", {})
+
+    def checked(keys: Any) -> set[str]:
+        return {key for key in keys if not key.startswith(_UNCHECKED_PREFIX)}
+
+    for key in sorted(checked(current_values) ^ checked(saved_values)):
+        where = (
+            "absent from the checkpoint"
+            if key not in saved_values
+            else "in the checkpoint, unknown to this policy"
+        )
+        problems.append(f"value {key}: {where}")
+    for key in sorted(checked(current_arrays) | checked(header.get("arrays", {}))):
+        saved = header.get("arrays", {}).get(key)
+        if saved is None:
+            problems.append(f"array {key}: absent from the checkpoint")
+        elif key not in current_arrays:
+            problems.append(f"array {key}: in the checkpoint, unknown to this policy")
+        elif tuple(saved["shape"]) != current_arrays[key].shape:
+            problems.append(
+                f"array {key}: checkpoint shape {tuple(saved['shape'])}, this policy {current_arrays[key].shape}"
+            )
+    if problems:
+        raise CheckpointError(
+            f"checkpoint {source} does not fit policy {policy.name!r}:\n  " + "\n  ".join(problems)
+        )
+    policy.load_state_dict(state)
+    settings_diff = _differences("", header.get("settings", {}), dict(getattr(policy, "settings_record", {})))
+    for line in settings_diff:
+        log.warning("checkpoint %s: setting differs: %s", source, line)
+    return LoadedCheckpoint(path=source, header=header, settings_differences=tuple(settings_diff))
+
+
+@dataclass
+class CheckpointStore:
+    """The loop's checkpointer: one file per policy in ``directory``, replaced at every save.
+
+    The loop calls :meth:`save` every ``checkpoint_every_ticks`` ticks; the command that owns the
+    run calls it once more at exit (normal end, Ctrl-C or SIGTERM), so the last ticks are not lost.
+    """
+
+    directory: Path
+    """Folder of the checkpoint files (created on the first save)."""
+    saved: int = 0
+    """Checkpoints written by this store."""
+    _warned: set[str] = field(default_factory=set, init=False)
+
+    def path_for(self, policy_name: str) -> Path:
+        """The file of policy ``policy_name``."""
+        return Path(self.directory) / f"{policy_name}.ckpt.npz"
+
+    def save(self, policy: Any, tick: int, now: float) -> Path | None:
+        """Save ``policy`` (a no-op, logged once, for a policy without learnable state)."""
+        if not hasattr(policy, "state_dict"):
+            if policy.name not in self._warned:
+                log.warning("policy %r has no learnable state; nothing to checkpoint", policy.name)
+                self._warned.add(policy.name)
+            return None
+        path = save_checkpoint(self.path_for(policy.name), policy, tick=tick, time_s=now)
+        self.saved += 1
+        log.info("checkpoint of %s saved at tick %d: %s", policy.name, tick, path)
+        return path
+
+    def load(self, policy: Checkpointable) -> LoadedCheckpoint:
+        """Resume ``policy`` from its file in ``directory``."""
+        return load_checkpoint(self.path_for(policy.name), policy)
+
+
+__all__ = [
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "CheckpointStore",
+    "Checkpointable",
+    "LoadedCheckpoint",
+    "load_checkpoint",
+    "read_checkpoint",
+    "save_checkpoint",
+]

@@ -1,0 +1,323 @@
+"""The serverless mean-field game's observation and action spaces, vectorised over functions.
+
+DESIGN.md, "The serverless mean-field game": agent i is one function; its local state is its arrival
+rate, warm containers, CPU shares per container, p99 latency against its SLO, the CPU utilisation of
+its containers, its cold-start fraction and its queue per container; the mean-field state μ is the
+histogram of invoker CPU utilisation over B bins. The action is one of 9 moves, {-1, 0, +1}
+containers x {-1, 0, +1} CPU-share steps.
+
+Everything here is a pure function of one :class:`~policies.types.ClusterSnapshot` and μ, computed
+for all functions at once (a handful of numpy operations for 10,000 functions).
+
+Feature vector ``x(s)`` of one function (every entry in [0, 1] before the final scaling)::
+
+    0  bias                  1
+    1  arrival rate          log(1 + arrivals/tick_s) / log(1 + rate_max_per_s)
+    2  containers            log(1 + containers) / log(1 + containers_max)
+    3  shares per container  cpu_shares / shares_max
+    4  p99 / SLO             min(p99/slo, latency_ratio_max) / latency_ratio_max, 0 when unknown
+    5  no latency            1 when nothing completed in the tick (p99 is NaN), else 0
+    6  CPU utilisation       cpu_used / cpu_alloc of its containers, 0 without an allocation
+    7  cold-start fraction   cold_starts / max(arrivals, 1)
+    8  queue per container   log(1 + queued/max(containers, 1)) / log(1 + queue_per_container_max)
+    9… μ                     the B-bin population histogram (sums to 1, so its norm is <= 1)
+
+The whole vector is divided by ``sqrt(9 + 1)``: the 9 local entries contribute at most 9 to the
+squared norm and μ at most 1, so ‖x‖₂ <= 1. The linear learner's features are the action-blocked
+``φ(s, a) = e_a ⊗ x(s)`` (Algorithm 1 of the paper needs ‖φ‖₂ <= 1, and a block per action lets
+every action's preference depend on the whole state); ``θᵀφ(s, a) = x(s) · Θ[a]`` so the policy's
+logits are one (N, d) x (d, A) product.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from policies.types import KEEP_SHARES, UNMANAGED, ClusterSnapshot, Decisions, FunctionStats
+
+#: Names of the local (per-function) feature columns, in order; μ's bins follow.
+LOCAL_FEATURES: tuple[str, ...] = (
+    "bias",
+    "arrival_rate",
+    "containers",
+    "shares_per_container",
+    "p99_over_slo",
+    "no_latency",
+    "cpu_utilisation",
+    "cold_start_fraction",
+    "queue_per_container",
+)
+#: Squared-norm bound of the unscaled vector: each local entry is <= 1, and μ (a probability
+#: vector) has a Euclidean norm <= 1.
+_NORM = math.sqrt(len(LOCAL_FEATURES) + 1)
+
+#: The 9 moves: row a is (container change, share-step change). Action 4 is "hold".
+ACTIONS: np.ndarray = np.array([(dc, ds) for dc in (-1, 0, 1) for ds in (-1, 0, 1)], dtype=np.int64)
+ACTIONS.setflags(write=False)
+N_ACTIONS = len(ACTIONS)
+HOLD_ACTION = 4
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """Normalisation constants of the local features: each maps a raw quantity into [0, 1]."""
+
+    mu_bins: int = 10
+    """Bins B of the population histogram μ (invoker CPU utilisation). Must match the estimator's;
+    10 bins of 10% resolve the difference between an idle, a busy and a saturated invoker."""
+    rate_max_per_s: float = 1000.0
+    """Arrival rate, invocations/s, that maps to 1 (log scale, clipped). Azure traces span rates
+    from one a day to thousands a second; a log keeps the rare functions distinguishable."""
+    containers_max: float = 256.0
+    """Container count that maps to 1 (log scale, clipped): more than any one function needs on the
+    paper's 21 x 8-core cluster."""
+    shares_max: float = 4096.0
+    """CPU shares per container that map to 1 (linear, clipped): 4 cores, the largest action size
+    a container of the benchmark functions can use."""
+    latency_ratio_max: float = 4.0
+    """p99/SLO that maps to 1 (linear, clipped): beyond 4x the objective the quality term of the
+    reward is already <= 0.25 and finer detail does not change the right move."""
+    queue_per_container_max: float = 64.0
+    """Waiting invocations per container that map to 1 (log scale, clipped)."""
+
+    def __post_init__(self) -> None:
+        if self.mu_bins < 1:
+            raise ValueError(f"FeatureSettings.mu_bins={self.mu_bins}: must be >= 1")
+        for name in (
+            "rate_max_per_s",
+            "containers_max",
+            "shares_max",
+            "latency_ratio_max",
+            "queue_per_container_max",
+        ):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"FeatureSettings.{name}={value}: must be a finite number > 0")
+
+    @property
+    def state_dim(self) -> int:
+        """Length d of the state vector x(s): the local features plus μ's bins."""
+        return len(LOCAL_FEATURES) + self.mu_bins
+
+    def feature_names(self) -> tuple[str, ...]:
+        """Names of the entries of x(s), for diagnostics and docs."""
+        return LOCAL_FEATURES + tuple(f"mu_{b}" for b in range(self.mu_bins))
+
+
+@dataclass(frozen=True)
+class ActionSettings:
+    """How a move becomes a target: step sizes, bounds, and the pool a new function starts from."""
+
+    share_step: int = 128
+    """CPU shares added or removed per container by one move (1/8 core: DESIGN.md's default)."""
+    min_containers: int = 1
+    """Fewest containers a managed function keeps. 1, so a learned policy never scales a function
+    to zero (a cold start per invocation); the platform's own manager does that."""
+    max_containers: int = 64
+    """Most containers per function (one move adds one, so this bounds a runaway policy)."""
+    min_shares: int = 128
+    """Fewest CPU shares per container: one step, so a container is never starved to Docker's 2."""
+    max_shares: int = 2048
+    """Most CPU shares per container: two cores."""
+    initial_containers: int = 1
+    """Pool a function starts from when the platform has not created a container for it yet (an
+    observed pool of 0): one warm container, which the policy then grows or keeps."""
+    initial_shares: int = 256
+    """Shares per container a function starts from when none are set yet (an observed 0): a
+    quarter core, OpenWhisk's default for a 512 MB action on a 2 GB invoker."""
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("share_step", self.share_step >= 1, ">= 1"),
+            ("min_containers", self.min_containers >= 0, ">= 0"),
+            (
+                "max_containers",
+                self.max_containers >= max(self.min_containers, 1),
+                ">= max(min_containers, 1)",
+            ),
+            ("min_shares", self.min_shares >= 2, ">= 2 (Docker's minimum)"),
+            ("max_shares", self.max_shares >= self.min_shares, ">= min_shares"),
+            (
+                "initial_containers",
+                self.min_containers <= self.initial_containers <= self.max_containers,
+                "within [min_containers, max_containers]",
+            ),
+            (
+                "initial_shares",
+                self.min_shares <= self.initial_shares <= self.max_shares,
+                "within [min_shares, max_shares]",
+            ),
+        )
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"ActionSettings.{name}={getattr(self, name)}: must be {allowed}")
+
+
+@dataclass(frozen=True, eq=False)
+class StateFeatures:
+    """The state vectors of every function of one snapshot."""
+
+    x: np.ndarray
+    """(N, d) scaled state vectors, ‖x[i]‖₂ <= 1; rows that are not ``usable`` are zero."""
+    usable: np.ndarray
+    """(N,) True where the function was observed with complete data (a decision may be made)."""
+
+
+def check_mu(mu: np.ndarray, settings: FeatureSettings) -> np.ndarray:
+    """μ as a float array of shape (B,); raises when its shape disagrees with the settings."""
+    mu = np.asarray(mu, dtype=float)
+    if mu.shape != (settings.mu_bins,):
+        raise ValueError(
+            f"mu has shape {mu.shape}, but FeatureSettings.mu_bins={settings.mu_bins}: "
+            "set mu_bins to the population estimator's number of bins"
+        )
+    return mu
+
+
+def state_features(snapshot: ClusterSnapshot, mu: np.ndarray, settings: FeatureSettings) -> StateFeatures:
+    """x(s) for every function of ``snapshot`` under population ``mu`` (module docstring lists the entries).
+
+    A row is usable only if the backend observed it (``valid``) and its counters are finite; μ
+    with a NaN makes no row usable (no population estimate, no decision).
+    """
+    fs = snapshot.functions
+    mu = check_mu(mu, settings)
+    n = len(fs)
+    tick_s = float(snapshot.tick_s)
+    if not (math.isfinite(tick_s) and tick_s > 0):
+        raise ValueError(f"snapshot.tick_s={snapshot.tick_s}: must be a finite number of seconds > 0")
+    counters = (
+        fs.arrivals,
+        fs.containers,
+        fs.cpu_shares,
+        fs.cpu_used_core_s,
+        fs.cpu_alloc_core_s,
+        fs.cold_starts,
+        fs.queued,
+    )
+    usable = fs.valid.copy()
+    for column in counters:
+        usable &= np.isfinite(column)
+    if not np.all(np.isfinite(mu)):
+        usable[:] = False
+
+    x = np.zeros((n, settings.state_dim))
+    # Ratios of extreme or zero counters are clipped below; their floating-point warnings are noise.
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        rate = np.maximum(fs.arrivals, 0.0) / tick_s
+        x[:, 0] = 1.0
+        x[:, 1] = np.log1p(rate) / math.log1p(settings.rate_max_per_s)
+        x[:, 2] = np.log1p(np.maximum(fs.containers, 0.0)) / math.log1p(settings.containers_max)
+        x[:, 3] = np.maximum(fs.cpu_shares, 0.0) / settings.shares_max
+        ratio = fs.p99_latency_s / fs.slo_s
+        known = np.isfinite(ratio) & (fs.slo_s > 0)
+        x[:, 4] = np.where(
+            known, np.minimum(ratio, settings.latency_ratio_max) / settings.latency_ratio_max, 0.0
+        )
+        x[:, 5] = np.where(known, 0.0, 1.0)
+        alloc = fs.cpu_alloc_core_s
+        x[:, 6] = np.where(alloc > 0, np.maximum(fs.cpu_used_core_s, 0.0) / alloc, 0.0)
+        x[:, 7] = np.maximum(fs.cold_starts, 0.0) / np.maximum(fs.arrivals, 1.0)
+        per_container = np.maximum(fs.queued, 0.0) / np.maximum(fs.containers, 1.0)
+        x[:, 8] = np.log1p(per_container) / math.log1p(settings.queue_per_container_max)
+    np.clip(x[:, : len(LOCAL_FEATURES)], 0.0, 1.0, out=x[:, : len(LOCAL_FEATURES)])
+    x[:, len(LOCAL_FEATURES) :] = np.clip(mu, 0.0, 1.0)
+    x /= _NORM
+    x[~usable] = 0.0
+    return StateFeatures(x=x, usable=usable)
+
+
+def action_features(x: np.ndarray) -> np.ndarray:
+    """φ(s, a) = e_a ⊗ x(s) for every state and action: (N, d) -> (N, A, A·d), ‖φ‖₂ = ‖x‖₂ <= 1.
+
+    Materialised only where a learner needs explicit features (the linear NAC core); the policy's
+    logits use the equivalent ``x @ Θᵀ`` without building this array.
+    """
+    n, d = x.shape
+    phi = np.zeros((n, N_ACTIONS, N_ACTIONS, d), dtype=x.dtype)
+    idx = np.arange(N_ACTIONS)
+    phi[:, idx, idx, :] = x[:, None, :]
+    return phi.reshape(n, N_ACTIONS, N_ACTIONS * d)
+
+
+def sample_actions(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One action per row of ``probs`` (N, A), drawn by inverse CDF with one uniform per row."""
+    cdf = np.cumsum(probs, axis=1)
+    u = rng.random(len(probs)) * cdf[:, -1]
+    return np.minimum((cdf < u[:, None]).sum(axis=1), probs.shape[1] - 1).astype(np.int64)
+
+
+def greedy_actions(probs: np.ndarray) -> np.ndarray:
+    """The most probable action of each row (ties to the lowest index)."""
+    return np.argmax(probs, axis=1).astype(np.int64)
+
+
+_MOVE_WORDS = {-1: "-1 container", 0: "hold", 1: "+1 container"}
+
+
+def actions_to_decisions(
+    functions: FunctionStats, actions: np.ndarray, usable: np.ndarray, settings: ActionSettings, label: str
+) -> Decisions:
+    """Targets for every function: current pool ± one container, current shares ± one step, clamped.
+
+    ``actions[i]`` is ignored where ``usable[i]`` is False (no data: no decision, and the returned
+    ``Decisions.action`` is -1 there). A pool or share
+    setting the platform has not created yet (observed 0) starts from the initial pool of
+    ``settings``.
+    """
+    n = len(functions)
+    actions = np.asarray(actions, dtype=np.int64)
+    if actions.shape != (n,) or usable.shape != (n,):
+        raise ValueError(f"actions {actions.shape} and usable {usable.shape} must both have shape ({n},)")
+    safe = np.where(usable, actions, HOLD_ACTION)
+    if np.any((safe < 0) | (safe >= N_ACTIONS)):
+        raise ValueError(
+            f"action indices must be in [0, {N_ACTIONS}), got {safe[(safe < 0) | (safe >= N_ACTIONS)][:5]}"
+        )
+    current = np.where(usable, functions.containers, 0.0).round().astype(np.int64)
+    shares = np.where(usable, functions.cpu_shares, 0.0).round().astype(np.int64)
+    base_c = np.where(current > 0, current, settings.initial_containers)
+    base_s = np.where(shares > 0, shares, settings.initial_shares)
+    move = ACTIONS[safe]
+    target_c = np.clip(base_c + move[:, 0], settings.min_containers, settings.max_containers)
+    target_s = np.clip(base_s + move[:, 1] * settings.share_step, settings.min_shares, settings.max_shares)
+    target_c = np.where(usable, target_c, UNMANAGED)
+    target_s = np.where(usable, target_s, KEEP_SHARES)
+    reasons = tuple(
+        f"{label}: {_MOVE_WORDS[dc]}, containers {c0}→{c1}, shares {s0}→{s1}" if ok else "no data"
+        for ok, dc, c0, c1, s0, s1 in zip(
+            usable.tolist(),
+            move[:, 0].tolist(),
+            base_c.tolist(),
+            target_c.tolist(),
+            base_s.tolist(),
+            target_s.tolist(),
+        )
+    )
+    return Decisions(
+        containers=target_c,
+        cpu_shares=target_s,
+        valid=usable.copy(),
+        reasons=reasons,
+        action=np.where(usable, safe, -1),
+    )
+
+
+__all__ = [
+    "ACTIONS",
+    "HOLD_ACTION",
+    "LOCAL_FEATURES",
+    "N_ACTIONS",
+    "ActionSettings",
+    "FeatureSettings",
+    "StateFeatures",
+    "action_features",
+    "actions_to_decisions",
+    "check_mu",
+    "greedy_actions",
+    "sample_actions",
+    "state_features",
+]

@@ -1,0 +1,271 @@
+"""Checkpoints: exact resume, atomic replacement under a kill, refusal of what does not fit."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_snapshot
+
+from controller.checkpoint import (
+    FORMAT_VERSION,
+    CheckpointError,
+    CheckpointStore,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from policies.registry import make
+
+ROOT = Path(__file__).resolve().parents[1]
+MU = np.full(10, 0.1)
+N = 16
+
+POLICIES = [
+    ("nac-linear", {"mode": "natural"}),
+    ("nac-linear", {"mode": "kl"}),
+    ("nac-nn", {}),
+]
+POLICY_IDS = ["linear-natural", "linear-kl", "nn"]
+
+
+def snapshot(t: int, n: int = N):
+    rng = np.random.default_rng(t)
+    return make_snapshot(
+        tuple(f"f{i}" for i in range(n)),
+        time_s=10.0 * t,
+        arrivals=rng.poisson(20, n).astype(float),
+        completions=rng.poisson(20, n).astype(float),
+        p99_latency_s=rng.uniform(0.2, 3.0, n),
+        containers=rng.integers(0, 6, n).astype(float),
+        cpu_shares=np.full(n, 256.0),
+        cpu_used_core_s=rng.uniform(0, 10, n),
+        cpu_alloc_core_s=np.full(n, 10.0),
+    )
+
+
+def rewards_for(t: int) -> np.ndarray:
+    return np.random.default_rng(1000 + t).uniform(0, 1, N)
+
+
+def drive(policy, ticks: range) -> list[tuple[list[int], dict]]:
+    """Run the loop's order (decide, then feedback with the previous tick's reward) over ``ticks``."""
+    out = []
+    for t in ticks:
+        snap = snapshot(t)
+        decisions = policy.decide(snap, MU)
+        diagnostics = dict(policy.feedback(snap, MU, rewards_for(t)))
+        out.append((decisions.action.tolist(), diagnostics))
+    return out
+
+
+@pytest.mark.parametrize(("name", "params"), POLICIES, ids=POLICY_IDS)
+def test_a_resumed_policy_decides_and_learns_exactly_like_the_uninterrupted_one(
+    name, params, tmp_path: Path
+) -> None:
+    original = make(name, seed=3, **params)
+    drive(original, range(1, 4))
+    path = save_checkpoint(tmp_path / "p.ckpt.npz", original, tick=3, time_s=30.0)
+
+    resumed = make(name, seed=99, **params)  # another seed: everything that matters comes from the file
+    loaded = load_checkpoint(path, resumed)
+    assert loaded.header["tick"] == 3 and loaded.header["seed"] == 3
+
+    assert drive(resumed, range(4, 8)) == drive(original, range(4, 8))
+
+
+def test_the_header_records_version_settings_seed_and_array_shapes(tmp_path: Path) -> None:
+    policy = make("nac-linear", seed=5, mode="kl", learning_rate=1e-3)
+    drive(policy, range(1, 3))
+    header, state = read_checkpoint(save_checkpoint(tmp_path / "c.npz", policy, tick=2, time_s=20.0))
+    assert header["format_version"] == FORMAT_VERSION
+    assert header["policy"] == "nac-linear" and header["seed"] == 5
+    assert header["settings"]["learner"]["learning_rate"] == 1e-3
+    assert header["signature"]["state_dim"] == 19 and header["signature"]["n_actions"] == 9
+    assert header["arrays"]["learner/theta"]["shape"] == [9, 19]
+    np.testing.assert_array_equal(state["learner/theta"], policy.learner.theta)
+
+
+KILL_CHILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    import numpy as np
+    from controller.checkpoint import save_checkpoint
+    from policies.serverless_nac import nac_linear  # not the registry: spares the child a torch import
+
+    path, kill_at = sys.argv[1], sys.argv[2]
+    policy = nac_linear(seed=1)
+    save_checkpoint(path, policy, tick=1, time_s=10.0)
+    policy.learner.core.theta = policy.learner.core.theta + 1.0
+
+    def die(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    setattr(os, kill_at, die)
+    save_checkpoint(path, policy, tick=2, time_s=20.0)
+    print("the second save finished, which it must not")
+    """
+)
+
+
+@pytest.mark.parametrize("kill_at", ["fsync", "replace"], ids=["killed-before-fsync", "killed-before-rename"])
+def test_a_process_killed_during_a_save_leaves_the_previous_checkpoint_intact(
+    kill_at: str, tmp_path: Path
+) -> None:
+    script = tmp_path / "child.py"
+    script.write_text(KILL_CHILD)
+    path = tmp_path / "p.ckpt.npz"
+    result = subprocess.run(
+        [sys.executable, str(script), str(path), kill_at],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    assert "must not" not in result.stdout
+
+    header, state = read_checkpoint(path)
+    assert header["tick"] == 1
+    assert not np.any(state["learner/theta"])
+    policy = make("nac-linear", seed=1)
+    load_checkpoint(path, policy)
+
+    # The torn temporary is left behind by the kill; the next save removes it.
+    assert list(tmp_path.glob(".p.ckpt.npz.tmp-*"))
+    save_checkpoint(path, policy, tick=3, time_s=30.0)
+    assert not list(tmp_path.glob(".p.ckpt.npz.tmp-*"))
+    assert read_checkpoint(path)[0]["tick"] == 3
+
+
+def test_a_failure_between_write_and_rename_keeps_the_old_file_and_removes_the_temporary(
+    tmp_path, monkeypatch
+) -> None:
+    policy = make("nac-linear", seed=1, mode="kl")
+    path = save_checkpoint(tmp_path / "p.npz", policy, tick=1, time_s=10.0)
+
+    def refuse(src, dst):
+        raise OSError("disk full (injected)")
+
+    monkeypatch.setattr("controller.checkpoint.os.replace", refuse)
+    with pytest.raises(OSError, match="injected"):
+        save_checkpoint(path, policy, tick=2, time_s=20.0)
+    assert read_checkpoint(path)[0]["tick"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["p.npz"]
+
+
+REFUSALS = [
+    (
+        ("nac-linear", {"mu_bins": 10}),
+        ("nac-linear", {"mu_bins": 12}),
+        ["mu_bins: checkpoint 10, this policy 12", "state_dim: checkpoint 19, this policy 21"],
+    ),
+    (("nac-nn", {"hidden": 64}), ("nac-nn", {"hidden": 32}), ["hidden: checkpoint 64, this policy 32"]),
+    (
+        ("nac-linear", {"mode": "kl"}),
+        ("nac-linear", {"mode": "natural"}),
+        ["learner: checkpoint 'linear-kl', this policy 'linear-natural'"],
+    ),
+    (("nac-linear", {}), ("nac-nn", {}), ["policy: checkpoint 'nac-linear', this policy 'nac-nn'"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("saved", "target", "messages"),
+    REFUSALS,
+    ids=["feature-dimension", "network-size", "learner-mode", "other-policy"],
+)
+def test_a_checkpoint_of_different_shapes_is_refused_naming_what_differs(
+    saved, target, messages, tmp_path
+) -> None:
+    source = make(saved[0], seed=1, **saved[1])
+    drive(source, range(1, 3))
+    path = save_checkpoint(tmp_path / "c.npz", source, tick=2, time_s=20.0)
+    policy = make(target[0], seed=2, **target[1])
+    before = {
+        k: (v.detach().numpy().copy() if hasattr(v, "detach") else np.array(v, copy=True))
+        for k, v in policy.state_dict().items()
+        if hasattr(v, "shape")
+    }
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(path, policy)
+    for message in messages:
+        assert message in str(refused.value)
+    after = policy.state_dict()
+    for key, value in before.items():
+        now = after[key].detach().numpy() if hasattr(after[key], "detach") else after[key]
+        np.testing.assert_array_equal(now, value, err_msg=f"{key} changed by a refused load")
+
+
+def rewrite_header(path: Path, **changes) -> None:
+    with np.load(path, allow_pickle=False) as archive:
+        entries = {key: archive[key] for key in archive.files}
+    header = json.loads(entries["__header__"].tobytes())
+    header.update(changes)
+    entries["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    with open(path, "wb") as handle:
+        np.savez(handle, **entries)
+
+
+def test_a_checkpoint_of_another_format_version_is_refused(tmp_path: Path) -> None:
+    policy = make("nac-linear", seed=1)
+    path = save_checkpoint(tmp_path / "c.npz", policy, tick=1, time_s=10.0)
+    rewrite_header(path, format_version=FORMAT_VERSION + 1, mfrm_version="9.9.9")
+    with pytest.raises(
+        CheckpointError,
+        match=rf"format version {FORMAT_VERSION + 1}.*mfrm 9.9.9.*reads format version {FORMAT_VERSION}",
+    ):
+        load_checkpoint(path, policy)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"not a zip at all", "not a readable mfrm checkpoint"), (None, "does not exist")],
+    ids=["garbage-file", "missing-file"],
+)
+def test_a_file_that_is_not_a_checkpoint_is_refused_clearly(content, message, tmp_path: Path) -> None:
+    path = tmp_path / "c.npz"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path, make("nac-linear"))
+
+
+def test_changed_hyperparameters_are_reported_but_do_not_block_fine_tuning(tmp_path: Path) -> None:
+    path = save_checkpoint(
+        tmp_path / "c.npz", make("nac-linear", mode="kl", learning_rate=3e-4), tick=1, time_s=10.0
+    )
+    loaded = load_checkpoint(path, make("nac-linear", mode="kl", learning_rate=1e-4))
+    assert loaded.settings_differences == ("learner.learning_rate: checkpoint 0.0003, this policy 0.0001",)
+
+
+def test_a_pending_decision_is_not_paired_with_a_tick_of_other_functions(tmp_path: Path) -> None:
+    original = make("nac-linear", seed=3, mode="kl")
+    drive(original, range(1, 3))
+    path = save_checkpoint(tmp_path / "c.npz", original, tick=2, time_s=20.0)
+    resumed = make("nac-linear", seed=3, mode="kl")
+    load_checkpoint(path, resumed)
+    other = make_snapshot(tuple(f"g{i}" for i in range(N)), time_s=30.0)
+    resumed.decide(other, MU)
+    assert resumed.feedback(other, MU, np.full(N, 0.5)) == {"transitions": 0.0}
+
+
+def test_the_store_saves_one_file_per_policy_and_skips_policies_without_state(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path / "ckpt")
+    learner = make("nac-linear", seed=4)
+    path = store.save(learner, tick=10, now=100.0)
+    assert path == tmp_path / "ckpt" / "nac-linear.ckpt.npz"
+    assert store.load(make("nac-linear")).header["tick"] == 10
+
+    class Baseline:
+        name = "fixed"
+
+    assert store.save(Baseline(), tick=10, now=100.0) is None
+    assert store.saved == 1

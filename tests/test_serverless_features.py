@@ -1,0 +1,255 @@
+"""The serverless game's features and actions on hand-made snapshots."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import make_snapshot
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from policies.serverless_features import (
+    ACTIONS,
+    HOLD_ACTION,
+    LOCAL_FEATURES,
+    N_ACTIONS,
+    ActionSettings,
+    FeatureSettings,
+    action_features,
+    actions_to_decisions,
+    greedy_actions,
+    sample_actions,
+    state_features,
+)
+from policies.types import KEEP_SHARES, UNMANAGED
+
+FEATURES = FeatureSettings()
+MU = np.array([0.5, 0.5] + [0.0] * 8)
+SCALE = math.sqrt(len(LOCAL_FEATURES) + 1)
+
+
+def column(name: str) -> int:
+    return LOCAL_FEATURES.index(name)
+
+
+def one_function(**columns: float):
+    return make_snapshot(("f",), **{k: np.array([v], dtype=float) for k, v in columns.items()})
+
+
+FEATURE_CASES = [
+    ("arrival_rate", {"arrivals": 100.0}, math.log1p(10.0) / math.log1p(1000.0)),
+    ("arrival_rate", {"arrivals": 1e9}, 1.0),
+    ("containers", {"containers": 3.0}, math.log1p(3.0) / math.log1p(256.0)),
+    ("shares_per_container", {"cpu_shares": 1024.0}, 0.25),
+    ("p99_over_slo", {"p99_latency_s": 2.0, "slo_s": 1.0}, 0.5),
+    ("p99_over_slo", {"p99_latency_s": 40.0, "slo_s": 1.0}, 1.0),
+    ("p99_over_slo", {"p99_latency_s": math.nan}, 0.0),
+    ("no_latency", {"p99_latency_s": math.nan}, 1.0),
+    ("no_latency", {"p99_latency_s": 0.3}, 0.0),
+    ("no_latency", {"p99_latency_s": 0.3, "slo_s": 0.0}, 1.0),
+    ("cpu_utilisation", {"cpu_used_core_s": 5.0, "cpu_alloc_core_s": 10.0}, 0.5),
+    ("cpu_utilisation", {"cpu_used_core_s": 5.0, "cpu_alloc_core_s": 0.0}, 0.0),
+    ("cpu_utilisation", {"cpu_used_core_s": 30.0, "cpu_alloc_core_s": 10.0}, 1.0),
+    ("cold_start_fraction", {"cold_starts": 2.0, "arrivals": 4.0}, 0.5),
+    ("cold_start_fraction", {"cold_starts": 1.0, "arrivals": 0.0}, 1.0),
+    ("queue_per_container", {"queued": 6.0, "containers": 2.0}, math.log1p(3.0) / math.log1p(64.0)),
+    ("queue_per_container", {"queued": 6.0, "containers": 0.0}, math.log1p(6.0) / math.log1p(64.0)),
+    ("bias", {}, 1.0),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "columns", "expected"),
+    FEATURE_CASES,
+    ids=[
+        f"{name}-{'-'.join(f'{k}={v}' for k, v in cols.items()) or 'default'}"
+        for name, cols, _ in FEATURE_CASES
+    ],
+)
+def test_each_local_feature_is_its_documented_normalisation(
+    name: str, columns: dict[str, float], expected: float
+) -> None:
+    feats = state_features(one_function(**columns), MU, FEATURES)
+    assert feats.usable.tolist() == [True]
+    assert feats.x[0, column(name)] == pytest.approx(expected / SCALE)
+
+
+def test_mu_fills_the_entries_after_the_local_features() -> None:
+    feats = state_features(one_function(), MU, FEATURES)
+    assert feats.x.shape == (1, FEATURES.state_dim)
+    np.testing.assert_allclose(feats.x[0, len(LOCAL_FEATURES) :] * SCALE, MU)
+
+
+@pytest.mark.parametrize(
+    ("columns", "mu"),
+    [
+        ({"valid": False}, MU),
+        ({"arrivals": math.nan}, MU),
+        ({"cpu_used_core_s": math.inf}, MU),
+        ({}, np.full(10, math.nan)),
+    ],
+    ids=["invalid-row", "nan-counter", "infinite-counter", "no-population-estimate"],
+)
+def test_rows_without_complete_data_are_not_usable_and_read_as_zero(columns: dict, mu: np.ndarray) -> None:
+    feats = state_features(one_function(**columns), mu, FEATURES)
+    assert feats.usable.tolist() == [False]
+    assert not feats.x.any()
+
+
+def test_a_mu_of_the_wrong_length_is_rejected_naming_the_setting() -> None:
+    with pytest.raises(ValueError, match="mu_bins=10"):
+        state_features(one_function(), np.full(5, 0.2), FEATURES)
+
+
+extreme = st.floats(min_value=0.0, max_value=1e12, allow_nan=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arrivals=extreme,
+    containers=extreme,
+    shares=extreme,
+    p99=extreme,
+    slo=extreme,
+    used=extreme,
+    alloc=extreme,
+    cold=extreme,
+    queued=extreme,
+    mu=st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=10, max_size=10),
+)
+def test_state_and_action_features_never_exceed_unit_norm(
+    arrivals, containers, shares, p99, slo, used, alloc, cold, queued, mu
+) -> None:
+    mu = np.array(mu)
+    mu = mu / mu.sum() if mu.sum() > 0 else np.full(10, 0.1)
+    snap = one_function(
+        arrivals=arrivals,
+        containers=containers,
+        cpu_shares=shares,
+        p99_latency_s=p99,
+        slo_s=slo,
+        cpu_used_core_s=used,
+        cpu_alloc_core_s=alloc,
+        cold_starts=cold,
+        queued=queued,
+    )
+    feats = state_features(snap, mu, FEATURES)
+    assert np.linalg.norm(feats.x[0]) <= 1.0 + 1e-12
+    assert np.all(np.linalg.norm(action_features(feats.x), axis=2) <= 1.0 + 1e-12)
+
+
+def test_action_features_are_the_state_in_the_block_of_the_action() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.random((4, 6))
+    phi = action_features(x)
+    assert phi.shape == (4, N_ACTIONS, N_ACTIONS * 6)
+    theta = rng.normal(size=N_ACTIONS * 6)
+    # θᵀφ(s, a) = Θ[a]·x(s): the shortcut the policies use for their logits.
+    np.testing.assert_allclose(phi @ theta, x @ theta.reshape(N_ACTIONS, 6).T)
+    np.testing.assert_allclose(
+        np.linalg.norm(phi, axis=2), np.linalg.norm(x, axis=1)[:, None] * np.ones(N_ACTIONS)
+    )
+
+
+def test_the_nine_actions_are_every_pair_of_container_and_share_moves() -> None:
+    assert sorted(map(tuple, ACTIONS.tolist())) == [(dc, ds) for dc in (-1, 0, 1) for ds in (-1, 0, 1)]
+    assert tuple(ACTIONS[HOLD_ACTION]) == (0, 0)
+
+
+def action(dc: int, ds: int) -> int:
+    return int(np.flatnonzero((ACTIONS[:, 0] == dc) & (ACTIONS[:, 1] == ds))[0])
+
+
+DECISION_CASES = [
+    # (containers, shares, move, settings, expected containers, expected shares, reason)
+    (3, 256, (1, 1), ActionSettings(), 4, 384, "nac: +1 container, containers 3→4, shares 256→384"),
+    (3, 256, (0, 0), ActionSettings(), 3, 256, "nac: hold, containers 3→3, shares 256→256"),
+    (1, 128, (-1, -1), ActionSettings(), 1, 128, "nac: -1 container, containers 1→1, shares 128→128"),
+    (64, 2048, (1, 1), ActionSettings(), 64, 2048, "nac: +1 container, containers 64→64, shares 2048→2048"),
+    (0, 0, (1, 0), ActionSettings(), 2, 256, "nac: +1 container, containers 1→2, shares 256→256"),
+    (
+        0,
+        0,
+        (0, -1),
+        ActionSettings(initial_containers=2, initial_shares=512),
+        2,
+        384,
+        "nac: hold, containers 2→2, shares 512→384",
+    ),
+    (
+        5,
+        1000,
+        (0, 1),
+        ActionSettings(share_step=100, max_shares=1050),
+        5,
+        1050,
+        "nac: hold, containers 5→5, shares 1000→1050",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("containers", "shares", "move", "action_settings", "want_c", "want_s", "reason"),
+    DECISION_CASES,
+    ids=[
+        "grow-both",
+        "hold",
+        "clamped-at-minimum",
+        "clamped-at-maximum",
+        "new-function-starts-from-initial-pool",
+        "configured-initial-pool",
+        "configured-step-and-bound",
+    ],
+)
+def test_an_action_moves_the_current_pool_by_one_step_within_bounds(
+    containers, shares, move, action_settings, want_c, want_s, reason
+) -> None:
+    snap = one_function(containers=containers, cpu_shares=shares)
+    decisions = actions_to_decisions(
+        snap.functions, np.array([action(*move)]), np.array([True]), action_settings, "nac"
+    )
+    assert decisions.valid.tolist() == [True]
+    assert (decisions.containers[0], decisions.cpu_shares[0]) == (want_c, want_s)
+    assert decisions.reasons == (reason,)
+    assert decisions.action.tolist() == [action(*move)]
+
+
+def test_rows_without_data_get_no_decision() -> None:
+    snap = make_snapshot(("a", "b"), containers=np.array([2.0, 2.0]), cpu_shares=np.array([256.0, 256.0]))
+    decisions = actions_to_decisions(
+        snap.functions, np.array([0, 8]), np.array([False, True]), ActionSettings(), "nac"
+    )
+    assert decisions.valid.tolist() == [False, True]
+    assert decisions.containers[0] == UNMANAGED and decisions.cpu_shares[0] == KEEP_SHARES
+    assert decisions.reasons[0] == "no data"
+    assert decisions.action.tolist() == [-1, 8]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"share_step": 0}, "share_step=0"),
+        ({"min_containers": 5, "max_containers": 3}, "max_containers=3"),
+        ({"initial_shares": 10_000}, "initial_shares=10000"),
+        ({"min_shares": 1}, "min_shares=1"),
+    ],
+    ids=[
+        "zero-step",
+        "inverted-container-bounds",
+        "initial-shares-out-of-bounds",
+        "shares-below-docker-minimum",
+    ],
+)
+def test_invalid_action_settings_are_rejected_naming_the_field(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ActionSettings(**kwargs)
+
+
+def test_sampled_actions_follow_the_probabilities_and_greedy_takes_the_most_likely() -> None:
+    probs = np.tile(np.array([0.5, 0.3, 0.2] + [0.0] * 6), (20_000, 1))
+    counts = np.bincount(sample_actions(probs, np.random.default_rng(0)), minlength=N_ACTIONS) / 20_000
+    np.testing.assert_allclose(counts[:3], [0.5, 0.3, 0.2], atol=0.015)
+    assert counts[3:].sum() == 0
+    assert greedy_actions(probs[:2]).tolist() == [0, 0]
