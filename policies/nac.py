@@ -1,0 +1,666 @@
+"""The linear natural actor-critic of the paper (Mao et al., NeurIPS 2022), as an importable core.
+
+Algorithm 1 (single loop, two timescales) with its two oracles from the supplement, App. C:
+
+* critic, Algorithm 2 -- projected TD(0) on the shifted soft Q-function
+  q(s, a) = r(s, a) − λ log π(a|s) + γ E[q(s', a')], linear in the features, q̂ = φᵀψ̄:
+  ψ ← Proj_B[ψ + α_k (r − λ log π(a|s) + γ ψᵀφ(s', a') − ψᵀφ(s, a)) φ(s, a)], output the average ψ̄;
+* actor, Algorithm 3 -- projected SGD on the compatible-function-approximation loss
+  L(w) = E[(wᵀ∇log π(a|s) − Â(s, a))²], ∇log π(a|s) = φ(s, a) − E_{a'∼π} φ(s, a'):
+  w ← Proj_R[w − 2ᾱ (wᵀ∇log π − Â) ∇log π], output the average ŵ. Or, as the paper's own experiments
+  did (App. D: "use the collected empirical trajectory to estimate the policy gradient and the Fisher
+  information matrix"), the exact minimiser of the sampled loss: a Fisher-matrix solve;
+* policy (Algorithm 1, line 5): θ ← (1 − ηλ) θ + η ŵ.
+
+Which advantage Â the actor fits: the proof of Lemma 8 (App. B.2) substitutes g_t = ŵ_t − λθ_t and
+compares φᵀŵ_t with the *soft* Q^{π,λ}, so ŵ fits the advantage of Q = q + λ log π. With log-linear
+policies the two are one exact shift apart -- the advantage of λ log π(a|s) is λθᵀ∇log π(a|s) -- so
+ŵ = w_q + λθ, and the policy step θ ← (1 − ηλ)θ + ηŵ equals θ ← θ + η w_q: a plain natural-gradient
+step on the entropy-regularised objective, whose gradient is E[∇log π · q] (``natural_gradient``
+below; the tests check both identities). Fitting the shifted q's advantage and then shrinking by
+(1 − ηλ) as well would count the regulariser twice.
+
+The mean-field step μ ← (1 − β)μ + βΓ₂(π, μ) (Algorithm 1, line 6) belongs to whoever observes the
+population; :func:`mean_field_step` is that line as a pure function.
+
+The core knows nothing about games or clusters: it consumes batches of feature tensors. Shapes are in
+the names: N rows (agents, or transitions), A actions, d features. A batch's features are either a
+dense array ``(N, A, d)`` with ‖φ(s, a)‖₂ ≤ 1 or :class:`OneHotFeatures` (each φ(s, a) a basis
+vector, given by its index; tabular and time-augmented tabular features in ``mfg/features.py``),
+which keeps a 2,000-feature tabular game as cheap as a 64-feature dense one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse.linalg as sparse_linalg
+from scipy import sparse
+
+#: Bumped when the meaning or layout of :meth:`NaturalActorCritic.state_dict` changes.
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True, eq=False)
+class OneHotFeatures:
+    """Features that are standard basis vectors: φ(s, a) = e_{index[n, a]} in R^dim (‖φ‖₂ = 1)."""
+
+    index: np.ndarray
+    """(N, A) int: which feature is on for row n and action a."""
+    dim: int
+    """d, the length of every feature vector."""
+
+    def __post_init__(self) -> None:
+        index = np.asarray(self.index)
+        if index.ndim != 2 or not np.issubdtype(index.dtype, np.integer):
+            raise ValueError(
+                f"OneHotFeatures.index must be an (N, A) integer array, got {index.dtype} {index.shape}"
+            )
+        if index.size and (index.min() < 0 or index.max() >= self.dim):
+            raise ValueError(
+                f"OneHotFeatures.index has entries outside [0, {self.dim}): min {index.min()}, max {index.max()}"
+            )
+        object.__setattr__(self, "index", index)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.index.shape[0], self.index.shape[1], self.dim)
+
+    def __getitem__(self, rows: Any) -> OneHotFeatures:
+        return OneHotFeatures(self.index[rows], self.dim)
+
+    def dense(self) -> np.ndarray:
+        """The same features as an (N, A, d) float array (for tests and small cases)."""
+        out = np.zeros(self.shape)
+        n, a = np.indices(self.index.shape)
+        out[n, a, self.index] = 1.0
+        return out
+
+
+Features = np.ndarray | OneHotFeatures
+
+
+@dataclass(frozen=True)
+class NACHyperparameters:
+    """Every knob of the learner. Defaults are the paper's where it gives one (PAPER.md)."""
+
+    n_features: int
+    """d, the feature dimension; θ, ψ and w all have this length."""
+    n_actions: int
+    """A, the number of actions every feature batch must have."""
+    gamma: float = 0.99
+    """Discount γ of the critic's target. 1.0 is allowed for finite horizons, where the batch marks
+    the last epoch's transitions ``terminal`` (no bootstrap). 0.99 is the paper's serverless value."""
+    entropy_reg: float = 0.01
+    """λ, the entropy regularisation, in the learner's reward units (rewards in [0, 1]). It keeps
+    every action's probability above exp(−2R/λ)/A (Lemma 2), which the theory needs; small, so the
+    regularised equilibrium stays close to the unregularised one."""
+    policy_lr: float = 0.05
+    """η, the policy step of Algorithm 1 (θ ← (1 − ηλ)θ + ηŵ); the paper's SIS value. Needs 0 < ηλ < 1."""
+    critic_lr: float = 0.001
+    """α, the critic's constant step (``critic_schedule="constant"``), applied to the minibatch-mean TD
+    direction; the paper's experiments use 0.001."""
+    critic_schedule: Literal["constant", "paper"] = "constant"
+    """``constant``: α every step, as in the experiments. ``paper``: α_k = 1/(ω(k+1)(1−γ)) of
+    Proposition 1 (needs γ < 1), k counting the steps of one :meth:`NaturalActorCritic.update`."""
+    critic_omega: float = 1.0
+    """ω of the paper schedule: a lower bound on the smallest eigenvalue of E[φφᵀ]."""
+    critic_radius: float = 100.0
+    """B, radius of the ball ψ is projected on. Must exceed ‖ψ*‖: for one-hot features that is about
+    √d · Q_max; 100 covers rewards in [0, 1] over ~10 effective steps with d ≤ 100."""
+    critic_epochs: int = 1
+    """Passes of TD(0) over each batch."""
+    critic_minibatch: int = 0
+    """Transitions per TD step; 0 means the whole batch (one step per epoch)."""
+    critic_shuffle: bool = True
+    """Visit minibatches in a fresh random order each epoch. False keeps the batch's own order in
+    contiguous minibatches: a finite-horizon sampler that hands its rows in reverse epoch order with
+    one epoch per minibatch then gets a backward sweep, each epoch bootstrapping from the just-updated
+    next one, so a value travels the whole horizon in one pass instead of one epoch per pass."""
+    critic_normalise: bool = False
+    """Divide each coordinate's TD step by the minibatch mean of φ_j² (a diagonal step size). For
+    one-hot features this makes α the fraction by which a visited cell moves toward its sampled
+    target (α = 1: the sample mean), whatever the cell's visit frequency; it is the 1/ω scaling of
+    the paper's α_k applied per coordinate, which orthonormal features make exact. Off: plain
+    Algorithm 2 with a scalar step."""
+    critic_average: bool = True
+    """Output the averaged iterate ψ̄ (Algorithm 2, line 7); False outputs the last iterate, which a
+    backward sweep needs (there each epoch's cells change at one step only, so an average over the
+    sweep would mix old and new values)."""
+    critic_warm_start: bool = True
+    """Continue the TD chain from the previous update's last iterate instead of ψ₀ = 0. The policy
+    moves by O(η) per update, so the old estimate is close; restarting would throw that away and
+    leave a finite-horizon critic only a few backups deep."""
+    actor_solver: Literal["fisher", "sgd"] = "fisher"
+    """``sgd``: Algorithm 3 as written. ``fisher``: the exact minimiser of the same sampled loss,
+    ŵ = (F + ρI)⁻¹ E[∇log π · Â] with the empirical Fisher matrix F, projected on the R-ball; what
+    the paper's experiments did (App. D), and what SGD converges to."""
+    actor_lr: float | None = None
+    """ᾱ of Algorithm 3; None means the paper's R / (Q_max √K), K the number of SGD steps."""
+    actor_radius: float = 100.0
+    """R, radius of the ball ŵ is projected on; ‖θ‖ ≤ R/λ follows (Lemma 2)."""
+    actor_epochs: int = 1
+    """Passes of SGD over each batch (``actor_solver="sgd"``)."""
+    actor_minibatch: int = 0
+    """Samples per SGD step; 0 means the whole batch."""
+    fisher_ridge: float = 1e-3
+    """ρ relative to the mean diagonal of F: keeps the solve defined where features were never
+    visited (their weight stays 0) while barely shrinking visited directions."""
+    q_max: float | None = None
+    """Bound on |q| used by the paper's actor step; None means (1 + γλ log A)/(1 − γ) (Lemma 3)."""
+    seed: int = 0
+    """Seed of the learner's own generator (action sampling, minibatch order)."""
+
+    def __post_init__(self) -> None:
+        def bad(key: str, rule: str) -> ValueError:
+            return ValueError(f"NACHyperparameters.{key}={getattr(self, key)!r}: {rule}")
+
+        if self.n_features < 1:
+            raise bad("n_features", "must be >= 1")
+        if self.n_actions < 2:
+            raise bad("n_actions", "must be >= 2")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise bad("gamma", "must be in [0, 1]")
+        if self.entropy_reg < 0:
+            raise bad("entropy_reg", "must be >= 0")
+        if self.policy_lr <= 0 or not self.policy_lr * self.entropy_reg < 1.0:
+            raise bad(
+                "policy_lr", f"must be > 0 with policy_lr * entropy_reg < 1 (entropy_reg={self.entropy_reg})"
+            )
+        if self.critic_lr <= 0:
+            raise bad("critic_lr", "must be > 0")
+        if self.critic_schedule not in ("constant", "paper"):
+            raise bad("critic_schedule", "must be 'constant' or 'paper'")
+        if self.critic_schedule == "paper" and (self.gamma >= 1.0 or self.critic_omega <= 0):
+            raise bad("critic_schedule", "'paper' needs gamma < 1 and critic_omega > 0")
+        if self.actor_solver not in ("fisher", "sgd"):
+            raise bad("actor_solver", "must be 'fisher' or 'sgd'")
+        for key in ("critic_radius", "actor_radius"):
+            if getattr(self, key) <= 0:
+                raise bad(key, "must be > 0")
+        for key in ("critic_epochs", "actor_epochs"):
+            if getattr(self, key) < 1:
+                raise bad(key, "must be >= 1")
+        for key in ("critic_minibatch", "actor_minibatch"):
+            if getattr(self, key) < 0:
+                raise bad(key, "must be >= 0 (0 = whole batch)")
+        if self.actor_lr is not None and self.actor_lr <= 0:
+            raise bad("actor_lr", "must be > 0 or None")
+        if self.fisher_ridge <= 0:
+            raise bad("fisher_ridge", "must be > 0")
+        if self.actor_solver == "sgd" and self.actor_lr is None and self.q_max is None and self.gamma >= 1.0:
+            raise bad("q_max", "is needed for the paper's actor step when gamma = 1")
+
+    def resolved_q_max(self) -> float:
+        """Q_max of Lemma 3 (or the given bound)."""
+        if self.q_max is not None:
+            return self.q_max
+        return (1.0 + self.gamma * self.entropy_reg * math.log(self.n_actions)) / (1.0 - self.gamma)
+
+
+@dataclass(frozen=True, eq=False)
+class TransitionBatch:
+    """N transitions (s, a, r, s', a') sampled under the current policy (Algorithm 2, line 4)."""
+
+    features: Features
+    """φ(s, ·), (N, A, d)."""
+    actions: np.ndarray
+    """a, (N,) int."""
+    rewards: np.ndarray
+    """r, (N,) float, in the learner's units (the theory assumes [0, 1])."""
+    next_features: Features
+    """φ(s', ·), (N, A, d); ignored on terminal rows."""
+    next_actions: np.ndarray
+    """a' drawn from π(·|s'), (N,) int; ignored on terminal rows."""
+    terminal: np.ndarray | None = None
+    """(N,) bool: s' ends the episode (finite horizon), so the target has no γ q̂(s', a') term.
+    None means no row is terminal."""
+
+    def __post_init__(self) -> None:
+        n = _n_rows(self.features)
+        for key in ("actions", "rewards", "next_actions", "terminal"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            value = np.asarray(value)
+            if value.shape != (n,):
+                raise ValueError(f"TransitionBatch.{key} has shape {value.shape}; features have {n} rows")
+            object.__setattr__(self, key, value)
+        if _n_rows(self.next_features) != n:
+            raise ValueError(
+                f"TransitionBatch.next_features has {_n_rows(self.next_features)} rows, features {n}"
+            )
+        if not np.all(np.isfinite(self.rewards)):
+            raise ValueError("TransitionBatch.rewards has non-finite entries")
+
+    def __len__(self) -> int:
+        return _n_rows(self.features)
+
+
+# --------------------------------------------------------------------------- feature algebra
+
+
+def _n_rows(phi: Features) -> int:
+    return phi.shape[0]
+
+
+def scores(phi: Features, v: np.ndarray) -> np.ndarray:
+    """vᵀφ(s, a) for every row and action: (N, A)."""
+    if isinstance(phi, OneHotFeatures):
+        return v[phi.index]
+    # einsum streams the (N, A, d) tensor once; matmul on the 3-d array was ~2x slower here.
+    return np.einsum("nad,d->na", phi, v)
+
+
+def log_softmax(logits_na: np.ndarray) -> np.ndarray:
+    """log π(a|s) from logits θᵀφ(s, a), (N, A), stable for large logits."""
+    shifted = logits_na - logits_na.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+@dataclass(frozen=True, eq=False)
+class SparseRows:
+    """An (N, d) matrix with K stored entries per row: row n is Σ_k vals[n, k] e_{cols[n, k]}.
+
+    The one-hot path's φ(s, a) (K = 1) and ∇log π(a|s) (K = A). Much cheaper than a general sparse
+    matrix for the many small products of a TD sweep; duplicate columns in a row add up.
+    """
+
+    cols: np.ndarray
+    """(N, K) int column indices."""
+    vals: np.ndarray
+    """(N, K) float values."""
+    dim: int
+    """d."""
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.cols.shape[0], self.dim)
+
+    def __matmul__(self, v: np.ndarray) -> np.ndarray:
+        return np.einsum("nk,nk->n", self.vals, v[self.cols])
+
+    def rmatvec(self, c: np.ndarray) -> np.ndarray:
+        """Xᵀc, (d,)."""
+        return np.bincount(self.cols.ravel(), weights=(self.vals * c[:, None]).ravel(), minlength=self.dim)
+
+    def col_square_sum(self) -> np.ndarray:
+        """Σ_n X[n, j]², (d,), exact when a row has no duplicate columns (true for one-hot φ)."""
+        return np.bincount(self.cols.ravel(), weights=(self.vals**2).ravel(), minlength=self.dim)
+
+    def rows(self, sel: np.ndarray | slice) -> SparseRows:
+        return SparseRows(self.cols[sel], self.vals[sel], self.dim)
+
+    def gram(self) -> sparse.csc_matrix:
+        """XᵀX as a sparse (d, d) matrix."""
+        n, k = self.cols.shape
+        matrix = sparse.csr_matrix(
+            (self.vals.ravel(), self.cols.ravel(), np.arange(0, n * k + 1, k)), shape=self.shape
+        )
+        return sparse.csc_matrix(matrix.T @ matrix)
+
+
+Rows = np.ndarray | SparseRows
+
+
+def _rmatvec(x: Rows, c: np.ndarray) -> np.ndarray:
+    return x.rmatvec(c) if isinstance(x, SparseRows) else x.T @ c
+
+
+def _col_square_sum(x: Rows) -> np.ndarray:
+    return x.col_square_sum() if isinstance(x, SparseRows) else np.einsum("nd,nd->d", x, x)
+
+
+def _rows(x: Rows, sel: np.ndarray | slice) -> Rows:
+    if _is_whole(sel):
+        return x
+    return x.rows(sel) if isinstance(x, SparseRows) else x[sel]
+
+
+def _is_whole(sel: np.ndarray | slice) -> bool:
+    return isinstance(sel, slice) and sel == slice(None)
+
+
+def _taken(phi: Features, actions_n: np.ndarray) -> Rows:
+    """φ(s, a) of the taken actions as an (N, d) matrix (sparse rows for one-hot features)."""
+    n = _n_rows(phi)
+    if isinstance(phi, OneHotFeatures):
+        return SparseRows(phi.index[np.arange(n), actions_n][:, None], np.ones((n, 1)), phi.dim)
+    n_actions, dim = phi.shape[1], phi.shape[2]
+    # Row gather on the flattened (N·A, d) view: one contiguous copy per row, ~5x faster here than
+    # the two-array fancy index phi[arange, actions].
+    return np.take(phi.reshape(n * n_actions, dim), np.arange(n) * n_actions + actions_n, axis=0)
+
+
+def _grad_log_pi(
+    phi: Features, probs_na: np.ndarray, actions_n: np.ndarray, phi_sa: Rows | None = None
+) -> Rows:
+    """∇_θ log π(a|s) = φ(s, a) − Σ_a' π(a'|s) φ(s, a'), (N, d) (sparse rows for one-hot features)."""
+    n = probs_na.shape[0]
+    if isinstance(phi, OneHotFeatures):
+        weights = -probs_na.copy()
+        weights[np.arange(n), actions_n] += 1.0
+        return SparseRows(phi.index, weights, phi.dim)
+    taken = _taken(phi, actions_n) if phi_sa is None else phi_sa
+    return taken - np.einsum("na,nad->nd", probs_na, phi)
+
+
+def _project(v: np.ndarray, radius: float) -> tuple[np.ndarray, bool]:
+    """Euclidean projection on the ball of the given radius (Algorithm 2 line 6, Algorithm 3 line 6)."""
+    norm = float(np.linalg.norm(v))
+    if norm <= radius:
+        return v, False
+    return v * (radius / norm), True
+
+
+def _minibatches(
+    n: int, size: int, epochs: int, shuffle: bool, rng: np.random.Generator
+) -> list[np.ndarray | slice]:
+    if size == 0 or size >= n:
+        return [slice(None)] * epochs
+    if not shuffle:
+        return [slice(start, start + size) for start in range(0, n, size)] * epochs
+    out: list[np.ndarray | slice] = []
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        out.extend(order[start : start + size] for start in range(0, n, size))
+    return out
+
+
+# --------------------------------------------------------------------------- the oracles as pure functions
+
+
+@dataclass(frozen=True)
+class CriticResult:
+    """What Algorithm 2 returns, plus the chain state a warm start continues from."""
+
+    psi_bar: np.ndarray
+    """(d,) averaged iterate: q̂(s, a) = φ(s, a)ᵀψ̄."""
+    psi_last: np.ndarray
+    """(d,) last iterate."""
+    td_error_rms: float
+    """Root-mean-square TD error over the batch at the first iterate."""
+    td_error_rms_after: float
+    """Same, at the averaged iterate."""
+    projected_fraction: float
+    """Share of the steps whose iterate left the B-ball and was projected back."""
+
+
+def projected_td0(
+    phi_sa: Rows,
+    phi_next_sa: Rows,
+    target_offset_n: np.ndarray,
+    gamma: float,
+    psi0: np.ndarray,
+    hp: NACHyperparameters,
+    rng: np.random.Generator,
+) -> CriticResult:
+    """Algorithm 2 on one batch, minibatched: each step moves ψ along the minibatch mean of δφ(s, a).
+
+    ``target_offset_n`` is r − λ log π(a|s); ``phi_next_sa`` is φ(s', a'), with zero rows where s' is
+    terminal. The average is over the iterates after each step (ψ_1..ψ_K): with a warm start ψ_0 is
+    the previous update's estimate, not the zero vector the paper's average includes.
+    """
+    n = target_offset_n.shape[0]
+
+    def td_errors(psi: np.ndarray, rows: np.ndarray | slice) -> np.ndarray:
+        return target_offset_n[rows] + gamma * (_rows(phi_next_sa, rows) @ psi) - _rows(phi_sa, rows) @ psi
+
+    psi = psi0.copy()
+    first = td_errors(psi, slice(None))
+    psi_sum = np.zeros_like(psi)
+    projected = 0
+    steps = _minibatches(n, hp.critic_minibatch, hp.critic_epochs, hp.critic_shuffle, rng)
+    for k, rows in enumerate(steps):
+        delta = first if (k == 0 and _is_whole(rows)) else td_errors(psi, rows)
+        alpha = (
+            hp.critic_lr
+            if hp.critic_schedule == "constant"
+            else 1.0 / (hp.critic_omega * (k + 1) * (1.0 - gamma))
+        )
+        phi_rows = _rows(phi_sa, rows)
+        direction = _rmatvec(phi_rows, delta)
+        if hp.critic_normalise:
+            second_moment = _col_square_sum(phi_rows)
+            direction = np.divide(
+                direction, second_moment, out=np.zeros_like(direction), where=second_moment > 0
+            )
+        else:
+            direction = direction / phi_rows.shape[0]
+        psi = psi + alpha * direction
+        psi, was_projected = _project(psi, hp.critic_radius)
+        projected += was_projected
+        psi_sum += psi
+    psi_bar = psi_sum / len(steps) if hp.critic_average else psi
+    after = td_errors(psi_bar, slice(None))
+    return CriticResult(
+        psi_bar=psi_bar,
+        psi_last=psi,
+        td_error_rms=float(np.sqrt(np.mean(first**2))),
+        td_error_rms_after=float(np.sqrt(np.mean(after**2))),
+        projected_fraction=projected / len(steps),
+    )
+
+
+@dataclass(frozen=True)
+class ActorResult:
+    """What Algorithm 3 (or its exact Fisher-solve counterpart) returns."""
+
+    w_hat: np.ndarray
+    """(d,) the natural-gradient estimate ŵ, ‖ŵ‖ ≤ R."""
+    loss: float
+    """Sampled compatible loss mean (ŵᵀ∇log π − Â)²."""
+    projected: bool
+    """Whether the result was projected on the R-ball (Fisher solve) or any SGD step was."""
+
+
+def compatible_fit(
+    grad_nd: Rows,
+    advantage_n: np.ndarray,
+    hp: NACHyperparameters,
+    rng: np.random.Generator,
+) -> ActorResult:
+    """Minimise the sampled L(w) = mean (wᵀ∇log π(a|s) − Â(s, a))² over the R-ball (Algorithm 3)."""
+    n = advantage_n.shape[0]
+    if hp.actor_solver == "fisher":
+        rhs = _rmatvec(grad_nd, advantage_n) / n
+        if isinstance(grad_nd, SparseRows):
+            fisher = grad_nd.gram() / n
+            ridge = hp.fisher_ridge * max(float(fisher.diagonal().mean()), 1e-12)
+            w = sparse_linalg.spsolve(fisher + ridge * sparse.identity(fisher.shape[0], format="csc"), rhs)
+        else:
+            fisher = (grad_nd.T @ grad_nd) / n
+            ridge = hp.fisher_ridge * max(float(np.trace(fisher)) / fisher.shape[0], 1e-12)
+            w = np.linalg.solve(fisher + ridge * np.eye(fisher.shape[0]), rhs)
+        w, projected = _project(np.asarray(w, dtype=float), hp.actor_radius)
+    else:
+        steps = _minibatches(n, hp.actor_minibatch, hp.actor_epochs, True, rng)
+        step = (
+            hp.actor_lr
+            if hp.actor_lr is not None
+            else hp.actor_radius / (hp.resolved_q_max() * math.sqrt(len(steps)))
+        )
+        w_k = np.zeros(grad_nd.shape[1])
+        w_sum = np.zeros_like(w_k)
+        projected = False
+        for rows in steps:
+            # Algorithm 3 averages w̄_0..w̄_{K-1}: the iterate is added before it moves.
+            w_sum += w_k
+            g = _rows(grad_nd, rows)
+            residual = g @ w_k - advantage_n[rows]
+            w_k = w_k - 2.0 * step * _rmatvec(g, residual) / g.shape[0]
+            w_k, was_projected = _project(w_k, hp.actor_radius)
+            projected = projected or was_projected
+        w = w_sum / len(steps)
+    loss = float(np.mean((grad_nd @ w - advantage_n) ** 2))
+    return ActorResult(w_hat=w, loss=loss, projected=bool(projected))
+
+
+def natural_gradient(
+    phi: Features, probs_na: np.ndarray, weights_n: np.ndarray, q_na: np.ndarray, ridge: float = 0.0
+) -> np.ndarray:
+    """F⁻¹∇J for the entropy-regularised objective, from exact per-state quantities (a reference).
+
+    ``weights_n`` is the state weight d(s) of each row, ``q_na`` the shifted soft q(s, ·). The
+    gradient of J_λ is Σ_s d(s) Σ_a π(a|s) ∇log π(a|s) q(s, a) and the Fisher matrix
+    Σ_s d(s) Σ_a π(a|s) ∇log π ∇log πᵀ, both summed over every action.
+    """
+    dense = phi.dense() if isinstance(phi, OneHotFeatures) else phi
+    mean_phi = np.einsum("na,nad->nd", probs_na, dense)
+    grad_nad = dense - mean_phi[:, None, :]
+    wpi = weights_n[:, None] * probs_na
+    fisher = np.einsum("na,nad,nae->de", wpi, grad_nad, grad_nad)
+    gradient = np.einsum("na,nad,na->d", wpi, grad_nad, q_na)
+    return np.linalg.lstsq(fisher + ridge * np.eye(fisher.shape[0]), gradient, rcond=None)[0]
+
+
+def mean_field_step(mu: np.ndarray, observed: np.ndarray, beta: float) -> np.ndarray:
+    """Algorithm 1, line 6: μ ← (1 − β)μ + β Γ₂(π, μ), with Γ₂ as observed (any shape, e.g. a flow)."""
+    if not 0.0 < beta <= 1.0:
+        raise ValueError(f"mean_field_step: beta={beta!r} must be in (0, 1]")
+    return (1.0 - beta) * np.asarray(mu, dtype=float) + beta * np.asarray(observed, dtype=float)
+
+
+# --------------------------------------------------------------------------- the learner
+
+
+class NaturalActorCritic:
+    """Algorithm 1's policy side: a log-linear policy π_θ(a|s) ∝ exp(θᵀφ(s, a)), θ₀ = 0, its critic
+    and its actor. One object serves a whole population: every call takes a batch of N rows."""
+
+    def __init__(self, hp: NACHyperparameters, rng: np.random.Generator | None = None) -> None:
+        self.hp = hp
+        self.rng = rng if rng is not None else np.random.default_rng(hp.seed)
+        d = hp.n_features
+        self.theta = np.zeros(d)
+        """θ, the policy parameters."""
+        self.psi = np.zeros(d)
+        """ψ, the critic's TD chain (last iterate)."""
+        self.psi_bar = np.zeros(d)
+        """ψ̄, the critic's last averaged estimate: q̂ = φᵀψ̄."""
+        self.w_hat = np.zeros(d)
+        """ŵ of the last update."""
+        self.updates = 0
+        """Number of :meth:`update` calls so far (the t of Algorithm 1)."""
+
+    # ---- acting
+
+    def _check(self, phi: Features, name: str) -> None:
+        shape = phi.shape
+        if len(shape) != 3 or shape[1] != self.hp.n_actions or shape[2] != self.hp.n_features:
+            raise ValueError(
+                f"{name} has shape {tuple(shape)}; this learner needs (N, A={self.hp.n_actions}, d={self.hp.n_features})"
+            )
+
+    def log_probabilities(self, phi: Features) -> np.ndarray:
+        """log π(·|s) for every row, (N, A)."""
+        self._check(phi, "features")
+        return log_softmax(scores(phi, self.theta))
+
+    def probabilities(self, phi: Features) -> np.ndarray:
+        """π(·|s) for every row, (N, A); rows sum to 1."""
+        return np.exp(self.log_probabilities(phi))
+
+    def act(self, phi: Features) -> np.ndarray:
+        """One action per row drawn from π(·|s) with the learner's generator, (N,) int."""
+        return sample_from(self.probabilities(phi), self.rng)
+
+    # ---- learning
+
+    def update(self, batch: TransitionBatch) -> dict[str, float]:
+        """One iteration of Algorithm 1 on transitions sampled under the current policy.
+
+        Returns diagnostics: critic TD error, actor loss, norms, entropy, projection counts.
+        """
+        hp = self.hp
+        self._check(batch.features, "batch.features")
+        self._check(batch.next_features, "batch.next_features")
+        n = len(batch)
+        actions = batch.actions.astype(np.intp, copy=False)
+        next_actions = batch.next_actions.astype(np.intp, copy=False)
+        log_pi_na = self.log_probabilities(batch.features)
+        pi_na = np.exp(log_pi_na)
+        log_pi_taken = log_pi_na[np.arange(n), actions]
+
+        # Algorithm 2: critic on the shifted soft Q, target r − λ log π(a|s) + γ q̂(s', a').
+        phi_sa = _taken(batch.features, actions)
+        phi_next_sa = _taken(batch.next_features, next_actions)
+        if batch.terminal is not None and batch.terminal.any():
+            keep = (~batch.terminal.astype(bool)).astype(float)
+            if isinstance(phi_next_sa, SparseRows):
+                phi_next_sa = SparseRows(phi_next_sa.cols, phi_next_sa.vals * keep[:, None], phi_next_sa.dim)
+            else:
+                phi_next_sa = phi_next_sa * keep[:, None]
+        offset = batch.rewards - hp.entropy_reg * log_pi_taken
+        psi0 = self.psi if hp.critic_warm_start else np.zeros_like(self.psi)
+        critic = projected_td0(phi_sa, phi_next_sa, offset, hp.gamma, psi0, hp, self.rng)
+        self.psi, self.psi_bar = critic.psi_last, critic.psi_bar
+
+        # Algorithm 3: Â from the soft Q̂ = q̂ + λ log π (see the module docstring).
+        soft_q_na = scores(batch.features, self.psi_bar) + hp.entropy_reg * log_pi_na
+        advantage = soft_q_na[np.arange(n), actions] - np.sum(pi_na * soft_q_na, axis=1)
+        grad = _grad_log_pi(
+            batch.features, pi_na, actions, None if isinstance(phi_sa, SparseRows) else phi_sa
+        )
+        actor = compatible_fit(grad, advantage, hp, self.rng)
+        self.w_hat = actor.w_hat
+
+        # Algorithm 1, line 5.
+        self.theta = (1.0 - hp.policy_lr * hp.entropy_reg) * self.theta + hp.policy_lr * self.w_hat
+        self.updates += 1
+        entropy = -np.sum(pi_na * log_pi_na, axis=1)
+        return {
+            "critic/td_error_rms": critic.td_error_rms,
+            "critic/td_error_rms_after": critic.td_error_rms_after,
+            "critic/projected_fraction": critic.projected_fraction,
+            "critic/psi_norm": float(np.linalg.norm(self.psi_bar)),
+            "actor/loss": actor.loss,
+            "actor/advantage_rms": float(np.sqrt(np.mean(advantage**2))),
+            "actor/w_norm": float(np.linalg.norm(self.w_hat)),
+            "actor/projected": float(actor.projected),
+            "policy/theta_norm": float(np.linalg.norm(self.theta)),
+            "policy/entropy": float(entropy.mean()),
+            "batch/size": float(n),
+            "batch/mean_reward": float(np.mean(batch.rewards)),
+        }
+
+    # ---- checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly (arrays, counters, generator state, settings)."""
+        return {
+            "state_version": STATE_VERSION,
+            "hyperparameters": asdict(self.hp),
+            "theta": self.theta.copy(),
+            "psi": self.psi.copy(),
+            "psi_bar": self.psi_bar.copy(),
+            "w_hat": self.w_hat.copy(),
+            "updates": self.updates,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`; refuses a state of another version or feature dimension."""
+        if state.get("state_version") != STATE_VERSION:
+            raise ValueError(
+                f"learner state_version {state.get('state_version')!r}; this code reads {STATE_VERSION}"
+            )
+        d = self.hp.n_features
+        for key in ("theta", "psi", "psi_bar", "w_hat"):
+            value = np.asarray(state[key], dtype=float)
+            if value.shape != (d,):
+                raise ValueError(f"learner state {key!r} has shape {value.shape}; this learner has d={d}")
+            setattr(self, key, value.copy())
+        self.updates = int(state["updates"])
+        self.rng.bit_generator.state = state["rng"]
+
+
+def sample_from(probs_na: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One index per row drawn from the row's distribution (inverse CDF, one uniform per row)."""
+    cdf = np.cumsum(probs_na, axis=1)
+    u = rng.random(probs_na.shape[0]) * cdf[:, -1]
+    return np.minimum((cdf < u[:, None]).sum(axis=1), probs_na.shape[1] - 1)

@@ -1,0 +1,332 @@
+"""The NAC core (policies/nac.py): critic fixed point, actor = natural gradient, projections, seeding."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from policies.nac import (
+    NACHyperparameters,
+    NaturalActorCritic,
+    OneHotFeatures,
+    SparseRows,
+    TransitionBatch,
+    _grad_log_pi,
+    _taken,
+    compatible_fit,
+    log_softmax,
+    mean_field_step,
+    natural_gradient,
+    projected_td0,
+    sample_from,
+)
+
+GAMMA = 0.9
+LAM = 0.1
+
+
+def small_mdp() -> dict[str, np.ndarray]:
+    """2 states, 2 actions, probabilities in quarters so that exact batches have integer counts."""
+    P = np.array([[[0.75, 0.25], [0.25, 0.75]], [[0.5, 0.5], [1.0, 0.0]]])  # P[s, a, s']
+    r = np.array([[1.0, 0.0], [0.25, 0.5]])
+    pi = np.array([[0.5, 0.5], [0.25, 0.75]])
+    return {"P": P, "r": r, "pi": pi}
+
+
+def exact_shifted_q(P: np.ndarray, r: np.ndarray, pi: np.ndarray) -> np.ndarray:
+    """q = r − λ log π + γ P (π · q), solved as a linear system over (s, a)."""
+    S, A = r.shape
+    next_sa = np.einsum("sax,xb->saxb", P, pi).reshape(S * A, S * A)
+    offset = (r - LAM * np.log(pi)).reshape(-1)
+    return np.linalg.solve(np.eye(S * A) - GAMMA * next_sa, offset).reshape(S, A)
+
+
+def enumerated_batch(P: np.ndarray, r: np.ndarray, pi: np.ndarray, scale: int = 64) -> TransitionBatch:
+    """Every (s, a, s', a') repeated in proportion to d(s) π(a|s) P(s'|s, a) π(a'|s'), d uniform."""
+    S, A = r.shape
+    rows = []
+    for s, a, x, b in itertools.product(range(S), range(A), range(S), range(A)):
+        count = scale * 0.5 * pi[s, a] * P[s, a, x] * pi[x, b]
+        assert abs(count - round(count)) < 1e-9
+        rows += [(s, a, x, b)] * round(count)
+    s, a, x, b = (np.array(col) for col in zip(*rows))
+    table = np.eye(S * A).reshape(S, A, S * A)
+    return TransitionBatch(
+        features=table[s], actions=a, rewards=r[s, a], next_features=table[x], next_actions=b
+    )
+
+
+def hp(**overrides: object) -> NACHyperparameters:
+    base = {
+        "n_features": 4,
+        "n_actions": 2,
+        "gamma": GAMMA,
+        "entropy_reg": LAM,
+        "critic_radius": 1e3,
+        "actor_radius": 1e3,
+    }
+    base.update(overrides)
+    return NACHyperparameters(**base)  # type: ignore[arg-type]
+
+
+def td_pieces(batch: TransitionBatch, pi_na: np.ndarray) -> tuple:
+    n = len(batch)
+    log_pi = np.log(pi_na[np.arange(n), batch.actions])
+    return (
+        _taken(batch.features, batch.actions),
+        _taken(batch.next_features, batch.next_actions),
+        batch.rewards - LAM * log_pi,
+    )
+
+
+def test_td0_with_tabular_features_converges_to_the_exact_shifted_soft_q() -> None:
+    m = small_mdp()
+    batch = enumerated_batch(m["P"], m["r"], m["pi"])
+    s_of_row = batch.features.argmax(axis=2)[:, 0] // 2
+    phi_sa, phi_next, offset = td_pieces(batch, m["pi"][s_of_row])
+    settings = hp(critic_lr=1.0, critic_normalise=True, critic_epochs=400, critic_average=False)
+    result = projected_td0(phi_sa, phi_next, offset, GAMMA, np.zeros(4), settings, np.random.default_rng(0))
+    np.testing.assert_allclose(
+        result.psi_bar.reshape(2, 2), exact_shifted_q(m["P"], m["r"], m["pi"]), atol=1e-6
+    )
+
+
+def test_td0_with_dense_features_solves_the_projected_bellman_equation() -> None:
+    rng = np.random.default_rng(3)
+    n, d = 200, 3
+    phi_sa = rng.normal(size=(n, d))
+    phi_sa /= np.linalg.norm(phi_sa, axis=1, keepdims=True)
+    phi_next = rng.normal(size=(n, d))
+    phi_next /= np.linalg.norm(phi_next, axis=1, keepdims=True)
+    offset = rng.uniform(size=n)
+    # The fixed point of mean-path TD(0): Σ φ (offset + γ φ'ᵀψ − φᵀψ) = 0 (LSTD).
+    lstd = np.linalg.solve(phi_sa.T @ (phi_sa - GAMMA * phi_next), phi_sa.T @ offset)
+    settings = hp(n_features=d, critic_lr=1.0, critic_epochs=3000, critic_average=False)
+    result = projected_td0(phi_sa, phi_next, offset, GAMMA, np.zeros(d), settings, np.random.default_rng(0))
+    np.testing.assert_allclose(result.psi_bar, lstd, atol=1e-6)
+
+
+def policy_case() -> dict[str, object]:
+    """3 states, 2 actions, 3 dense features with ‖φ‖ ≤ 1 and a non-uniform policy; rows enumerate
+    (s, a) with counts ∝ d(s) π(a|s) so the sampled loss is the exact one."""
+    rng = np.random.default_rng(7)
+    phi_sad = rng.uniform(-1, 1, size=(3, 2, 3))
+    phi_sad /= 1.5 * np.linalg.norm(phi_sad, axis=2, keepdims=True)
+    # θ chosen so that π(·|s) is in eighths for every s: solve for logit gaps.
+    gaps = np.log(np.array([3.0, 1.0 / 7.0, 5.0 / 3.0]))  # π(0|s)/π(1|s) = 3, 1/7, 5/3
+    diff = phi_sad[:, 0] - phi_sad[:, 1]
+    theta = np.linalg.solve(diff, gaps)
+    pi = np.exp(log_softmax(phi_sad @ theta))
+    q = rng.uniform(0, 5, size=(3, 2))
+    counts = np.rint(8 * pi).astype(int)
+    assert np.allclose(counts / 8, pi)
+    rows = [(s, a) for s in range(3) for a in range(2) for _ in range(counts[s, a])]
+    s_idx, a_idx = (np.array(col) for col in zip(*rows))
+    return {"phi": phi_sad, "theta": theta, "pi": pi, "q": q, "s": s_idx, "a": a_idx}
+
+
+@pytest.mark.parametrize("solver", ["fisher", "sgd"], ids=["fisher-solve", "projected-sgd-algorithm-3"])
+def test_the_actor_returns_the_natural_gradient_direction(solver: str) -> None:
+    case = policy_case()
+    phi, pi, q, s, a = case["phi"], case["pi"], case["q"], case["s"], case["a"]
+    advantage = q[s, a] - np.sum(pi[s] * q[s], axis=1)
+    grad = _grad_log_pi(phi[s], pi[s], a)
+    settings = hp(
+        n_features=3,
+        actor_solver=solver,
+        fisher_ridge=1e-12,
+        actor_lr=0.5,
+        actor_epochs=20000,
+        actor_radius=1e3,
+    )
+    fitted = compatible_fit(grad, advantage, settings, np.random.default_rng(0))
+    reference = natural_gradient(phi, pi, np.full(3, 1 / 3), q)
+    # Algorithm 3 returns the average of K iterates, which keeps an O(1/K) share of the transient.
+    tolerance = 1e-9 if solver == "fisher" else 1e-2
+    assert np.linalg.norm(fitted.w_hat - reference) <= tolerance * np.linalg.norm(reference)
+
+
+def test_fitting_the_soft_q_advantage_is_the_shifted_fit_plus_lambda_theta() -> None:
+    # ŵ (soft Q) = w (shifted q) + λθ for log-linear policies: θ ← (1 − ηλ)θ + ηŵ is θ + η F⁻¹∇J_λ.
+    case = policy_case()
+    phi, pi, q, theta = case["phi"], case["pi"], case["q"], case["theta"]
+    weights = np.full(3, 1 / 3)
+    shifted = natural_gradient(phi, pi, weights, q)
+    soft = natural_gradient(phi, pi, weights, q + LAM * np.log(pi))
+    np.testing.assert_allclose(soft, shifted + LAM * theta, atol=1e-10)
+
+
+def test_one_hot_and_dense_features_give_the_same_update() -> None:
+    rng = np.random.default_rng(11)
+    index = rng.integers(0, 12, size=(50, 3))
+    index_next = rng.integers(0, 12, size=(50, 3))
+    onehot, onehot_next = OneHotFeatures(index, 12), OneHotFeatures(index_next, 12)
+    args = {
+        "actions": rng.integers(0, 3, 50),
+        "rewards": rng.uniform(size=50),
+        "next_actions": rng.integers(0, 3, 50),
+        "terminal": rng.uniform(size=50) < 0.2,
+    }
+    settings = hp(
+        n_features=12, n_actions=3, critic_lr=0.5, critic_epochs=3, critic_minibatch=10, critic_shuffle=False
+    )
+    sparse_learner, dense_learner = NaturalActorCritic(settings), NaturalActorCritic(settings)
+    for _ in range(3):
+        d1 = sparse_learner.update(TransitionBatch(features=onehot, next_features=onehot_next, **args))
+        d2 = dense_learner.update(
+            TransitionBatch(features=onehot.dense(), next_features=onehot_next.dense(), **args)
+        )
+    np.testing.assert_allclose(sparse_learner.theta, dense_learner.theta, atol=1e-8)
+    np.testing.assert_allclose(sparse_learner.psi_bar, dense_learner.psi_bar, atol=1e-10)
+    assert d1.keys() == d2.keys()
+
+
+def random_batch(
+    rng: np.random.Generator, n: int = 64, d: int = 8, A: int = 3, reward_scale: float = 1.0
+) -> TransitionBatch:
+    phi = rng.normal(size=(n, A, d))
+    phi /= np.linalg.norm(phi, axis=2, keepdims=True)
+    nxt = rng.normal(size=(n, A, d))
+    nxt /= np.linalg.norm(nxt, axis=2, keepdims=True)
+    return TransitionBatch(
+        features=phi,
+        actions=rng.integers(0, A, n),
+        rewards=reward_scale * rng.uniform(size=n),
+        next_features=nxt,
+        next_actions=rng.integers(0, A, n),
+    )
+
+
+@pytest.mark.parametrize(
+    "critic_radius, actor_radius, solver",
+    [(0.5, 0.2, "fisher"), (2.0, 1.0, "sgd"), (0.01, 0.05, "fisher")],
+    ids=["small-balls-fisher", "medium-balls-sgd", "tiny-balls"],
+)
+def test_projections_keep_psi_w_and_theta_inside_their_balls(
+    critic_radius: float, actor_radius: float, solver: str
+) -> None:
+    rng = np.random.default_rng(5)
+    settings = NACHyperparameters(
+        n_features=8,
+        n_actions=3,
+        gamma=0.99,
+        entropy_reg=0.1,
+        policy_lr=1.0,
+        critic_lr=0.5,
+        critic_epochs=5,
+        critic_radius=critic_radius,
+        actor_radius=actor_radius,
+        actor_solver=solver,
+        actor_lr=1.0,
+        actor_epochs=5,
+    )
+    learner = NaturalActorCritic(settings)
+    for _ in range(30):
+        learner.update(random_batch(rng, reward_scale=50.0))
+        assert np.linalg.norm(learner.psi) <= critic_radius * (1 + 1e-12)
+        assert np.linalg.norm(learner.psi_bar) <= critic_radius * (1 + 1e-12)
+        assert np.linalg.norm(learner.w_hat) <= actor_radius * (1 + 1e-12)
+        # Lemma 2: ‖θ‖ ≤ R/λ follows from θ ← (1 − ηλ)θ + ηŵ.
+        assert np.linalg.norm(learner.theta) <= actor_radius / settings.entropy_reg * (1 + 1e-12)
+
+
+def test_learners_with_the_same_seed_make_identical_updates_and_decisions() -> None:
+    settings = hp(
+        n_features=8,
+        n_actions=3,
+        critic_minibatch=16,
+        actor_solver="sgd",
+        actor_minibatch=8,
+        actor_lr=0.1,
+        seed=4,
+    )
+    a, b = NaturalActorCritic(settings), NaturalActorCritic(settings)
+    c = NaturalActorCritic(replace(settings, seed=5))
+    for k in range(5):
+        batch = random_batch(np.random.default_rng(k))
+        a.update(batch), b.update(batch), c.update(batch)
+    phi = random_batch(np.random.default_rng(99), n=500).features
+    np.testing.assert_array_equal(a.theta, b.theta)
+    np.testing.assert_array_equal(a.act(phi), b.act(phi))
+    assert not np.array_equal(a.theta, c.theta)
+
+
+def test_a_restored_state_continues_exactly() -> None:
+    settings = hp(n_features=8, n_actions=3)
+    original = NaturalActorCritic(settings)
+    original.update(random_batch(np.random.default_rng(0)))
+    copy = NaturalActorCritic(settings)
+    copy.load_state_dict(original.state_dict())
+    batch = random_batch(np.random.default_rng(1))
+    original.update(batch), copy.update(batch)
+    np.testing.assert_array_equal(original.theta, copy.theta)
+    phi = batch.features
+    np.testing.assert_array_equal(original.act(phi), copy.act(phi))
+
+
+def test_terminal_rows_do_not_bootstrap() -> None:
+    # One state, one terminal transition with reward 1: q̂ must converge to r − λ log π, not grow.
+    phi = np.array([[[1.0, 0.0], [0.0, 1.0]]])
+    batch = TransitionBatch(
+        features=phi,
+        actions=np.array([0]),
+        rewards=np.array([1.0]),
+        next_features=phi,
+        next_actions=np.array([0]),
+        terminal=np.array([True]),
+    )
+    learner = NaturalActorCritic(
+        hp(n_features=2, gamma=1.0, critic_lr=1.0, critic_epochs=50, critic_average=False, q_max=10.0)
+    )
+    learner.update(batch)
+    assert learner.psi_bar[0] == pytest.approx(1.0 + LAM * np.log(2.0))
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("gamma", 1.5),
+        ("policy_lr", 0.0),
+        ("critic_schedule", "fast"),
+        ("actor_solver", "adam"),
+        ("critic_radius", 0.0),
+    ],
+    ids=["gamma-above-one", "zero-policy-step", "unknown-schedule", "unknown-solver", "empty-critic-ball"],
+)
+def test_invalid_hyperparameters_are_refused_with_the_field_name(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
+        hp(**{field: value})
+
+
+def test_a_batch_of_the_wrong_width_is_refused_with_both_shapes() -> None:
+    learner = NaturalActorCritic(hp(n_features=8, n_actions=3))
+    with pytest.raises(ValueError, match=r"\(N, A=3, d=8\)"):
+        learner.probabilities(np.zeros((4, 3, 7)))
+
+
+def test_sampled_actions_follow_the_policy() -> None:
+    probs = np.tile([0.1, 0.6, 0.3], (60_000, 1))
+    counts = np.bincount(sample_from(probs, np.random.default_rng(0)), minlength=3) / 60_000
+    np.testing.assert_allclose(counts, [0.1, 0.6, 0.3], atol=0.01)
+
+
+def test_mean_field_step_moves_a_beta_fraction_toward_the_observation() -> None:
+    np.testing.assert_allclose(
+        mean_field_step(np.array([1.0, 0.0]), np.array([0.0, 1.0]), 0.25), [0.75, 0.25]
+    )
+    with pytest.raises(ValueError, match="beta"):
+        mean_field_step(np.array([1.0]), np.array([1.0]), 0.0)
+
+
+def test_sparse_rows_match_their_dense_matrix() -> None:
+    rng = np.random.default_rng(2)
+    rows = SparseRows(rng.integers(0, 6, size=(10, 3)), rng.normal(size=(10, 3)), 6)
+    dense = np.zeros((10, 6))
+    np.add.at(dense, (np.repeat(np.arange(10), 3), rows.cols.ravel()), rows.vals.ravel())
+    v, c = rng.normal(size=6), rng.normal(size=10)
+    np.testing.assert_allclose(rows @ v, dense @ v)
+    np.testing.assert_allclose(rows.rmatvec(c), dense.T @ c)
+    np.testing.assert_allclose(rows.gram().toarray(), dense.T @ dense)
