@@ -19,6 +19,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("controller.experiments:compare_command", "Run several policies on the same simulated workload and compare them."),
     "demo": ("controller.experiments:demo_command", "The README's main job: compare the managers on the paper-scale simulated cluster."),
     "train": ("controller.training:train_command", "Train a learned policy (NAC-Linear or NAC-NN) on the simulated cluster."),
+    "run": ("controller.daemon:run_command", "Run the control loop as a daemon, with /metrics and /healthz."),
+    "replay": ("controller.replay_cli:replay_command", "Replay Azure trace invocations against an OpenWhisk API (open loop)."),
 }
 
 

@@ -82,6 +82,17 @@ class WorkloadSettings(_Group):
     """How a minute's invocation count is spread inside the minute: ``poisson`` keeps the count and
     draws uniform times (a Poisson process given its count, the usual replay of a per-minute trace);
     ``equidistant`` spaces them evenly with a random phase."""
+    select: Literal["spread", "busiest"] = "spread"
+    """How the ``functions`` are picked from the trace: ``spread`` draws them (seeded) evenly over
+    the rate classes low / medium / high, as a representative sample; ``busiest`` takes the ones
+    with the most invocations over the whole trace, so that a small sample carries real load (the
+    seed then only decides which benchmark each one plays). Either way functions are picked from
+    the trace's whole span, so runs over different minutes (train, then evaluate) see the same ones."""
+    rate_scale: float = Field(1.0, gt=0, le=1000)
+    """Multiplier on every per-minute invocation count (a load knob). The scaled count of a minute
+    is rounded stochastically with a generator keyed by (seed, minute), so it is the same for every
+    policy and every replay window. 1 replays the trace as it is; the 12 sampled functions then load
+    the paper's 21 x 8-core cluster to ~2% CPU (see docs/results-agents.md for the contended point)."""
 
 
 class LoopSettings(_Group):
@@ -171,6 +182,58 @@ class OutputSettings(_Group):
     """Processes that run policies of a comparison in parallel. 2 = the cores of a small laptop."""
 
 
+# ============================================================================================
+# The daemon (``mfrm run``): added by the daemon's engineer, issue 5. A separate group so that
+# batch commands (simulate, compare, demo) never read it.
+# ============================================================================================
+
+
+class DaemonSettings(_Group):
+    """The long-running control loop of ``mfrm run``: clock, endpoints, shutdown, fault handling."""
+
+    backend: Literal["sim", "local", "openwhisk"] = "sim"
+    """Cluster the daemon drives: the embedded simulated cluster (``sim``, replayed in scaled real
+    time), the local platform, or a real OpenWhisk. ``sim`` so that ``mfrm run`` works anywhere."""
+    interval_s: float | None = Field(None, ge=0.01, le=3600)
+    """Wall-clock seconds between two ticks. Unset: ``loop.tick_s`` (real time). With the ``sim``
+    backend each tick still simulates ``loop.tick_s``, so a shorter interval runs the simulated
+    cluster faster than real time by ``loop.tick_s / interval_s``."""
+    dry_run: bool = False
+    """Observe, decide and log, but never change the cluster (``--dry-run``)."""
+    metrics_host: str = Field("0.0.0.0", min_length=1)
+    """Address the ``/metrics`` and ``/healthz`` server binds. All interfaces, because Prometheus
+    and the kubelet reach the daemon from outside its pod; bind 127.0.0.1 on a shared host."""
+    metrics_port: int = Field(9471, ge=0, le=65535)
+    """Port of ``/metrics`` and ``/healthz``; 0 picks a free port (logged at start). 9471 clashes
+    with neither OpenWhisk (8080, user-events 9095) nor Prometheus (9090) nor node-exporter (9100)."""
+    health_stale_intervals: float = Field(3.0, ge=1, le=1000)
+    """``/healthz`` answers 503 when no tick has finished for this many intervals. 3 tolerates one
+    slow and one failed tick before a liveness probe sees the daemon as stuck."""
+    shutdown_timeout_s: float = Field(30.0, gt=0, le=3600)
+    """On SIGTERM/SIGINT the running tick finishes and a checkpoint is written; past this many
+    seconds the daemon exits anyway. 30 s equals Kubernetes' default termination grace period."""
+    max_metric_functions: int = Field(200, ge=1, le=100_000)
+    """Most functions exported with their own ``function`` label; later ones are left out of the
+    per-function series (and counted). Bounds the series count: 200 functions x ~8 series each."""
+    backoff_s: tuple[float, ...] = Field((1.0, 2.0, 5.0, 10.0, 30.0, 60.0), min_length=1)
+    """Delays after consecutive failed ticks, s, the last repeated; reset by a good tick. The wait
+    is never shorter than the interval, so at 10 s it only slows down after the 4th failure."""
+    resume: bool = True
+    """Load the policy's checkpoint at start when one exists (so a restart keeps what was learned)."""
+    checkpoint_dir: Path | None = None
+    """Folder of the checkpoints. Unset: ``checkpoints`` under ``output.out_dir``."""
+    reload_config: bool = True
+    """Re-read the ``--config`` file when it changes (and on SIGHUP). A bad new file is reported
+    and ignored; the guard's bounds, the reward's alpha and the interval take effect live."""
+
+    @model_validator(mode="after")
+    def _positive_backoff(self) -> DaemonSettings:
+        bad = [d for d in self.backoff_s if not d > 0]
+        if bad:
+            raise ValueError(f"daemon.backoff_s: every delay must be > 0 s, got {list(self.backoff_s)}")
+        return self
+
+
 # The YAML file's content while load_settings builds a Settings (None: no file).
 _CONFIG_FILE_DATA: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
     "mfrm_config_file", default=None
@@ -213,6 +276,7 @@ class Settings(BaseSettings):
     reward: RewardSettings = RewardSettings()
     policy: PolicySettings = PolicySettings()
     output: OutputSettings = OutputSettings()
+    daemon: DaemonSettings = DaemonSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -393,6 +457,7 @@ def load_settings(config_file: Path | str | None = None, overrides: Mapping[str,
 __all__ = [
     "DEFAULT_COMPARE_POLICIES",
     "ClusterSettings",
+    "DaemonSettings",
     "EstimatorSettings",
     "GuardSettings",
     "LoopSettings",

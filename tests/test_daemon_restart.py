@@ -1,0 +1,188 @@
+"""The real process: ``kill -9`` and a restart lose at most one checkpoint interval of learning, and
+SIGTERM exits cleanly and in bounded time after a final checkpoint. The daemon runs as a subprocess
+on the simulated cluster with a fast interval; the test polls its files with bounded timeouts."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from controller.checkpoint import CheckpointError, read_checkpoint
+
+CHECKPOINT_EVERY = 5
+START_TIMEOUT_S = 90.0  # a cold numba cache and a loaded CI machine make the first start slow
+DAEMON = [sys.executable, "-c", "from controller.daemon import run_command; run_command()"]
+
+
+def _start(tmp_path: Path, log: Path) -> subprocess.Popen:
+    config = tmp_path / "mfrm.yaml"
+    config.write_text(
+        "cluster: {invokers: 3}\n"
+        "workload: {functions: 3, minutes: 2}\n"
+        "reward: {slo_probe_invocations: 200}\n"
+        f"loop: {{checkpoint_every_ticks: {CHECKPOINT_EVERY}}}\n"
+        "policy: {name: nac-linear}\n"
+        f"output: {{out_dir: {tmp_path / 'out'}}}\n",
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MFRM_")}
+    return subprocess.Popen(
+        [*DAEMON, "--config", str(config), "--interval", "0.05", "--metrics-port", "0", "-v"],
+        stdout=subprocess.DEVNULL, stderr=log.open("wb"), cwd=tmp_path, env=env,
+    )
+
+
+def _wait_for(condition: Callable[[], object], process: subprocess.Popen, timeout_s: float, what: str) -> object:
+    """Poll ``condition`` until it is truthy; fail if the process ends or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        try:
+            process.wait(timeout=0.05)  # paces the poll, and notices an early exit
+        except subprocess.TimeoutExpired:
+            continue
+        pytest.fail(f"the daemon exited with {process.returncode} while waiting for {what}")
+    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def _checkpoint_tick(path: Path) -> int | None:
+    try:
+        return int(read_checkpoint(path)[0]["tick"])
+    except CheckpointError:
+        return None
+
+
+def _finished_ticks(log: Path) -> list[int]:
+    """Ticks the log says finished (``tick N (...)`` is the N+1-th tick)."""
+    return [int(m) + 1 for m in re.findall(r"DEBUG controller\.daemon: tick (\d+) \(", log.read_text(errors="replace"))]
+
+
+@pytest.mark.slow
+def test_kill_9_and_a_restart_lose_at_most_one_checkpoint_interval_and_sigterm_exits_cleanly(tmp_path):
+    checkpoint = tmp_path / "out" / "checkpoints" / "nac-linear.ckpt.npz"
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+
+    first = _start(tmp_path, first_log)
+    try:
+        _wait_for(lambda: (_checkpoint_tick(checkpoint) or 0) >= 2 * CHECKPOINT_EVERY, first, START_TIMEOUT_S,
+                  "two checkpoints")
+    finally:
+        first.kill()  # SIGKILL: no handler runs, no final checkpoint
+        first.wait(timeout=10)
+    saved = _checkpoint_tick(checkpoint)
+    done_before_kill = max(_finished_ticks(first_log))
+    assert saved is not None and saved % CHECKPOINT_EVERY == 0
+    assert 0 <= done_before_kill - saved <= CHECKPOINT_EVERY
+
+    second = _start(tmp_path, second_log)
+    try:
+        _wait_for(lambda: (_checkpoint_tick(checkpoint) or 0) > saved, second, START_TIMEOUT_S,
+                  "a checkpoint after the resumed one")
+        text = second_log.read_text(errors="replace")
+        assert f"resumed nac-linear from checkpoint {checkpoint} at tick {saved}" in text
+        assert min(_finished_ticks(second_log)) == saved + 1  # tick numbers continue, nothing re-learned
+        assert _checkpoint_tick(checkpoint) == saved + CHECKPOINT_EVERY
+
+        started = time.monotonic()
+        second.send_signal(signal.SIGTERM)
+        returncode = second.wait(timeout=30)  # daemon.shutdown_timeout_s
+        shutdown_s = time.monotonic() - started
+    finally:
+        if second.poll() is None:
+            second.kill()
+            second.wait(timeout=10)
+    assert returncode == 0
+    assert shutdown_s < 5.0
+    last = max(_finished_ticks(second_log))
+    assert _checkpoint_tick(checkpoint) == last  # the final checkpoint holds the last finished tick
+    assert "SIGTERM: finishing the current tick" in second_log.read_text(errors="replace")
+
+
+class _HangingBackend:
+    """Observes once normally, then hangs in its second observation (a platform that never answers
+    and a client without a timeout), after touching the marker file the test waits for."""
+
+    name = "hanging"
+    function_names = ("a", "b", "c")
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+        self.calls = 0
+
+    def observe(self, now: float):
+        import threading
+
+        from conftest import make_snapshot
+
+        self.calls += 1
+        if self.calls >= 2:
+            self.marker.touch()
+            threading.Event().wait(120.0)  # bounded, so a stray process cannot live forever
+        return make_snapshot(self.function_names, time_s=now)
+
+    def apply(self, decisions, now):
+        return []
+
+
+def hanging_backend(settings):
+    """Backend factory for the daemon subprocess (see ``_start_hanging``)."""
+    return _HangingBackend(Path(os.environ["DAEMON_TEST_MARKER"]))
+
+
+def _start_hanging(tmp_path: Path, log: Path) -> subprocess.Popen:
+    tests = Path(__file__).resolve().parent
+    script = (
+        "import controller.daemon as d; "
+        "d.BACKEND_FACTORIES['local'] = 'test_daemon_restart:hanging_backend'; "
+        "d.run_command()"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MFRM_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(tests), env.get("PYTHONPATH", "")])
+    env["DAEMON_TEST_MARKER"] = str(tmp_path / "hanging")
+    return subprocess.Popen(
+        [sys.executable, "-c", script, "--backend", "local", "--interval", "0.05", "--metrics-port", "0",
+         "--set", "daemon.shutdown_timeout_s=1", "--set", f"output.out_dir={tmp_path / 'out'}"],
+        stdout=subprocess.DEVNULL, stderr=log.open("wb"), cwd=tmp_path, env=env,
+    )
+
+
+@pytest.mark.parametrize(
+    ("signals", "status", "said"),
+    [
+        ([signal.SIGTERM], 1, "shutdown did not finish within 1 s"),
+        ([signal.SIGTERM, signal.SIGTERM], 128 + signal.SIGTERM, "second SIGTERM: exiting at once"),
+        ([signal.SIGINT, signal.SIGINT], 128 + signal.SIGINT, "second SIGINT: exiting at once"),
+    ],
+    ids=["stuck-tick-hits-the-shutdown-bound", "second-sigterm", "second-ctrl-c"],
+)
+def test_a_stuck_tick_cannot_hold_up_the_exit(tmp_path, signals, status, said):
+    log = tmp_path / "daemon.log"
+    process = _start_hanging(tmp_path, log)
+    try:
+        _wait_for(lambda: (tmp_path / "hanging").exists(), process, START_TIMEOUT_S, "the tick to hang")
+        started = time.monotonic()
+        process.send_signal(signals[0])
+        if len(signals) > 1:
+            # The second signal goes once the first has been handled (its log line is written).
+            _wait_for(lambda: "finishing the current tick" in log.read_text(errors="replace"), process, 10.0,
+                      "the first signal to be handled")
+            process.send_signal(signals[1])
+        returncode = process.wait(timeout=10)
+        elapsed = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    assert returncode == status
+    assert said in log.read_text(errors="replace")
+    assert elapsed < (5.0 if len(signals) == 1 else 1.0)
