@@ -1,7 +1,7 @@
 """Prometheus metrics: OpenWhisk's user-events names, plus the platform's own pool gauges.
 
 The user-events names and labels are the ones OpenWhisk's Grafana dashboards query
-(``shared/reference/openwhisk/grafana``): ``openwhisk_action_activations_total``,
+(``reference/openwhisk/grafana`` in this repository): ``openwhisk_action_activations_total``,
 ``openwhisk_action_coldStarts_total``, ``openwhisk_action_status``, ``openwhisk_action_status_code``,
 the ``openwhisk_action_{waitTime,initTime,duration}_seconds`` and ``openwhisk_action_response_size_bytes``
 histograms and the ``openwhisk_action_memory`` gauge, labelled by ``namespace``, ``initiator`` and

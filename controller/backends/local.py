@@ -1,0 +1,225 @@
+"""The ``local`` backend: the local OpenWhisk-compatible platform (``localwhisk``) on this machine.
+
+It speaks only HTTP to the platform (``docs/localwhisk.md``), through :class:`controller.owclient.OpenWhiskClient`:
+
+* ``GET /api/v1/namespaces/_/activations?since=&upto=`` — the tick's activations (each once, see
+  :class:`controller.backends.openwhisk.ActivationWindow`): completions, latency (``waitTime +
+  duration``; ``duration`` includes ``initTime`` on a cold start, as in OpenWhisk), execution time
+  (``duration − initTime``), cold starts, SLO violations;
+* ``GET /resources/v1/namespaces/_/actions`` — every pool at the snapshot instant: containers by
+  state (``busy`` = in flight, as the platform runs one activation per container), ``queued``, the
+  CPU shares per container, memory, and the pool's cumulative CPU seconds (so CPU used in a tick
+  is the difference of two reads);
+* ``GET /resources/v1/status`` — the one invoker: user memory and memory reserved;
+* ``PUT /resources/v1/namespaces/_/actions/{name}`` with ``{"containers": k, "cpuShares": s}`` — act.
+
+Arrivals: the platform counts activations when they complete, so arrivals of a tick are estimated by
+conservation: completions + (in flight + queued now) − (in flight + queued at the last tick).
+
+No data, no zeros: if the activations or the pools cannot be read, every function of the tick is
+``valid=False``; a function the platform does not know is ``valid=False``; CPU used is NaN on the
+first tick (no earlier reading to subtract). CPU allocated is the snapshot's containers × shares /
+1024 held over the tick.
+
+Consistency (``controller.backends.base``): one platform, always the same invoker row (``local``);
+``apply`` only sends what changed since the last accepted change (idempotent), and a change the
+platform accepted has been applied to its running containers (new containers start as it says).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+
+from controller.backends.base import ActionFailure, FailureKind
+from controller.backends.openwhisk import ActivationWindow, summarise
+from controller.owclient import (
+    NotFound,
+    OpenWhiskClient,
+    OpenWhiskError,
+    RequestRejected,
+    Unauthorized,
+)
+from policies.types import (
+    KEEP_SHARES,
+    SHARES_PER_CORE,
+    UNMANAGED,
+    ClusterSnapshot,
+    Decisions,
+    FunctionStats,
+    InvokerStats,
+)
+
+#: Name of the one invoker row of a local platform.
+LOCAL_INVOKER = "local"
+
+
+class LocalBackend:
+    """The local platform behind the backend contract (see the module docstring)."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        client: OpenWhiskClient,
+        function_names: Sequence[str],
+        slo_s: Sequence[float],
+        *,
+        epoch_origin_ms: float,
+        cores: float,
+        lookback_s: float = 120.0,
+    ) -> None:
+        if len(slo_s) != len(function_names):
+            raise ValueError(f"local backend: {len(function_names)} functions but {len(slo_s)} SLOs")
+        if cores <= 0:
+            raise ValueError(f"local backend: cores must be > 0, got {cores}")
+        self.client = client
+        """Client of the platform (API host, key, namespace ``_``)."""
+        self.function_names = tuple(function_names)
+        """Actions managed, in the snapshot's order."""
+        self.slo_s = np.asarray(slo_s, dtype=float)
+        """SLO per function, s."""
+        self.cores = float(cores)
+        """CPU cores the platform's containers share (the machine's, or its cgroup's quota)."""
+        self.activations = ActivationWindow(client, epoch_origin_ms, lookback_s)
+        n = len(self.function_names)
+        self._last_now = 0.0
+        self._previous_cpu: dict[str, float] | None = None
+        self._previous_backlog = np.zeros(n)
+        self._recent: list[deque[float]] = [deque(maxlen=3) for _ in range(n)]
+        self._set_containers = np.full(n, UNMANAGED, dtype=np.int64)
+        self._set_shares = np.full(n, KEEP_SHARES, dtype=np.int64)
+
+    def _resources_path(self, name: str | None = None) -> str:
+        base = f"/resources/v1/namespaces/{quote(self.client.namespace, safe='')}/actions"
+        return base if name is None else f"{base}/{quote(name, safe='')}"
+
+    # --- observe --------------------------------------------------------------------------------
+
+    def observe(self, now: float) -> ClusterSnapshot:
+        if now <= self._last_now:
+            raise ValueError(f"local backend: now={now} s is not after the last observation at {self._last_now} s")
+        tick_s = now - self._last_now
+        self._last_now = now
+        n = len(self.function_names)
+        try:
+            fresh = self.activations.read(now)
+            _, pools = self.client.request("GET", self._resources_path())
+            _, status = self.client.request("GET", "/resources/v1/status")
+            if not isinstance(pools, list) or not isinstance(status, dict):
+                raise TypeError(f"unexpected resource API answer: pools {type(pools).__name__}, status {type(status).__name__}")
+        except (OpenWhiskError, TypeError):
+            return self._no_data(now, tick_s)
+        by_name: dict[str, dict[str, Any]] = {p.get("action"): p for p in pools if isinstance(p, dict)}
+        cols: dict[str, np.ndarray] = {k: np.full(n, np.nan) for k in (
+            "memory_mb", "arrivals", "completions", "in_flight", "queued", "p50_latency_s", "p99_latency_s",
+            "mean_exec_s", "recent_exec_s", "cold_starts", "slo_violations", "containers", "busy_containers",
+            "cpu_shares", "cpu_used_core_s", "cpu_alloc_core_s")}
+        valid = np.zeros(n, dtype=bool)
+        cpu_now = {name: float(p.get("cpuSeconds", 0.0)) for name, p in by_name.items()}
+        backlog = np.zeros(n)
+        for i, name in enumerate(self.function_names):
+            pool = by_name.get(name)
+            if pool is None:
+                continue  # not deployed: no data for it
+            valid[i] = True
+            current = pool.get("current") or {}
+            busy = float(current.get("busy", 0))
+            total = float(current.get("total", 0))
+            queued = float(pool.get("queued", 0))
+            shares = float(pool.get("cpuShares", np.nan))
+            tick = summarise(fresh.get(name, ()))
+            done = float(tick.latencies_s.size)
+            backlog[i] = busy + queued
+            cols["memory_mb"][i] = float(pool.get("memoryMB", np.nan))
+            cols["completions"][i] = done
+            cols["arrivals"][i] = max(done + backlog[i] - self._previous_backlog[i], 0.0)
+            cols["in_flight"][i], cols["queued"][i] = busy, queued
+            cols["containers"][i], cols["busy_containers"][i] = total, busy
+            cols["cpu_shares"][i] = shares
+            cols["cold_starts"][i] = tick.cold
+            cols["slo_violations"][i] = float(np.sum(tick.latencies_s > self.slo_s[i]))
+            if done:
+                cols["p50_latency_s"][i] = float(np.percentile(tick.latencies_s, 50))
+                cols["p99_latency_s"][i] = float(np.percentile(tick.latencies_s, 99))
+                cols["mean_exec_s"][i] = float(tick.exec_s.mean())
+                self._recent[i].extend(tick.exec_s.tolist())
+            if len(self._recent[i]) == 3:
+                cols["recent_exec_s"][i] = float(np.mean(self._recent[i]))
+            if self._previous_cpu is not None:
+                cols["cpu_used_core_s"][i] = max(cpu_now[name] - self._previous_cpu.get(name, 0.0), 0.0)
+            cols["cpu_alloc_core_s"][i] = total * shares / SHARES_PER_CORE * tick_s
+        invoker_cpu = np.nan
+        if self._previous_cpu is not None:
+            invoker_cpu = sum(max(v - self._previous_cpu.get(k, 0.0), 0.0) for k, v in cpu_now.items())
+        self._previous_cpu = cpu_now
+        self._previous_backlog = backlog
+        shares_allocated = sum(
+            float((p.get("current") or {}).get("total", 0)) * float(p.get("cpuShares", 0)) for p in by_name.values()
+        )
+        invokers = InvokerStats(
+            names=(LOCAL_INVOKER,),
+            cores=[self.cores],
+            memory_mb=[float(status.get("userMemoryMB", np.nan))],
+            memory_used_mb=[float(status.get("reservedMemoryMB", np.nan))],
+            cpu_used_core_s=[invoker_cpu],
+            cpu_shares_allocated=[shares_allocated],
+            valid=[True],
+        )
+        functions = FunctionStats(names=self.function_names, slo_s=self.slo_s, valid=valid, **cols)
+        return ClusterSnapshot(time_s=now, tick_s=tick_s, functions=functions, invokers=invokers)
+
+    def _no_data(self, now: float, tick_s: float) -> ClusterSnapshot:
+        """A tick in which the platform could not be read: every row invalid, every value NaN."""
+        n = len(self.function_names)
+        nan = np.full(n, np.nan)
+        columns = {k: nan for k in FunctionStats.__dataclass_fields__ if k not in ("names", "slo_s", "valid")}
+        functions = FunctionStats(names=self.function_names, slo_s=self.slo_s, valid=np.zeros(n, dtype=bool), **columns)
+        invokers = InvokerStats(
+            names=(LOCAL_INVOKER,), cores=[self.cores], memory_mb=[np.nan], memory_used_mb=[np.nan],
+            cpu_used_core_s=[np.nan], cpu_shares_allocated=[np.nan], valid=[False],
+        )
+        # The next successful read cannot tell CPU used over two ticks from one: start over.
+        self._previous_cpu = None
+        return ClusterSnapshot(time_s=now, tick_s=tick_s, functions=functions, invokers=invokers)
+
+    # --- act ------------------------------------------------------------------------------------
+
+    def apply(self, decisions: Decisions, now: float) -> list[ActionFailure]:
+        failures: list[ActionFailure] = []
+        for i in np.flatnonzero(decisions.valid):
+            if i >= len(self.function_names):
+                failures.append(ActionFailure(f"#{i}", FailureKind.UNKNOWN_FUNCTION, f"no function at index {i}"))
+                continue
+            name = self.function_names[i]
+            body: dict[str, int] = {}
+            containers, shares = int(decisions.containers[i]), int(decisions.cpu_shares[i])
+            if containers != self._set_containers[i]:
+                body["containers"] = containers
+            if shares != KEEP_SHARES and shares != self._set_shares[i]:
+                body["cpuShares"] = shares
+            if not body:
+                continue
+            try:
+                self.client.request("PUT", self._resources_path(name), body=body)
+            except NotFound as error:
+                failures.append(ActionFailure(name, FailureKind.UNKNOWN_FUNCTION, str(error)))
+                continue
+            except (RequestRejected, Unauthorized) as error:
+                failures.append(ActionFailure(name, FailureKind.REJECTED, str(error)))
+                continue
+            except OpenWhiskError as error:
+                failures.append(ActionFailure(name, FailureKind.UNAVAILABLE, str(error)))
+                continue
+            if "containers" in body:
+                self._set_containers[i] = containers
+            if "cpuShares" in body:
+                self._set_shares[i] = shares
+        return failures
+
+
+__all__ = ["LOCAL_INVOKER", "LocalBackend"]

@@ -1,0 +1,636 @@
+"""The ``openwhisk`` backend: a real OpenWhisk deployment, observed over REST (and Prometheus) and
+acted on through the container runtime of its invokers.
+
+Observe (one tick ending at ``now``):
+
+* **completions, latency, cold starts, SLO violations** from the activations API
+  (:class:`ActivationWindow`): every activation that appeared since the last tick is counted once
+  (deduplicated by id, so activations stored late are not lost); its latency is
+  ``waitTime + duration`` — OpenWhisk's ``duration`` already includes ``initTime`` on a cold start
+  (ContainerProxy reports the init-plus-run interval), so adding ``initTime`` again would count it
+  twice. Or, with :class:`PrometheusLatency`, from the user-events metrics through PromQL.
+* **containers, busy containers, CPU shares, CPU used** from the invokers' container runtime: the
+  Docker Engine API of each invoker host (:mod:`controller.backends.docker_shares`) or the
+  Kubernetes API (:mod:`controller.backends.kube_shares`). Containers are attributed to actions by
+  the names OpenWhisk gives them (see :func:`action_key`).
+* What cannot be observed stays NaN (``queued``: OpenWhisk's queues are not exposed; CPU used on
+  Kubernetes); a function whose activations could not be read is ``valid=False``. Never zeros.
+
+Act: CPU shares per container through the runtime (re-applied every tick to containers created since,
+which start with OpenWhisk's default shares). Warm pools: stock OpenWhisk has no per-action
+container count; :class:`WarmPoolMode` says which knob, if any, is turned, and any decision the
+backend cannot carry out comes back as ``ActionFailure(REJECTED, "... not supported by stock
+OpenWhisk ...")``. ``docs/backends.md`` lists the knobs and their caveats.
+
+Consistency (see ``controller.backends.base``): the activation store may lag the invocations by a
+few seconds (an activation counts in the tick it is first seen); container lists are read once per
+tick and may miss containers created or removed within it; a shares change applies at once to
+running containers.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from controller.backends.base import ActionFailure, FailureKind
+from controller.owclient import (
+    NotFound,
+    OpenWhiskClient,
+    OpenWhiskError,
+    RequestRejected,
+    Unauthorized,
+    annotation,
+)
+from policies.types import (
+    KEEP_SHARES,
+    SHARES_PER_CORE,
+    UNMANAGED,
+    ClusterSnapshot,
+    Decisions,
+    FunctionStats,
+    InvokerStats,
+)
+
+# --- container names ----------------------------------------------------------------------------
+
+
+def sanitize(part: str) -> str:
+    """OpenWhisk's container-name filter: letters, digits and ``_`` only (ContainerProxy.containerName)."""
+    return "".join(c for c in part if c.isalnum() or c == "_")
+
+
+def action_key(namespace: str, action: str, *, kubernetes: bool = False) -> str:
+    """The part of a container (or pod) name that identifies an action of ``namespace``.
+
+    OpenWhisk names a container ``wsk<instance>_<count>_<namespace>_<action>`` with namespace and action
+    filtered by :func:`sanitize` (apache/openwhisk ``ContainerProxy.containerName`` and
+    ``ContainerFactory.containerNamePrefix``); the Kubernetes factory turns ``_`` into ``-`` and lower-cases
+    it for the pod name (``KubernetesContainer.create``). So ``image-inference-003`` of ``guest`` is
+    ``guest_imageinference003`` in a Docker name and ``guest-imageinference003`` in a pod name.
+    """
+    key = f"{sanitize(namespace)}_{sanitize(action)}"
+    return key.replace("_", "-").lower() if kubernetes else key
+
+
+#: Stem cells (prewarmed containers) are named ``wsk<i>_<n>_prewarm_<kind>`` and keep that name after
+#: an action is loaded into them, so they cannot be attributed to an action by name.
+PREWARM_PART = "prewarm"
+
+
+def container_action_key(name: str, *, kubernetes: bool = False) -> str | None:
+    """The ``<namespace>_<action>`` part of an OpenWhisk container name, None if it is not an action
+    container (not ``wsk...``, or a stem cell)."""
+    name = name.lstrip("/")
+    sep = "-" if kubernetes else "_"
+    parts = name.split(sep, 2)
+    if len(parts) != 3 or not parts[0].startswith("wsk") or not parts[1].isdigit():
+        return None
+    rest = parts[2]
+    if rest.startswith(PREWARM_PART + sep):
+        return None
+    return rest
+
+
+# --- what the runtimes report -------------------------------------------------------------------
+
+
+class RuntimeUnavailable(Exception):
+    """The container runtime of an invoker (or the Kubernetes API) could not be reached."""
+
+
+class RuntimeRejected(Exception):
+    """The runtime refused a change (invalid value, or a change it does not support)."""
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """One action container as the runtime reports it."""
+
+    invoker: str
+    """Invoker the container runs on (configured host name, or the pod's ``invoker`` label)."""
+    key: str
+    """Action key from the container name (see :func:`action_key`)."""
+    ref: str
+    """What the runtime calls it: Docker container id, or pod name."""
+    cpu_shares: float
+    """CPU shares of the container (Docker ``CpuShares``; for a pod, its CPU request in shares); NaN if unknown."""
+    memory_mb: float
+    """Memory limit, MB."""
+    busy: bool | None
+    """Running an activation: Docker reports idle OpenWhisk containers as paused; None if unknown."""
+    cpu_total_s: float | None
+    """CPU consumed since the container started, core-seconds; None if unknown."""
+
+
+@dataclass(frozen=True)
+class RuntimeView:
+    """One read of every invoker's containers."""
+
+    containers: tuple[ContainerInfo, ...]
+    """Action containers found (stem cells and foreign containers excluded)."""
+    failed: Mapping[str, str]
+    """Invokers that could not be read, with why: their containers are missing from ``containers``."""
+
+
+class ContainerRuntime(Protocol):
+    """The invokers' container runtime: Docker hosts or a Kubernetes cluster."""
+
+    name: str
+    invokers: tuple[str, ...]
+    """Invokers known in advance (Docker: one per host; Kubernetes: none, they come from pod labels)."""
+    kubernetes: bool
+
+    def read(self) -> RuntimeView: ...
+
+    def set_shares(self, container: ContainerInfo, shares: int) -> None:
+        """Set one container's CPU shares; raise RuntimeRejected or RuntimeUnavailable."""
+        ...
+
+
+# --- latency sources ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TickActivations:
+    """What one tick's newly seen activations say about one function."""
+
+    latencies_s: np.ndarray
+    """End-to-end latency of each, s: waitTime + duration."""
+    exec_s: np.ndarray
+    """Execution alone of each, s: duration − initTime."""
+    cold: int
+    """How many were cold starts (carry an ``initTime`` annotation)."""
+
+
+def record_timing_s(record: Mapping[str, Any]) -> tuple[float, float, float, bool]:
+    """(wait, init, duration, cold) of an activation record, s. ``duration`` includes ``init``."""
+    wait = float(annotation(record, "waitTime", 0) or 0) / 1000.0
+    init_raw = annotation(record, "initTime")
+    init = float(init_raw) / 1000.0 if init_raw is not None else 0.0
+    duration = float(record.get("duration", 0) or 0) / 1000.0
+    return wait, init, duration, init_raw is not None
+
+
+class ActivationWindow:
+    """Reads the activations API once per tick and hands each activation out exactly once.
+
+    Each read covers [now − lookback, now] (by activation start) and keeps only ids not seen before,
+    so an activation that started in an earlier tick but was stored late is still counted, once.
+    Ids older than the look-back are forgotten (memory stays bounded by the activations of one
+    look-back).
+    """
+
+    def __init__(self, client: OpenWhiskClient, epoch_origin_ms: float, lookback_s: float = 120.0) -> None:
+        self.client = client
+        """Client of the platform's API."""
+        self.epoch_origin_ms = float(epoch_origin_ms)
+        """Platform time (ms since the epoch) of run time 0: activation times are epoch ms."""
+        self.lookback_s = float(lookback_s)
+        """How far back each read reaches, s: longer than the longest activation plus the store's lag.
+        120 s covers OpenWhisk's default 60-s action time limit twice."""
+        self._seen: dict[str, int] = {}
+
+    def read(self, now: float) -> dict[str, list[dict[str, Any]]]:
+        """New activations by action name; raises OpenWhiskError when the window cannot be read."""
+        upto = int(self.epoch_origin_ms + now * 1000.0)
+        # Activations before the run's time 0 are not the run's.
+        since = int(max(upto - self.lookback_s * 1000.0, self.epoch_origin_ms))
+        records = self.client.iter_activations(since_ms=since, upto_ms=upto)
+        fresh: dict[str, list[dict[str, Any]]] = {}
+        for record in records:
+            activation_id = record.get("activationId")
+            if not isinstance(activation_id, str) or activation_id in self._seen:
+                continue
+            self._seen[activation_id] = int(record.get("start", upto))
+            fresh.setdefault(str(record.get("name", "")), []).append(record)
+        self._seen = {k: start for k, start in self._seen.items() if start >= since}
+        for group in fresh.values():
+            group.sort(key=lambda r: (r.get("end") or r.get("start") or 0))
+        return fresh
+
+
+def summarise(records: Sequence[Mapping[str, Any]]) -> TickActivations:
+    """Latencies, execution times and cold starts of one function's activations of a tick."""
+    timings = [record_timing_s(r) for r in records]
+    latencies = np.array([wait + duration for wait, _, duration, _ in timings], dtype=float)
+    exec_s = np.array([max(duration - init, 0.0) for _, init, duration, _ in timings], dtype=float)
+    return TickActivations(latencies, exec_s, sum(1 for *_, cold in timings if cold))
+
+
+class PromQuery(Protocol):
+    """The PromQL reader's instant query: ``query(expr, time) -> [(labels, value)]``."""
+
+    def __call__(self, expr: str, time: float) -> list[tuple[Mapping[str, str], float]]: ...
+
+
+@dataclass(frozen=True)
+class PromLatencyStats:
+    """One function's tick as the user-events metrics tell it."""
+
+    completions: float
+    cold_starts: float
+    p50_s: float
+    p99_s: float
+    mean_exec_s: float
+
+
+class PrometheusLatency:
+    """Completions and latency quantiles from OpenWhisk's user-events metrics, through PromQL.
+
+    The user-events service exports per-action histograms ``openwhisk_action_waitTime_seconds``,
+    ``openwhisk_action_initTime_seconds`` and ``openwhisk_action_duration_seconds`` and the counters
+    ``openwhisk_action_activations_total`` and ``openwhisk_action_coldStarts_total`` (labels
+    ``namespace``, ``action``; the names the project's Grafana dashboards query). A latency
+    quantile is estimated as the quantile of the wait plus the quantile of the duration
+    (``histogram_quantile`` over the tick): the metrics have no histogram of their sum, and the sum
+    of two quantiles is an upper bound for comonotone parts, i.e. conservative; the activations
+    API gives the exact value.
+    """
+
+    def __init__(self, query: PromQuery, namespace: str) -> None:
+        self.query = query
+        self.namespace = namespace
+
+    def _by_action(self, expr: str, now: float) -> dict[str, float]:
+        return {labels.get("action", ""): float(value) for labels, value in self.query(expr, now)}
+
+    def read(self, now: float, tick_s: float) -> dict[str, PromLatencyStats]:
+        window = f"{max(round(tick_s), 1)}s"
+        sel = f'namespace="{self.namespace}"'
+        completions = self._by_action(f"sum by (action) (increase(openwhisk_action_activations_total{{{sel}}}[{window}]))", now)
+        cold = self._by_action(f"sum by (action) (increase(openwhisk_action_coldStarts_total{{{sel}}}[{window}]))", now)
+
+        def quantile(q: float, metric: str) -> dict[str, float]:
+            return self._by_action(
+                f"histogram_quantile({q}, sum by (action, le) (rate({metric}_bucket{{{sel}}}[{window}])))", now
+            )
+
+        wait50, wait99 = quantile(0.5, "openwhisk_action_waitTime_seconds"), quantile(0.99, "openwhisk_action_waitTime_seconds")
+        dur50, dur99 = quantile(0.5, "openwhisk_action_duration_seconds"), quantile(0.99, "openwhisk_action_duration_seconds")
+        exec_sum = self._by_action(f"sum by (action) (increase(openwhisk_action_duration_seconds_sum{{{sel}}}[{window}]))", now)
+        out: dict[str, PromLatencyStats] = {}
+        for action, count in completions.items():
+            done = count > 0
+            out[action] = PromLatencyStats(
+                completions=count,
+                cold_starts=cold.get(action, 0.0),
+                p50_s=wait50.get(action, math.nan) + dur50.get(action, math.nan) if done else math.nan,
+                p99_s=wait99.get(action, math.nan) + dur99.get(action, math.nan) if done else math.nan,
+                mean_exec_s=exec_sum.get(action, math.nan) / count if done else math.nan,
+            )
+        return out
+
+
+# --- warm pools ---------------------------------------------------------------------------------
+
+
+class WarmPoolMode(enum.Enum):
+    """What the backend does with a container target (``Decisions.containers``)."""
+
+    REJECT = "reject"
+    """Turn nothing: every managed target (k >= 0) is reported REJECTED. Stock OpenWhisk has no API
+    that keeps k containers of one action warm. The default, so nothing is changed behind the
+    operator's back."""
+    INSTANCES_LIMIT = "instances-limit"
+    """Set the action's ``limits.instances`` to k (OpenWhisk with the new scheduler, 2023+): a cap on
+    the action's containers, not a floor; k = 0 is rejected. Updating an action makes a new
+    revision, whose first invocations start cold."""
+
+
+_NOT_STOCK = "not supported by stock OpenWhisk"
+
+
+# --- the backend --------------------------------------------------------------------------------
+
+
+class OpenWhiskBackend:
+    """A real OpenWhisk deployment behind the backend contract (see the module docstring)."""
+
+    name = "openwhisk"
+
+    def __init__(
+        self,
+        client: OpenWhiskClient,
+        function_names: Sequence[str],
+        slo_s: Sequence[float],
+        *,
+        epoch_origin_ms: float,
+        namespace: str,
+        runtime: ContainerRuntime | None = None,
+        prometheus: PrometheusLatency | None = None,
+        warm_pool: WarmPoolMode = WarmPoolMode.REJECT,
+        invoker_cores: float = 8.0,
+        invoker_memory_mb: float = 2048.0,
+        lookback_s: float = 120.0,
+    ) -> None:
+        if len(slo_s) != len(function_names):
+            raise ValueError(f"openwhisk backend: {len(function_names)} functions but {len(slo_s)} SLOs")
+        self.client = client
+        self.function_names = tuple(function_names)
+        """Actions managed, in the snapshot's order."""
+        self.slo_s = np.asarray(slo_s, dtype=float)
+        """SLO per function, s."""
+        self.namespace = namespace
+        """The actions' namespace, as it appears in container names (not ``_``)."""
+        self.runtime = runtime
+        """Container runtime of the invokers; None: no containers observed, no shares set."""
+        self.prometheus = prometheus
+        """Latency from user-events metrics instead of the activations API, if set."""
+        self.warm_pool = warm_pool
+        self.invoker_cores = float(invoker_cores)
+        """CPU cores of one invoker (not exposed by OpenWhisk's API)."""
+        self.invoker_memory_mb = float(invoker_memory_mb)
+        """User memory of one invoker, MB (``whisk.containerPool.userMemory``)."""
+        self.activations = ActivationWindow(client, epoch_origin_ms, lookback_s)
+        kube = runtime.kubernetes if runtime is not None else False
+        self._keys = [action_key(namespace, n, kubernetes=kube) for n in self.function_names]
+        counts: dict[str, int] = {}
+        for key in self._keys:
+            counts[key] = counts.get(key, 0) + 1
+        self._ambiguous = {key for key, c in counts.items() if c > 1}
+        """Keys shared by several managed actions (names differing only in '-' or '.'): their
+        containers cannot be told apart, so they are never observed or changed."""
+        n = len(self.function_names)
+        self._last_now = 0.0
+        self._observed = False
+        self._memory_mb: np.ndarray | None = None
+        self._recent: list[deque[float]] = [deque(maxlen=3) for _ in range(n)]
+        self._cpu_seen: dict[str, float] = {}
+        self._shares_target = np.full(n, KEEP_SHARES, dtype=np.int64)
+        self._pool_set = np.full(n, UNMANAGED, dtype=np.int64)
+        self._view: RuntimeView | None = None
+
+    # --- observe --------------------------------------------------------------------------------
+
+    def observe(self, now: float) -> ClusterSnapshot:
+        if now <= self._last_now:
+            raise ValueError(f"openwhisk backend: now={now} s is not after the last observation at {self._last_now} s")
+        tick_s = now - self._last_now
+        first = not self._observed
+        self._last_now, self._observed = now, True
+        if self._memory_mb is None:
+            self._memory_mb = self._action_memory()
+        n = len(self.function_names)
+        cols = {k: np.full(n, np.nan) for k in (
+            "arrivals", "completions", "in_flight", "queued", "p50_latency_s", "p99_latency_s", "mean_exec_s",
+            "recent_exec_s", "cold_starts", "slo_violations", "containers", "busy_containers", "cpu_shares",
+            "cpu_used_core_s", "cpu_alloc_core_s", "memory_mb")}
+        valid = np.ones(n, dtype=bool)
+        self._observe_latency(now, tick_s, cols, valid)
+        invokers = self._observe_runtime(tick_s, first, cols)
+        names = self.function_names
+        if self._memory_mb is not None:
+            cols["memory_mb"] = np.where(np.isnan(cols["memory_mb"]), self._memory_mb, cols["memory_mb"])
+        functions = FunctionStats(names=names, slo_s=self.slo_s, valid=valid, **cols)
+        return ClusterSnapshot(time_s=now, tick_s=tick_s, functions=functions, invokers=invokers)
+
+    def _observe_latency(self, now: float, tick_s: float, cols: dict[str, np.ndarray], valid: np.ndarray) -> None:
+        if self.prometheus is not None:
+            try:
+                stats = self.prometheus.read(now, tick_s)
+            except Exception:  # noqa: BLE001 - any reader failure is "no data", never zeros
+                valid[:] = False
+                return
+            for i, name in enumerate(self.function_names):
+                s = stats.get(name)
+                done = s.completions if s is not None else 0.0
+                cols["completions"][i] = cols["arrivals"][i] = done
+                cols["cold_starts"][i] = s.cold_starts if s is not None else 0.0
+                if s is not None and done > 0:
+                    cols["p50_latency_s"][i], cols["p99_latency_s"][i] = s.p50_s, s.p99_s
+                    cols["mean_exec_s"][i] = s.mean_exec_s
+            return
+        try:
+            fresh = self.activations.read(now)
+        except OpenWhiskError:
+            valid[:] = False
+            return
+        for i, name in enumerate(self.function_names):
+            tick = summarise(fresh.get(name, ()))
+            done = float(tick.latencies_s.size)
+            # The activations API lists started activations only: arrivals that still wait are not
+            # visible, so arrivals are estimated by the completions of the tick.
+            cols["completions"][i] = cols["arrivals"][i] = done
+            cols["cold_starts"][i] = tick.cold
+            cols["slo_violations"][i] = float(np.sum(tick.latencies_s > self.slo_s[i]))
+            if done:
+                cols["p50_latency_s"][i] = float(np.percentile(tick.latencies_s, 50))
+                cols["p99_latency_s"][i] = float(np.percentile(tick.latencies_s, 99))
+                cols["mean_exec_s"][i] = float(tick.exec_s.mean())
+                self._recent[i].extend(tick.exec_s.tolist())
+            if len(self._recent[i]) == 3:
+                cols["recent_exec_s"][i] = float(np.mean(self._recent[i]))
+
+    def _observe_runtime(self, tick_s: float, first: bool, cols: dict[str, np.ndarray]) -> InvokerStats:
+        if self.runtime is None:
+            self._view = None
+            return InvokerStats(names=(), cores=[], memory_mb=[], memory_used_mb=[], cpu_used_core_s=[],
+                                cpu_shares_allocated=[], valid=[])
+        try:
+            view = self.runtime.read()
+        except RuntimeUnavailable as error:
+            view = RuntimeView((), {inv: str(error) for inv in self.runtime.invokers})
+        self._view = view
+        invoker_names = list(self.runtime.invokers)
+        for c in view.containers:
+            if c.invoker not in invoker_names:
+                invoker_names.append(c.invoker)
+        index = {key: i for i, key in enumerate(self._keys) if key not in self._ambiguous}
+        m = len(invoker_names)
+        inv_row = {name: j for j, name in enumerate(invoker_names)}
+        inv_mem, inv_shares, inv_cpu = np.zeros(m), np.zeros(m), np.zeros(m)
+        inv_cpu_known = np.ones(m, dtype=bool)
+        counts = np.zeros(len(self.function_names))
+        busy = np.zeros(len(self.function_names))
+        busy_known = np.ones(len(self.function_names), dtype=bool)
+        shares_sum = np.zeros(len(self.function_names))
+        cpu = np.zeros(len(self.function_names))
+        cpu_known = np.ones(len(self.function_names), dtype=bool)
+        seen: dict[str, float] = {}
+        for c in view.containers:
+            j = inv_row[c.invoker]
+            inv_mem[j] += c.memory_mb
+            inv_shares[j] += 0.0 if math.isnan(c.cpu_shares) else c.cpu_shares
+            delta = None
+            if c.cpu_total_s is not None:
+                seen[c.ref] = c.cpu_total_s
+                if not first:
+                    delta = c.cpu_total_s - self._cpu_seen.get(c.ref, 0.0)
+                    inv_cpu[j] += max(delta, 0.0)
+            else:
+                inv_cpu_known[j] = False
+            i = index.get(c.key)
+            if i is None:
+                continue
+            counts[i] += 1
+            cols["memory_mb"][i] = c.memory_mb
+            shares_sum[i] += c.cpu_shares
+            if c.busy is None:
+                busy_known[i] = False
+            else:
+                busy[i] += c.busy
+            if delta is None:
+                cpu_known[i] = False
+            else:
+                cpu[i] += max(delta, 0.0)
+        self._cpu_seen = seen
+        # Functions are observable only if every invoker was read and their key is unambiguous.
+        complete = not view.failed
+        for i in index.values():
+            if not complete:
+                continue
+            cols["containers"][i] = counts[i]
+            cols["busy_containers"][i] = busy[i] if busy_known[i] else np.nan
+            cols["in_flight"][i] = cols["busy_containers"][i]
+            if counts[i]:
+                cols["cpu_shares"][i] = shares_sum[i] / counts[i]
+            cols["cpu_used_core_s"][i] = cpu[i] if (cpu_known[i] and not first) else np.nan
+            # Allocation at the snapshot instant held over the tick (the runtime is read once a tick).
+            cols["cpu_alloc_core_s"][i] = shares_sum[i] / SHARES_PER_CORE * tick_s if not math.isnan(shares_sum[i]) else np.nan
+        inv_valid = np.array([name not in view.failed for name in invoker_names], dtype=bool)
+        return InvokerStats(
+            names=tuple(invoker_names),
+            cores=np.full(m, self.invoker_cores),
+            memory_mb=np.full(m, self.invoker_memory_mb),
+            memory_used_mb=inv_mem,
+            cpu_used_core_s=np.where(inv_cpu_known & (not first), inv_cpu, np.nan),
+            cpu_shares_allocated=inv_shares,
+            valid=inv_valid,
+        )
+
+    def _action_memory(self) -> np.ndarray | None:
+        """Memory limit of each managed action, MB (NaN where not deployed); None if the list failed."""
+        memory = np.full(len(self.function_names), np.nan)
+        actions: list[dict[str, Any]] = []
+        page = 200
+        try:
+            while True:
+                batch = self.client.list_actions(limit=page, skip=len(actions))
+                actions.extend(batch)
+                if len(batch) < page:
+                    break
+        except OpenWhiskError:
+            return None
+        by_name = {a.get("name"): a for a in actions}
+        for i, name in enumerate(self.function_names):
+            limit = (by_name.get(name) or {}).get("limits", {}).get("memory")
+            if isinstance(limit, (int, float)):
+                memory[i] = float(limit)
+        return memory
+
+    # --- act ------------------------------------------------------------------------------------
+
+    def apply(self, decisions: Decisions, now: float) -> list[ActionFailure]:
+        failures: list[ActionFailure] = []
+        for i in np.flatnonzero(decisions.valid):
+            if i >= len(self.function_names):
+                failures.append(ActionFailure(f"#{i}", FailureKind.UNKNOWN_FUNCTION, f"no function at index {i}"))
+                continue
+            name = self.function_names[i]
+            failure = self._apply_pool(i, name, int(decisions.containers[i]))
+            if failure is not None:
+                failures.append(failure)
+            shares = int(decisions.cpu_shares[i])
+            if shares != KEEP_SHARES:
+                self._shares_target[i] = shares
+            failure = self._apply_shares(i, name)
+            if failure is not None:
+                failures.append(failure)
+        return failures
+
+    def _apply_pool(self, i: int, name: str, target: int) -> ActionFailure | None:
+        if target == UNMANAGED or target == self._pool_set[i]:
+            return None
+        if self.warm_pool is WarmPoolMode.REJECT or target == 0:
+            what = "scale to zero" if target == 0 else f"keeping {target} warm containers"
+            return ActionFailure(name, FailureKind.REJECTED, f"{what} is {_NOT_STOCK} (no per-action container count)")
+        try:
+            action = self.client.get_action(name)
+            limits = dict(action.get("limits") or {})
+            limits["instances"] = target
+            self.client.put_action(name, {"limits": limits}, overwrite=True)
+        except NotFound as error:
+            return ActionFailure(name, FailureKind.UNKNOWN_FUNCTION, str(error))
+        except (RequestRejected, Unauthorized) as error:
+            return ActionFailure(name, FailureKind.REJECTED, f"limits.instances={target}: {error}")
+        except OpenWhiskError as error:
+            return ActionFailure(name, FailureKind.UNAVAILABLE, str(error))
+        self._pool_set[i] = target
+        return None
+
+    def _apply_shares(self, i: int, name: str) -> ActionFailure | None:
+        target = int(self._shares_target[i])
+        if target == KEEP_SHARES:
+            return None
+        if self.runtime is None:
+            return ActionFailure(name, FailureKind.REJECTED,
+                                 f"CPU shares are {_NOT_STOCK} without access to the invokers' Docker hosts or Kubernetes API")
+        key = self._keys[i]
+        if key in self._ambiguous:
+            return ActionFailure(name, FailureKind.REJECTED,
+                                 f"container name part {key!r} is shared with another managed action: its containers cannot be told apart")
+        view = self._view
+        if view is None:
+            try:
+                view = self.runtime.read()
+            except RuntimeUnavailable as error:
+                return ActionFailure(name, FailureKind.UNAVAILABLE, str(error))
+        problems: list[str] = []
+        kind = None
+        for c in view.containers:
+            if c.key != key or c.cpu_shares == target:
+                continue
+            try:
+                self.runtime.set_shares(c, target)
+            except RuntimeRejected as error:
+                kind = FailureKind.REJECTED
+                problems.append(str(error))
+            except RuntimeUnavailable as error:
+                kind = kind or FailureKind.UNAVAILABLE
+                problems.append(str(error))
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            return ActionFailure(name, kind or FailureKind.INTERNAL, problems[0] + more)
+        return None
+
+
+def docker_default_shares(memory_mb: float, user_memory_mb: float) -> int:
+    """OpenWhisk's CPU shares for a container: 1024 split by memory, at least 2 (ContainerPoolConfig.cpuShare)."""
+    return max(int(SHARES_PER_CORE // max(user_memory_mb // memory_mb, 1)), 2)
+
+
+def memory_for_shares(shares: int, user_memory_mb: float) -> float:
+    """The smallest action memory, MB, whose default shares are at least ``shares`` (the memory knob)."""
+    if shares <= 0:
+        raise ValueError(f"shares must be > 0, got {shares}")
+    return user_memory_mb / max(SHARES_PER_CORE // shares, 1)
+
+
+__all__ = [
+    "PREWARM_PART",
+    "ActivationWindow",
+    "ContainerInfo",
+    "ContainerRuntime",
+    "OpenWhiskBackend",
+    "PromQuery",
+    "PrometheusLatency",
+    "RuntimeRejected",
+    "RuntimeUnavailable",
+    "RuntimeView",
+    "TickActivations",
+    "WarmPoolMode",
+    "action_key",
+    "container_action_key",
+    "docker_default_shares",
+    "memory_for_shares",
+    "record_timing_s",
+    "sanitize",
+    "summarise",
+]

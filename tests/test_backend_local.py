@@ -1,0 +1,154 @@
+"""The ``local`` backend against a recorded-shape fake of the local platform (OpenWhisk API + resource API)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fakes.openwhisk import AUTH, FakeOpenWhisk
+
+from controller.backends.base import Backend, FailureKind
+from controller.backends.local import LOCAL_INVOKER, LocalBackend
+from controller.owclient import NO_RETRY, OpenWhiskClient
+from policies.types import KEEP_SHARES, UNMANAGED, Decisions
+
+ORIGIN_MS = 1_700_000_000_000
+CODE = "def main(args):\n    return {}\n"
+
+
+class FakeClockMs:
+    """Platform time, ms since the epoch, moved by the test."""
+
+    def __init__(self, start: int = ORIGIN_MS) -> None:
+        self.now = start
+
+    def __call__(self) -> int:
+        return self.now
+
+
+@pytest.fixture
+def setup():
+    clock = FakeClockMs()
+    with FakeOpenWhisk(clock_ms=clock) as fake:
+        client = OpenWhiskClient(fake.url, AUTH, retry=NO_RETRY)
+        for name in ("a", "b"):
+            client.put_action(name, {"exec": {"kind": "python:3", "code": CODE}})
+        backend = LocalBackend(client, ["a", "b", "ghost"], [0.1, 0.1, 0.1], epoch_origin_ms=ORIGIN_MS, cores=4)
+        yield fake, client, backend, clock
+
+
+def invoke_at(client, clock, name, at_s, times=1):
+    clock.now = ORIGIN_MS + int(at_s * 1000)
+    for _ in range(times):
+        client.invoke(name, blocking=True)
+
+
+def test_the_local_backend_satisfies_the_backend_protocol(setup):
+    assert isinstance(setup[2], Backend)
+
+
+def test_a_tick_counts_completions_latency_and_cold_starts_from_the_activation_records(setup):
+    _fake, client, backend, clock = setup
+    invoke_at(client, clock, "a", 2.0, times=4)
+    snap = backend.observe(10.0)
+    row = snap.functions.row(0)
+    # The first is cold: wait 3 + duration (20 + init 300) = 323 ms; the warm ones 3 + 20 = 23 ms.
+    assert row["completions"] == 4 and row["cold_starts"] == 1
+    assert row["p50_latency_s"] == pytest.approx(0.023)
+    assert row["p99_latency_s"] == pytest.approx(0.023 + 0.97 * 0.300)  # numpy's linear interpolation
+    assert row["mean_exec_s"] == pytest.approx(0.020)
+    assert row["slo_violations"] == 1
+    assert row["recent_exec_s"] == pytest.approx(0.020)
+
+
+def test_each_activation_is_counted_in_one_tick_only(setup):
+    _fake, client, backend, clock = setup
+    invoke_at(client, clock, "a", 2.0, times=2)
+    backend.observe(10.0)
+    invoke_at(client, clock, "a", 12.0)
+    snap = backend.observe(20.0)
+    assert snap.functions.completions[0] == 1
+
+
+def test_a_function_without_activations_has_nan_latency_not_zero(setup):
+    _, _, backend, _ = setup
+    snap = backend.observe(10.0)
+    assert snap.functions.valid[1] and snap.functions.completions[1] == 0
+    assert np.isnan(snap.functions.p99_latency_s[1])
+
+
+def test_an_action_the_platform_does_not_know_is_invalid(setup):
+    _, _, backend, _ = setup
+    snap = backend.observe(10.0)
+    assert not snap.functions.valid[2]
+
+
+def test_pools_give_containers_shares_queue_and_cpu_used_as_a_difference(setup):
+    fake, _client, backend, _clock = setup
+    pool = fake.pools["a"]
+    pool.current.update(busy=2, idle=1, total=3)
+    pool.queued, pool.cpu_seconds = 4, 10.0
+    first = backend.observe(10.0)
+    pool.cpu_seconds = 13.5
+    second = backend.observe(20.0)
+    assert np.isnan(first.functions.cpu_used_core_s[0])
+    row = second.functions.row(0)
+    assert (row["containers"], row["busy_containers"], row["in_flight"], row["queued"]) == (3, 2, 2, 4)
+    assert row["cpu_shares"] == 128 and row["cpu_used_core_s"] == pytest.approx(3.5)
+    assert row["cpu_alloc_core_s"] == pytest.approx(3 * 128 / 1024 * 10.0)
+    assert second.invokers.names == (LOCAL_INVOKER,)
+    assert second.invokers.cpu_used_core_s[0] == pytest.approx(3.5)
+
+
+def test_arrivals_are_completions_plus_the_growth_of_the_backlog(setup):
+    fake, client, backend, clock = setup
+    backend.observe(10.0)
+    fake.pools["a"].queued = 5
+    invoke_at(client, clock, "a", 12.0, times=2)
+    snap = backend.observe(20.0)
+    assert snap.functions.arrivals[0] == 2 + 5
+
+
+@pytest.mark.parametrize("path", [r"/activations$", r"/resources/v1/namespaces/[^/]+/actions$"], ids=["activations", "pools"])
+def test_a_failed_read_makes_every_row_invalid_never_zero(setup, path):
+    fake, _, backend, _ = setup
+    fake.fail("GET", path, 503, {"error": "down"})
+    snap = backend.observe(10.0)
+    assert not snap.functions.valid.any() and not snap.invokers.valid.any()
+    assert np.isnan(snap.functions.arrivals).all()
+
+
+def test_apply_sends_only_the_changes_and_is_idempotent(setup):
+    fake, _, backend, _ = setup
+    backend.observe(10.0)
+    decisions = Decisions(containers=[2, UNMANAGED, UNMANAGED], cpu_shares=[512, KEEP_SHARES, KEEP_SHARES],
+                          valid=[True, True, False], reasons=("r",) * 3)
+    assert backend.apply(decisions, 10.0) == []
+    assert backend.apply(decisions, 20.0) == []
+    puts = fake.calls_to("PUT", r"/resources/")
+    assert [c.body for c in puts] == [{"containers": 2, "cpuShares": 512}]
+    assert fake.pools["a"].containers == 2 and fake.pools["a"].cpu_shares == 512
+
+
+@pytest.mark.parametrize(
+    "status, kind",
+    [(404, FailureKind.UNKNOWN_FUNCTION), (400, FailureKind.REJECTED), (503, FailureKind.UNAVAILABLE),
+     (500, FailureKind.UNAVAILABLE)],
+    ids=["404", "400", "503", "500"],
+)
+def test_a_refused_change_is_a_typed_failure_and_the_others_still_apply(setup, status, kind):
+    fake, _, backend, _ = setup
+    fake.fail("PUT", r"/resources/v1/namespaces/[^/]+/actions/a$", status, {"error": "no"})
+    decisions = Decisions(containers=[1, 3, UNMANAGED], cpu_shares=[KEEP_SHARES] * 3, valid=[True, True, False],
+                          reasons=("r",) * 3)
+    failures = backend.apply(decisions, 10.0)
+    assert [(f.function, f.kind) for f in failures] == [("a", kind)]
+    assert fake.pools["b"].containers == 3
+    # The failed change is retried on the next apply (it was not recorded as set).
+    assert backend.apply(decisions, 20.0) == [] and fake.pools["a"].containers == 1
+
+
+def test_now_must_grow(setup):
+    _, _, backend, _ = setup
+    backend.observe(10.0)
+    with pytest.raises(ValueError, match="not after"):
+        backend.observe(10.0)
