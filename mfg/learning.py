@@ -195,6 +195,42 @@ def run_algorithm(
 # --------------------------------------------------------------------------- presets
 
 
+def two_group_mu0(
+    positions: np.ndarray, shares: tuple[float, float] = (0.8, 0.2), margin: int = 2, width: float = 1.0
+) -> np.ndarray:
+    """A population in two unequal groups near opposite ends of a 1-D grid (the LQ learning start).
+
+    Group k holds ``shares[k]`` of the mass, spread as a Gaussian of standard deviation ``width``
+    (grid cells) around the cell ``margin`` cells in from the left (k = 0) or right (k = 1) end.
+    On the 25-cell LQ grid that is 80% around x = −10 and 20% around x = +10: the mean starts at
+    −6, off-centre, and moves as the groups move toward it (the minority has farther to go and its
+    speed is capped), so the mean-field flow is not at its fixed point at the start.
+    """
+    positions = np.asarray(positions, dtype=float)
+    if positions.size < 2 * margin + 2:
+        raise ValueError(f"two_group_mu0: a grid of {positions.size} cells has no room for margin={margin}")
+    out = np.zeros_like(positions)
+    for share, centre in zip(shares, (positions[margin], positions[-1 - margin]), strict=True):
+        bump = np.exp(-0.5 * ((positions - centre) / width) ** 2)
+        out += share * bump / bump.sum()
+    return out / out.sum()
+
+
+def learning_setting(game: MeanFieldGame) -> FiniteHorizon:
+    """The finite-horizon setting ``mfrm mfg run`` learns and evaluates in.
+
+    The game's default horizon, and its own μ₀ -- except on the linear-quadratic game, whose
+    uniform default is symmetric: the population mean then sits at the grid centre for any
+    mirror-symmetric policy, so the constant flow μ₀ that both learners start from is already the
+    equilibrium's mean and the mean-field update has nothing to do (NAC and DL-NAC ended equal).
+    LQ learns from :func:`two_group_mu0` instead.
+    """
+    horizon = game.default_horizon  # type: ignore[attr-defined]
+    if game.spec.name == "lq":
+        return FiniteHorizon(horizon=horizon, mu0=two_group_mu0(game.positions))  # type: ignore[attr-defined]
+    return FiniteHorizon(horizon=horizon)
+
+
 def _finite_horizon_hp(**overrides: float) -> NACHyperparameters:
     """Learner settings shared by the finite-horizon toy games (tabular time-augmented features).
 
@@ -231,7 +267,7 @@ GAME_PRESETS: dict[str, LearningConfig] = {
     ),
     "lq": LearningConfig(
         iterations=200,
-        n_agents=1000,
+        n_agents=3000,
         mean_field_lr=0.05,
         inner_iterations=40,
         eval_every=10,

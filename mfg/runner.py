@@ -25,9 +25,18 @@ from typing import Any
 import click
 import numpy as np
 
-from mfg.dp import FiniteHorizon
+from mfg.dp import initial_distribution
 from mfg.games import GAME_NAMES, make_game
-from mfg.learning import ALGORITHMS, Curve, LearningConfig, preset, roughness, run_algorithm, upward_variation
+from mfg.learning import (
+    ALGORITHMS,
+    Curve,
+    LearningConfig,
+    learning_setting,
+    preset,
+    roughness,
+    run_algorithm,
+    upward_variation,
+)
 
 #: Iterations between two progress messages from a worker (a message per iteration would cost
 #: more than the iteration on small games).
@@ -46,7 +55,7 @@ def _versions() -> dict[str, str]:
 
 def _task(algorithm: str, game_name: str, config: LearningConfig, seed: int, progress_queue: Any) -> Curve:
     game = make_game(game_name)
-    setting = FiniteHorizon(horizon=game.default_horizon)  # type: ignore[attr-defined]
+    setting = learning_setting(game)
     pending = 0
 
     def progress(done: int) -> None:
@@ -192,7 +201,8 @@ def run_command(
     algorithms = _parse_algorithms(algo)
     config = preset(game_name) if iterations is None else preset(game_name, iterations=iterations)
     game = make_game(game_name)
-    horizon = game.default_horizon  # type: ignore[attr-defined]
+    setting = learning_setting(game)
+    horizon = setting.horizon
     seed_list = list(range(seeds))
     out_dir.mkdir(parents=True, exist_ok=True)
     console = Console()
@@ -234,7 +244,11 @@ def run_command(
         "game_parameters": {
             k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in asdict(game).items()
         },
-        "setting": {"kind": "finite_horizon", "horizon": horizon, "mu0": np.asarray(game.mu0).tolist()},
+        "setting": {
+            "kind": "finite_horizon",
+            "horizon": horizon,
+            "mu0": initial_distribution(game, setting).tolist(),
+        },
         "algorithms": algorithms,
         "seeds": seed_list,
         "config": asdict(config),

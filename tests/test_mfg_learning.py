@@ -5,10 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mfg.dp import Discounted, FiniteHorizon, exploitability, mean_field_flow
+from mfg.dp import Discounted, FiniteHorizon, best_response, exploitability, mean_field_flow
 from mfg.features import TabularFeatures, TimeTabularFeatures
 from mfg.games import make_game
-from mfg.learning import preset, roughness, run_dlnac, run_nac, upward_variation
+from mfg.learning import (
+    learning_setting,
+    preset,
+    roughness,
+    run_dlnac,
+    run_nac,
+    two_group_mu0,
+    upward_variation,
+)
 from mfg.sampler import GameSampler
 from policies.nac import NACHyperparameters, NaturalActorCritic
 
@@ -124,3 +132,40 @@ def test_nac_and_dlnac_report_on_the_same_sample_axis() -> None:
 def test_smoothness_scores_separate_decay_from_zigzag(curve: list[float], climbs: bool, rough: bool) -> None:
     assert (upward_variation(np.array(curve)) > 0.5) is climbs
     assert (roughness(np.array(curve)) > 0.5) is rough
+
+
+def test_the_lq_learning_start_is_two_unequal_groups_with_an_off_centre_mean() -> None:
+    game = make_game("lq")
+    mu0 = learning_setting(game).mu0
+    assert mu0 is not None
+    assert mu0.sum() == pytest.approx(1.0) and np.all(mu0 >= 0)
+    assert mu0[game.positions < 0].sum() == pytest.approx(0.8, abs=1e-6)
+    assert mu0 @ game.positions == pytest.approx(-6.0, abs=0.05)
+
+
+def test_on_the_lq_learning_start_the_population_mean_moves_so_the_start_is_no_fixed_point() -> None:
+    # Against the constant flow μ₀ that both learners start from, the best responders' own flow
+    # drifts by more than a cell: the mean-field update has work to do (with the uniform μ₀ of the
+    # game's default it stays at the centre).
+    game = make_game("lq")
+    setting = learning_setting(game)
+    constant = np.tile(setting.mu0, (setting.horizon + 1, 1))
+    policy, _ = best_response(game, constant, setting)
+    means = mean_field_flow(game, policy, setting) @ game.positions
+    assert np.ptp(means) > 1.0
+    uniform_start = FiniteHorizon(setting.horizon)
+    policy, _ = best_response(game, np.tile(game.mu0, (setting.horizon + 1, 1)), uniform_start)
+    assert np.ptp(mean_field_flow(game, policy, uniform_start) @ game.positions) < 1e-9
+
+
+@pytest.mark.parametrize("game_name", ["sis", "lq"], ids=["sis-keeps-its-own-mu0", "lq-learns-off-centre"])
+def test_the_learning_setting_uses_the_games_horizon(game_name: str) -> None:
+    game = make_game(game_name)
+    setting = learning_setting(game)
+    assert setting.horizon == game.default_horizon
+    assert (setting.mu0 is None) is (game_name == "sis")
+
+
+def test_two_groups_refuse_a_grid_too_short_for_the_margin() -> None:
+    with pytest.raises(ValueError, match="margin=2"):
+        two_group_mu0(np.arange(5.0))

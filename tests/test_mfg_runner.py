@@ -45,6 +45,7 @@ def test_a_small_run_writes_curves_settings_and_the_figure(tmp_path: Path) -> No
     assert {r["iteration"] for r in rows} == {"0", "10", "20"}
     record = json.loads((out / "run.json").read_text())
     assert record["seeds"] == [0, 1]
+    assert record["setting"] == {"kind": "finite_horizon", "horizon": 50, "mu0": [0.4, 0.6]}
     assert record["config"]["iterations"] == 20
     assert record["config"]["hp"]["entropy_reg"] > 0
     assert set(record["summary"]) == {"nac", "dlnac"}

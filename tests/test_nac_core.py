@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from policies.nac import (
+    BlockFeatures,
+    KroneckerRows,
     NACHyperparameters,
     NaturalActorCritic,
     OneHotFeatures,
@@ -330,3 +332,101 @@ def test_sparse_rows_match_their_dense_matrix() -> None:
     np.testing.assert_allclose(rows @ v, dense @ v)
     np.testing.assert_allclose(rows.rmatvec(c), dense.T @ c)
     np.testing.assert_allclose(rows.gram().toarray(), dense.T @ dense)
+
+
+def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    """n random rows with norms spread over (0, 1], as the serverless state vectors have."""
+    x = rng.normal(size=(n, d))
+    return x * (rng.uniform(0.2, 1.0, size=(n, 1)) / np.linalg.norm(x, axis=1, keepdims=True))
+
+
+def test_block_features_put_the_state_in_the_block_of_the_action() -> None:
+    x = np.array([[1.0, 2.0], [3.0, 4.0]])
+    phi = BlockFeatures(x, 3).dense()
+    assert phi.shape == (2, 3, 6)
+    np.testing.assert_array_equal(phi[1, 2], [0.0, 0.0, 0.0, 0.0, 3.0, 4.0])
+    np.testing.assert_array_equal(phi[0, 0], [1.0, 2.0, 0.0, 0.0, 0.0, 0.0])
+
+
+def test_block_features_refuse_anything_but_a_matrix_of_states() -> None:
+    with pytest.raises(ValueError, match=r"BlockFeatures.x must be an \(N, d_x\) array"):
+        BlockFeatures(np.zeros((4, 3, 2)), 3)
+
+
+def test_kronecker_rows_match_their_dense_matrix() -> None:
+    rng = np.random.default_rng(8)
+    rows = KroneckerRows(rng.normal(size=(40, 4)), rng.normal(size=(40, 5)))
+    dense = np.einsum("na,nj->naj", rows.weights, rows.x).reshape(40, 20)
+    v, c = rng.normal(size=20), rng.normal(size=40)
+    np.testing.assert_allclose(rows @ v, dense @ v, rtol=1e-12)
+    np.testing.assert_allclose(rows.rmatvec(c), dense.T @ c, rtol=1e-12)
+    np.testing.assert_allclose(rows.col_square_sum(), np.sum(dense**2, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(rows.gram(), dense.T @ dense, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rows.rows(slice(3, 9)) @ v, dense[3:9] @ v, rtol=1e-12)
+    np.testing.assert_allclose(rows.scaled(c) @ v, c * (dense @ v), rtol=1e-12)
+
+
+BLOCK_CASES = {
+    "defaults-fisher": {},
+    "serverless-five-td-epochs": {"critic_lr": 0.5, "critic_epochs": 5, "critic_radius": 400.0},
+    "normalised-minibatched-critic-with-terminals": {
+        "critic_lr": 0.5,
+        "critic_epochs": 3,
+        "critic_minibatch": 25,
+        "critic_normalise": True,
+        "critic_average": False,
+    },
+    "sgd-actor": {"actor_solver": "sgd", "actor_lr": 0.3, "actor_epochs": 4, "actor_minibatch": 20},
+    "tiny-balls": {"critic_radius": 0.05, "actor_radius": 0.02},
+}
+
+
+@pytest.mark.parametrize("overrides", list(BLOCK_CASES.values()), ids=list(BLOCK_CASES))
+def test_block_features_give_the_same_probabilities_updates_and_diagnostics_as_dense_ones(
+    overrides: dict[str, object],
+) -> None:
+    rng = np.random.default_rng(21)
+    n, n_actions, d_x = 100, 4, 5
+    settings = NACHyperparameters(
+        n_features=n_actions * d_x, n_actions=n_actions, gamma=0.95, policy_lr=2.0, seed=3, **overrides
+    )
+    block_learner, dense_learner = NaturalActorCritic(settings), NaturalActorCritic(settings)
+    # A non-uniform policy and a non-zero critic from the start, so every piece has work to do.
+    theta0, psi0 = rng.normal(size=n_actions * d_x), rng.normal(size=n_actions * d_x)
+    for learner in (block_learner, dense_learner):
+        learner.theta, learner.psi = theta0.copy(), psi0.copy()
+    for k in range(4):
+        x, x_next = unit_rows(rng, n, d_x), unit_rows(rng, n, d_x)
+        args = {
+            "actions": rng.integers(0, n_actions, n),
+            "rewards": rng.uniform(size=n),
+            "next_actions": rng.integers(0, n_actions, n),
+            "terminal": (rng.uniform(size=n) < 0.2) if k % 2 else None,
+        }
+        block, block_next = BlockFeatures(x, n_actions), BlockFeatures(x_next, n_actions)
+        np.testing.assert_allclose(
+            block_learner.probabilities(block), dense_learner.probabilities(block.dense()), atol=1e-10
+        )
+        d_block = block_learner.update(TransitionBatch(features=block, next_features=block_next, **args))
+        d_dense = dense_learner.update(
+            TransitionBatch(features=block.dense(), next_features=block_next.dense(), **args)
+        )
+        assert d_block.keys() == d_dense.keys()
+        for key in d_block:
+            assert d_block[key] == pytest.approx(d_dense[key], abs=1e-10), key
+        for name in ("theta", "psi", "psi_bar", "w_hat"):
+            np.testing.assert_allclose(getattr(block_learner, name), getattr(dense_learner, name), atol=1e-10)
+    # The updates moved the policy: the agreement is not that of two learners standing still.
+    assert np.linalg.norm(block_learner.theta - theta0) > 1e-2
+
+
+def test_the_block_feature_natural_gradient_reference_matches_the_dense_one() -> None:
+    rng = np.random.default_rng(4)
+    block = BlockFeatures(unit_rows(rng, 6, 3), 3)
+    probs = rng.dirichlet(np.ones(3), size=6)
+    weights, q = rng.dirichlet(np.ones(6)), rng.uniform(size=(6, 3))
+    np.testing.assert_allclose(
+        natural_gradient(block, probs, weights, q, ridge=1e-6),
+        natural_gradient(block.dense(), probs, weights, q, ridge=1e-6),
+        atol=1e-12,
+    )
