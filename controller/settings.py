@@ -21,10 +21,11 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import annotated_types
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -234,6 +235,191 @@ class DaemonSettings(_Group):
         return self
 
 
+class LocalSettings(_Group):
+    """The ``local`` backend (``daemon.backend=local``): the one-machine platform of docs/localwhisk.md."""
+
+    api_host: str = Field("http://127.0.0.1:3233", min_length=1)
+    """URL of the platform's API. localwhisk's documented example port, on loopback, where it
+    listens by default."""
+    auth: SecretStr | None = None
+    """API key ``uuid:key`` of the platform (``MFRM_LOCAL__AUTH``). No default: the platform's key
+    is chosen when it starts; the backend refuses to start without one."""
+    namespace: str = Field("_", min_length=1)
+    """Namespace of the managed actions; ``_`` is the key's own, the platform's only one."""
+    functions: tuple[str, ...] = ()
+    """Actions the daemon manages, in order. Empty: every action of the namespace when the daemon
+    starts (deploy them first, e.g. with ``mfrm replay --deploy``)."""
+    slo_file: Path | None = None
+    """JSON of ``python -m workload.functions.solo --json FILE``: each benchmark's solo p99 + 15%
+    (``slo_ms``), measured on this platform. An action named ``<benchmark>`` or
+    ``<benchmark>-<n>`` gets its benchmark's SLO. Required: the paper's SLO is a measurement."""
+    cores: float | None = Field(None, gt=0, le=1024)
+    """CPU cores the platform's containers share. Unset: the cores this process may run on
+    (the platform runs on the same machine)."""
+    lookback_s: float = Field(120.0, gt=0, le=3600)
+    """How far back each tick re-reads activations so that late-stored ones are still counted
+    once, s. 120 s is twice OpenWhisk's default 60-s action time limit."""
+
+
+# ============================================================================================
+# The ``openwhisk`` backend (``daemon.backend=openwhisk``): added for issue 5 item 4 / issue 6.
+# Where the API is, which actions are managed and their SLOs, how the invokers are reached.
+# Settings that only matter when this backend is chosen (api_host, auth, functions, docker_hosts,
+# prometheus_url) are checked when it starts (controller.backends.openwhisk.from_settings), so
+# that a file written for another backend still loads.
+# ============================================================================================
+
+#: Most actions one daemon manages: each is a metric label value; more go to further releases.
+OPENWHISK_MAX_FUNCTIONS = 1000
+#: Longest entity name OpenWhisk accepts.
+_OPENWHISK_MAX_NAME = 256
+#: URL schemes the docker SDK speaks that the backend supports.
+_DOCKER_SCHEMES = ("unix", "tcp", "http", "https")
+
+
+def _http_url_problem(key: str, url: str) -> str | None:
+    """Why ``url`` is not an http(s) URL the backend can use (None when it is)."""
+    split = urlsplit(url)
+    if split.username is not None or split.password is not None:
+        # Settings are logged in full at start: a password in a URL would be logged with them (and
+        # is not repeated here).
+        return f"openwhisk.{key}: no user or password in the URL (they would be logged)"
+    if split.scheme not in ("http", "https") or not split.hostname:
+        return f"openwhisk.{key}={url!r}: give an http:// or https:// URL with a host"
+    return None
+
+
+def _is_action_name(name: str) -> bool:
+    """OpenWhisk's EntityName rule: ASCII letters, digits, ``_@ .-``, starting with a letter, digit or
+    ``_``, not ending with a space, at most 256 characters (no package part: activations carry the
+    bare name)."""
+    if not 0 < len(name) <= _OPENWHISK_MAX_NAME or name[-1] == " ":
+        return False
+    allowed = all(c.isascii() and (c.isalnum() or c in "_@ .-") for c in name)
+    return allowed and (name[0].isalnum() or name[0] == "_")
+
+
+class OpenWhiskSettings(_Group):
+    """The ``openwhisk`` backend (``daemon.backend=openwhisk``): a real deployment, docs/backends.md."""
+
+    api_host: str | None = None
+    """URL of OpenWhisk's API, with its scheme: ``http://owdev-controller.openwhisk.svc.cluster.local:8080``
+    (openwhisk-deploy-kube's controller, inside the cluster) or the ingress, ``https://<host>:31001``.
+    No default: a production deployment has no usual address; the backend refuses to start without one."""
+    auth: SecretStr | None = None
+    """API key ``uuid:key`` of the namespace that owns the managed actions, best given as
+    ``MFRM_OPENWHISK__AUTH`` (the chart passes it from a Secret). No default; logged as ``**********``."""
+    namespace: str = Field("_", min_length=1, max_length=_OPENWHISK_MAX_NAME)
+    """OpenWhisk namespace of the managed actions. ``_`` is the key's own; with a container runtime or
+    Prometheus the backend looks its real name up once at start (``GET /api/v1/namespaces``), because
+    container names and metric labels carry the real name. Set the real name to skip that call."""
+    verify_tls: bool = True
+    """Check the API's TLS certificate. Off only for a self-signed test certificate (openwhisk-deploy-kube's
+    default ingress); the key travels with every request."""
+    connect_timeout_s: float = Field(3.05, gt=0, le=60)
+    """Longest wait for a TCP connection to the API, s. 3.05: just over TCP's 3-s initial retransmission
+    timeout, so one lost SYN is resent before giving up."""
+    read_timeout_s: float = Field(5.0, gt=0, le=300)
+    """Longest wait for each read of an answer, s. The daemon lists and updates, never waits for a
+    blocking invocation, so 5 s (half a 10-s tick) is ample for a page of 200 activations."""
+    max_attempts: int = Field(2, ge=1, le=10)
+    """Tries per API request, the first included (429, 503 and lost connections are retried after a
+    backoff). 2 rides out one dropped connection within a tick; a longer outage fails the tick and the
+    daemon's own backoff (``daemon.backoff_s``) takes over."""
+    lookback_s: float = Field(120.0, gt=0, le=3600)
+    """How far back each tick re-reads activations so that late-stored ones are still counted once, s.
+    120 s is twice OpenWhisk's default 60-s action time limit."""
+    functions: tuple[str, ...] = Field((), max_length=OPENWHISK_MAX_FUNCTIONS)
+    """Actions the daemon manages, in order, by name (without a package). Required by the backend: a
+    namespace may hold actions nobody asked mfrm to touch. Each name is a metric label value, so at
+    most 1000; split a larger set over several releases, each with its own list (sharding)."""
+    slo_s: dict[str, float] = Field(default_factory=dict)
+    """SLO per managed action, s (0 < value <= 3600), e.g. ``{primes: 0.35}``; every name must be in
+    ``functions``. The paper's rule is the action's p99 running alone plus 15%: the ``slo_ms`` column
+    of ``python -m workload.functions.solo`` run against this deployment."""
+    default_slo_s: float | None = Field(None, gt=0, le=3600)
+    """SLO of every managed action without an ``slo_s`` entry, s. Unset: each needs its own entry; no
+    SLO is invented, since rewards and SLO violations are measured against it."""
+    latency_source: Literal["activations", "prometheus"] = "activations"
+    """Where completions, latency and cold starts come from: the activations API (exact, one paged
+    read per tick) or Prometheus with OpenWhisk's user-events metrics (lighter on a busy namespace;
+    quantiles estimated from histograms, conservatively). Activations: they need nothing else."""
+    prometheus_url: str | None = None
+    """Base URL of the Prometheus that scrapes OpenWhisk's user-events service (openwhisk-deploy-kube:
+    ``http://owdev-prometheus-server.openwhisk.svc.cluster.local:9090``). Needed with
+    ``latency_source=prometheus`` only."""
+    prometheus_timeout_s: float = Field(5.0, gt=0, le=60)
+    """Longest wait for one PromQL query, s (also the query's server-side timeout). 5 s keeps a 10-s
+    tick alive when Prometheus hangs."""
+    runtime: Literal["none", "docker", "kubernetes"] = "none"
+    """How the invokers' containers are reached for container counts and CPU shares: ``docker`` (the
+    Docker Engine API of each invoker host, ``docker_hosts``), ``kubernetes`` (action pods through the
+    Kubernetes API) or ``none`` (latency only; every shares decision is rejected). ``none`` because
+    the others need access the operator grants (the chart sets it from ``openwhisk.containerFactory``)."""
+    docker_hosts: dict[str, str] = Field(default_factory=dict, max_length=1000)
+    """Invoker name -> Docker Engine URL (``tcp://10.0.0.5:2376``, ``unix:///var/run/docker.sock``), one
+    per invoker host, for ``runtime=docker``; the names become the snapshot's invoker rows. Plain TCP
+    is refused except to loopback: the Docker API is root on its host."""
+    docker_tls_dir: Path | None = None
+    """Folder with ``ca.pem``, ``cert.pem`` and ``key.pem`` (Docker's ``DOCKER_CERT_PATH`` layout):
+    mutual TLS to every ``tcp://`` Docker host. Unset: no TLS (sockets and loopback only)."""
+    kubernetes_namespace: str = Field("openwhisk", min_length=1, max_length=63)
+    """Kubernetes namespace where OpenWhisk's invokers create action pods, for ``runtime=kubernetes``.
+    ``openwhisk``, where openwhisk-deploy-kube's documentation installs it (the chart sets it)."""
+    kubeconfig: Path | None = None
+    """kubeconfig file for ``runtime=kubernetes``. Unset: the pod's service account inside Kubernetes,
+    else ``$KUBECONFIG`` or ``~/.kube/config``, as kubectl reads them."""
+    runtime_timeout_s: float = Field(5.0, gt=0, le=60)
+    """Longest wait for one Docker or Kubernetes API call, s. 5 s keeps a 10-s tick alive when one
+    invoker host hangs."""
+    warm_pool: Literal["reject", "instances-limit"] = "reject"
+    """What a container target turns (``WarmPoolMode``): ``reject`` turns nothing and reports each
+    target as not supported by stock OpenWhisk; ``instances-limit`` sets the action's
+    ``limits.instances`` (a cap, not a floor; OpenWhisk's new scheduler). ``reject``, so that nothing
+    changes behind the operator's back; docs/backends.md has the caveats."""
+    invoker_cores: float = Field(8.0, gt=0, le=1024)
+    """CPU cores of one invoker (OpenWhisk's API does not report them). 8 as the paper's invoker VMs;
+    set your invoker nodes' allocatable CPU."""
+    invoker_memory_mb: float = Field(2048.0, ge=128, le=4_194_304)
+    """User memory of one invoker, MB (``whisk.containerPool.userMemory``). 2048 MB is OpenWhisk's
+    default."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OpenWhiskSettings:
+        problems: list[str] = []
+        for key in ("api_host", "prometheus_url"):
+            url = getattr(self, key)
+            problem = _http_url_problem(key, url) if url is not None else None
+            if problem is not None:
+                problems.append(problem)
+        bad_names = [n for n in self.functions if not _is_action_name(n)]
+        if bad_names:
+            problems.append(f"openwhisk.functions: {bad_names} are not OpenWhisk action names (letters, "
+                            f"digits, '_@ .-', at most {_OPENWHISK_MAX_NAME} characters, no package)")
+        twice = sorted({n for n in self.functions if self.functions.count(n) > 1})
+        if twice:
+            problems.append(f"openwhisk.functions: {twice} listed more than once")
+        unknown = sorted(set(self.slo_s) - set(self.functions))
+        if unknown:
+            problems.append(f"openwhisk.slo_s: {unknown} are not in openwhisk.functions")
+        out_of_range = {k: v for k, v in self.slo_s.items() if not 0 < v <= 3600}
+        if out_of_range:
+            problems.append(f"openwhisk.slo_s: {out_of_range}; allowed: 0 < value <= 3600 (s)")
+        if self.default_slo_s is None:
+            missing = [n for n in dict.fromkeys(self.functions) if n not in self.slo_s]
+            if missing:
+                more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+                problems.append(f"openwhisk.slo_s: no SLO for {missing[:10]}{more} "
+                                "(give each one, or openwhisk.default_slo_s)")
+        for invoker, url in self.docker_hosts.items():
+            if urlsplit(url).scheme not in _DOCKER_SCHEMES:
+                problems.append(f"openwhisk.docker_hosts.{invoker}={url!r}: the scheme must be one of "
+                                f"{', '.join(s + '://' for s in _DOCKER_SCHEMES)}")
+        if problems:
+            raise ValueError("\n    ".join(problems))
+        return self
+
+
 # The YAML file's content while load_settings builds a Settings (None: no file).
 _CONFIG_FILE_DATA: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
     "mfrm_config_file", default=None
@@ -277,6 +463,8 @@ class Settings(BaseSettings):
     policy: PolicySettings = PolicySettings()
     output: OutputSettings = OutputSettings()
     daemon: DaemonSettings = DaemonSettings()
+    local: LocalSettings = LocalSettings()
+    openwhisk: OpenWhiskSettings = OpenWhiskSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -456,11 +644,14 @@ def load_settings(config_file: Path | str | None = None, overrides: Mapping[str,
 
 __all__ = [
     "DEFAULT_COMPARE_POLICIES",
+    "OPENWHISK_MAX_FUNCTIONS",
     "ClusterSettings",
     "DaemonSettings",
     "EstimatorSettings",
     "GuardSettings",
+    "LocalSettings",
     "LoopSettings",
+    "OpenWhiskSettings",
     "OutputSettings",
     "PolicySettings",
     "RewardSettings",

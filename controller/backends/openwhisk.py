@@ -26,28 +26,39 @@ Consistency (see ``controller.backends.base``): the activation store may lag the
 few seconds (an activation counts in the tick it is first seen); container lists are read once per
 tick and may miss containers created or removed within it; a shares change applies at once to
 running containers.
+
+Built from the ``openwhisk`` settings group by :func:`from_settings` (``mfrm run --backend
+openwhisk``), which checks what the backend needs, picks the runtime and adapts the PromQL reader
+(:func:`promql_query`).
 """
 
 from __future__ import annotations
 
 import enum
 import math
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import numpy as np
 
 from controller.backends.base import ActionFailure, FailureKind
 from controller.owclient import (
+    OWN_NAMESPACE,
     NotFound,
     OpenWhiskClient,
     OpenWhiskError,
     RequestRejected,
+    RetryPolicy,
     Unauthorized,
     annotation,
 )
+from controller.promql import PrometheusReader
+from controller.settings import OpenWhiskSettings, Settings, SettingsError
 from policies.types import (
     KEEP_SHARES,
     SHARES_PER_CORE,
@@ -613,6 +624,174 @@ def memory_for_shares(shares: int, user_memory_mb: float) -> float:
     return user_memory_mb / max(SHARES_PER_CORE // shares, 1)
 
 
+# --- from settings ------------------------------------------------------------------------------
+
+
+def promql_query(reader: PrometheusReader, epoch_origin_s: float) -> PromQuery:
+    """The PromQL reader as :class:`PrometheusLatency` asks it: ``time`` is run time (s since the run's
+    time 0, the loop's ``now``), Prometheus evaluates at Unix time, and each sample becomes
+    ``(labels, value)``. The one place where the two meet."""
+
+    def query(expr: str, time: float) -> list[tuple[Mapping[str, str], float]]:
+        return [(sample.labels, sample.value) for sample in reader.instant(expr, epoch_origin_s + time)]
+
+    return query
+
+
+def own_namespace(client: OpenWhiskClient) -> str:
+    """The real name of the key's namespace (``GET /api/v1/namespaces`` lists the key's namespaces).
+
+    Raises :class:`SettingsError` naming ``openwhisk.namespace`` when it cannot be told: the API cannot
+    be read (a wrong key shows here first), or the key has several namespaces.
+    """
+    try:
+        _, body = client.request("GET", "/api/v1/namespaces")
+    except OpenWhiskError as error:
+        raise SettingsError(
+            f"openwhisk.namespace is '_' and its real name (needed for container names and metric labels) "
+            f"could not be looked up: {error}. Check openwhisk.api_host and openwhisk.auth, or set "
+            "openwhisk.namespace to the name (e.g. guest)"
+        ) from None
+    names = body if isinstance(body, list) and all(isinstance(n, str) for n in body) else []
+    if len(names) != 1:
+        raise SettingsError(
+            f"openwhisk.namespace is '_' but the key's namespaces are {names}: set openwhisk.namespace to the "
+            "one that owns openwhisk.functions"
+        )
+    return names[0]
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _docker_runtime(ow: OpenWhiskSettings) -> ContainerRuntime:
+    """:class:`controller.backends.docker_shares.DockerShares` for ``ow.docker_hosts`` (docker imported here)."""
+    import docker
+    import docker.errors
+    import docker.tls
+
+    from controller.backends.docker_shares import DOCKER_API_VERSION, DockerShares
+
+    tls: docker.tls.TLSConfig | None = None
+    if ow.docker_tls_dir is not None:
+        folder = ow.docker_tls_dir
+        try:
+            tls = docker.tls.TLSConfig(client_cert=(str(folder / "cert.pem"), str(folder / "key.pem")),
+                                       ca_cert=str(folder / "ca.pem"), verify=True)
+        except docker.errors.TLSParameterError as error:
+            raise SettingsError(f"openwhisk.docker_tls_dir={folder}: {error} (ca.pem, cert.pem and key.pem "
+                                "are needed)") from None
+
+    def client(url: str, timeout_s: float) -> Any:
+        # TLS only where the URL can carry it; unix:// sockets are protected by file permissions.
+        secure = tls if urlsplit(url).scheme in ("tcp", "https") else None
+        return docker.DockerClient(base_url=url, version=DOCKER_API_VERSION, timeout=timeout_s, tls=secure or False)
+
+    return DockerShares(ow.docker_hosts, timeout_s=ow.runtime_timeout_s, client_factory=client)
+
+
+def kubernetes_api_client(kubeconfig: Path | None) -> Any:
+    """A Kubernetes ``ApiClient``: from ``kubeconfig`` when given; else the pod's service account when
+    running in Kubernetes; else ``$KUBECONFIG`` or ``~/.kube/config``. The kubernetes package is imported
+    here, so that other runtimes never load it. Raises :class:`SettingsError` saying what was tried."""
+    import yaml
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+    from kubernetes.config.config_exception import ConfigException
+
+    configuration = k8s.Configuration()
+    tried = []
+    if kubeconfig is None:
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)
+            return k8s.ApiClient(configuration)
+        except ConfigException as error:
+            tried.append(f"in-cluster service account: {error}")
+    try:
+        # persist_config=False: never write refreshed tokens back (the root filesystem is read-only).
+        k8s_config.load_kube_config(config_file=str(kubeconfig) if kubeconfig is not None else None,
+                                    client_configuration=configuration, persist_config=False)
+    except (ConfigException, OSError, yaml.YAMLError) as error:
+        where = f"openwhisk.kubeconfig={kubeconfig}" if kubeconfig is not None else "$KUBECONFIG or ~/.kube/config"
+        tried.append(f"{where}: {' '.join(str(error).split())}")
+        raise SettingsError("openwhisk.runtime=kubernetes but no Kubernetes API configuration could be loaded ("
+                            + "; ".join(tried) + "): run in a pod with a service account, or set "
+                            "openwhisk.kubeconfig") from None
+    return k8s.ApiClient(configuration)
+
+
+def _start_problems(ow: OpenWhiskSettings) -> list[str]:
+    """What this backend needs that the settings lack (the group itself checks only its consistency)."""
+    problems = []
+    if ow.api_host is None:
+        problems.append("openwhisk.api_host is not set: the URL of OpenWhisk's API, e.g. "
+                        "http://owdev-controller.openwhisk.svc.cluster.local:8080")
+    if ow.auth is None:
+        problems.append("openwhisk.auth is not set: give the API key uuid:key as MFRM_OPENWHISK__AUTH")
+    elif ":" not in ow.auth.get_secret_value().strip(":"):
+        problems.append("openwhisk.auth is not an API key of the form uuid:key")
+    if not ow.functions:
+        problems.append("openwhisk.functions is empty: list the actions to manage (with their openwhisk.slo_s)")
+    if ow.latency_source == "prometheus" and ow.prometheus_url is None:
+        problems.append("openwhisk.prometheus_url is not set but openwhisk.latency_source is prometheus")
+    if ow.runtime == "docker":
+        if not ow.docker_hosts:
+            problems.append("openwhisk.docker_hosts is empty but openwhisk.runtime is docker: map each invoker "
+                            "to its Docker Engine URL")
+        for invoker, url in ow.docker_hosts.items():
+            split = urlsplit(url)
+            plain = split.scheme == "http" or (split.scheme == "tcp" and ow.docker_tls_dir is None)
+            if plain and split.hostname not in _LOOPBACK:
+                problems.append(f"openwhisk.docker_hosts.{invoker}={url}: plain TCP to a Docker engine lets anyone "
+                                "on the network be root on that host; set openwhisk.docker_tls_dir (mutual TLS)")
+    return problems
+
+
+def from_settings(settings: Settings, *, epoch_origin_ms: float | None = None) -> OpenWhiskBackend:
+    """The backend of ``settings.openwhisk`` (``mfrm run --backend openwhisk``; see
+    :class:`controller.settings.OpenWhiskSettings` and docs/backends.md).
+
+    Builds the API client, the PromQL reader (``latency_source=prometheus``), the container runtime
+    (``runtime=docker`` or ``kubernetes``; their client libraries are imported only then) and the
+    backend. What it needs and lacks is reported at once, as one :class:`SettingsError` naming every
+    key at fault. ``epoch_origin_ms`` is the platform time (ms since the epoch) of the run's time 0;
+    default now, so activations from before the daemon started are not observed.
+    """
+    ow = settings.openwhisk
+    problems = _start_problems(ow)
+    if problems:
+        raise SettingsError("the openwhisk backend cannot start:\n  " + "\n  ".join(problems))
+    assert ow.api_host is not None and ow.auth is not None  # checked above
+    origin_ms = time.time() * 1000.0 if epoch_origin_ms is None else float(epoch_origin_ms)
+    runtime: ContainerRuntime | None = None
+    if ow.runtime == "docker":
+        runtime = _docker_runtime(ow)
+    elif ow.runtime == "kubernetes":
+        from controller.backends.kube_shares import KubeShares
+
+        runtime = KubeShares(kubernetes_api_client(ow.kubeconfig), ow.kubernetes_namespace,
+                             timeout_s=ow.runtime_timeout_s)
+    client = OpenWhiskClient(
+        ow.api_host, ow.auth.get_secret_value(), namespace=ow.namespace, connect_timeout_s=ow.connect_timeout_s,
+        read_timeout_s=ow.read_timeout_s, retry=RetryPolicy(max_attempts=ow.max_attempts),
+        rng=np.random.default_rng(settings.seed), verify_tls=ow.verify_tls,
+    )
+    namespace = ow.namespace
+    if namespace == OWN_NAMESPACE and (runtime is not None or ow.latency_source == "prometheus"):
+        namespace = own_namespace(client)
+    prometheus = None
+    if ow.latency_source == "prometheus":
+        assert ow.prometheus_url is not None  # checked above
+        reader = PrometheusReader(ow.prometheus_url, timeout_s=ow.prometheus_timeout_s)
+        prometheus = PrometheusLatency(promql_query(reader, origin_ms / 1000.0), namespace)
+    slo_s = [ow.slo_s.get(name, ow.default_slo_s) for name in ow.functions]
+    return OpenWhiskBackend(
+        client, ow.functions, slo_s, epoch_origin_ms=origin_ms, namespace=namespace, runtime=runtime,
+        prometheus=prometheus, warm_pool=WarmPoolMode(ow.warm_pool), invoker_cores=ow.invoker_cores,
+        invoker_memory_mb=ow.invoker_memory_mb, lookback_s=ow.lookback_s,
+    )
+
+
 __all__ = [
     "PREWARM_PART",
     "ActivationWindow",
@@ -629,7 +808,11 @@ __all__ = [
     "action_key",
     "container_action_key",
     "docker_default_shares",
+    "from_settings",
+    "kubernetes_api_client",
     "memory_for_shares",
+    "own_namespace",
+    "promql_query",
     "record_timing_s",
     "sanitize",
     "summarise",

@@ -55,11 +55,25 @@ app.kubernetes.io/component: controller
 {{- if and (eq .Values.backend "openwhisk") .Values.openwhisk.auth.existingSecret }}true{{- end }}
 {{- end }}
 
+{{/* Where the Secret of docker.tls is mounted (settings openwhisk.docker_tls_dir). */}}
+{{- define "mfrm.dockerTlsDir" -}}
+/etc/mfrm-docker-tls
+{{- end }}
+
 {{/*
 The settings file: the operator's `settings` with the keys the chart owns laid over them (the
-schema refuses those keys in `settings`, so nothing is silently overwritten).
+schema refuses those keys in `settings`, so nothing is silently overwritten). One default is
+filled in only where the operator gave none: with the Docker socket mounted, the one invoker's
+engine is that socket.
 */}}
 {{- define "mfrm.settingsYaml" -}}
+{{- $openwhisk := dict
+      "api_host" .Values.openwhisk.apiHost
+      "runtime" .Values.openwhisk.containerFactory
+      "kubernetes_namespace" .Values.openwhisk.namespace }}
+{{- with .Values.docker.tls }}{{- if .existingSecret }}
+{{- $_ := set $openwhisk "docker_tls_dir" (include "mfrm.dockerTlsDir" $) }}
+{{- end }}{{- end }}
 {{- $owned := dict
       "daemon" (dict
         "backend" .Values.backend
@@ -67,7 +81,14 @@ schema refuses those keys in `settings`, so nothing is silently overwritten).
         "metrics_port" (int .Values.metrics.port)
         "checkpoint_dir" (printf "%s/checkpoints" (trimSuffix "/" .Values.persistence.mountPath)))
       "output" (dict
-        "out_dir" (printf "%s/runs" (trimSuffix "/" .Values.persistence.mountPath))) }}
-{{- $settings := mustMergeOverwrite (deepCopy (default (dict) .Values.settings)) $owned }}
+        "out_dir" (printf "%s/runs" (trimSuffix "/" .Values.persistence.mountPath)))
+      "openwhisk" $openwhisk }}
+{{- $operator := deepCopy (default (dict) .Values.settings) }}
+{{- $operatorOpenwhisk := default (dict) (get $operator "openwhisk") }}
+{{- if and .Values.docker.socket.enabled (eq .Values.openwhisk.containerFactory "docker") (not (hasKey $operatorOpenwhisk "docker_hosts")) }}
+{{- $_ := set $operatorOpenwhisk "docker_hosts" (dict "invoker0" "unix:///var/run/docker.sock") }}
+{{- $_ := set $operator "openwhisk" $operatorOpenwhisk }}
+{{- end }}
+{{- $settings := mustMergeOverwrite $operator $owned }}
 {{- toYaml $settings }}
 {{- end }}
