@@ -7,7 +7,13 @@ derived from the one ``--seed``), in parallel worker processes, then writes:
 * ``overall.csv`` (one row per policy) and ``functions.csv`` (one row per policy and function);
 * ``latency_cdf.png`` and ``timeseries.png`` (containers, CPU shares, invoker utilisation);
 * ``run.json``: the command, the effective settings (secrets masked), the seeds, the workload, the
-  SLOs, the versions of mfrm and its main libraries, and each run's wall time.
+  SLOs, the versions of mfrm and its main libraries, and each run's wall time and learner cost;
+* ``checkpoints/<policy>.ckpt.npz`` for every learned policy (saved at exit, and every
+  ``loop.checkpoint_every_ticks`` ticks when set).
+
+Learned policies (``nac-linear``, ``nac-nn``) run like any baseline; each gets its own seed derived
+from the run's seed, may start from a checkpoint (``--checkpoint NAME=PATH``), and keeps learning
+online during the run (the paper's setting) unless ``--frozen``.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import platform
 import queue as queue_module
 import sys
 import time
-from collections.abc import Callable, Sequence
+import zlib
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +44,24 @@ log = logging.getLogger(__name__)
 #: The shipped trace sample, relative to the source tree (``data/`` beside the packages).
 SAMPLE_TRACE = Path(__file__).resolve().parents[1] / "data" / "azure-functions-2019-sample"
 
+#: Policies that learn (they take a ``seed``, have checkpointable state, and accept ``frozen`` and
+#: ``greedy``); every other registered policy is a stateless-between-runs baseline.
+LEARNED_POLICIES: tuple[str, ...] = ("nac-linear", "nac-nn")
+
+#: What ``mfrm demo`` runs: every baseline and both learners, which start from scratch and learn
+#: online during the demo (no shipped checkpoint: the demo shows the online setting of the paper).
+DEMO_POLICIES: tuple[str, ...] = ("openwhisk-default", "ensure", "kpa", "hpa", "hybrid-histogram", *LEARNED_POLICIES)
+
 #: What ``mfrm demo`` pins, on top of the defaults: the paper's cluster and 12 functions.
-#: All 480 minutes of the shipped sample (08:00-16:00): the five baselines take well under 3 minutes
-#: on 2 cores (measured in docs/results-simulator.md).
+#: All 480 minutes of the shipped sample (08:00-16:00); timings in docs/results-simulator.md (the
+#: baselines, ~25 s) and docs/results-agents.md (with the learners, whose updates dominate).
 DEMO_OVERRIDES: dict[str, Any] = {
     "cluster.invokers": 21,
     "cluster.cores": 8.0,
     "cluster.user_memory_mb": 2048,
     "workload.functions": 12,
     "workload.minutes": 480,
+    "policy.compare": list(DEMO_POLICIES),
     "output.out_dir": "runs/demo",
 }
 
@@ -55,6 +71,10 @@ DEMO_OVERRIDES: dict[str, Any] = {
 # --------------------------------------------------------------------------------------------
 
 
+def _child_int(sequence: np.random.SeedSequence) -> int:
+    return int(sequence.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
 @dataclass(frozen=True)
 class RunSeeds:
     """Independent seeds of a run's components, all derived from the run's one seed."""
@@ -62,18 +82,30 @@ class RunSeeds:
     workload: int
     """Which trace functions are picked and which benchmark each plays."""
     arrivals: int
-    """Arrival times inside each trace minute."""
+    """Arrival times inside each trace minute, and the rounding of scaled counts."""
     cluster: int
     """The simulator's own draws (execution times, placement ties)."""
     slo: int
     """The solo runs that measure each function's SLO."""
+    policies: int
+    """Root of the learned policies' seeds (one child per policy name, :meth:`policy_seed`)."""
 
     @classmethod
     def from_seed(cls, seed: int) -> RunSeeds:
-        """Spawn one child seed per component (numpy SeedSequence: independent streams)."""
-        children = np.random.SeedSequence(seed).spawn(4)
-        values = [int(child.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)) for child in children]
-        return cls(*values)
+        """Spawn one child seed per component (numpy SeedSequence: independent streams).
+
+        Children are numbered in field order; a field added later takes the next child, so the
+        seeds of the older components (and every published number) stay the same.
+        """
+        children = np.random.SeedSequence(seed).spawn(5)
+        return cls(*[_child_int(child) for child in children])
+
+    def policy_seed(self, name: str) -> int:
+        """The seed of learned policy ``name``: a child of ``policies`` keyed by a stable hash of the name,
+        so two learners of one run draw independent streams and a learner's seed does not depend on
+        which other policies run beside it."""
+        key = zlib.crc32(name.encode("utf-8"))
+        return _child_int(np.random.SeedSequence(self.policies, spawn_key=(key,)))
 
 
 def resolve_trace_dir(settings: Settings) -> Path:
@@ -89,21 +121,59 @@ def resolve_trace_dir(settings: Settings) -> Path:
     return path
 
 
+def busiest_trace_ids(trace: Any, k: int) -> list[str]:
+    """Trace ids of the ``k`` functions with the most invocations over the whole trace, busiest first
+    (ties kept in trace order)."""
+    invocations = trace.invocations
+    if k > len(invocations.keys):
+        raise ValueError(f"cannot pick the {k} busiest functions of a trace with {len(invocations.keys)}")
+    totals = invocations.counts.sum(axis=1, dtype=np.int64)
+    order = np.argsort(-totals, kind="stable")[:k]
+    return [invocations.keys[int(i)].trace_id for i in order]
+
+
 def build_workload(settings: Settings) -> Any:
-    """The sampled ``workload.sampler.Workload`` of ``settings`` (same settings and seed: same workload)."""
+    """The sampled ``workload.sampler.Workload`` of ``settings`` (same settings and seed: same workload).
+
+    Functions are picked from the trace's whole span (``workload.select``), their counts multiplied
+    by ``workload.rate_scale`` over that span, and only then cut to the replayed minutes
+    [start_minute, start_minute + minutes). So a training run over one window and an evaluation run
+    over another see the same functions, playing the same benchmarks, with the same scaled counts.
+    """
+    from workload.arrivals import scale_minute_counts
     from workload.azure2019 import load_trace
-    from workload.sampler import sample_workload
+    from workload.sampler import Workload, sample_workload
 
     w = settings.workload
+    seeds = RunSeeds.from_seed(settings.seed)
     trace = load_trace(resolve_trace_dir(settings))
-    return sample_workload(
+    span_start = trace.invocations.first_minute
+    span_end = span_start + trace.invocations.n_minutes
+    start, end = w.start_minute, w.start_minute + w.minutes
+    if not span_start <= start < end <= span_end:
+        raise ValueError(
+            f"workload minutes [{start}, {end}) (workload.start_minute={start}, workload.minutes={w.minutes}) "
+            f"are not within the trace's minutes [{span_start}, {span_end})"
+        )
+    names = busiest_trace_ids(trace, w.functions) if w.select == "busiest" else None
+    whole = sample_workload(
         trace,
         w.functions,
-        seed=RunSeeds.from_seed(settings.seed).workload,
-        start_minute=w.start_minute,
-        end_minute=w.start_minute + w.minutes,
+        seed=seeds.workload,
+        functions=names,
+        start_minute=span_start,
+        end_minute=span_end,
         profiles=w.profiles,
     )
+    counts = np.stack([f.counts_per_minute for f in whole.functions])
+    counts = scale_minute_counts(counts, span_start, w.rate_scale, seeds.arrivals)
+    window = counts[:, start - span_start : end - span_start].astype(np.int32)
+    window.setflags(write=False)
+    functions = tuple(
+        replace(f, counts_per_minute=window[i], first_minute=start) for i, f in enumerate(whole.functions)
+    )
+    return Workload(functions=functions, start_minute=start, end_minute=end, seed=whole.seed,
+                    profile_mode=whole.profile_mode)
 
 
 def cluster_config(settings: Settings) -> Any:
@@ -133,50 +203,162 @@ def tick_count(settings: Settings) -> int:
     return math.ceil(settings.workload.minutes * 60.0 / settings.loop.tick_s)
 
 
-def run_policy(settings: Settings, workload: Any, slo_s: np.ndarray, policy_name: str,
-               on_tick: Callable[[int], None] | None = None) -> Any:
-    """One policy on the simulated cluster over the whole workload; returns a ``RunResult``."""
+@dataclass(frozen=True)
+class PolicySpec:
+    """Which policy a run uses and, for a learned one, where it starts and whether it keeps learning."""
+
+    name: str
+    """Registered policy name."""
+    checkpoint: Path | None = None
+    """Checkpoint to start from (learned policies only); None starts from the learner's θ₀."""
+    frozen: bool = False
+    """Learned policies only: decide without learning (evaluation of a trained policy). Off by
+    default: as in the paper, the agents keep learning online while they are evaluated."""
+    greedy: bool = False
+    """Learned policies only: take the most probable move instead of sampling one."""
+
+    @property
+    def learned(self) -> bool:
+        """Whether the policy learns (has a seed, state and checkpoints)."""
+        return self.name in LEARNED_POLICIES
+
+
+def as_spec(policy: str | PolicySpec) -> PolicySpec:
+    """A policy name as a spec with the defaults; a spec unchanged."""
+    return policy if isinstance(policy, PolicySpec) else PolicySpec(policy)
+
+
+def build_policy(settings: Settings, policy: str | PolicySpec) -> Any:
+    """A fresh policy for ``settings``: ``policy.params`` of its name, and for a learned policy its own
+    seed (``RunSeeds.policy_seed``), ``frozen``/``greedy`` and the checkpoint it resumes from."""
+    from policies.registry import make
+
+    spec = as_spec(policy)
+    params = dict(settings.policy.params.get(spec.name, {}))
+    if not spec.learned:
+        if spec.checkpoint is not None:
+            raise ValueError(f"policy {spec.name!r} does not learn: it has no checkpoint to load")
+        return make(spec.name, **params)
+    if spec.frozen:
+        params["frozen"] = True
+    if spec.greedy:
+        params["greedy"] = True
+    built = make(spec.name, seed=RunSeeds.from_seed(settings.seed).policy_seed(spec.name), **params)
+    if spec.checkpoint is not None:
+        from controller.checkpoint import load_checkpoint
+
+        load_checkpoint(spec.checkpoint, built)
+    return built
+
+
+class TimedPolicy:
+    """A policy wrapper that adds up the wall time of ``decide`` and ``feedback`` (the learner's cost
+    per tick, reported beside the results; measurement only, it changes no decision)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.decide_s = 0.0
+        """Total wall time in ``decide``, s."""
+        self.feedback_s = 0.0
+        """Total wall time in ``feedback`` (the learner's update), s."""
+        self.calls = 0
+        """Ticks decided."""
+
+    def decide(self, snapshot: Any, mu: np.ndarray) -> Any:
+        started = time.perf_counter()
+        try:
+            return self.inner.decide(snapshot, mu)
+        finally:
+            self.decide_s += time.perf_counter() - started
+            self.calls += 1
+
+    def feedback(self, snapshot: Any, mu: np.ndarray, rewards: np.ndarray) -> Mapping[str, float]:
+        started = time.perf_counter()
+        try:
+            return self.inner.feedback(snapshot, mu, rewards)
+        finally:
+            self.feedback_s += time.perf_counter() - started
+
+    def __getattr__(self, name: str) -> Any:
+        # Checkpoints read the inner policy's state, signature, seed and settings through the wrapper.
+        return getattr(self.inner, name)
+
+
+class _InnerCheckpointer:
+    """The loop's checkpointer for a wrapped policy: saves the policy inside the wrapper."""
+
+    def __init__(self, store: Any, policy: Any) -> None:
+        self.store = store
+        self.policy = policy
+
+    def save(self, policy: Any, tick: int, now: float) -> None:
+        self.store.save(self.policy, tick, now)
+
+
+def run_policy(settings: Settings, workload: Any, slo_s: np.ndarray, policy_name: str | PolicySpec,
+               on_tick: Callable[[int], None] | None = None, *, policy: Any = None,
+               checkpoint_dir: Path | None = None, checkpointer: Any = None, sinks: Sequence[Any] = (),
+               seeds: RunSeeds | None = None) -> Any:
+    """One policy on the simulated cluster over the whole workload; returns a ``RunResult``.
+
+    ``policy`` is a pre-built policy object (e.g. a learner resumed with ``CheckpointStore.load``);
+    None builds ``policy_name`` with :func:`build_policy`. A policy with learnable state is saved when
+    the run ends, however it ends, and every ``loop.checkpoint_every_ticks`` ticks when that is set:
+    through ``checkpointer`` (anything with ``save(policy, tick, now)``) when given, else into
+    ``checkpoint_dir`` (default ``output.out_dir/checkpoints``). ``sinks`` get every tick's report.
+    ``seeds`` replaces the run's arrival and simulator seeds (another episode over the same workload);
+    None derives them from ``settings.seed``.
+    """
     from controller.backends.sim import SimBackend
+    from controller.checkpoint import CheckpointStore
     from controller.estimator import PopulationEstimator
     from controller.guard import GuardBounds
     from controller.loop import ControlLoop, tick_times
     from controller.report import RunRecorder
-    from policies.registry import make
     from simulator import Cluster
     from workload.arrivals import ArrivalStream
 
-    seeds = RunSeeds.from_seed(settings.seed)
+    spec = as_spec(policy_name)
+    seeds = seeds or RunSeeds.from_seed(settings.seed)
     cluster = Cluster(cluster_config(settings), [f.profile for f in workload.functions], slo_s, seed=seeds.cluster)
     arrivals = ArrivalStream(workload.functions, workload.start_minute, workload.end_minute,
                              mode=settings.workload.arrivals, seed=seeds.arrivals)
     backend = SimBackend(cluster, arrivals, workload.names, settings.loop.tick_s)
-    policy = make(policy_name, **settings.policy.params.get(policy_name, {}))
+    inner = policy if policy is not None else build_policy(settings, spec)
+    timed = TimedPolicy(inner)
     recorder = RunRecorder()
-    checkpointer = None
-    if settings.loop.checkpoint_every_ticks > 0:
-        from controller.checkpoint import CheckpointStore
-
-        checkpointer = CheckpointStore(settings.output.out_dir / "checkpoints")
+    learns = hasattr(inner, "state_dict")
+    store = None
+    if learns:
+        store = checkpointer or CheckpointStore(checkpoint_dir or settings.output.out_dir / "checkpoints")
     loop = ControlLoop(
         backend=backend,
-        policy=policy,
+        policy=timed,
         estimator=PopulationEstimator(bins=settings.estimator.bins, beta=settings.estimator.beta),
         bounds=GuardBounds.from_settings(settings.guard),
         reward_alpha=settings.reward.alpha,
-        sinks=[recorder],
-        checkpointer=checkpointer,
+        sinks=[recorder, *sinks],
+        checkpointer=_InnerCheckpointer(store, inner) if store is not None else None,
         checkpoint_every_ticks=settings.loop.checkpoint_every_ticks,
     )
     started = time.perf_counter()
-    loop.run(tick_times(0.0, settings.loop.tick_s, tick_count(settings)),
-             on_tick=(lambda report: on_tick(report.tick + 1)) if on_tick else None)
+    try:
+        loop.run(tick_times(0.0, settings.loop.tick_s, tick_count(settings)),
+                 on_tick=(lambda report: on_tick(report.tick + 1)) if on_tick else None)
+    finally:
+        if store is not None and loop.counters.ticks > 0:
+            store.save(inner, loop.counters.ticks, backend.time_s)
     records = backend.records()
+    ticks = max(timed.calls, 1)
     return recorder.result(
-        policy_name,
+        spec.name,
         latency_s=records["end_s"] - records["arrival_s"],
         function_index=records["fn"],
         cold=records["cold"],
         wall_s=time.perf_counter() - started,
+        decide_ms=1000.0 * timed.decide_s / ticks,
+        update_ms=1000.0 * timed.feedback_s / ticks,
     )
 
 
@@ -193,25 +375,30 @@ def _init_worker(progress_queue: Any, log_level: int) -> None:
     logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
 
 
-def _worker(settings: Settings, workload: Any, slo_s: np.ndarray, policy_name: str) -> Any:
+def _worker(settings: Settings, workload: Any, slo_s: np.ndarray, spec: PolicySpec) -> Any:
     def report(done: int) -> None:
-        _progress_queue.put((policy_name, done))
+        _progress_queue.put((spec.name, done))
 
-    return run_policy(settings, workload, slo_s, policy_name, on_tick=report)
+    return run_policy(settings, workload, slo_s, spec, on_tick=report)
 
 
-def run_policies(settings: Settings, workload: Any, slo_s: np.ndarray, policies: Sequence[str],
+def run_policies(settings: Settings, workload: Any, slo_s: np.ndarray, policies: Sequence[str | PolicySpec],
                  on_progress: Callable[[str, int], None]) -> list[Any]:
     """Every policy on the same workload; in ``settings.output.workers`` processes when more than one."""
-    workers = min(settings.output.workers, len(policies))
+    specs = [as_spec(p) for p in policies]
+    workers = min(settings.output.workers, len(specs))
     if workers <= 1:
-        return [run_policy(settings, workload, slo_s, name, on_tick=lambda done, n=name: on_progress(n, done))
-                for name in policies]
+        return [run_policy(settings, workload, slo_s, spec, on_tick=lambda done, n=spec.name: on_progress(n, done))
+                for spec in specs]
     context = multiprocessing.get_context()
     progress_queue = context.Queue()
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
                              initargs=(progress_queue, logging.getLogger().getEffectiveLevel())) as pool:
-        futures: list[Future[Any]] = [pool.submit(_worker, settings, workload, slo_s, name) for name in policies]
+        # Learners cost ~10x a baseline per tick: start them first, so the two processes finish
+        # together (the results keep the order the policies were given in).
+        order = sorted(range(len(specs)), key=lambda i: not specs[i].learned)
+        submitted = {i: pool.submit(_worker, settings, workload, slo_s, specs[i]) for i in order}
+        futures: list[Future[Any]] = [submitted[i] for i in range(len(specs))]
         while not all(f.done() for f in futures):
             try:
                 name, done = progress_queue.get(timeout=0.2)
@@ -263,7 +450,7 @@ class Outputs:
 
 
 def write_outputs(settings: Settings, workload: Any, slo_s: np.ndarray, results: Sequence[Any],
-                  command: str) -> tuple[Outputs, list[dict[str, Any]]]:
+                  command: str, specs: Sequence[PolicySpec] = ()) -> tuple[Outputs, list[dict[str, Any]]]:
     """Write CSVs, plots and ``run.json`` into ``settings.output.out_dir``; return them and the overall rows."""
     from controller.report import (
         function_metrics,
@@ -294,7 +481,12 @@ def write_outputs(settings: Settings, workload: Any, slo_s: np.ndarray, results:
              "rate_class": f.rate_class, "invocations": int(f.counts_per_minute.sum()), "slo_s": float(s)}
             for f, s in zip(workload.functions, slo_s)
         ],
-        "runs": [{"policy": r.policy, "wall_s": r.wall_s, "failures": dict(r.failures)} for r in results],
+        "learned": [{"policy": spec.name, "checkpoint": str(spec.checkpoint) if spec.checkpoint else None,
+                     "frozen": spec.frozen, "greedy": spec.greedy,
+                     "seed": RunSeeds.from_seed(settings.seed).policy_seed(spec.name)}
+                    for spec in specs if spec.learned],
+        "runs": [{"policy": r.policy, "wall_s": r.wall_s, "decide_ms": r.decide_ms, "update_ms": r.update_ms,
+                  "failures": dict(r.failures)} for r in results],
     }
     outputs = Outputs(
         overall_csv=write_csv(overall, out / "overall.csv"),
@@ -332,6 +524,8 @@ def _settings_from_cli(config: Path | None, options: dict[str, Any], sets: Seque
         "minutes": "workload.minutes",
         "start_minute": "workload.start_minute",
         "profiles": "workload.profiles",
+        "select": "workload.select",
+        "rate_scale": "workload.rate_scale",
         "seed": "seed",
         "out": "output.out_dir",
         "workers": "output.workers",
@@ -347,7 +541,16 @@ def _settings_from_cli(config: Path | None, options: dict[str, Any], sets: Seque
         raise click.ClickException(str(error)) from None
 
 
-def _common_options(command: Callable[..., Any]) -> Callable[..., Any]:
+def _common_options(command: Callable[..., Any], out_file: bool = False) -> Callable[..., Any]:
+    """The options every run command shares; ``out_file``: ``--out`` names a file (``mfrm train``'s
+    checkpoint) instead of a folder."""
+    out_option = (
+        click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Checkpoint file [default: runs/train/POLICY.ckpt.npz]; diagnostics, plot and "
+                          "run.json are written beside it.")
+        if out_file
+        else click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+    )
     options = [
         click.option("--config", "config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="YAML settings file (see docs/user-guide.md)."),
@@ -358,8 +561,12 @@ def _common_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--start-minute", type=int, help="First trace minute [default: 480]."),
         click.option("--profiles", type=click.Choice(["benchmark", "trace"]),
                      help="Benchmark profiles (the paper's 12) or the trace's own [default: benchmark]."),
+        click.option("--select", type=click.Choice(["spread", "busiest"]),
+                     help="Pick functions spread over rate classes, or the busiest [default: spread]."),
+        click.option("--rate-scale", type=float,
+                     help="Multiply every per-minute invocation count (load knob) [default: 1]."),
         click.option("--seed", type=int, help="Seed of everything random [default: 0]."),
-        click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder."),
+        out_option,
         click.option("--no-plots", is_flag=True, default=False, help="Skip the PNG plots."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                      help="Override any setting, e.g. --set loop.tick_s=5 (repeatable)."),
@@ -370,21 +577,31 @@ def _common_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def _execute(settings: Settings, policies: Sequence[str], command: str, title: str) -> None:
+def _execute(settings: Settings, policies: Sequence[str | PolicySpec], command: str, title: str) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from controller.report import overall_table
     from policies.registry import available
 
+    specs = [as_spec(p) for p in policies]
     known = available()
-    unknown = [p for p in policies if p not in known]
+    unknown = [s.name for s in specs if s.name not in known]
     if unknown:
         raise click.ClickException(f"unknown policy {', '.join(unknown)}; known policies: {', '.join(known)}")
+    for spec in specs:
+        if spec.checkpoint is not None:
+            # Refuse a checkpoint that does not fit here, with its reasons, before any worker starts.
+            from controller.checkpoint import CheckpointError
+
+            try:
+                build_policy(settings, spec)
+            except CheckpointError as error:
+                raise click.ClickException(str(error)) from None
     console = Console(stderr=True)
-    console.log(f"mfrm {__version__}: {len(policies)} polic{'y' if len(policies) == 1 else 'ies'}, "
+    console.log(f"mfrm {__version__}: {len(specs)} polic{'y' if len(specs) == 1 else 'ies'}, "
                 f"{settings.workload.functions} functions, {settings.workload.minutes} min from minute "
-                f"{settings.workload.start_minute}, seed {settings.seed}")
+                f"{settings.workload.start_minute}, load x{settings.workload.rate_scale:g}, seed {settings.seed}")
     log.info("effective settings: %s", json.dumps(settings.logged()))
     try:
         workload = build_workload(settings)
@@ -399,11 +616,11 @@ def _execute(settings: Settings, policies: Sequence[str], command: str, title: s
     started = time.perf_counter()
     with Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
-        tasks = {name: progress.add_task(name, total=ticks) for name in policies}
-        results = run_policies(settings, workload, slo_s, policies,
+        tasks = {spec.name: progress.add_task(spec.name, total=ticks) for spec in specs}
+        results = run_policies(settings, workload, slo_s, specs,
                                on_progress=lambda name, done: progress.update(tasks[name], completed=done))
     elapsed = time.perf_counter() - started
-    outputs, overall = write_outputs(settings, workload, slo_s, results, command)
+    outputs, overall = write_outputs(settings, workload, slo_s, results, command, specs)
     out_console = Console()
     if not out_console.is_terminal:
         # Piped or captured output is not wrapped to 80 columns: the table must stay readable.
@@ -437,17 +654,55 @@ def simulate_command(policy: str | None, config: Path | None, sets: tuple[str, .
     _execute(settings, [settings.policy.name], _command_line(), f"{settings.policy.name} on the simulated cluster")
 
 
+def parse_checkpoints(values: Sequence[str]) -> dict[str, Path]:
+    """``--checkpoint NAME=PATH`` pairs: learned policy name -> checkpoint file (must exist)."""
+    out: dict[str, Path] = {}
+    for item in values:
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not raw.strip():
+            raise click.BadParameter(f"expected NAME=PATH, got {item!r}", param_hint="--checkpoint")
+        if name not in LEARNED_POLICIES:
+            raise click.BadParameter(f"{name!r} is not a learned policy (one of {', '.join(LEARNED_POLICIES)})",
+                                     param_hint="--checkpoint")
+        path = Path(raw.strip())
+        if not path.is_file():
+            raise click.BadParameter(f"checkpoint file not found: {path}", param_hint="--checkpoint")
+        out[name] = path
+    return out
+
+
+def compare_specs(names: Sequence[str], checkpoints: Mapping[str, Path], frozen: bool, greedy: bool) -> list[PolicySpec]:
+    """The run's policies: ``names``, then any learned policy given a checkpoint but not named; learned
+    ones carry their checkpoint and the ``frozen``/``greedy`` flags."""
+    ordered = list(dict.fromkeys([*names, *checkpoints]))
+    return [
+        PolicySpec(name, checkpoints.get(name), frozen, greedy) if name in LEARNED_POLICIES else PolicySpec(name)
+        for name in ordered
+    ]
+
+
 @click.command("compare")
 @click.option("--policies", help="Comma-separated policy names [default: every baseline].")
 @click.option("--workers", type=int, help="Parallel worker processes [default: 2].")
+@click.option("--checkpoint", "checkpoints", multiple=True, metavar="NAME=PATH",
+              help="Start learned policy NAME (nac-linear, nac-nn) from a checkpoint; adds it to the "
+                   "comparison (repeatable).")
+@click.option("--frozen", is_flag=True, default=False,
+              help="Learned policies only decide; without it they keep learning online, as in the paper.")
+@click.option("--greedy", is_flag=True, default=False,
+              help="Learned policies take their most probable move instead of sampling one.")
 @_common_options
-def compare_command(policies: str | None, config: Path | None, sets: tuple[str, ...], verbose: bool,
-                    **options: Any) -> None:
+def compare_command(policies: str | None, checkpoints: tuple[str, ...], frozen: bool, greedy: bool,
+                    config: Path | None, sets: tuple[str, ...], verbose: bool, **options: Any) -> None:
     """Run several policies on the same simulated workload (same seed, same arrivals) and compare them."""
     _configure_logging(verbose)
     base = {"policy.compare": [p.strip() for p in policies.split(",") if p.strip()]} if policies else {}
     settings = _settings_from_cli(config, options, sets, base)
-    _execute(settings, list(settings.policy.compare), _command_line(), "Policies on the same workload")
+    specs = compare_specs(settings.policy.compare, parse_checkpoints(checkpoints), frozen, greedy)
+    if frozen and not any(s.learned and s.checkpoint for s in specs):
+        log.warning("--frozen without --checkpoint: the learned policies stay at their initial (uniform) policy")
+    _execute(settings, specs, _command_line(), "Policies on the same workload")
 
 
 @click.command("demo")
@@ -464,13 +719,22 @@ def demo_command(config: Path | None, sets: tuple[str, ...], verbose: bool, **op
 
 __all__ = [
     "DEMO_OVERRIDES",
+    "DEMO_POLICIES",
+    "LEARNED_POLICIES",
     "SAMPLE_TRACE",
+    "PolicySpec",
     "RunSeeds",
+    "TimedPolicy",
+    "as_spec",
+    "build_policy",
     "build_workload",
+    "busiest_trace_ids",
     "cluster_config",
     "compare_command",
+    "compare_specs",
     "demo_command",
     "measure_slos",
+    "parse_checkpoints",
     "resolve_trace_dir",
     "run_policies",
     "run_policy",

@@ -88,6 +88,10 @@ class RunResult:
     """Failed actions per failure kind."""
     wall_s: float = float("nan")
     """Wall time the run took, s (measured by the command, for the record only)."""
+    decide_ms: float = float("nan")
+    """Mean wall time of the policy's ``decide`` per tick, ms (measured, for the record only)."""
+    update_ms: float = float("nan")
+    """Mean wall time of the policy's ``feedback`` per tick (a learner's update), ms (measured)."""
 
 
 class RunRecorder:
@@ -133,7 +137,8 @@ class RunRecorder:
         return out
 
     def result(self, policy: str, latency_s: np.ndarray, function_index: np.ndarray, cold: np.ndarray,
-               wall_s: float = float("nan")) -> RunResult:
+               wall_s: float = float("nan"), decide_ms: float = float("nan"),
+               update_ms: float = float("nan")) -> RunResult:
         """The run's result, with the activation columns from the backend."""
         n = len(self._names)
         m = max((len(r["invoker_utilisation"]) for r in self._reports), default=0)
@@ -156,6 +161,8 @@ class RunRecorder:
             cold=np.asarray(cold, dtype=bool),
             failures=dict(self._failures),
             wall_s=wall_s,
+            decide_ms=decide_ms,
+            update_ms=update_ms,
         )
 
 

@@ -44,6 +44,12 @@ from policies.serverless_nac import (
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
+#: Gain of the orthogonal initialisation of each network's output layer. Actor: π₀ nearly uniform,
+#: as θ₀ = 0 makes it for the linear policy. Critic: q̂₀ nearly equal across actions (see
+#: ``TorchKLLearner.__init__``).
+ACTOR_OUT_GAIN = 0.01
+CRITIC_OUT_GAIN = 0.01
+
 
 @dataclass(frozen=True)
 class NetworkSettings:
@@ -110,8 +116,14 @@ class TorchKLLearner:
         self.n_actions = N_ACTIONS
         self.rng = rng
         generator = torch.Generator().manual_seed(seed)
-        self.actor = _mlp(state_dim, network.hidden, network.activation, N_ACTIONS, 0.01, generator)
-        self.critic = _mlp(state_dim, network.hidden, network.activation, N_ACTIONS, 1.0, generator)
+        self.actor = _mlp(state_dim, network.hidden, network.activation, N_ACTIONS, ACTOR_OUT_GAIN, generator)
+        # The critic's output gain is small for the same reason: the advantage compares q̂ across
+        # actions, so q̂₀ must be (nearly) equal for all of them, as the linear critic's ψ₀ = 0 is. With
+        # gain 1 the initial q̂ differed by O(1) between actions, far more than the rewards do (values
+        # in [0, 1]), and the normalised advantage made the actor follow that random ranking: on a
+        # bandit that pays 0.8 for 3 of the 9 moves and 0.6 for the rest, their probability fell from
+        # 1/3 to 0.006 in 50 updates; with 0.01 it rose to 0.995 (docs/results-agents.md).
+        self.critic = _mlp(state_dim, network.hidden, network.activation, N_ACTIONS, CRITIC_OUT_GAIN, generator)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=settings.learning_rate, foreach=True)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=settings.learning_rate, foreach=True)
         self.kl_coef = settings.kl_coef_init

@@ -35,13 +35,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from policies.nac import STATE_VERSION as NAC_STATE_VERSION
-from policies.nac import NACHyperparameters, NaturalActorCritic, TransitionBatch
+from policies.nac import BlockFeatures, NACHyperparameters, NaturalActorCritic, TransitionBatch
 from policies.registry import register
 from policies.serverless_features import (
     N_ACTIONS,
     ActionSettings,
     FeatureSettings,
-    action_features,
     actions_to_decisions,
     greedy_actions,
     sample_actions,
@@ -655,10 +654,10 @@ class NaturalLinearLearner:
     def update(self, batch: Transitions) -> dict[str, float]:
         return self.core.update(
             TransitionBatch(
-                features=action_features(batch.x),
+                features=BlockFeatures(batch.x, N_ACTIONS),
                 actions=batch.action,
                 rewards=batch.reward,
-                next_features=action_features(batch.x_next),
+                next_features=BlockFeatures(batch.x_next, N_ACTIONS),
                 next_actions=batch.action_next,
             )
         )

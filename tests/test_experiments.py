@@ -12,11 +12,18 @@ from click.testing import CliRunner
 from controller.backends.base import FailureKind
 from controller.backends.sim import SimBackend
 from controller.cli import main
-from controller.experiments import build_workload, measure_slos, run_policy
+from controller.experiments import (
+    PolicySpec,
+    RunSeeds,
+    build_policy,
+    build_workload,
+    measure_slos,
+    run_policy,
+)
 from controller.settings import load_settings
 from policies.types import KEEP_SHARES, UNMANAGED, Decisions
 from simulator import Cluster, ClusterConfig
-from workload.arrivals import ArrivalStream
+from workload.arrivals import ArrivalStream, scale_minute_counts
 
 # Small enough to run in about a second: 3 functions, 2 trace minutes, few SLO probes.
 TINY = ["--functions", "3", "--minutes", "2", "--set", "reward.slo_probe_invocations=200", "--no-plots"]
@@ -137,3 +144,108 @@ def test_sim_backend_does_not_repeat_a_target_it_already_set():
     backend.cluster.set_pool = lambda fn, k: calls.append((fn, k))
     backend.apply(same, 10.0)
     assert calls == []
+
+
+# --------------------------------------------------------------------------- load knob, selection, seeds
+
+
+def _workload(**extra):
+    overrides = {"workload.functions": 4, "workload.minutes": 5, "reward.slo_probe_invocations": 200, **extra}
+    return build_workload(load_settings(overrides=overrides))
+
+
+@pytest.mark.parametrize("factor", [0.3, 1.0, 2.5], ids=["a fraction", "one", "more than two"])
+def test_scaled_counts_keep_their_expected_value_and_whole_multiples(factor):
+    counts = np.random.default_rng(0).integers(0, 50, size=(20, 300))
+    scaled = scale_minute_counts(counts, 480, factor, seed=7)
+    assert np.all(scaled >= np.floor(counts * factor)) and np.all(scaled <= np.ceil(counts * factor))
+    assert scaled.sum() == pytest.approx(counts.sum() * factor, rel=0.01)
+
+
+def test_a_minute_scales_to_the_same_counts_whatever_window_it_is_replayed_in():
+    counts = np.random.default_rng(1).integers(0, 9, size=(5, 60))
+    whole = scale_minute_counts(counts, 480, 1.7, seed=3)
+    part = scale_minute_counts(counts[:, 20:40], 500, 1.7, seed=3)
+    np.testing.assert_array_equal(whole[:, 20:40], part)
+
+
+def test_rate_scale_multiplies_the_workload_and_every_policy_replays_the_same_counts():
+    plain, scaled = _workload(), _workload(**{"workload.rate_scale": 3.0})
+    assert scaled.total_invocations() == pytest.approx(3 * plain.total_invocations(), rel=0.05)
+    again = _workload(**{"workload.rate_scale": 3.0})
+    for a, b in zip(scaled.functions, again.functions):
+        np.testing.assert_array_equal(a.counts_per_minute, b.counts_per_minute)
+
+
+def test_busiest_selection_takes_the_functions_with_the_most_invocations():
+    from controller.experiments import SAMPLE_TRACE, busiest_trace_ids
+    from workload.azure2019 import load_trace
+
+    trace = load_trace(SAMPLE_TRACE)
+    totals = trace.invocations.counts.sum(axis=1)
+    ids = busiest_trace_ids(trace, 4)
+    picked = [totals[[k.trace_id for k in trace.invocations.keys].index(i)] for i in ids]
+    assert picked == sorted(totals, reverse=True)[:4]
+    assert [f.trace_id for f in _workload(**{"workload.select": "busiest"}).functions] == ids
+
+
+def test_a_training_window_and_an_evaluation_window_see_the_same_functions():
+    train = _workload(**{"workload.start_minute": 480})
+    evaluate = _workload(**{"workload.start_minute": 720})
+    assert [(f.trace_id, f.profile.name) for f in train.functions] == [
+        (f.trace_id, f.profile.name) for f in evaluate.functions
+    ]
+    assert evaluate.start_minute == 720 and evaluate.functions[0].first_minute == 720
+
+
+def test_learned_policies_get_their_own_stable_seed_from_the_run_seed():
+    seeds = RunSeeds.from_seed(3)
+    assert seeds.policy_seed("nac-nn") == RunSeeds.from_seed(3).policy_seed("nac-nn")
+    assert seeds.policy_seed("nac-nn") != seeds.policy_seed("nac-linear")
+    assert seeds.policy_seed("nac-nn") != RunSeeds.from_seed(4).policy_seed("nac-nn")
+    # The seeds that existed before the policies' child was added are unchanged.
+    children = np.random.SeedSequence(3).spawn(4)
+    assert seeds.arrivals == int(children[1].generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+    settings = load_settings(overrides={"seed": 3})
+    assert build_policy(settings, "nac-linear").seed == seeds.policy_seed("nac-linear")
+
+
+class _Stop(Exception):
+    pass
+
+
+class _StopAt:
+    """A metrics sink that interrupts the run at a given tick, like a Ctrl-C would."""
+
+    def __init__(self, tick):
+        self.tick = tick
+
+    def on_tick(self, report):
+        if report.tick + 1 == self.tick:
+            raise _Stop
+
+
+def test_a_learned_policy_is_checkpointed_when_its_run_is_interrupted(tmp_path):
+    from controller.checkpoint import read_checkpoint
+
+    settings = load_settings(overrides={"workload.functions": 3, "workload.minutes": 2,
+                                        "reward.slo_probe_invocations": 200})
+    workload = build_workload(settings)
+    slo = measure_slos(settings, workload)
+    policy = build_policy(settings, "nac-linear")
+    with pytest.raises(_Stop):
+        run_policy(settings, workload, slo, "nac-linear", policy=policy, checkpoint_dir=tmp_path, sinks=[_StopAt(4)])
+    header, state = read_checkpoint(tmp_path / "nac-linear.ckpt.npz")
+    assert header["tick"] == 4
+    np.testing.assert_array_equal(state["learner/theta"], policy.learner.core.theta)
+
+
+def test_run_policy_uses_a_prebuilt_policy_and_reports_its_cost_per_tick(tmp_path):
+    settings = load_settings(overrides={"workload.functions": 3, "workload.minutes": 1,
+                                        "reward.slo_probe_invocations": 200})
+    workload = build_workload(settings)
+    slo = measure_slos(settings, workload)
+    policy = build_policy(settings, PolicySpec("nac-linear", frozen=True))
+    result = run_policy(settings, workload, slo, "nac-linear", policy=policy, checkpoint_dir=tmp_path)
+    assert result.policy == "nac-linear" and result.decide_ms > 0
+    assert policy.agent.frozen

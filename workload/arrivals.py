@@ -101,6 +101,38 @@ def _minute_seed(seed: int, minute_label: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(seed, spawn_key=(int(minute_label < 0), abs(int(minute_label))))
 
 
+def _scale_seed(seed: int, minute_label: int) -> np.random.SeedSequence:
+    """The child seed of one trace minute's count scaling: a spawn key apart from the arrival times'
+    (``_minute_seed``), so scaling a workload never changes where a minute's arrivals fall."""
+    return np.random.SeedSequence(seed, spawn_key=(2 + int(minute_label < 0), abs(int(minute_label))))
+
+
+def scale_minute_counts(counts: np.ndarray, first_minute: int, factor: float, seed: int) -> np.ndarray:
+    """Per-minute counts (functions, minutes) multiplied by ``factor`` and rounded stochastically.
+
+    A load knob: ``c * factor`` becomes ``floor(c * factor)`` plus one with probability equal to
+    its fractional part, so the expected count is exactly ``c * factor`` (rounding to nearest would
+    erase a rare function's single calls at factors below 0.5). The uniforms of trace minute ``m``
+    come from a generator keyed by (seed, m) alone, so a minute scales to the same counts whatever
+    window of the trace a caller slices. ``factor`` 1 returns the counts unchanged.
+    """
+    matrix = np.asarray(counts, dtype=np.int64)
+    if matrix.ndim != 2:
+        raise ValueError(f"counts must be a (functions, minutes) matrix, got shape {matrix.shape}")
+    if not (np.isfinite(factor) and factor > 0):
+        raise ValueError(f"rate scale factor must be a finite number > 0, got {factor}")
+    if factor == 1.0:
+        return matrix.copy()
+    scaled = matrix * float(factor)
+    whole = np.floor(scaled)
+    fraction = scaled - whole
+    uniforms = np.empty_like(scaled)
+    for column in range(matrix.shape[1]):
+        rng = np.random.default_rng(_scale_seed(seed, first_minute + column))
+        uniforms[:, column] = rng.random(matrix.shape[0])
+    return (whole + (uniforms < fraction)).astype(np.int64)
+
+
 class ArrivalStream:
     """Arrival times generated from per-minute counts, minute by minute, on demand.
 
