@@ -650,7 +650,11 @@ def run_command(config: Path | None, once: bool, sets: tuple[str, ...], verbose:
         click.echo(f"Error: policy {settings.policy.name!r}: {error}", err=True)
         sys.exit(EXIT_BAD_CONFIG)
     started = time.perf_counter()
-    backend = build_backend(settings)
+    try:
+        backend = build_backend(settings)
+    except ValueError as error:
+        click.echo(f"Error: backend {d.backend!r}: {error}", err=True)
+        sys.exit(EXIT_BAD_CONFIG)
     log.info("backend %s ready in %.1f s", settings.daemon.backend, time.perf_counter() - started)
     clock = RealClock()
     watcher = ConfigWatcher(config, overrides) if config is not None and d.reload_config and not once else None

@@ -28,8 +28,12 @@ platform accepted has been applied to its running containers (new containers sta
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from collections import deque
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -222,4 +226,46 @@ class LocalBackend:
         return failures
 
 
-__all__ = ["LOCAL_INVOKER", "LocalBackend"]
+def benchmark_slos_s(slo_file: Path, names: Sequence[str]) -> np.ndarray:
+    """Each action's SLO, s, from the JSON of ``python -m workload.functions.solo --json``.
+
+    An action named ``<benchmark>`` or ``<benchmark>-<n>`` (as ``mfrm replay --deploy`` names them)
+    gets that benchmark's ``slo_ms``. Raises ``ValueError`` naming the file and the action at fault.
+    """
+    try:
+        rows = json.loads(Path(slo_file).read_text(encoding="utf-8"))["functions"]
+        slo_ms = {str(row["function"]): float(row["slo_ms"]) for row in rows}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"local.slo_file={slo_file}: not a solo-latency JSON (functions[].function, slo_ms): {error}") from None
+    out = np.empty(len(names))
+    for i, name in enumerate(names):
+        # Longest first, so that a benchmark whose name extends another's is matched by its own.
+        match = next((b for b in sorted(slo_ms, key=len, reverse=True)
+                      if name == b or (name.startswith(b + "-") and name[len(b) + 1:].isdigit())), None)
+        if match is None:
+            raise ValueError(f"local.slo_file={slo_file}: no SLO for action {name!r} (known: {', '.join(sorted(slo_ms))})")
+        out[i] = slo_ms[match] / 1000.0
+    return out
+
+
+def from_settings(settings: Any) -> LocalBackend:
+    """The backend of ``settings.local`` (``mfrm run --backend local``); see ``controller.settings.LocalSettings``.
+
+    The run's time 0 is now: activations before the daemon started are not observed.
+    """
+    local = settings.local
+    if local.auth is None:
+        raise ValueError("local.auth is not set: give the platform's key (MFRM_LOCAL__AUTH=uuid:key)")
+    if local.slo_file is None:
+        raise ValueError("local.slo_file is not set: measure it with python -m workload.functions.solo --json FILE")
+    client = OpenWhiskClient(local.api_host, local.auth.get_secret_value(), namespace=local.namespace,
+                             rng=np.random.default_rng(settings.seed))
+    names = list(local.functions) or [str(a["name"]) for a in client.list_actions()]
+    if not names:
+        raise ValueError(f"local.functions is empty and the platform at {local.api_host} has no actions: deploy them first")
+    cores = local.cores if local.cores is not None else float(len(os.sched_getaffinity(0)))
+    return LocalBackend(client, names, benchmark_slos_s(local.slo_file, names), epoch_origin_ms=time.time() * 1000.0,
+                        cores=cores, lookback_s=local.lookback_s)
+
+
+__all__ = ["LOCAL_INVOKER", "LocalBackend", "benchmark_slos_s", "from_settings"]
