@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 from fakes.openwhisk import AUTH, FakeOpenWhisk
 
 from controller.backends.base import Backend, FailureKind
-from controller.backends.local import LOCAL_INVOKER, LocalBackend
+from controller.backends.local import LOCAL_INVOKER, LocalBackend, benchmark_slos_s, from_settings
 from controller.owclient import NO_RETRY, OpenWhiskClient
+from controller.settings import Settings, load_settings
 from policies.types import KEEP_SHARES, UNMANAGED, Decisions
 
 ORIGIN_MS = 1_700_000_000_000
@@ -152,3 +159,137 @@ def test_now_must_grow(setup):
     backend.observe(10.0)
     with pytest.raises(ValueError, match="not after"):
         backend.observe(10.0)
+
+
+# --- the SLO file: benchmark_slos_s ----------------------------------------------------------------
+
+#: Solo-latency SLOs, ms, as ``python -m workload.functions.solo --json`` writes them. ``image`` and
+#: ``image-resize`` check that an action is matched by the longest benchmark name it extends.
+SOLO_SLO_MS = {"primes": 350.0, "image": 800.0, "image-resize": 900.0}
+
+
+def write_solo_json(path: Path, slo_ms: dict[str, float] = SOLO_SLO_MS) -> Path:
+    rows = [{"function": name, "latency_p99_ms": ms / 1.15, "slo_ms": ms} for name, ms in slo_ms.items()]
+    path.write_text(json.dumps({"runs": 20, "apihost": "http://127.0.0.1:3233", "functions": rows}), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    "names, expected_s",
+    [
+        (["primes"], [0.35]),
+        (["primes-3", "primes-12"], [0.35, 0.35]),
+        (["image-resize-2", "image-2", "image-resize"], [0.9, 0.8, 0.9]),
+        ([], []),
+    ],
+    ids=["a-bare-benchmark-name-gets-its-slo", "numbered-copies-share-their-benchmark-slo",
+         "the-longest-benchmark-name-wins", "no-actions-give-no-slos"],
+)
+def test_each_action_gets_the_slo_of_the_benchmark_it_is_named_after(tmp_path, names, expected_s):
+    slos = benchmark_slos_s(write_solo_json(tmp_path / "solo.json"), names)
+    np.testing.assert_allclose(slos, expected_s)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["graph-bfs", "primes-x", "primes-", "primes2", "xprimes"],
+    ids=["unknown-benchmark", "suffix-not-a-number", "empty-suffix", "no-dash-before-the-number", "prefix-before-the-name"],
+)
+def test_an_action_without_a_matching_benchmark_is_an_error_naming_the_action_and_the_file(tmp_path, name):
+    path = write_solo_json(tmp_path / "solo.json")
+    with pytest.raises(ValueError, match=re.escape(f"local.slo_file={path}")) as error:
+        benchmark_slos_s(path, ["primes", name])
+    assert repr(name) in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [None, "not json {", json.dumps({"runs": 3}), json.dumps({"functions": [{"function": "primes"}]}),
+     json.dumps({"functions": [{"function": "primes", "slo_ms": "fast"}]}), json.dumps({"functions": 7}),
+     json.dumps([1, 2])],
+    ids=["missing-file", "not-json", "no-functions-list", "row-without-slo", "slo-not-a-number",
+         "functions-not-a-list", "top-level-not-an-object"],
+)
+def test_an_unreadable_or_malformed_slo_file_is_an_error_naming_the_file(tmp_path, content):
+    path = tmp_path / "solo.json"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=re.escape(f"local.slo_file={path}: not a solo-latency JSON")):
+        benchmark_slos_s(path, ["primes"])
+
+
+# --- from_settings ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_mfrm_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer's MFRM_* variables do not leak into the settings of these tests."""
+    for name in [n for n in os.environ if n.startswith("MFRM_")]:
+        monkeypatch.delenv(name)
+
+
+def local_settings(**group: Any) -> Settings:
+    return load_settings(overrides={"daemon.backend": "local", "local": {"cores": 2, **group}})
+
+
+@pytest.mark.parametrize(
+    "missing, key",
+    [("auth", "local.auth"), ("slo_file", "local.slo_file")],
+    ids=["without-a-key", "without-an-slo-file"],
+)
+def test_the_backend_refuses_to_start_naming_the_missing_key(tmp_path, no_mfrm_environment, missing, key):
+    group = {"api_host": "http://127.0.0.1:9", "auth": AUTH, "slo_file": str(write_solo_json(tmp_path / "solo.json")),
+             "functions": ["primes"]}
+    del group[missing]
+    with pytest.raises(ValueError, match=re.escape(f"{key} is not set")):
+        from_settings(local_settings(**group))
+
+
+@pytest.mark.parametrize(
+    "deployed, functions, expected",
+    [
+        (["primes-1", "image-resize-1", "image-2"], [], ["image-2", "image-resize-1", "primes-1"]),
+        (["primes-1", "image-resize-1", "image-2"], ["image-2", "primes-1"], ["image-2", "primes-1"]),
+    ],
+    ids=["an-empty-list-manages-every-deployed-action", "a-given-list-manages-only-those-in-its-order"],
+)
+def test_the_backend_manages_the_listed_actions_or_discovers_the_deployed_ones(
+    tmp_path, no_mfrm_environment, deployed, functions, expected
+):
+    with FakeOpenWhisk() as fake:
+        client = OpenWhiskClient(fake.url, AUTH, retry=NO_RETRY)
+        for name in deployed:
+            client.put_action(name, {"exec": {"kind": "python:3", "code": CODE}})
+        backend = from_settings(local_settings(api_host=fake.url, auth=AUTH, functions=functions,
+                                               slo_file=str(write_solo_json(tmp_path / "solo.json"))))
+        assert sorted(backend.function_names) == sorted(expected)
+        if functions:
+            assert list(backend.function_names) == expected
+            assert fake.calls_to("GET", r"/api/v1/namespaces/[^/]+/actions$") == []
+        slo_by_name = dict(zip(backend.function_names, backend.slo_s, strict=True))
+        assert slo_by_name["image-2"] == pytest.approx(0.8) and slo_by_name["primes-1"] == pytest.approx(0.35)
+        assert backend.cores == 2.0
+
+
+def test_discovery_on_a_platform_without_actions_is_an_error_naming_the_functions_key(tmp_path, no_mfrm_environment):
+    with FakeOpenWhisk() as fake:
+        settings = local_settings(api_host=fake.url, auth=AUTH, slo_file=str(write_solo_json(tmp_path / "solo.json")))
+        with pytest.raises(ValueError, match=r"local\.functions is empty and the platform at .* has no actions"):
+            from_settings(settings)
+
+
+def test_a_discovered_action_without_a_benchmark_slo_stops_the_start(tmp_path, no_mfrm_environment):
+    with FakeOpenWhisk() as fake:
+        OpenWhiskClient(fake.url, AUTH, retry=NO_RETRY).put_action("graph-bfs", {"exec": {"kind": "python:3", "code": CODE}})
+        settings = local_settings(api_host=fake.url, auth=AUTH, slo_file=str(write_solo_json(tmp_path / "solo.json")))
+        with pytest.raises(ValueError, match="no SLO for action 'graph-bfs'"):
+            from_settings(settings)
+
+
+def test_discovery_with_a_wrong_key_is_a_settings_error_naming_the_host_and_the_status(tmp_path, no_mfrm_environment):
+    with FakeOpenWhisk() as fake:
+        settings = local_settings(api_host=fake.url, auth="00000000-0000-0000-0000-000000000000:wrong",
+                                  slo_file=str(write_solo_json(tmp_path / "solo.json")))
+        with pytest.raises(ValueError, match=re.escape(f"actions of {fake.url} cannot be listed")) as error:
+            from_settings(settings)
+        assert "401" in str(error.value)

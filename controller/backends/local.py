@@ -40,7 +40,7 @@ from urllib.parse import quote
 import numpy as np
 
 from controller.backends.base import ActionFailure, FailureKind
-from controller.backends.openwhisk import ActivationWindow, summarise
+from controller.backends.openwhisk import ActivationWindow, fill_activation_columns, summarise
 from controller.owclient import (
     NotFound,
     OpenWhiskClient,
@@ -136,24 +136,13 @@ class LocalBackend:
             total = float(current.get("total", 0))
             queued = float(pool.get("queued", 0))
             shares = float(pool.get("cpuShares", np.nan))
-            tick = summarise(fresh.get(name, ()))
-            done = float(tick.latencies_s.size)
+            fill_activation_columns(cols, i, summarise(fresh.get(name, ())), self.slo_s[i], self._recent[i])
             backlog[i] = busy + queued
             cols["memory_mb"][i] = float(pool.get("memoryMB", np.nan))
-            cols["completions"][i] = done
-            cols["arrivals"][i] = max(done + backlog[i] - self._previous_backlog[i], 0.0)
+            cols["arrivals"][i] = max(cols["completions"][i] + backlog[i] - self._previous_backlog[i], 0.0)
             cols["in_flight"][i], cols["queued"][i] = busy, queued
             cols["containers"][i], cols["busy_containers"][i] = total, busy
             cols["cpu_shares"][i] = shares
-            cols["cold_starts"][i] = tick.cold
-            cols["slo_violations"][i] = float(np.sum(tick.latencies_s > self.slo_s[i]))
-            if done:
-                cols["p50_latency_s"][i] = float(np.percentile(tick.latencies_s, 50))
-                cols["p99_latency_s"][i] = float(np.percentile(tick.latencies_s, 99))
-                cols["mean_exec_s"][i] = float(tick.exec_s.mean())
-                self._recent[i].extend(tick.exec_s.tolist())
-            if len(self._recent[i]) == 3:
-                cols["recent_exec_s"][i] = float(np.mean(self._recent[i]))
             if self._previous_cpu is not None:
                 cols["cpu_used_core_s"][i] = max(cpu_now[name] - self._previous_cpu.get(name, 0.0), 0.0)
             cols["cpu_alloc_core_s"][i] = total * shares / SHARES_PER_CORE * tick_s
@@ -260,7 +249,13 @@ def from_settings(settings: Any) -> LocalBackend:
         raise ValueError("local.slo_file is not set: measure it with python -m workload.functions.solo --json FILE")
     client = OpenWhiskClient(local.api_host, local.auth.get_secret_value(), namespace=local.namespace,
                              rng=np.random.default_rng(settings.seed))
-    names = list(local.functions) or [str(a["name"]) for a in client.list_actions()]
+    names = list(local.functions)
+    if not names:
+        try:
+            names = [str(a["name"]) for a in client.list_actions()]
+        except OpenWhiskError as error:
+            # A settings problem (wrong key, wrong URL) as the daemon reports one: exit 2, not a traceback.
+            raise ValueError(f"local.functions is empty and the actions of {local.api_host} cannot be listed: {error}") from None
     if not names:
         raise ValueError(f"local.functions is empty and the platform at {local.api_host} has no actions: deploy them first")
     cores = local.cores if local.cores is not None else float(len(os.sched_getaffinity(0)))

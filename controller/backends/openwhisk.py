@@ -235,6 +235,30 @@ def summarise(records: Sequence[Mapping[str, Any]]) -> TickActivations:
     return TickActivations(latencies, exec_s, sum(1 for *_, cold in timings if cold))
 
 
+def fill_activation_columns(
+    cols: Mapping[str, np.ndarray], i: int, tick: TickActivations, slo_s: float, recent: deque[float]
+) -> None:
+    """Write row ``i`` of the activation-derived snapshot columns from one function's tick.
+
+    Sets ``completions``, ``cold_starts`` and ``slo_violations`` (latency above ``slo_s``, s) always;
+    ``p50_latency_s``, ``p99_latency_s`` and ``mean_exec_s`` only when something completed (no
+    activations is "no data", so they stay NaN). ``recent`` is the function's own window of the last
+    execution times (a ``deque`` with ``maxlen``): it is extended here, and ``recent_exec_s`` is its mean
+    once it is full, so one or two early samples are not taken for the function's typical run time.
+    """
+    done = float(tick.latencies_s.size)
+    cols["completions"][i] = done
+    cols["cold_starts"][i] = tick.cold
+    cols["slo_violations"][i] = float(np.sum(tick.latencies_s > slo_s))
+    if done:
+        cols["p50_latency_s"][i] = float(np.percentile(tick.latencies_s, 50))
+        cols["p99_latency_s"][i] = float(np.percentile(tick.latencies_s, 99))
+        cols["mean_exec_s"][i] = float(tick.exec_s.mean())
+        recent.extend(tick.exec_s.tolist())
+    if len(recent) == recent.maxlen:
+        cols["recent_exec_s"][i] = float(np.mean(recent))
+
+
 class PromQuery(Protocol):
     """The PromQL reader's instant query: ``query(expr, time) -> [(labels, value)]``."""
 
@@ -424,20 +448,10 @@ class OpenWhiskBackend:
             valid[:] = False
             return
         for i, name in enumerate(self.function_names):
-            tick = summarise(fresh.get(name, ()))
-            done = float(tick.latencies_s.size)
+            fill_activation_columns(cols, i, summarise(fresh.get(name, ())), self.slo_s[i], self._recent[i])
             # The activations API lists started activations only: arrivals that still wait are not
             # visible, so arrivals are estimated by the completions of the tick.
-            cols["completions"][i] = cols["arrivals"][i] = done
-            cols["cold_starts"][i] = tick.cold
-            cols["slo_violations"][i] = float(np.sum(tick.latencies_s > self.slo_s[i]))
-            if done:
-                cols["p50_latency_s"][i] = float(np.percentile(tick.latencies_s, 50))
-                cols["p99_latency_s"][i] = float(np.percentile(tick.latencies_s, 99))
-                cols["mean_exec_s"][i] = float(tick.exec_s.mean())
-                self._recent[i].extend(tick.exec_s.tolist())
-            if len(self._recent[i]) == 3:
-                cols["recent_exec_s"][i] = float(np.mean(self._recent[i]))
+            cols["arrivals"][i] = cols["completions"][i]
 
     def _observe_runtime(self, tick_s: float, first: bool, cols: dict[str, np.ndarray]) -> InvokerStats:
         if self.runtime is None:
@@ -808,6 +822,7 @@ __all__ = [
     "action_key",
     "container_action_key",
     "docker_default_shares",
+    "fill_activation_columns",
     "from_settings",
     "kubernetes_api_client",
     "memory_for_shares",
