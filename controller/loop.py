@@ -142,7 +142,8 @@ class ControlLoop:
     checkpoint_every_ticks: int = 0
     """Checkpoint period in ticks; 0 never."""
     dry_run: bool = False
-    """Decide and guard but apply nothing (and do not record anything as applied)."""
+    """Decide and guard but apply nothing (and do not record anything as applied); the learner is fed
+    no rewards, since its decisions never reached the cluster."""
     counters: LoopCounters = field(default_factory=LoopCounters)
     """Running totals."""
     _applied: AppliedTargets = field(default_factory=lambda: AppliedTargets.initial(0), init=False)
@@ -227,7 +228,9 @@ class ControlLoop:
     def _rewards(self, snapshot: ClusterSnapshot) -> tuple[np.ndarray, np.ndarray]:
         n = len(snapshot.functions)
         rewards = reward(snapshot.functions, self.reward_alpha)
-        decided_before = _pad(self._previous, n, False)
+        # In a dry run nothing was applied, so the reward does not follow from the policy's action:
+        # the learner gets NaN (no transition) rather than learning from decisions that never happened.
+        decided_before = _pad(self._previous, n, False) & (not self.dry_run)
         feedback = np.where(decided_before, rewards, np.nan)
         rewards.setflags(write=False)
         feedback.setflags(write=False)

@@ -131,6 +131,15 @@ def test_dry_run_decides_but_applies_nothing():
     assert loop.counters.changes_applied == 0
 
 
+def test_dry_run_feeds_the_learner_no_rewards_for_decisions_that_were_never_applied():
+    backend = FakeBackend()
+    loop = _loop(backend, FixedPolicy(containers=3), dry_run=True)
+    loop.step(10.0)
+    report = loop.step(20.0)
+    assert np.isfinite(report.rewards).any()
+    assert np.isnan(report.feedback_rewards).all()
+
+
 def test_functions_that_appear_later_are_managed_too():
     def snapshots(now):
         return make_snapshot(NAMES if now > 15 else NAMES[:2], time_s=now)
