@@ -28,26 +28,23 @@ script exits, also after an error or Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import csv
 import json
 import math
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from localwhisk.testing import free_port, http_get, stop_process_group, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACE = ROOT / "data" / "azure-functions-2019-sample"
@@ -61,27 +58,6 @@ POLICIES = ("nac-linear", "openwhisk-default", "ensure")
 # --------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (the child binds it a moment later)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def stop_group(process: subprocess.Popen[Any], grace_s: float = 20.0) -> int | None:
-    """SIGTERM the child's process group, SIGKILL it after ``grace_s``; its exit status."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-    return process.returncode
-
-
 @contextlib.contextmanager
 def child(argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None,
           grace_s: float = 20.0) -> Iterator[subprocess.Popen[Any]]:
@@ -93,36 +69,7 @@ def child(argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None
         try:
             yield process
         finally:
-            stop_group(process, grace_s)
-
-
-def wait_until(what: str, ready: Any, timeout_s: float, process: subprocess.Popen[Any] | None = None,
-               poll_s: float = 0.25) -> Any:
-    """Poll ``ready()`` until it returns something truthy; fail after ``timeout_s`` or if ``process`` died."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{what}: the process exited with {process.returncode} before it was ready")
-        value = ready()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: not ready within {timeout_s:g} s")
-        time.sleep(poll_s)
-
-
-def http_get(url: str, auth: str | None = None, timeout_s: float = 10.0) -> tuple[int, bytes]:
-    """GET ``url``; (status, body), (0, b"") when nothing answered."""
-    request = urllib.request.Request(url)
-    if auth is not None:
-        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-    except (urllib.error.URLError, OSError):
-        return 0, b""
+            stop_process_group(process, grace_s)
 
 
 @contextlib.contextmanager

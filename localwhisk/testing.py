@@ -1,4 +1,4 @@
-"""Helpers for programs and tests that run a localwhisk in-process and talk to it over HTTP.
+"""Helpers for programs and tests that run a localwhisk (in process or as a child) and talk to it over HTTP.
 
     with running_platform(tmp_path) as (whisk, client):
         client.put_action("hello", "def main(args):\\n    return {'ok': True}\\n")
@@ -13,8 +13,15 @@ import base64
 import contextlib
 import http.client
 import json
+import os
+import signal
 import socket
-from collections.abc import Iterator
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -134,3 +141,69 @@ def running_platform(
     finally:
         client.close()
         whisk.stop()
+
+
+# --- child processes on loopback: shared by the live tests and benchmarks/live_compare.py ---
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (a child binds it a moment later)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(url: str, auth: str | None = None, timeout_s: float = 10.0) -> tuple[int, bytes]:
+    """GET ``url`` (HTTP basic auth with ``uuid:key`` when given): (status, body); (0, b"") when
+    nothing answers, so callers can poll a server that is still starting."""
+    request = urllib.request.Request(url)
+    if auth is not None:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except (urllib.error.URLError, OSError):
+        return 0, b""
+
+
+class NotReady(RuntimeError):
+    """A polled condition did not hold in time, or the process it waited for exited first."""
+
+
+def wait_until(
+    what: str,
+    ready: Callable[[], Any],
+    timeout_s: float,
+    process: subprocess.Popen[Any] | None = None,
+    poll_s: float = 0.25,
+) -> Any:
+    """Call ``ready()`` until it returns something truthy and return that; raise :class:`NotReady`
+    naming ``what`` after ``timeout_s`` (monotonic seconds) or as soon as ``process`` has exited."""
+    deadline = time.monotonic() + timeout_s
+    pause = threading.Event()
+    while True:
+        value = ready()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            raise NotReady(f"{what}: the process exited with status {process.returncode} first")
+        if time.monotonic() > deadline:
+            raise NotReady(f"{what}: not within {timeout_s:g} s")
+        pause.wait(poll_s)
+
+
+def stop_process_group(process: subprocess.Popen[Any], grace_s: float = 20.0) -> int | None:
+    """SIGTERM the process group of a child started with ``start_new_session=True``, SIGKILL it after
+    ``grace_s`` seconds; its exit status."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    return process.returncode

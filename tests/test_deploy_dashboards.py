@@ -23,12 +23,10 @@ import os
 import queue
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from controller.metrics import METRIC_NAMES, MetricsExporter
+from localwhisk.testing import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -254,28 +253,6 @@ def missing_prometheus(binary: str) -> None:
     pytest.fail(message)
 
 
-def wait_for(condition: Callable[[], Any], what: str, timeout_s: float, process: subprocess.Popen | None = None,
-             poll_s: float = 0.2) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout_s`` naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    stop = threading.Event()
-    while True:
-        value = condition()
-        if value:
-            return value
-        if process is not None and process.poll() is not None:
-            pytest.fail(f"{what}: the process exited with status {process.returncode}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout_s:g} s")
-        stop.wait(poll_s)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.terminate()
@@ -352,7 +329,7 @@ def daemon_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return match.group(1) if match else None
 
     try:
-        yield wait_for(address, "the daemon serving /metrics", 120, process)
+        yield wait_until("the daemon serving /metrics", address, 120, process)
     finally:
         stop(process)
         if process.returncode not in (0, None):
@@ -383,7 +360,7 @@ def prometheus(prometheus_binary: str, daemon_metrics: str, tmp_path_factory: py
             return False
 
     try:
-        wait_for(ready, "Prometheus ready", 60, process)
+        wait_until("Prometheus ready", ready, 60, process)
         yield url
     finally:
         stop(process)
@@ -409,7 +386,7 @@ def scraped(prometheus: str) -> tuple[str, set[str]]:
         result = samples["data"]["result"]
         return names if result and float(result[0]["value"][1]) >= 5 else None
 
-    return prometheus, wait_for(names_when_complete, "every dashboard series scraped", 120)
+    return prometheus, wait_until("every dashboard series scraped", names_when_complete, 120)
 
 
 @pytest.mark.parametrize(("where", "expr"), expressions(), ids=[i for i, _ in expressions()])

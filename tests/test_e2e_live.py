@@ -20,18 +20,14 @@ even when something fails. Prometheus missing is a failure with the install comm
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import csv
 import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -41,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from localwhisk.testing import free_port, http_get, stop_process_group, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -78,41 +76,6 @@ CHANGE_LINE = re.compile(r"controller\.loop: (?P<name>\S+): (?P<change>.*) \(")
 # --------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def http(url: str, auth: str | None = None, timeout_s: float = 10.0) -> tuple[int, bytes]:
-    """GET ``url``: (status, body); (0, b"") when nothing answers."""
-    request = urllib.request.Request(url)
-    if auth is not None:
-        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-    except (urllib.error.URLError, OSError):
-        return 0, b""
-
-
-def poll(what: str, probe: Callable[[], Any], timeout_s: float, process: subprocess.Popen | None = None,
-         every_s: float = 0.25) -> Any:
-    """``probe()`` until it is truthy (returned); fails after ``timeout_s`` or when ``process`` exits."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if process is not None and process.poll() is not None:
-            pytest.fail(f"{what}: process exited with {process.returncode} first")
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout_s:g} s")
-        time.sleep(every_s)
-
-
 @dataclass
 class Child:
     """A started process, in its own process group, with its output in a log file."""
@@ -121,18 +84,9 @@ class Child:
     process: subprocess.Popen
     log: Path
 
-    def stop(self, grace_s: float = 30.0) -> int:
+    def stop(self, grace_s: float = 30.0) -> int | None:
         """SIGTERM the group, SIGKILL it after ``grace_s``; the exit status."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        return self.process.returncode
+        return stop_process_group(self.process, grace_s)
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -186,7 +140,7 @@ def action_names() -> list[str]:
 
 def prometheus_query(base: str) -> Callable[[str], list[dict[str, Any]]]:
     def query(expr: str) -> list[dict[str, Any]]:
-        status, body = http(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+        status, body = http_get(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
         assert status == 200, f"Prometheus query {expr!r}: HTTP {status} {body[:300]!r}"
         return json.loads(body)["data"]["result"]
 
@@ -207,7 +161,7 @@ def live(tmp_path_factory) -> Iterator[LiveRun]:
         lw_url = f"http://127.0.0.1:{lw_port}"
         platform = spawn(stack, "localwhisk", [sys.executable, "-m", "localwhisk", "--port", str(lw_port), "--auth", AUTH,
                                                "--state-dir", str(tmp / "lw-state"), "--cgroups", "auto"], tmp / "localwhisk.log")
-        poll("localwhisk /ping", lambda: http(lw_url + "/ping")[0] == 200, 60, platform.process)
+        wait_until("localwhisk /ping", lambda: http_get(lw_url + "/ping")[0] == 200, 60, platform.process)
         # 2. Prometheus, scraping the platform and the daemon every second
         daemon_port, prom_port = free_port(), free_port()
         config = tmp / "prometheus.yml"
@@ -221,7 +175,7 @@ def live(tmp_path_factory) -> Iterator[LiveRun]:
             prometheus_bin, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{prom_port}", "--storage.tsdb.retention.time=1h"], tmp / "prometheus.log")
         prom_url = f"http://127.0.0.1:{prom_port}"
-        poll("prometheus /-/ready", lambda: http(prom_url + "/-/ready")[0] == 200, 60, prometheus.process)
+        wait_until("prometheus /-/ready", lambda: http_get(prom_url + "/-/ready")[0] == 200, 60, prometheus.process)
         query = prometheus_query(prom_url)
         # 3. the daemon
         slo_file = tmp / "slo.json"
@@ -234,7 +188,7 @@ def live(tmp_path_factory) -> Iterator[LiveRun]:
             "--set", f"output.out_dir={tmp / 'daemon-out'}", "--set", f"local.api_host={lw_url}",
             "--set", f"local.slo_file={slo_file}", "--set", f"local.functions={json.dumps(names)}",
         ], tmp / "daemon.log", env={"MFRM_LOCAL__AUTH": AUTH})
-        poll("daemon /healthz", lambda: http(f"http://127.0.0.1:{daemon_port}/healthz")[0] == 200, 120, daemon.process)
+        wait_until("daemon /healthz", lambda: http_get(f"http://127.0.0.1:{daemon_port}/healthz")[0] == 200, 120, daemon.process)
         # 4. the replay (the platform's cgroup directories are noted while containers exist)
         cgroup_dirs: set[Path] = set()
         replay_log = tmp / "replay.log"
@@ -247,24 +201,24 @@ def live(tmp_path_factory) -> Iterator[LiveRun]:
         stack.callback(Child("replay", replay, replay_log).stop)
 
         def replay_done() -> bool:
-            status, body = http(lw_url + "/resources/v1/namespaces/_/actions", AUTH)
+            status, body = http_get(lw_url + "/resources/v1/namespaces/_/actions", AUTH)
             if status == 200:
                 cgroup_dirs.update(Path(i["cgroup"]["cpu"]) for p in json.loads(body) for i in p["instances"]
                                    if i["cgroup"]["cpu"])
             return replay.poll() is not None
 
-        poll("mfrm replay", replay_done, 60 * MINUTES / SPEEDUP + 120, every_s=1.0)
+        wait_until("mfrm replay", replay_done, 60 * MINUTES / SPEEDUP + 120, poll_s=1.0)
         exits["replay"] = replay.returncode
         assert replay.returncode == 0, f"mfrm replay failed ({replay.returncode}):\n{replay_log.read_text()[-3000:]}"
         # Both sources scraped after the replay, with the daemon's changes counted.
-        poll("Prometheus has the last activations and the daemon's changes",
-             lambda: query('sum(openwhisk_action_activations_total{job="localwhisk"})')
-             and query('sum(mfrm_decision_changes_total{job="mfrm"})'), 30, every_s=1.0)
+        wait_until("Prometheus has the last activations and the daemon's changes",
+                   lambda: query('sum(openwhisk_action_activations_total{job="localwhisk"})')
+                   and query('sum(mfrm_decision_changes_total{job="mfrm"})'), 30, poll_s=1.0)
         answers = {q: query(q) for q in QUERIES}
         # 5. stop the daemon first: from then on nothing changes the pools
         exits["daemon"] = daemon.stop()
-        _, pools_body = http(lw_url + "/resources/v1/namespaces/_/actions", AUTH)
-        _, status = http(lw_url + "/resources/v1/status", AUTH)
+        _, pools_body = http_get(lw_url + "/resources/v1/namespaces/_/actions", AUTH)
+        _, status = http_get(lw_url + "/resources/v1/status", AUTH)
         pools = json.loads(pools_body)
         on_disk = {i["name"]: int((Path(i["cgroup"]["cpu"]) / "cpu.shares").read_text())
                    for p in pools for i in p["instances"] if i["cgroup"]["cpu"]}

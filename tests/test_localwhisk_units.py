@@ -193,3 +193,38 @@ def test_saved_actions_with_unusual_names_load_back(tmp_path: Path) -> None:
     ActionStore(tmp_path).put(action)
     loaded = ActionStore(tmp_path).get("guest", "my action@v1.2")
     assert loaded == action
+
+
+# --- the child-process helpers the live tests and benchmarks share (localwhisk.testing) ---
+
+
+def test_wait_until_returns_the_first_truthy_value():
+    from localwhisk.testing import wait_until
+
+    answers = iter([None, 0, "ready"])
+    assert wait_until("three tries", lambda: next(answers), timeout_s=5, poll_s=0.001) == "ready"
+
+
+def test_wait_until_names_what_it_waited_for_when_time_runs_out():
+    from localwhisk.testing import NotReady, wait_until
+
+    with pytest.raises(NotReady, match="never: not within 0.01 s"):
+        wait_until("never", lambda: False, timeout_s=0.01, poll_s=0.001)
+
+
+def test_wait_until_stops_as_soon_as_the_process_it_waits_for_has_exited():
+    import subprocess
+    import sys
+
+    from localwhisk.testing import NotReady, wait_until
+
+    process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    process.wait(timeout=30)
+    with pytest.raises(NotReady, match="exited with status 3"):
+        wait_until("a dead server", lambda: False, timeout_s=60, process=process)
+
+
+def test_http_get_reports_status_zero_when_nothing_listens():
+    from localwhisk.testing import free_port, http_get
+
+    assert http_get(f"http://127.0.0.1:{free_port()}/ping", timeout_s=2) == (0, b"")

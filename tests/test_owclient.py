@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from fakes.openwhisk import AUTH, FakeOpenWhisk
 
 from controller import owclient as ow
+from localwhisk.testing import free_port
 
 SPEC_PATH = Path(__file__).resolve().parents[1] / "reference" / "openwhisk" / "swagger" / "apiv1swagger.json"
 CODE = "def main(args):\n    return {'ok': True}\n"
@@ -237,12 +237,6 @@ def test_a_slow_read_is_retried_because_reading_is_idempotent(fake):
     finally:
         release.set()
     assert len(sleep.delays) == 1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_a_refused_connection_is_retried_then_reported_unavailable():
