@@ -547,6 +547,7 @@ def build_daemon(settings: Settings, *, backend: Backend, policy: Policy, regist
         estimator=PopulationEstimator(bins=settings.estimator.bins, beta=settings.estimator.beta),
         bounds=GuardBounds.from_settings(settings.guard),
         reward_alpha=settings.reward.alpha,
+        reward_charge_memory=settings.reward.charge_memory,
         sinks=[exporter],
         checkpointer=checkpointer,
         checkpoint_every_ticks=settings.loop.checkpoint_every_ticks,

@@ -338,6 +338,7 @@ def run_policy(settings: Settings, workload: Any, slo_s: np.ndarray, policy_name
         estimator=PopulationEstimator(bins=settings.estimator.bins, beta=settings.estimator.beta),
         bounds=GuardBounds.from_settings(settings.guard),
         reward_alpha=settings.reward.alpha,
+        reward_charge_memory=settings.reward.charge_memory,
         sinks=[recorder, *sinks],
         checkpointer=_InnerCheckpointer(store, inner) if store is not None else None,
         checkpoint_every_ticks=settings.loop.checkpoint_every_ticks,

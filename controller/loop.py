@@ -121,6 +121,15 @@ def _describe_change(name: str, before_k: int, after_k: int, before_s: int, afte
     return f"{name}: " + ", ".join(parts) + (f" ({reason})" if reason else "")
 
 
+def cores_per_mb(snapshot: ClusterSnapshot) -> float:
+    """Invoker cores per MB of invoker (user) memory over all invokers; 0 without memory.
+
+    All invokers count, as for the guard's capacity: a failed scrape does not remove capacity.
+    """
+    memory = float(np.sum(snapshot.invokers.memory_mb))
+    return float(np.sum(snapshot.invokers.cores)) / memory if memory > 0 else 0.0
+
+
 @dataclass
 class ControlLoop:
     """Sequences the seven steps for one backend and one policy; holds only between-tick state."""
@@ -135,6 +144,9 @@ class ControlLoop:
     """The guard's limits."""
     reward_alpha: float = DEFAULT_ALPHA
     """α of the reward (see ``policies.reward``)."""
+    reward_charge_memory: bool = False
+    """Measure the reward's u against the CPU the containers' memory reserves as well
+    (``controller.settings.RewardSettings.charge_memory``)."""
     sinks: list[MetricsSink] = field(default_factory=list)
     """Receivers of every tick's report."""
     checkpointer: Checkpointer | None = None
@@ -227,7 +239,12 @@ class ControlLoop:
 
     def _rewards(self, snapshot: ClusterSnapshot) -> tuple[np.ndarray, np.ndarray]:
         n = len(snapshot.functions)
-        rewards = reward(snapshot.functions, self.reward_alpha)
+        rewards = reward(
+            snapshot.functions,
+            self.reward_alpha,
+            cores_per_mb=cores_per_mb(snapshot) if self.reward_charge_memory else 0.0,
+            tick_s=snapshot.tick_s,
+        )
         # In a dry run nothing was applied, so the reward does not follow from the policy's action:
         # the learner gets NaN (no transition) rather than learning from decisions that never happened.
         decided_before = _pad(self._previous, n, False) & (not self.dry_run)

@@ -153,6 +153,12 @@ class RewardSettings(_Group):
 
     alpha: float = Field(0.3, ge=0, le=1)
     """Weight α of CPU utilisation against latency quality. 0.3, the paper's best (Appendix E)."""
+    charge_memory: bool = False
+    """Multiply u by the use of the CPU the containers' memory reserves (cores x memory / invoker
+    memory, ``policies.reward.memory_reserved_core_s``). Off by default, so the reward is
+    DESIGN.md's: a learner at the smallest shares then sees u = 1 at any pool size and nothing in
+    its reward stops it filling the cluster's memory. On, both learners raced to the largest
+    shares and pools instead (each function gains latency against the others; docs/results-agents.md)."""
     slo_margin: float = Field(0.15, ge=0, le=10)
     """SLO = p99 latency running alone x (1 + margin). 0.15 is the paper's rule."""
     slo_probe_invocations: int = Field(2000, ge=100, le=1_000_000)

@@ -7,14 +7,15 @@ units; the natural-gradient step approximated by gradient descent with an adapti
 
 * critic: q̂(s, ·) = MLP_ψ(x(s)) ∈ R^A, fitted to Algorithm 2's target r − λ log π(a|s) + γ q̂(s′, a′)
   (the shifted soft Q), the target frozen for the whole update;
-* advantage: Algorithm 3's Â(s, a) = q̂(s, a) − E_{a′∼π_old} q̂(s, a′) from the critic just fitted;
+* advantage: Algorithm 3's Â(s, a) = q̂(s, a) − E_{a′∼π_old} q̂(s, a′) from the critic just fitted,
+  with the entropy term −λ log π of the regularised objective (``soft_advantage``);
 * actor: logits = MLP_θ(x(s)); minimise −E[ρ Â] + β E[KL(π_old ‖ π_θ)], ρ = π_θ(a|s)/π_old(a|s),
   then adapt β towards the KL target.
 
 Reproducibility: the weights are initialised from a ``torch.Generator`` seeded by the policy's
 seed (the global torch RNG is never touched), minibatches are shuffled by the learner's own numpy
 generator, and ``torch.set_num_threads(threads)`` (1 by default) is applied at construction:
-the controller runs on one core, batches of 10,000 x 19 gain nothing from a thread pool, and a
+the controller runs on one core, batches of 10,000 x 21 gain nothing from a thread pool, and a
 fixed thread count fixes the order of floating-point reductions, so equal seeds give equal runs.
 """
 
@@ -39,6 +40,7 @@ from policies.serverless_nac import (
     explained_variance,
     field_names,
     minibatch_slices,
+    soft_advantage,
     split_params,
 )
 
@@ -173,7 +175,7 @@ class TorchKLLearner:
         with torch.no_grad():
             q_a_n = self.critic(x_n_d).T
             q_taken_n = q_a_n[a_n, cols]
-            adv_n = q_taken_n - torch.sum(p_old_a_n * q_a_n, dim=0)
+            adv_n = soft_advantage(q_a_n, p_old_a_n, logp_old_a_n, a_n, s.entropy_reg)
             if s.normalise_advantages and n > 1:
                 adv_n = (adv_n - adv_n.mean()) / (adv_n.std(unbiased=False) + 1e-8)
 

@@ -6,7 +6,8 @@ object satisfying :class:`policies.types.Policy`. Unknown names fail with the li
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from policies.types import Policy
 

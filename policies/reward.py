@@ -9,6 +9,10 @@ DESIGN.md, "The serverless mean-field game", after the paper's Appendix E (rewar
 * ``u`` (utilisation) is min(1, CPU used / CPU allocated) of the function's containers over the
   tick: allocated but idle CPU earns nothing. The ratio is capped at 1 because CPU shares are
   relative weights: a container may borrow idle CPU beyond its allocation, which is not a merit.
+  With the controller's ``reward.charge_memory`` (the default) u is multiplied by a second
+  factor, min(1, CPU used / CPU the containers' memory reserves on their invokers)
+  (``memory_reserved_core_s``), so that a pool kept at tiny shares still pays for the memory that
+  keeps other functions out.
 
 What "no data" means here (a NaN reward is *no reward*: learners skip it, reports ignore it):
 
@@ -50,13 +54,42 @@ def quality(p99_latency_s: np.ndarray, slo_s: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(p99), np.nan, np.where(p99 <= slo, 1.0, ratio))
 
 
-def utilisation(cpu_used_core_s: np.ndarray, cpu_alloc_core_s: np.ndarray) -> np.ndarray:
-    """u = min(1, used / allocated); 1 where nothing was allocated (no CPU wasted)."""
+def utilisation(
+    cpu_used_core_s: np.ndarray, cpu_alloc_core_s: np.ndarray, reserved_core_s: np.ndarray | float = 0.0
+) -> np.ndarray:
+    """u = min(1, used / allocated) x min(1, used / reserved); a factor is 1 where its denominator is 0.
+
+    The first factor is the use of the CPU the shares allocate, the second the use of the CPU the
+    containers' memory holds on its invokers (``reserved_core_s``, see
+    :func:`memory_reserved_core_s`; 0 leaves the shares alone). Both resources are held by the
+    function and either can be wasted: raising the shares of a pool or growing it with idle
+    containers each lower u.
+    """
     used = np.asarray(cpu_used_core_s, dtype=float)
-    alloc = np.asarray(cpu_alloc_core_s, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.clip(used / alloc, 0.0, 1.0)
-    return np.where(alloc > 0.0, ratio, 1.0)
+    u = np.ones(np.broadcast(used, np.asarray(cpu_alloc_core_s), np.asarray(reserved_core_s)).shape)
+    for held in (cpu_alloc_core_s, reserved_core_s):
+        held = np.asarray(held, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.clip(used / held, 0.0, 1.0)
+        u = u * np.where(held > 0.0, ratio, 1.0)
+    return u
+
+
+def memory_reserved_core_s(
+    containers: np.ndarray, memory_mb: np.ndarray, cores_per_mb: float, tick_s: float
+) -> np.ndarray:
+    """CPU a function's containers hold through their memory over a tick, core-seconds.
+
+    containers x memory x (invoker cores / invoker memory) x tick: OpenWhisk admits containers by
+    memory, so a container of m MB on an invoker of M MB and C cores keeps m/M of it from every
+    other function, whatever CPU shares it is given (OpenWhisk's own shares are the same
+    proportion). Counting it makes an idle container cost utilisation even at the smallest shares;
+    measured against the shares alone, a pool at 1/8 core per container looks fully used at any size.
+    """
+    if not (np.isfinite(cores_per_mb) and cores_per_mb >= 0):
+        raise ValueError(f"cores_per_mb={cores_per_mb}: must be a finite number >= 0")
+    count = np.maximum(np.nan_to_num(np.asarray(containers, dtype=float)), 0.0)
+    return count * np.asarray(memory_mb, dtype=float) * cores_per_mb * tick_s
 
 
 def reward_columns(
@@ -69,6 +102,7 @@ def reward_columns(
     cpu_alloc_core_s: np.ndarray,
     valid: np.ndarray,
     alpha: float = DEFAULT_ALPHA,
+    reserved_core_s: np.ndarray | float = 0.0,
 ) -> np.ndarray:
     """The reward per function from plain columns (see the module docstring for every case).
 
@@ -80,14 +114,21 @@ def reward_columns(
     completions = np.asarray(completions, dtype=float)
     idle = (completions <= 0) & (np.asarray(pending, dtype=float) <= 0)
     q = np.where(completions > 0, quality(p99_latency_s, slo_s), np.where(idle, 1.0, np.nan))
-    u = utilisation(cpu_used_core_s, cpu_alloc_core_s)
+    u = utilisation(cpu_used_core_s, cpu_alloc_core_s, reserved_core_s)
     r = (1.0 - alpha) * q + alpha * u
     return np.where(np.asarray(valid, dtype=bool), r, np.nan)
 
 
-def reward(functions: FunctionStats, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
-    """The reward of every function of one tick's observations, shape (n_functions,)."""
+def reward(
+    functions: FunctionStats, alpha: float = DEFAULT_ALPHA, *, cores_per_mb: float = 0.0, tick_s: float = 0.0
+) -> np.ndarray:
+    """The reward of every function of one tick's observations, shape (n_functions,).
+
+    ``cores_per_mb`` > 0 (invoker cores per MB of invoker memory) measures u against the CPU the
+    containers' memory reserves as well (:func:`memory_reserved_core_s`); 0 against the shares alone.
+    """
     return reward_columns(
+        reserved_core_s=memory_reserved_core_s(functions.containers, functions.memory_mb, cores_per_mb, tick_s),
         p99_latency_s=functions.p99_latency_s,
         slo_s=functions.slo_s,
         completions=functions.completions,
@@ -99,4 +140,4 @@ def reward(functions: FunctionStats, alpha: float = DEFAULT_ALPHA) -> np.ndarray
     )
 
 
-__all__ = ["DEFAULT_ALPHA", "quality", "reward", "reward_columns", "utilisation"]
+__all__ = ["DEFAULT_ALPHA", "memory_reserved_core_s", "quality", "reward", "reward_columns", "utilisation"]

@@ -20,9 +20,16 @@ Feature vector ``x(s)`` of one function (every entry in [0, 1] before the final 
     6  CPU utilisation       cpu_used / cpu_alloc of its containers, 0 without an allocation
     7  cold-start fraction   cold_starts / max(arrivals, 1)
     8  queue per container   log(1 + queued/max(containers, 1)) / log(1 + queue_per_container_max)
-    9… μ                     the B-bin population histogram (sums to 1, so its norm is <= 1)
+    9  offered load          ρ = arrival rate x mean execution time / containers (the staffing
+       per container         ratio ENSURE and Knative size pools by), min(ρ, load_max) / load_max
+   10  busy fraction         busy containers / containers at the snapshot, 0 without containers
+   11… μ                     the B-bin population histogram (sums to 1, so its norm is <= 1)
 
-The whole vector is divided by ``sqrt(9 + 1)``: the 9 local entries contribute at most 9 to the
+Entries 9 and 10 refine "CPU utilisation of its containers": once CPU shares are low, a container
+borrows idle cores and entry 6 saturates at 1 whatever the pool size, while ρ and the busy fraction
+still say whether the pool is too small (ρ near or above 1, every container busy) or too large.
+
+The whole vector is divided by ``sqrt(11 + 1)``: the 11 local entries contribute at most 11 to the
 squared norm and μ at most 1, so ‖x‖₂ <= 1. The linear learner's features are the action-blocked
 ``φ(s, a) = e_a ⊗ x(s)`` (Algorithm 1 of the paper needs ‖φ‖₂ <= 1, and a block per action lets
 every action's preference depend on the whole state); ``θᵀφ(s, a) = x(s) · Θ[a]`` so the policy's
@@ -49,6 +56,8 @@ LOCAL_FEATURES: tuple[str, ...] = (
     "cpu_utilisation",
     "cold_start_fraction",
     "queue_per_container",
+    "offered_load_per_container",
+    "busy_fraction",
 )
 #: Squared-norm bound of the unscaled vector: each local entry is <= 1, and μ (a probability
 #: vector) has a Euclidean norm <= 1.
@@ -82,6 +91,9 @@ class FeatureSettings:
     reward is already <= 0.25 and finer detail does not change the right move."""
     queue_per_container_max: float = 64.0
     """Waiting invocations per container that map to 1 (log scale, clipped)."""
+    load_max: float = 2.0
+    """Offered load per container ρ that maps to 1 (linear, clipped): twice what a container can
+    serve, a queue that grows by a pool's worth every mean execution time."""
 
     def __post_init__(self) -> None:
         if self.mu_bins < 1:
@@ -92,6 +104,7 @@ class FeatureSettings:
             "shares_max",
             "latency_ratio_max",
             "queue_per_container_max",
+            "load_max",
         ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -113,6 +126,18 @@ class ActionSettings:
 
     share_step: int = 128
     """CPU shares added or removed per container by one move (1/8 core: DESIGN.md's default)."""
+    container_step_fraction: float = 0.25
+    """A container move adds or removes ⌈fraction x pool⌉ containers (at least 1). 0 makes every
+    move exactly one container. Proportional, because one container per 10-s tick cannot follow
+    the trace's busiest functions: at x3 load one of them needs ~40 containers at its peak, which
+    a pool of 5 would take 6 minutes of queueing to reach; with 0.25 it takes 8 ticks."""
+    load_floor: float = 1.0
+    """A container target is never below ⌈load_floor x R⌉, R = arrival rate x mean execution time
+    (the offered load in busy containers, feature 9 before the division by the pool); 0 turns the
+    floor off. With fewer than R containers a function's queue grows without bound whatever the
+    policy does next, and the backlog outlives the decision that caused it by minutes, so a
+    learner cannot tell which move was to blame. The floor rules out only that region: the
+    headroom above R, where latency is decided, and the CPU shares are the policy's."""
     min_containers: int = 1
     """Fewest containers a managed function keeps. 1, so a learned policy never scales a function
     to zero (a cold start per invocation); the platform's own manager does that."""
@@ -132,6 +157,12 @@ class ActionSettings:
     def __post_init__(self) -> None:
         checks = (
             ("share_step", self.share_step >= 1, ">= 1"),
+            (
+                "container_step_fraction",
+                math.isfinite(self.container_step_fraction) and 0 <= self.container_step_fraction <= 1,
+                "in [0, 1]",
+            ),
+            ("load_floor", math.isfinite(self.load_floor) and self.load_floor >= 0, ">= 0"),
             ("min_containers", self.min_containers >= 0, ">= 0"),
             (
                 "max_containers",
@@ -197,6 +228,7 @@ def state_features(snapshot: ClusterSnapshot, mu: np.ndarray, settings: FeatureS
         fs.cpu_alloc_core_s,
         fs.cold_starts,
         fs.queued,
+        fs.busy_containers,
     )
     usable = fs.valid.copy()
     for column in counters:
@@ -223,6 +255,9 @@ def state_features(snapshot: ClusterSnapshot, mu: np.ndarray, settings: FeatureS
         x[:, 7] = np.maximum(fs.cold_starts, 0.0) / np.maximum(fs.arrivals, 1.0)
         per_container = np.maximum(fs.queued, 0.0) / np.maximum(fs.containers, 1.0)
         x[:, 8] = np.log1p(per_container) / math.log1p(settings.queue_per_container_max)
+        load = offered_load(fs, tick_s) / np.maximum(fs.containers, 1.0)
+        x[:, 9] = np.minimum(load, settings.load_max) / settings.load_max
+        x[:, 10] = np.where(fs.containers > 0, np.maximum(fs.busy_containers, 0.0) / fs.containers, 0.0)
     np.clip(x[:, : len(LOCAL_FEATURES)], 0.0, 1.0, out=x[:, : len(LOCAL_FEATURES)])
     x[:, len(LOCAL_FEATURES) :] = np.clip(mu, 0.0, 1.0)
     x /= _NORM
@@ -255,13 +290,35 @@ def greedy_actions(probs: np.ndarray) -> np.ndarray:
     return np.argmax(probs, axis=1).astype(np.int64)
 
 
-_MOVE_WORDS = {-1: "-1 container", 0: "hold", 1: "+1 container"}
+_MOVE_WORDS = {-1: "fewer containers", 0: "hold", 1: "more containers"}
+
+
+def offered_load(functions: FunctionStats, tick_s: float) -> np.ndarray:
+    """R = arrival rate x mean execution time per function: the containers its work keeps busy.
+
+    The tick's mean execution time, else that of the last 3 completions; 0 where neither is known
+    (nothing has completed, so nothing is known about the work's size) or a counter is not finite.
+    """
+    with np.errstate(invalid="ignore"):
+        exec_s = np.where(np.isfinite(functions.mean_exec_s), functions.mean_exec_s, functions.recent_exec_s)
+        load = np.maximum(functions.arrivals, 0.0) / tick_s * np.maximum(exec_s, 0.0)
+    return np.where(np.isfinite(load), load, 0.0)
+
+
+def container_steps(pool: np.ndarray, settings: ActionSettings) -> np.ndarray:
+    """Containers one move adds or removes from ``pool``: ⌈container_step_fraction x pool⌉, at least 1."""
+    return np.maximum(1, np.ceil(settings.container_step_fraction * pool - 1e-9)).astype(np.int64)
 
 
 def actions_to_decisions(
-    functions: FunctionStats, actions: np.ndarray, usable: np.ndarray, settings: ActionSettings, label: str
+    functions: FunctionStats,
+    actions: np.ndarray,
+    usable: np.ndarray,
+    settings: ActionSettings,
+    label: str,
+    tick_s: float,
 ) -> Decisions:
-    """Targets for every function: current pool ± one container, current shares ± one step, clamped.
+    """Targets for every function: current pool ± one container step, current shares ± one step, clamped.
 
     ``actions[i]`` is ignored where ``usable[i]`` is False (no data: no decision, and the returned
     ``Decisions.action`` is -1 there). A pool or share
@@ -282,17 +339,23 @@ def actions_to_decisions(
     base_c = np.where(current > 0, current, settings.initial_containers)
     base_s = np.where(shares > 0, shares, settings.initial_shares)
     move = ACTIONS[safe]
-    target_c = np.clip(base_c + move[:, 0], settings.min_containers, settings.max_containers)
+    moved = base_c + move[:, 0] * container_steps(base_c, settings)
+    floor = np.ceil(settings.load_floor * offered_load(functions, tick_s) - 1e-9).astype(np.int64)
+    lifted = floor > moved
+    target_c = np.clip(np.maximum(moved, floor), settings.min_containers, settings.max_containers)
     target_s = np.clip(base_s + move[:, 1] * settings.share_step, settings.min_shares, settings.max_shares)
     target_c = np.where(usable, target_c, UNMANAGED)
     target_s = np.where(usable, target_s, KEEP_SHARES)
     reasons = tuple(
-        f"{label}: {_MOVE_WORDS[dc]}, containers {c0}→{c1}, shares {s0}→{s1}" if ok else "no data"
-        for ok, dc, c0, c1, s0, s1 in zip(
+        f"{label}: {_MOVE_WORDS[dc]}, containers {c0}→{c1}{' (load floor)' if up else ''}, shares {s0}→{s1}"
+        if ok
+        else "no data"
+        for ok, dc, c0, c1, up, s0, s1 in zip(
             usable.tolist(),
             move[:, 0].tolist(),
             base_c.tolist(),
             target_c.tolist(),
+            lifted.tolist(),
             base_s.tolist(),
             target_s.tolist(),
         )
@@ -317,7 +380,9 @@ __all__ = [
     "action_features",
     "actions_to_decisions",
     "check_mu",
+    "container_steps",
     "greedy_actions",
+    "offered_load",
     "sample_actions",
     "state_features",
 ]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -49,7 +49,7 @@ from policies.serverless_features import (
 from policies.types import ClusterSnapshot, Decisions
 
 #: Bumped whenever the meaning or layout of a learner's state changes; checkpoints carry it.
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,6 +174,22 @@ def adapt_kl_coef(coef: float, kl: float, settings: KLStepSettings) -> float:
         coef /= settings.kl_adapt_factor
     # Bounded so that a long run of tiny or huge steps cannot drive β to 0 or overflow.
     return float(min(max(coef, 1e-6), 1e6))
+
+
+def soft_advantage(
+    q_a_n: np.ndarray, p_a_n: np.ndarray, logp_a_n: np.ndarray, action_n: np.ndarray, entropy_reg: float
+) -> np.ndarray:
+    """Â(s, a) = [q̂(s, a) − λ log π(a|s)] − Σ_b π(b|s) [q̂(s, b) − λ log π(b|s)], action-major inputs (A, N).
+
+    The natural gradient of the λ-regularised objective for a softmax policy. Algorithm 1 gets the
+    −λ log π part from its θ ← (1 − ηλ)θ + ηŵ (for a softmax policy λθ is λ log π up to a per-state
+    constant); the KL-penalised step has no such decay, so without this term its policy is pulled
+    only by q̂ and turns deterministic faster than the regularised equilibrium softmax(q/λ) is.
+    Works on numpy arrays and on torch tensors alike.
+    """
+    soft_a_n = q_a_n - entropy_reg * logp_a_n
+    cols = np.arange(soft_a_n.shape[1])
+    return soft_a_n[action_n, cols] - (p_a_n * soft_a_n).sum(0)
 
 
 def explained_variance(prediction: np.ndarray, target: np.ndarray) -> float:
@@ -329,10 +345,11 @@ class LinearKLLearner:
                     self.psi.reshape(-1), _clip((g_a_m @ x_m_d).reshape(-1), s.max_grad_norm)
                 )
                 critic_losses.append(float(np.mean(err_m * err_m)))
-        # Algorithm 3's advantage from the critic just fitted: Â = q̂(s, a) − E_{a'∼π_old} q̂(s, a').
+        # Algorithm 3's advantage from the critic just fitted, with the entropy term of the
+        # regularised objective (soft_advantage).
         q_a_n = self.psi @ batch.x.T
         q_taken_n = q_a_n[a_n, cols]
-        adv_n = q_taken_n - np.einsum("an,an->n", p_old_a_n, q_a_n)
+        adv_n = soft_advantage(q_a_n, p_old_a_n, logp_old_a_n, a_n, s.entropy_reg)
         if s.normalise_advantages and n > 1:
             adv_n = (adv_n - adv_n.mean()) / (adv_n.std() + 1e-8)
         actor_losses = []
@@ -437,6 +454,18 @@ class AgentSettings:
     learner's theory assumes; greedy is for evaluating a frozen policy without exploration noise."""
     label: str = "nac"
     """Prefix of every decision's reason string."""
+    reward_centering: float = 0.01
+    """Step size of the running mean r̄ of the reward that is subtracted from every reward before
+    the learner sees it (reward centring, Naik et al. 2024); 0 turns it off. A constant shift of r
+    shifts every soft Q-value by the same c/(1 − γ), so π's target softmax(q/λ) is unchanged; but
+    a critic that starts at q̂ = 0 under values of r/(1 − γ) ≈ 80 rises fastest for the moves it
+    samples most, which then look best: centred, the values are O(1) and that bias is gone.
+    0.01 per tick averages over ~100 ticks (17 minutes): long against one burst, short against
+    the diurnal swing of the trace."""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.reward_centering) and 0 <= self.reward_centering <= 1):
+            raise ValueError(f"AgentSettings.reward_centering={self.reward_centering}: must be in [0, 1]")
 
 
 class SharedPolicyAgent:
@@ -470,6 +499,10 @@ class SharedPolicyAgent:
         self._latest: _Step | None = None
         self._prepared: _Step | None = None
         self._fed_time: float | None = None
+        self.reward_mean = 0.0
+        """The running mean r̄ subtracted from rewards (``AgentSettings.reward_centering``)."""
+        self.reward_batches = 0
+        """Batches folded into ``reward_mean`` (the first one sets it)."""
 
     def _observe(self, snapshot: ClusterSnapshot, mu: np.ndarray) -> _Step:
         feats = state_features(snapshot, mu, self.features)
@@ -485,7 +518,7 @@ class SharedPolicyAgent:
         if self._latest is None or self._latest.time_s != step.time_s:
             self._before, self._latest = self._latest, step
         return actions_to_decisions(
-            snapshot.functions, step.actions, step.usable, self.actions, self.agent.label
+            snapshot.functions, step.actions, step.usable, self.actions, self.agent.label, snapshot.tick_s
         )
 
     def feedback(self, snapshot: ClusterSnapshot, mu: np.ndarray, rewards: np.ndarray) -> Mapping[str, float]:
@@ -514,8 +547,22 @@ class SharedPolicyAgent:
         if len(batch) == 0:
             return out
         out["mean_reward"] = float(np.mean(batch.reward))
+        out["reward_centre"] = self._centre(out["mean_reward"])
+        if self.agent.reward_centering:
+            batch = replace(batch, reward=batch.reward - out["reward_centre"])
         out.update(self.learner.update(batch))
         return out
+
+    def _centre(self, batch_mean: float) -> float:
+        """Fold one batch's mean reward into r̄ and return r̄ (0 with centring off)."""
+        rate = self.agent.reward_centering
+        if rate == 0:
+            return 0.0
+        self.reward_mean = batch_mean if self.reward_batches == 0 else self.reward_mean + rate * (
+            batch_mean - self.reward_mean
+        )
+        self.reward_batches += 1
+        return self.reward_mean
 
     # ---- checkpoints (controller/checkpoint.py stores these)
 
@@ -527,6 +574,8 @@ class SharedPolicyAgent:
         """
         state = {f"learner/{key}": value for key, value in self.learner.state_dict().items()}
         state["agent/rng"] = self.rng.bit_generator.state
+        state["agent/reward_mean"] = self.reward_mean
+        state["agent/reward_batches"] = self.reward_batches
         step = self._latest
         if step is not None:
             state.update(
@@ -548,6 +597,8 @@ class SharedPolicyAgent:
             {k[len("learner/") :]: v for k, v in state.items() if k.startswith("learner/")}
         )
         self.rng.bit_generator.state = state["agent/rng"]
+        self.reward_mean = float(state["agent/reward_mean"])
+        self.reward_batches = int(state["agent/reward_batches"])
         self._before = self._prepared = None
         self._fed_time = None
         self._latest = None
@@ -618,12 +669,12 @@ _DERIVED_NAC_FIELDS = ("n_features", "n_actions", "seed")
 #: are the paper's toy-game values, tuned for many cheap iterations):
 #:
 #: * ``critic_lr`` 0.5: the core steps along the batch-mean TD direction and ‖φ‖ is about 0.4 here
-#:   (the bias entry alone is 1/√10), so 0.001 barely moves ψ per tick: on a bandit that rewards one
+#:   (the bias entry alone is 1/√12), so 0.001 barely moves ψ per tick: on a bandit that rewards one
 #:   move, the move's probability was still ≈ 1/9 after 30 ticks even with η = 1; with 0.5 and the
 #:   other defaults it reached 0.72 after 60 ticks (docs/agents.md).
 #: * ``critic_epochs`` 5: the paper's 5 epochs per update (Appendix E).
 #: * ``critic_radius`` 400: B must exceed ‖ψ*‖; with γ = 0.99, |q| <= Q_max ≈ 102 (Lemma 3), and a
-#:   state whose only large entry is the bias (1/√10) needs ‖ψ‖ ≈ 102·√10 ≈ 323.
+#:   state whose only large entry is the bias (1/√12) needs ‖ψ‖ ≈ 102·√12 ≈ 353.
 SERVERLESS_NAC_DEFAULTS: Mapping[str, Any] = {"critic_lr": 0.5, "critic_epochs": 5, "critic_radius": 400.0}
 
 

@@ -19,8 +19,9 @@ Conventions every producer and consumer keeps:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -108,7 +109,7 @@ class FunctionStats:
         return out
 
     @classmethod
-    def empty_like(cls, names: tuple[str, ...], **columns: Any) -> "FunctionStats":
+    def empty_like(cls, names: tuple[str, ...], **columns: Any) -> FunctionStats:
         """A table for ``names`` with every column zero (latencies NaN, valid True) except ``columns``."""
         n = len(names)
         nan_columns = {"p50_latency_s", "p99_latency_s", "mean_exec_s", "recent_exec_s"}
@@ -216,7 +217,7 @@ class Decisions:
         return len(self.reasons)
 
     @classmethod
-    def none(cls, n: int, reason: str = "no data") -> "Decisions":
+    def none(cls, n: int, reason: str = "no data") -> Decisions:
         """No decision for any of ``n`` functions."""
         return cls(
             containers=np.full(n, UNMANAGED),
@@ -253,13 +254,13 @@ class StatelessFeedback:
 
 
 __all__ = [
+    "KEEP_SHARES",
+    "SHARES_PER_CORE",
+    "UNMANAGED",
     "ClusterSnapshot",
     "Decisions",
     "FunctionStats",
     "InvokerStats",
-    "KEEP_SHARES",
     "Policy",
-    "SHARES_PER_CORE",
     "StatelessFeedback",
-    "UNMANAGED",
 ]

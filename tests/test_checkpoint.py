@@ -87,8 +87,8 @@ def test_the_header_records_version_settings_seed_and_array_shapes(tmp_path: Pat
     assert header["format_version"] == FORMAT_VERSION
     assert header["policy"] == "nac-linear" and header["seed"] == 5
     assert header["settings"]["learner"]["learning_rate"] == 1e-3
-    assert header["signature"]["state_dim"] == 19 and header["signature"]["n_actions"] == 9
-    assert header["arrays"]["learner/theta"]["shape"] == [9, 19]
+    assert header["signature"]["state_dim"] == 21 and header["signature"]["n_actions"] == 9
+    assert header["arrays"]["learner/theta"]["shape"] == [9, 21]
     np.testing.assert_array_equal(state["learner/theta"], policy.learner.theta)
 
 
@@ -165,7 +165,7 @@ REFUSALS = [
     (
         ("nac-linear", {"mu_bins": 10}),
         ("nac-linear", {"mu_bins": 12}),
-        ["mu_bins: checkpoint 10, this policy 12", "state_dim: checkpoint 19, this policy 21"],
+        ["mu_bins: checkpoint 10, this policy 12", "state_dim: checkpoint 21, this policy 23"],
     ),
     (("nac-nn", {"hidden": 64}), ("nac-nn", {"hidden": 32}), ["hidden: checkpoint 64, this policy 32"]),
     (

@@ -68,7 +68,7 @@ QUERIES = tuple(f'{series}{{job="{job}"}}' for series, job in SERIES) + (
     'mfrm_ticks_total{job="mfrm"}',
     'sum by (resource) (mfrm_decision_changes_total{job="mfrm"})',
 )
-CHANGE_LINE = re.compile(r"controller\.loop: (?P<name>\S+): (?P<change>.*) \(")
+CHANGE_LINE = re.compile(r"controller\.loop: (?P<name>\S+): (?P<change>.*?) \(")
 
 
 # --------------------------------------------------------------------------------------------

@@ -98,17 +98,17 @@ def test_the_networks_have_one_hidden_layer_of_the_configured_width() -> None:
     policy = nac_nn(hidden=32)
     shapes = {k: tuple(v.shape) for k, v in policy.state_dict().items() if k.endswith("weight")}
     assert shapes == {
-        "learner/actor.0.weight": (32, 19),
+        "learner/actor.0.weight": (32, 21),
         "learner/actor.2.weight": (9, 32),
-        "learner/critic.0.weight": (32, 19),
+        "learner/critic.0.weight": (32, 21),
         "learner/critic.2.weight": (9, 32),
     }
-    assert nac_nn().state_dict()["learner/actor.0.weight"].shape == (64, 19)
+    assert nac_nn().state_dict()["learner/actor.0.weight"].shape == (64, 21)
 
 
 def test_the_initial_policy_is_nearly_uniform_like_theta_zero() -> None:
     policy = nac_nn(seed=0)
-    x = np.random.default_rng(0).random((100, 19)) / np.sqrt(10)
+    x = np.random.default_rng(0).random((100, 21)) / np.sqrt(12)
     probs = policy.learner.probabilities(x)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0)
     np.testing.assert_allclose(probs, 1 / 9, atol=0.01)

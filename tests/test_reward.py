@@ -6,9 +6,17 @@ import math
 
 import numpy as np
 import pytest
-from conftest import make_snapshot
+from conftest import make_invokers, make_snapshot
 
-from policies.reward import DEFAULT_ALPHA, quality, reward, reward_columns, utilisation
+from controller.loop import cores_per_mb
+from policies.reward import (
+    DEFAULT_ALPHA,
+    memory_reserved_core_s,
+    quality,
+    reward,
+    reward_columns,
+    utilisation,
+)
 
 NAN = float("nan")
 
@@ -87,3 +95,41 @@ def test_reward_refuses_an_alpha_outside_the_unit_interval(alpha):
 
 def test_default_alpha_is_the_papers():
     assert DEFAULT_ALPHA == 0.3
+
+
+def test_memory_reserves_the_invokers_cpu_in_proportion():
+    # 4 containers of 256 MB on invokers of 8 cores and 2048 MB: 1 core each, 40 core-s over 10 s.
+    reserved = memory_reserved_core_s(np.array([4.0, 0.0, NAN]), np.array([256.0, 256.0, 256.0]), 8 / 2048, 10.0)
+    assert reserved.tolist() == [40.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="cores_per_mb"):
+        memory_reserved_core_s(np.array([1.0]), np.array([256.0]), -1.0, 10.0)
+
+
+def test_utilisation_multiplies_the_use_of_shares_and_of_reserved_cpu():
+    # 10 core-s used by containers whose shares give 5 but whose memory holds 40: u = 1 x 0.25.
+    assert utilisation(np.array([10.0]), np.array([5.0]), np.array([40.0]))[0] == pytest.approx(0.25)
+    # Without the memory term the same pool looks fully used (capped at 1).
+    assert utilisation(np.array([10.0]), np.array([5.0]))[0] == 1.0
+    # Raising the shares costs as well: 10 / 50 x 10 / 40.
+    assert utilisation(np.array([10.0]), np.array([50.0]), np.array([40.0]))[0] == pytest.approx(0.05)
+    # A factor whose denominator is 0 is 1.
+    assert utilisation(np.array([10.0]), np.array([0.0]), np.array([20.0]))[0] == pytest.approx(0.5)
+
+
+def test_an_idle_pool_at_small_shares_costs_reward_only_when_memory_is_charged():
+    snapshot = make_snapshot(
+        ("lean", "bloated"),
+        invokers=make_invokers(2, cores=8.0, memory_mb=2048.0),
+        p99_latency_s=np.array([0.5, 0.5]),
+        completions=np.array([10.0, 10.0]),
+        containers=np.array([2.0, 20.0]),
+        memory_mb=np.array([256.0, 256.0]),
+        cpu_used_core_s=np.array([15.0, 15.0]),
+        cpu_alloc_core_s=np.array([2.5, 25.0]),  # 1/8 core per container over 10 s
+    )
+    assert cores_per_mb(snapshot) == pytest.approx(16 / 4096)
+    plain = reward(snapshot.functions)
+    charged = reward(snapshot.functions, cores_per_mb=cores_per_mb(snapshot), tick_s=10.0)
+    assert plain.tolist() == pytest.approx([1.0, 0.7 + 0.3 * 0.6])
+    # Memory holds 1 core per container: 20 and 200 core-s, used 15.
+    assert charged.tolist() == pytest.approx([0.7 + 0.3 * 0.75, 0.7 + 0.3 * 0.6 * 0.075])

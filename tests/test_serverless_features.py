@@ -56,6 +56,22 @@ FEATURE_CASES = [
     ("cold_start_fraction", {"cold_starts": 1.0, "arrivals": 0.0}, 1.0),
     ("queue_per_container", {"queued": 6.0, "containers": 2.0}, math.log1p(3.0) / math.log1p(64.0)),
     ("queue_per_container", {"queued": 6.0, "containers": 0.0}, math.log1p(6.0) / math.log1p(64.0)),
+    # Offered load ρ = (arrivals / 10 s) x mean execution time / containers, over load_max = 2.
+    ("offered_load_per_container", {"arrivals": 40.0, "mean_exec_s": 0.5, "containers": 2.0}, 0.5),
+    ("offered_load_per_container", {"arrivals": 400.0, "mean_exec_s": 0.5, "containers": 2.0}, 1.0),
+    # No completion this tick: the last 3 completions' mean stands in; neither known: ρ = 0.
+    (
+        "offered_load_per_container",
+        {"arrivals": 40.0, "mean_exec_s": math.nan, "recent_exec_s": 0.25, "containers": 1.0},
+        0.5,
+    ),
+    (
+        "offered_load_per_container",
+        {"arrivals": 40.0, "mean_exec_s": math.nan, "recent_exec_s": math.nan, "containers": 1.0},
+        0.0,
+    ),
+    ("busy_fraction", {"busy_containers": 3.0, "containers": 4.0}, 0.75),
+    ("busy_fraction", {"busy_containers": 0.0, "containers": 0.0}, 0.0),
     ("bias", {}, 1.0),
 ]
 
@@ -164,11 +180,25 @@ def action(dc: int, ds: int) -> int:
 
 DECISION_CASES = [
     # (containers, shares, move, settings, expected containers, expected shares, reason)
-    (3, 256, (1, 1), ActionSettings(), 4, 384, "nac: +1 container, containers 3→4, shares 256→384"),
+    (3, 256, (1, 1), ActionSettings(), 4, 384, "nac: more containers, containers 3→4, shares 256→384"),
     (3, 256, (0, 0), ActionSettings(), 3, 256, "nac: hold, containers 3→3, shares 256→256"),
-    (1, 128, (-1, -1), ActionSettings(), 1, 128, "nac: -1 container, containers 1→1, shares 128→128"),
-    (64, 2048, (1, 1), ActionSettings(), 64, 2048, "nac: +1 container, containers 64→64, shares 2048→2048"),
-    (0, 0, (1, 0), ActionSettings(), 2, 256, "nac: +1 container, containers 1→2, shares 256→256"),
+    (1, 128, (-1, -1), ActionSettings(), 1, 128, "nac: fewer containers, containers 1→1, shares 128→128"),
+    (64, 2048, (1, 1), ActionSettings(), 64, 2048, "nac: more containers, containers 64→64, shares 2048→2048"),
+    (0, 0, (1, 0), ActionSettings(), 2, 256, "nac: more containers, containers 1→2, shares 256→256"),
+    # The container step is ⌈0.25 x pool⌉: 20 → 25 and 20 → 15; 9 → 12 (⌈2.25⌉ = 3).
+    (20, 256, (1, 0), ActionSettings(), 25, 256, "nac: more containers, containers 20→25, shares 256→256"),
+    (20, 256, (-1, 0), ActionSettings(), 15, 256, "nac: fewer containers, containers 20→15, shares 256→256"),
+    (9, 256, (1, 0), ActionSettings(), 12, 256, "nac: more containers, containers 9→12, shares 256→256"),
+    (60, 256, (1, 0), ActionSettings(), 64, 256, "nac: more containers, containers 60→64, shares 256→256"),
+    (
+        20,
+        256,
+        (1, 0),
+        ActionSettings(container_step_fraction=0.0),
+        21,
+        256,
+        "nac: more containers, containers 20→21, shares 256→256",
+    ),
     (
         0,
         0,
@@ -199,16 +229,21 @@ DECISION_CASES = [
         "clamped-at-minimum",
         "clamped-at-maximum",
         "new-function-starts-from-initial-pool",
+        "proportional-grow",
+        "proportional-shrink",
+        "proportional-step-rounds-up",
+        "proportional-clamped-at-maximum",
+        "one-container-steps",
         "configured-initial-pool",
         "configured-step-and-bound",
     ],
 )
-def test_an_action_moves_the_current_pool_by_one_step_within_bounds(
+def test_an_action_moves_the_pool_and_shares_by_one_step_within_bounds(
     containers, shares, move, action_settings, want_c, want_s, reason
 ) -> None:
     snap = one_function(containers=containers, cpu_shares=shares)
     decisions = actions_to_decisions(
-        snap.functions, np.array([action(*move)]), np.array([True]), action_settings, "nac"
+        snap.functions, np.array([action(*move)]), np.array([True]), action_settings, "nac", snap.tick_s
     )
     assert decisions.valid.tolist() == [True]
     assert (decisions.containers[0], decisions.cpu_shares[0]) == (want_c, want_s)
@@ -216,10 +251,38 @@ def test_an_action_moves_the_current_pool_by_one_step_within_bounds(
     assert decisions.action.tolist() == [action(*move)]
 
 
+@pytest.mark.parametrize(
+    ("columns", "load_floor", "want"),
+    [
+        # 100 arrivals in 10 s x 0.45 s = 4.5 busy containers: a shrink of 6 → 4 stops at 5.
+        ({"arrivals": 100.0, "mean_exec_s": 0.45}, 1.0, 5),
+        # Without a completion this tick, the last 3 completions' mean (here 0.7 s → 7) is used.
+        ({"arrivals": 100.0, "mean_exec_s": math.nan, "recent_exec_s": 0.7}, 1.0, 7),
+        # Nothing known about the work's size: no floor.
+        ({"arrivals": 100.0}, 1.0, 4),
+        # load_floor = 0 turns the floor off.
+        ({"arrivals": 100.0, "mean_exec_s": 0.45}, 0.0, 4),
+        # Twice the load: ⌈2 x 4.5⌉ = 9.
+        ({"arrivals": 100.0, "mean_exec_s": 0.45}, 2.0, 9),
+        # The floor never exceeds max_containers (64).
+        ({"arrivals": 10_000.0, "mean_exec_s": 1.0}, 1.0, 64),
+    ],
+    ids=["floor-stops-a-shrink", "recent-execution-time", "unknown-size", "off", "double", "capped"],
+)
+def test_the_load_floor_keeps_at_least_the_offered_load_in_containers(
+    columns: dict, load_floor: float, want: int
+) -> None:
+    snap = one_function(containers=6.0, cpu_shares=256.0, **columns)
+    settings = ActionSettings(load_floor=load_floor)
+    decisions = actions_to_decisions(snap.functions, np.array([action(-1, 0)]), np.array([True]), settings, "nac", 10.0)
+    assert decisions.containers.tolist() == [want]
+    assert ("(load floor)" in decisions.reasons[0]) == (want > 4)
+
+
 def test_rows_without_data_get_no_decision() -> None:
     snap = make_snapshot(("a", "b"), containers=np.array([2.0, 2.0]), cpu_shares=np.array([256.0, 256.0]))
     decisions = actions_to_decisions(
-        snap.functions, np.array([0, 8]), np.array([False, True]), ActionSettings(), "nac"
+        snap.functions, np.array([0, 8]), np.array([False, True]), ActionSettings(), "nac", snap.tick_s
     )
     assert decisions.valid.tolist() == [False, True]
     assert decisions.containers[0] == UNMANAGED and decisions.cpu_shares[0] == KEEP_SHARES
@@ -234,12 +297,14 @@ def test_rows_without_data_get_no_decision() -> None:
         ({"min_containers": 5, "max_containers": 3}, "max_containers=3"),
         ({"initial_shares": 10_000}, "initial_shares=10000"),
         ({"min_shares": 1}, "min_shares=1"),
+        ({"container_step_fraction": 1.5}, "container_step_fraction=1.5"),
     ],
     ids=[
         "zero-step",
         "inverted-container-bounds",
         "initial-shares-out-of-bounds",
         "shares-below-docker-minimum",
+        "container-step-above-one",
     ],
 )
 def test_invalid_action_settings_are_rejected_naming_the_field(kwargs: dict, message: str) -> None:

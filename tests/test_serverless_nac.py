@@ -66,6 +66,8 @@ class RecordingLearner:
 
 
 def driver(learner: Any, **agent: Any) -> SharedPolicyAgent:
+    """The driver around ``learner``; rewards reach the learner uncentred unless a test asks."""
+    agent = {"reward_centering": 0.0, **agent}
     return SharedPolicyAgent(
         "test",
         learner,
@@ -96,6 +98,24 @@ def run_tick(policy, snapshot, rewards, feedback_first: bool):
         decisions = policy.decide(snapshot, MU)
         diagnostics = policy.feedback(snapshot, MU, rewards)
     return decisions, diagnostics
+
+
+def test_the_learner_sees_rewards_minus_their_running_mean() -> None:
+    learner = RecordingLearner()
+    policy = driver(learner, reward_centering=0.5)
+    run_tick(policy, tick(1), np.full(3, np.nan), False)
+    _, first = run_tick(policy, tick(2), np.array([0.2, 0.4, 0.6]), False)
+    _, second = run_tick(policy, tick(3), np.array([1.0, 1.0, 1.0]), False)
+    # The first batch sets r̄ to its mean (0.4); the second moves it half-way to 1.0 (0.7).
+    assert first["reward_centre"] == pytest.approx(0.4) and second["reward_centre"] == pytest.approx(0.7)
+    np.testing.assert_allclose(learner.batches[0].reward, [-0.2, 0.0, 0.2], atol=1e-12)
+    np.testing.assert_allclose(learner.batches[1].reward, [0.3, 0.3, 0.3])
+    # The diagnostics keep the raw reward.
+    assert second["mean_reward"] == pytest.approx(1.0)
+    # r̄ is part of the driver's state: a restored driver centres the next batch identically.
+    restored = driver(RecordingLearner(), reward_centering=0.5)
+    restored.load_state_dict(policy.state_dict())
+    assert restored.reward_mean == pytest.approx(0.7) and restored.reward_batches == 2
 
 
 @pytest.mark.parametrize(
