@@ -269,3 +269,15 @@ def test_the_store_saves_one_file_per_policy_and_skips_policies_without_state(tm
 
     assert store.save(Baseline(), tick=10, now=100.0) is None
     assert store.saved == 1
+
+
+def test_a_checkpoint_of_the_first_driver_version_is_refused_naming_the_version(tmp_path, monkeypatch) -> None:
+    # Version 1 had no reward centre in its state; loading one must be refused, not fail on a key.
+    import policies.serverless_nac as driver_module
+
+    old = make("nac-linear", seed=1)
+    monkeypatch.setattr(driver_module, "STATE_VERSION", 1)
+    path = save_checkpoint(tmp_path / "v1.npz", old, tick=1, time_s=10.0)
+    monkeypatch.undo()
+    with pytest.raises(CheckpointError, match="state_version: checkpoint 1, this policy 2"):
+        load_checkpoint(path, make("nac-linear", seed=1))

@@ -114,6 +114,11 @@ def test_rows_without_complete_data_are_not_usable_and_read_as_zero(columns: dic
     assert not feats.x.any()
 
 
+def test_a_load_max_that_is_not_positive_is_rejected_naming_the_field() -> None:
+    with pytest.raises(ValueError, match="load_max=0.0"):
+        FeatureSettings(load_max=0.0)
+
+
 def test_a_mu_of_the_wrong_length_is_rejected_naming_the_setting() -> None:
     with pytest.raises(ValueError, match="mu_bins=10"):
         state_features(one_function(), np.full(5, 0.2), FEATURES)
@@ -298,6 +303,7 @@ def test_rows_without_data_get_no_decision() -> None:
         ({"initial_shares": 10_000}, "initial_shares=10000"),
         ({"min_shares": 1}, "min_shares=1"),
         ({"container_step_fraction": 1.5}, "container_step_fraction=1.5"),
+        ({"load_floor": -1.0}, "load_floor=-1.0"),
     ],
     ids=[
         "zero-step",
@@ -305,6 +311,7 @@ def test_rows_without_data_get_no_decision() -> None:
         "initial-shares-out-of-bounds",
         "shares-below-docker-minimum",
         "container-step-above-one",
+        "negative-load-floor",
     ],
 )
 def test_invalid_action_settings_are_rejected_naming_the_field(kwargs: dict, message: str) -> None:

@@ -168,6 +168,12 @@ def test_feedback_twice_for_the_same_tick_learns_once() -> None:
     assert len(learner.batches) == 1
 
 
+@pytest.mark.parametrize("rate", [-0.1, 1.5, float("nan")], ids=["negative", "above-one", "nan"])
+def test_a_reward_centring_rate_outside_the_unit_interval_is_rejected(rate: float) -> None:
+    with pytest.raises(ValueError, match="reward_centering"):
+        AgentSettings(reward_centering=rate)
+
+
 def test_rewards_of_the_wrong_length_are_rejected() -> None:
     policy = driver(RecordingLearner())
     policy.decide(tick(1), MU)
