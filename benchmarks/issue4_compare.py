@@ -16,6 +16,7 @@ violations against CPU utilisation per policy.
 
     python benchmarks/issue4_compare.py --out runs/issue4/f12 --seeds 0 1 2 3 4
     python benchmarks/issue4_compare.py --out runs/issue4/f100 --functions 100 --seeds 0 1 2
+    python benchmarks/issue4_compare.py --out runs/issue4/f12-untrained --policies nac-linear nac-nn --untrained
 """
 
 from __future__ import annotations
@@ -87,7 +88,9 @@ def job(args: argparse.Namespace, seed: int, policy: str) -> tuple[str, dict[str
     started = time.perf_counter()
     extra: dict[str, Any] = {}
     spec = PolicySpec(policy)
-    if policy in LEARNED:
+    if policy in LEARNED and args.untrained:
+        spec = PolicySpec(policy, frozen=True, greedy=args.greedy)  # θ = 0: uniform moves inside the band
+    elif policy in LEARNED:
         train_settings = settings_for(args, seed, TRAIN)
         trained = train_policy(train_settings, policy, folder / f"{policy}.ckpt.npz", episodes=args.episodes)
         figures = summary(trained.rows)
@@ -168,6 +171,9 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=1, help="Training replays of minutes 480-719.")
     parser.add_argument("--frozen", action="store_true", help="Evaluate learned policies without learning.")
     parser.add_argument("--greedy", action="store_true", help="Learned policies take their most probable move.")
+    parser.add_argument("--untrained", action="store_true",
+                        help="Ablation: learned policies neither train nor learn; they draw uniformly random "
+                             "moves (their initial policy), so only the action mapping (staffing band) acts.")
     parser.add_argument("--params", help="YAML file of policy.params (per-policy hyperparameters).")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="Any other setting (repeatable).")
     parser.add_argument("--workers", type=int, default=2)

@@ -8,8 +8,11 @@ applied, bounds); it never talks to a backend. In order, for every function:
 2. container targets >= 0 are clamped to [min, max]; CPU shares to [min_shares, max_shares];
 3. the change against the reference (the last applied target, else what the snapshot shows) is
    limited to ``max_container_change_per_tick`` containers and ``max_shares_change_per_tick`` shares;
-4. with ``respect_capacity``, container increases are trimmed (all by the same fraction, rounded
-   down) until the memory of every function's containers fits the cluster's user memory. This is
+4. with ``respect_capacity``, container increases are trimmed until the memory of every
+   function's containers fits the cluster's user memory: every increase is scaled by the same
+   fraction, rounded down, and the memory the rounding left free then goes one container at a
+   time to the largest fractional remainders (so when each of many functions asks for one more
+   container at a nearly full cluster, some get it rather than none). This is
    a check of the total: packing containers onto invokers is the platform's job, so on a
    fragmented cluster a target that passes may still be only partly placed (the backend then
    starts what fits, as OpenWhisk would);
@@ -105,6 +108,25 @@ def _cluster_memory_mb(snapshot: ClusterSnapshot) -> float:
     return float(np.sum(snapshot.invokers.memory_mb))
 
 
+def _share_room(increase: np.ndarray, memory_mb: np.ndarray, room_mb: float) -> np.ndarray:
+    """Containers granted of each ``increase`` within ``room_mb`` of memory (largest remainders).
+
+    Every increase is scaled by room / asked, rounded down; then, in order of the largest
+    fractional part (ties: the earlier function), one more container goes to each function whose
+    container still fits the memory left.
+    """
+    asked_mb = float(np.sum(increase * memory_mb))
+    keep = min(1.0, room_mb / asked_mb) if asked_mb > 0 else 0.0
+    exact = increase * keep
+    granted = np.floor(exact + 1e-9).astype(np.int64)
+    left = room_mb - float(np.sum(granted * memory_mb))
+    for i in np.argsort(-(exact - granted), kind="stable"):
+        if granted[i] < increase[i] and memory_mb[i] <= left + 1e-9:
+            granted[i] += 1
+            left -= float(memory_mb[i])
+    return granted
+
+
 def guard(decisions: Decisions, snapshot: ClusterSnapshot, applied: AppliedTargets, bounds: GuardBounds) -> GuardResult:
     """Apply the guard's five steps (module docstring) to one tick's decisions."""
     fns = snapshot.functions
@@ -141,8 +163,8 @@ def guard(decisions: Decisions, snapshot: ClusterSnapshot, applied: AppliedTarge
         increase = np.where(managed, np.maximum(target - reference, 0), 0)
         increase_mb = float(np.sum(increase * fns.memory_mb))
         if excess > 0 and increase_mb > 0:
-            keep = max(0.0, (increase_mb - excess) / increase_mb)
-            trimmed = reference + np.floor(increase * keep).astype(np.int64)
+            room_mb = max(0.0, increase_mb - excess)
+            trimmed = reference + _share_room(increase, fns.memory_mb, room_mb)
             for i in np.flatnonzero(increase > 0):
                 if trimmed[i] != target[i]:
                     notes[i].append(f"containers {target[i]} -> {trimmed[i]} (cluster memory {capacity:.0f} MB)")

@@ -9,7 +9,7 @@ DESIGN.md, "The serverless mean-field game", after the paper's Appendix E (rewar
 * ``u`` (utilisation) is min(1, CPU used / CPU allocated) of the function's containers over the
   tick: allocated but idle CPU earns nothing. The ratio is capped at 1 because CPU shares are
   relative weights: a container may borrow idle CPU beyond its allocation, which is not a merit.
-  With the controller's ``reward.charge_memory`` (the default) u is multiplied by a second
+  With the controller's ``reward.charge_memory`` (off by default) u is multiplied by a second
   factor, min(1, CPU used / CPU the containers' memory reserves on their invokers)
   (``memory_reserved_core_s``), so that a pool kept at tiny shares still pays for the memory that
   keeps other functions out.

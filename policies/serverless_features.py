@@ -137,7 +137,25 @@ class ActionSettings:
     floor off. With fewer than R containers a function's queue grows without bound whatever the
     policy does next, and the backlog outlives the decision that caused it by minutes, so a
     learner cannot tell which move was to blame. The floor rules out only that region: the
-    headroom above R, where latency is decided, and the CPU shares are the policy's."""
+    headroom above it, where latency is decided, and the CPU shares are the policy's. Exactly,
+    the floor is ⌈load_floor x S⌉ with the staffed load S = R + staffing_c·√R (below)."""
+    staffing_c: float = 1.0
+    """Square-root headroom of the staffed load S = R + staffing_c·√R (Halfin–Whitt staffing, the
+    rule ENSURE sizes its pools by; 1.0 keeps the chance that an arrival finds every container
+    busy near 20% at any R). 0 staffs ⌈R⌉, where a pool runs at ρ = 1 and its queue, though finite
+    in a tick, has no stable length: measured, the functions held there were the ones that queued
+    for minutes (docs/results-agents.md)."""
+    load_ceiling: float = 2.0
+    """A container target is never above ⌈load_ceiling x S⌉ (at least ``min_containers``); 0
+    turns the ceiling off. Containers beyond a few times the staffed load
+    are idle memory that keeps other functions' containers off the invokers; a policy's
+    reward does not see that cost (it is paid by the functions the capacity check then trims),
+    so the ceiling reclaims them. With floor and ceiling the policy chooses a pool inside a band
+    around the staffing level, and the shares."""
+    load_smoothing_s: float = 30.0
+    """Floor and ceiling staff for max(R of the tick, R smoothed over about this many seconds) —
+    an exponential average with weight 1 − exp(−tick / τ), as ENSURE smooths its load — so a
+    burst lifts the floor at once and the ceiling lets go of it over about τ. 0 uses the tick's R."""
     min_containers: int = 1
     """Fewest containers a managed function keeps. 1, so a learned policy never scales a function
     to zero (a cold start per invocation); the platform's own manager does that."""
@@ -163,6 +181,14 @@ class ActionSettings:
                 "in [0, 1]",
             ),
             ("load_floor", math.isfinite(self.load_floor) and self.load_floor >= 0, ">= 0"),
+            ("staffing_c", math.isfinite(self.staffing_c) and self.staffing_c >= 0, ">= 0"),
+            (
+                "load_ceiling",
+                math.isfinite(self.load_ceiling)
+                and (self.load_ceiling == 0 or self.load_ceiling >= max(1.0, self.load_floor)),
+                "0 (off) or >= max(1, load_floor) (a ceiling under the floor)",
+            ),
+            ("load_smoothing_s", math.isfinite(self.load_smoothing_s) and self.load_smoothing_s >= 0, ">= 0"),
             ("min_containers", self.min_containers >= 0, ">= 0"),
             (
                 "max_containers",
@@ -291,6 +317,7 @@ def greedy_actions(probs: np.ndarray) -> np.ndarray:
 
 
 _MOVE_WORDS = {-1: "fewer containers", 0: "hold", 1: "more containers"}
+_BAND_WORDS = {1: " (load floor)", 0: "", -1: " (load ceiling)"}
 
 
 def offered_load(functions: FunctionStats, tick_s: float) -> np.ndarray:
@@ -305,6 +332,36 @@ def offered_load(functions: FunctionStats, tick_s: float) -> np.ndarray:
     return np.where(np.isfinite(load), load, 0.0)
 
 
+def smooth_load(previous: np.ndarray | None, load: np.ndarray, tick_s: float, settings: ActionSettings) -> np.ndarray:
+    """One step of the exponential average of the offered load (``ActionSettings.load_smoothing_s``).
+
+    ``previous`` is the last average (None, or a different length, starts from ``load``); a
+    non-finite entry of ``previous`` restarts that function from its tick's load.
+    """
+    load = np.asarray(load, dtype=float)
+    if previous is None or len(previous) != len(load) or settings.load_smoothing_s == 0:
+        return load.copy()
+    weight = 1.0 - math.exp(-tick_s / settings.load_smoothing_s)
+    previous = np.asarray(previous, dtype=float)
+    return np.where(np.isfinite(previous), previous + weight * (load - previous), load)
+
+
+def staffing_band(load: np.ndarray, settings: ActionSettings) -> tuple[np.ndarray, np.ndarray]:
+    """(floor, ceiling) of the container target for offered load ``load`` (containers kept busy).
+
+    With the staffed load S = load + c·√load (c = staffing_c): floor = ⌈load_floor x S⌉ and
+    ceiling = max(min_containers, ⌈load_ceiling x S⌉), or max_containers with the ceiling off.
+    """
+    load = np.maximum(np.asarray(load, dtype=float), 0.0)
+    staffed = load + settings.staffing_c * np.sqrt(load)
+    floor = np.ceil(settings.load_floor * staffed - 1e-9).astype(np.int64)
+    if settings.load_ceiling > 0:
+        ceiling = np.maximum(np.ceil(settings.load_ceiling * staffed - 1e-9).astype(np.int64), settings.min_containers)
+    else:
+        ceiling = np.full(len(floor), settings.max_containers, dtype=np.int64)
+    return floor, ceiling
+
+
 def container_steps(pool: np.ndarray, settings: ActionSettings) -> np.ndarray:
     """Containers one move adds or removes from ``pool``: ⌈container_step_fraction x pool⌉, at least 1."""
     return np.maximum(1, np.ceil(settings.container_step_fraction * pool - 1e-9)).astype(np.int64)
@@ -317,13 +374,15 @@ def actions_to_decisions(
     settings: ActionSettings,
     label: str,
     tick_s: float,
+    load: np.ndarray | None = None,
 ) -> Decisions:
     """Targets for every function: current pool ± one container step, current shares ± one step, clamped.
 
-    ``actions[i]`` is ignored where ``usable[i]`` is False (no data: no decision, and the returned
-    ``Decisions.action`` is -1 there). A pool or share
-    setting the platform has not created yet (observed 0) starts from the initial pool of
-    ``settings``.
+    The pool is then held inside the staffing band (:func:`staffing_band`) of ``load``, the offered
+    load to staff for (by default the tick's, :func:`offered_load`; the driver passes its smoothed
+    one); a function with no completion yet (its work's size unknown) has no band. ``actions[i]`` is ignored where ``usable[i]`` is False (no data: no decision, and the
+    returned ``Decisions.action`` is -1 there). A pool or share setting the platform has not
+    created yet (observed 0) starts from the initial pool of ``settings``.
     """
     n = len(functions)
     actions = np.asarray(actions, dtype=np.int64)
@@ -340,22 +399,33 @@ def actions_to_decisions(
     base_s = np.where(shares > 0, shares, settings.initial_shares)
     move = ACTIONS[safe]
     moved = base_c + move[:, 0] * container_steps(base_c, settings)
-    floor = np.ceil(settings.load_floor * offered_load(functions, tick_s) - 1e-9).astype(np.int64)
+    if load is None:
+        load = offered_load(functions, tick_s)
+    elif np.shape(load) != (n,):
+        raise ValueError(f"load has shape {np.shape(load)}, expected ({n},)")
+    floor, ceiling = staffing_band(np.where(np.isfinite(load), load, 0.0), settings)
+    # Nothing known about the work's size (no completion yet): no band, the move stands.
+    sized = np.isfinite(functions.mean_exec_s) | np.isfinite(functions.recent_exec_s)
+    floor = np.where(sized, floor, 0)
+    ceiling = np.where(sized, ceiling, settings.max_containers)
     lifted = floor > moved
-    target_c = np.clip(np.maximum(moved, floor), settings.min_containers, settings.max_containers)
+    lowered = ~lifted & (ceiling < moved) & (ceiling < settings.max_containers)  # not the plain bound
+    banded = np.where(lifted, floor, np.where(lowered, ceiling, moved))
+    target_c = np.clip(banded, settings.min_containers, settings.max_containers)
     target_s = np.clip(base_s + move[:, 1] * settings.share_step, settings.min_shares, settings.max_shares)
     target_c = np.where(usable, target_c, UNMANAGED)
     target_s = np.where(usable, target_s, KEEP_SHARES)
     reasons = tuple(
-        f"{label}: {_MOVE_WORDS[dc]}, containers {c0}→{c1}{' (load floor)' if up else ''}, shares {s0}→{s1}"
+        f"{label}: {_MOVE_WORDS[dc]}, containers {c0}→{c1}{_BAND_WORDS[up - down]}, shares {s0}→{s1}"
         if ok
         else "no data"
-        for ok, dc, c0, c1, up, s0, s1 in zip(
+        for ok, dc, c0, c1, up, down, s0, s1 in zip(
             usable.tolist(),
             move[:, 0].tolist(),
             base_c.tolist(),
             target_c.tolist(),
             lifted.tolist(),
+            lowered.tolist(),
             base_s.tolist(),
             target_s.tolist(),
         )
@@ -384,5 +454,7 @@ __all__ = [
     "greedy_actions",
     "offered_load",
     "sample_actions",
+    "smooth_load",
+    "staffing_band",
     "state_features",
 ]

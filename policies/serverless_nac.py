@@ -43,13 +43,15 @@ from policies.serverless_features import (
     FeatureSettings,
     actions_to_decisions,
     greedy_actions,
+    offered_load,
     sample_actions,
+    smooth_load,
     state_features,
 )
 from policies.types import ClusterSnapshot, Decisions
 
 #: Bumped whenever the meaning or layout of a learner's state changes; checkpoints carry it.
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 
 @dataclass(frozen=True, eq=False)
@@ -503,6 +505,10 @@ class SharedPolicyAgent:
         """The running mean r̄ subtracted from rewards (``AgentSettings.reward_centering``)."""
         self.reward_batches = 0
         """Batches folded into ``reward_mean`` (the first one sets it)."""
+        self.load: np.ndarray | None = None
+        """Smoothed offered load per function the staffing band follows (``smooth_load``)."""
+        self.load_time: float | None = None
+        """Snapshot time ``load`` was last advanced at (once per tick, however often decide runs)."""
 
     def _observe(self, snapshot: ClusterSnapshot, mu: np.ndarray) -> _Step:
         feats = state_features(snapshot, mu, self.features)
@@ -518,8 +524,22 @@ class SharedPolicyAgent:
         if self._latest is None or self._latest.time_s != step.time_s:
             self._before, self._latest = self._latest, step
         return actions_to_decisions(
-            snapshot.functions, step.actions, step.usable, self.actions, self.agent.label, snapshot.tick_s
+            snapshot.functions,
+            step.actions,
+            step.usable,
+            self.actions,
+            self.agent.label,
+            snapshot.tick_s,
+            load=self._staffing_load(snapshot),
         )
+
+    def _staffing_load(self, snapshot: ClusterSnapshot) -> np.ndarray:
+        """max(tick's offered load, its smoothed value): what the staffing band staffs for."""
+        tick_load = offered_load(snapshot.functions, snapshot.tick_s)
+        if self.load_time != snapshot.time_s or self.load is None or len(self.load) != len(tick_load):
+            self.load = smooth_load(self.load, tick_load, snapshot.tick_s, self.actions)
+            self.load_time = float(snapshot.time_s)
+        return np.maximum(tick_load, self.load)
 
     def feedback(self, snapshot: ClusterSnapshot, mu: np.ndarray, rewards: np.ndarray) -> Mapping[str, float]:
         if self.agent.frozen:
@@ -576,6 +596,9 @@ class SharedPolicyAgent:
         state["agent/rng"] = self.rng.bit_generator.state
         state["agent/reward_mean"] = self.reward_mean
         state["agent/reward_batches"] = self.reward_batches
+        if self.load is not None:
+            state[f"{PENDING_PREFIX}load"] = self.load.copy()
+            state[f"{PENDING_PREFIX}load_time"] = self.load_time
         step = self._latest
         if step is not None:
             state.update(
@@ -602,6 +625,10 @@ class SharedPolicyAgent:
         self._before = self._prepared = None
         self._fed_time = None
         self._latest = None
+        self.load = self.load_time = None
+        if f"{PENDING_PREFIX}load" in state:
+            self.load = np.array(state[f"{PENDING_PREFIX}load"], dtype=float)
+            self.load_time = float(state[f"{PENDING_PREFIX}load_time"])
         if f"{PENDING_PREFIX}x" in state:
             self._latest = _Step(
                 time_s=float(state[f"{PENDING_PREFIX}time_s"]),

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,7 @@ def snapshot(t: int, n: int = N):
         cpu_shares=np.full(n, 256.0),
         cpu_used_core_s=rng.uniform(0, 10, n),
         cpu_alloc_core_s=np.full(n, 10.0),
+        mean_exec_s=rng.uniform(0.5, 3.0, n),  # sized work: the staffing band (smoothed load) applies
     )
 
 
@@ -61,7 +63,7 @@ def drive(policy, ticks: range) -> list[tuple[list[int], dict]]:
         snap = snapshot(t)
         decisions = policy.decide(snap, MU)
         diagnostics = dict(policy.feedback(snap, MU, rewards_for(t)))
-        out.append((decisions.action.tolist(), diagnostics))
+        out.append((decisions.action.tolist(), decisions.containers.tolist(), diagnostics))
     return out
 
 
@@ -78,6 +80,20 @@ def test_a_resumed_policy_decides_and_learns_exactly_like_the_uninterrupted_one(
     assert loaded.header["tick"] == 3 and loaded.header["seed"] == 3
 
     assert drive(resumed, range(4, 8)) == drive(original, range(4, 8))
+
+
+def test_a_resumed_policy_staffs_for_the_same_smoothed_load(tmp_path: Path) -> None:
+    # The smoothed load is part of the state: without it the first targets after a restart would
+    # follow the tick's load alone. A quiet tick after a burst shows the difference.
+    original = make("nac-linear", seed=3)
+    drive(original, range(1, 4))
+    path = save_checkpoint(tmp_path / "p.ckpt.npz", original, tick=3, time_s=30.0)
+    resumed = make("nac-linear", seed=3)
+    load_checkpoint(path, resumed)
+    fresh = make("nac-linear", seed=3)
+    quiet = replace(snapshot(4), functions=replace(snapshot(4).functions, arrivals=np.zeros(N)))
+    assert np.array_equal(original._staffing_load(quiet), resumed._staffing_load(quiet))
+    assert np.all(resumed._staffing_load(quiet) > 0) and np.all(fresh._staffing_load(quiet) == 0)
 
 
 def test_the_header_records_version_settings_seed_and_array_shapes(tmp_path: Path) -> None:
@@ -271,13 +287,16 @@ def test_the_store_saves_one_file_per_policy_and_skips_policies_without_state(tm
     assert store.saved == 1
 
 
-def test_a_checkpoint_of_the_first_driver_version_is_refused_naming_the_version(tmp_path, monkeypatch) -> None:
-    # Version 1 had no reward centre in its state; loading one must be refused, not fail on a key.
+def test_a_checkpoint_of_an_earlier_driver_version_is_refused_naming_the_version(tmp_path, monkeypatch) -> None:
+    # Version 1 had no reward centre in its state, version 2 moved pools without the staffing
+    # band (its policy learned for other moves); loading either must be refused, not fail on a key.
     import policies.serverless_nac as driver_module
 
     old = make("nac-linear", seed=1)
-    monkeypatch.setattr(driver_module, "STATE_VERSION", 1)
-    path = save_checkpoint(tmp_path / "v1.npz", old, tick=1, time_s=10.0)
-    monkeypatch.undo()
-    with pytest.raises(CheckpointError, match="state_version: checkpoint 1, this policy 2"):
-        load_checkpoint(path, make("nac-linear", seed=1))
+    current = driver_module.STATE_VERSION
+    for version in range(1, current):
+        monkeypatch.setattr(driver_module, "STATE_VERSION", version)
+        path = save_checkpoint(tmp_path / f"v{version}.npz", old, tick=1, time_s=10.0)
+        monkeypatch.undo()
+        with pytest.raises(CheckpointError, match=f"state_version: checkpoint {version}, this policy {current}"):
+            load_checkpoint(path, make("nac-linear", seed=1))

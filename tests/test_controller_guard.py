@@ -114,6 +114,39 @@ def test_container_increases_are_trimmed_to_the_cluster_memory():
     assert "cluster memory" in result.notes[1]
 
 
+def test_memory_the_rounding_leaves_goes_to_the_largest_remainders():
+    # 8 slots of 256 MB; "a" holds 5, so 3 are left and each function asks for 2 more (6 asked):
+    # scaled by 1/2 each gets 1 — and the 3 slots are all used, none is lost to rounding down.
+    snapshot = make_snapshot(NAMES, invokers=make_invokers(1))
+    applied = _applied([5, 0, 0], [KEEP_SHARES] * 3)
+    bounds = GuardBounds(max_containers=100, max_container_change_per_tick=100, respect_capacity=True)
+    result = guard(_decisions([7, 2, 2]), snapshot, applied, bounds)
+    assert list(result.decisions.containers) == [6, 1, 1]
+    # Now only 1 slot for three asks of 1 each (scaled by 1/3, all round to 0): one of them gets it.
+    applied = _applied([7, 0, 0], [KEEP_SHARES] * 3)
+    result = guard(_decisions([8, 1, 1]), snapshot, applied, bounds)
+    assert list(result.decisions.containers) == [8, 0, 0]
+    assert result.decisions.containers.sum() * 256 <= 2048
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_capacity_trim_never_exceeds_the_memory_nor_any_ask(seed):
+    rng = np.random.default_rng(seed)
+    snapshot = make_snapshot(NAMES, invokers=make_invokers(1))
+    held = rng.integers(0, 4, size=3)
+    asked = held + rng.integers(0, 6, size=3)
+    applied = _applied(held.tolist(), [KEEP_SHARES] * 3)
+    bounds = GuardBounds(max_containers=100, max_container_change_per_tick=100, respect_capacity=True)
+    got = guard(_decisions(asked.tolist()), snapshot, applied, bounds).decisions.containers
+    assert np.all(got >= held) and np.all(got <= asked)
+    assert got.sum() * 256 <= max(2048, held.sum() * 256)
+    # Nothing is trimmed when everything fits; when something is, the memory left is under one container.
+    if asked.sum() * 256 <= 2048:
+        assert list(got) == list(asked)
+    else:
+        assert 2048 - got.sum() * 256 < 256
+
+
 def test_decisions_of_a_different_length_than_the_snapshot_are_refused():
     with pytest.raises(ValueError, match="2 decisions for a snapshot of 3"):
         guard(_decisions([1, 1]), make_snapshot(NAMES), AppliedTargets.initial(3), ROOMY)

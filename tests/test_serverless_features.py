@@ -21,6 +21,8 @@ from policies.serverless_features import (
     actions_to_decisions,
     greedy_actions,
     sample_actions,
+    smooth_load,
+    staffing_band,
     state_features,
 )
 from policies.types import KEEP_SHARES, UNMANAGED
@@ -257,31 +259,92 @@ def test_an_action_moves_the_pool_and_shares_by_one_step_within_bounds(
 
 
 @pytest.mark.parametrize(
-    ("columns", "load_floor", "want"),
+    ("columns", "settings", "want"),
     [
-        # 100 arrivals in 10 s x 0.45 s = 4.5 busy containers: a shrink of 6 → 4 stops at 5.
-        ({"arrivals": 100.0, "mean_exec_s": 0.45}, 1.0, 5),
+        # 100 arrivals in 10 s x 0.45 s = 4.5 busy containers: with c = 0 a shrink of 6 → 4 stops at 5.
+        ({"arrivals": 100.0, "mean_exec_s": 0.45}, {"staffing_c": 0.0}, 5),
+        # With the default c = 1 the floor is ⌈4.5 + √4.5⌉ = ⌈6.62⌉ = 7.
+        ({"arrivals": 100.0, "mean_exec_s": 0.45}, {}, 7),
         # Without a completion this tick, the last 3 completions' mean (here 0.7 s → 7) is used.
-        ({"arrivals": 100.0, "mean_exec_s": math.nan, "recent_exec_s": 0.7}, 1.0, 7),
+        ({"arrivals": 100.0, "mean_exec_s": math.nan, "recent_exec_s": 0.7}, {"staffing_c": 0.0}, 7),
         # Nothing known about the work's size: no floor.
-        ({"arrivals": 100.0}, 1.0, 4),
+        ({"arrivals": 100.0}, {}, 4),
         # load_floor = 0 turns the floor off.
-        ({"arrivals": 100.0, "mean_exec_s": 0.45}, 0.0, 4),
+        ({"arrivals": 100.0, "mean_exec_s": 0.45}, {"load_floor": 0.0}, 4),
         # Twice the load: ⌈2 x 4.5⌉ = 9.
-        ({"arrivals": 100.0, "mean_exec_s": 0.45}, 2.0, 9),
+        ({"arrivals": 100.0, "mean_exec_s": 0.45}, {"load_floor": 2.0, "load_ceiling": 2.0, "staffing_c": 0.0}, 9),
         # The floor never exceeds max_containers (64).
-        ({"arrivals": 10_000.0, "mean_exec_s": 1.0}, 1.0, 64),
+        ({"arrivals": 10_000.0, "mean_exec_s": 1.0}, {}, 64),
     ],
-    ids=["floor-stops-a-shrink", "recent-execution-time", "unknown-size", "off", "double", "capped"],
+    ids=["floor-stops-a-shrink", "square-root-headroom", "recent-execution-time", "unknown-size", "off", "double", "capped"],
 )
 def test_the_load_floor_keeps_at_least_the_offered_load_in_containers(
-    columns: dict, load_floor: float, want: int
+    columns: dict, settings: dict, want: int
 ) -> None:
     snap = one_function(containers=6.0, cpu_shares=256.0, **columns)
-    settings = ActionSettings(load_floor=load_floor)
-    decisions = actions_to_decisions(snap.functions, np.array([action(-1, 0)]), np.array([True]), settings, "nac", 10.0)
+    decisions = actions_to_decisions(
+        snap.functions, np.array([action(-1, 0)]), np.array([True]), ActionSettings(**settings), "nac", 10.0
+    )
     assert decisions.containers.tolist() == [want]
     assert ("(load floor)" in decisions.reasons[0]) == (want > 4)
+
+
+@pytest.mark.parametrize(
+    ("containers", "columns", "settings", "want"),
+    [
+        # 4.5 busy containers, staffed 6.62: ceiling ⌈2 x 6.62⌉ = 14, so growing 20 → 25 stops at 14.
+        (20.0, {"arrivals": 100.0, "mean_exec_s": 0.45}, {}, 14),
+        # load_ceiling = 0: no ceiling, 20 + ⌈0.25 x 20⌉ = 25.
+        (20.0, {"arrivals": 100.0, "mean_exec_s": 0.45}, {"load_ceiling": 0.0}, 25),
+        # An idle function of known size keeps min_containers.
+        (8.0, {"arrivals": 0.0, "mean_exec_s": 0.45}, {}, 1),
+        # Unknown size: no ceiling either.
+        (8.0, {"arrivals": 0.0}, {}, 10),
+    ],
+    ids=["ceiling-stops-a-grow", "off", "idle-keeps-the-minimum", "unknown-size"],
+)
+def test_the_load_ceiling_reclaims_containers_far_above_the_load(
+    containers: float, columns: dict, settings: dict, want: int
+) -> None:
+    snap = one_function(containers=containers, cpu_shares=256.0, **columns)
+    decisions = actions_to_decisions(
+        snap.functions, np.array([action(1, 0)]), np.array([True]), ActionSettings(**settings), "nac", 10.0
+    )
+    assert decisions.containers.tolist() == [want]
+    assert ("(load ceiling)" in decisions.reasons[0]) == (want < containers)
+
+
+def test_the_band_follows_the_load_it_is_given_not_the_ticks() -> None:
+    # The driver passes its smoothed load: a quiet tick after a burst keeps the burst's floor.
+    snap = one_function(containers=2.0, cpu_shares=256.0, arrivals=0.0, mean_exec_s=0.5)
+    decisions = actions_to_decisions(
+        snap.functions, np.array([action(0, 0)]), np.array([True]), ActionSettings(staffing_c=0.0), "nac", 10.0,
+        load=np.array([5.0]),
+    )
+    assert decisions.containers.tolist() == [5]
+    with pytest.raises(ValueError, match=r"load has shape \(2,\)"):
+        actions_to_decisions(
+            snap.functions, np.array([0]), np.array([True]), ActionSettings(), "nac", 10.0, load=np.zeros(2)
+        )
+
+
+def test_staffing_band_is_square_root_staffing_between_floor_and_ceiling() -> None:
+    loads = np.array([0.0, 1.0, 4.0, 100.0])
+    floor, ceiling = staffing_band(loads, ActionSettings(staffing_c=1.0, load_ceiling=2.0, min_containers=1))
+    assert floor.tolist() == [0, 2, 6, 110]
+    assert ceiling.tolist() == [1, 4, 12, 220]
+
+
+def test_smoothed_load_follows_with_the_configured_time_constant() -> None:
+    settings = ActionSettings(load_smoothing_s=30.0)
+    first = smooth_load(None, np.array([6.0, 1.0]), 10.0, settings)
+    assert first.tolist() == [6.0, 1.0]
+    second = smooth_load(first, np.array([0.0, np.nan]), 10.0, settings)
+    weight = 1 - math.exp(-10 / 30)
+    assert second[0] == pytest.approx(6.0 * (1 - weight))
+    # A non-finite previous value restarts from the tick's load; 0 s turns smoothing off.
+    assert smooth_load(np.array([np.nan]), np.array([3.0]), 10.0, settings).tolist() == [3.0]
+    assert smooth_load(first, np.array([2.0, 2.0]), 10.0, ActionSettings(load_smoothing_s=0.0)).tolist() == [2.0, 2.0]
 
 
 def test_rows_without_data_get_no_decision() -> None:
@@ -304,6 +367,10 @@ def test_rows_without_data_get_no_decision() -> None:
         ({"min_shares": 1}, "min_shares=1"),
         ({"container_step_fraction": 1.5}, "container_step_fraction=1.5"),
         ({"load_floor": -1.0}, "load_floor=-1.0"),
+        ({"staffing_c": -0.5}, "staffing_c=-0.5"),
+        ({"load_ceiling": 0.5}, "load_ceiling=0.5"),
+        ({"load_floor": 3.0}, "load_ceiling=2.0"),
+        ({"load_smoothing_s": math.inf}, "load_smoothing_s=inf"),
     ],
     ids=[
         "zero-step",
@@ -312,6 +379,10 @@ def test_rows_without_data_get_no_decision() -> None:
         "shares-below-docker-minimum",
         "container-step-above-one",
         "negative-load-floor",
+        "negative-staffing-c",
+        "ceiling-below-one",
+        "ceiling-below-floor",
+        "infinite-smoothing",
     ],
 )
 def test_invalid_action_settings_are_rejected_naming_the_field(kwargs: dict, message: str) -> None:
