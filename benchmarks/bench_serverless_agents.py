@@ -37,7 +37,9 @@ def synthetic_snapshot(n: int, time_s: float, rng: np.random.Generator) -> Clust
     """A busy cluster of ``n`` functions with realistic spreads of every column."""
     names = tuple(f"fn{i:05d}" for i in range(n))
     containers = rng.integers(0, 12, n).astype(float)
-    arrivals = rng.poisson(rng.lognormal(2.0, 1.5, n)).astype(float)
+    # Every function busy (at least one arrival, a known execution time): all are managed, so the
+    # staffing band is computed for each and every one forms a transition (no idle hand-off).
+    arrivals = 1.0 + rng.poisson(rng.lognormal(2.0, 1.5, n)).astype(float)
     functions = FunctionStats.empty_like(
         names,
         memory_mb=np.full(n, 256.0),
@@ -45,7 +47,8 @@ def synthetic_snapshot(n: int, time_s: float, rng: np.random.Generator) -> Clust
         arrivals=arrivals,
         completions=arrivals,
         queued=rng.poisson(1.0, n).astype(float),
-        p99_latency_s=np.where(arrivals > 0, rng.uniform(0.1, 6.0, n), np.nan),
+        p99_latency_s=rng.uniform(0.1, 6.0, n),
+        mean_exec_s=rng.uniform(0.05, 2.0, n),
         cold_starts=rng.binomial(arrivals.astype(int), 0.05).astype(float),
         containers=containers,
         cpu_shares=rng.choice([0.0, 128.0, 256.0, 512.0], n),

@@ -152,6 +152,13 @@ class ActionSettings:
     reward does not see that cost (it is paid by the functions the capacity check then trims),
     so the ceiling reclaims them. With floor and ceiling the policy chooses a pool inside a band
     around the staffing level, and the shares."""
+    idle_load: float = 1e-3
+    """A function whose staffed-for load (below) is under this many busy containers is handed back
+    to the platform: its container target is ``UNMANAGED`` (OpenWhisk's on-demand containers and
+    10-minute keep-alive) and its shares are left alone, as ENSURE does. The policy's move does not
+    apply there and the row forms no transition. Without it every idle function would keep
+    ``min_containers`` warm for ever: at 400 trace functions, most of them rare, that was most of
+    the learners' container-seconds. 0 keeps every function managed."""
     load_smoothing_s: float = 30.0
     """Floor and ceiling staff for max(R of the tick, R smoothed over about this many seconds) —
     an exponential average with weight 1 − exp(−tick / τ), as ENSURE smooths its load — so a
@@ -188,6 +195,7 @@ class ActionSettings:
                 and (self.load_ceiling == 0 or self.load_ceiling >= max(1.0, self.load_floor)),
                 "0 (off) or >= max(1, load_floor) (a ceiling under the floor)",
             ),
+            ("idle_load", math.isfinite(self.idle_load) and self.idle_load >= 0, ">= 0"),
             ("load_smoothing_s", math.isfinite(self.load_smoothing_s) and self.load_smoothing_s >= 0, ">= 0"),
             ("min_containers", self.min_containers >= 0, ">= 0"),
             (
@@ -380,9 +388,11 @@ def actions_to_decisions(
 
     The pool is then held inside the staffing band (:func:`staffing_band`) of ``load``, the offered
     load to staff for (by default the tick's, :func:`offered_load`; the driver passes its smoothed
-    one); a function with no completion yet (its work's size unknown) has no band. ``actions[i]`` is ignored where ``usable[i]`` is False (no data: no decision, and the
+    one); a function with arrivals but no completion yet (its work's size unknown) has no band. ``actions[i]`` is ignored where ``usable[i]`` is False (no data: no decision, and the
     returned ``Decisions.action`` is -1 there). A pool or share setting the platform has not
-    created yet (observed 0) starts from the initial pool of ``settings``.
+    created yet (observed 0) starts from the initial pool of ``settings``. A function whose load
+    is under ``idle_load`` is left to the platform: ``UNMANAGED`` containers, ``KEEP_SHARES``, and
+    ``Decisions.action`` -1 (no move was applied).
     """
     n = len(functions)
     actions = np.asarray(actions, dtype=np.int64)
@@ -404,23 +414,33 @@ def actions_to_decisions(
     elif np.shape(load) != (n,):
         raise ValueError(f"load has shape {np.shape(load)}, expected ({n},)")
     floor, ceiling = staffing_band(np.where(np.isfinite(load), load, 0.0), settings)
-    # Nothing known about the work's size (no completion yet): no band, the move stands.
-    sized = np.isfinite(functions.mean_exec_s) | np.isfinite(functions.recent_exec_s)
+    # The load is known where the work's size is, or where nothing arrived (then it is 0 whatever
+    # the size: a function never invoked is idle, not unknown). Elsewhere — work arriving before
+    # its first completion — there is no band and the move stands.
+    sized = (
+        np.isfinite(functions.mean_exec_s)
+        | np.isfinite(functions.recent_exec_s)
+        | ~(np.nan_to_num(functions.arrivals, nan=1.0) > 0)
+    )
     floor = np.where(sized, floor, 0)
     ceiling = np.where(sized, ceiling, settings.max_containers)
     lifted = floor > moved
     lowered = ~lifted & (ceiling < moved) & (ceiling < settings.max_containers)  # not the plain bound
     banded = np.where(lifted, floor, np.where(lowered, ceiling, moved))
+    idle = usable & sized & ~(np.nan_to_num(load, nan=0.0) >= settings.idle_load) & (settings.idle_load > 0)
     target_c = np.clip(banded, settings.min_containers, settings.max_containers)
     target_s = np.clip(base_s + move[:, 1] * settings.share_step, settings.min_shares, settings.max_shares)
-    target_c = np.where(usable, target_c, UNMANAGED)
-    target_s = np.where(usable, target_s, KEEP_SHARES)
+    target_c = np.where(usable & ~idle, target_c, UNMANAGED)
+    target_s = np.where(usable & ~idle, target_s, KEEP_SHARES)
     reasons = tuple(
-        f"{label}: {_MOVE_WORDS[dc]}, containers {c0}→{c1}{_BAND_WORDS[up - down]}, shares {s0}→{s1}"
+        (f"{label}: idle (R={r:.3g}), containers left to the platform" if rest else
+         f"{label}: {_MOVE_WORDS[dc]}, containers {c0}→{c1}{_BAND_WORDS[up - down]}, shares {s0}→{s1}")
         if ok
         else "no data"
-        for ok, dc, c0, c1, up, down, s0, s1 in zip(
+        for ok, rest, r, dc, c0, c1, up, down, s0, s1 in zip(
             usable.tolist(),
+            idle.tolist(),
+            np.nan_to_num(load, nan=0.0).tolist(),
             move[:, 0].tolist(),
             base_c.tolist(),
             target_c.tolist(),
@@ -435,7 +455,7 @@ def actions_to_decisions(
         cpu_shares=target_s,
         valid=usable.copy(),
         reasons=reasons,
-        action=np.where(usable, safe, -1),
+        action=np.where(usable & ~idle, safe, -1),
     )
 
 

@@ -431,6 +431,9 @@ class _Step:
     """(N, A) π(·|s) the actions were drawn from."""
     restored: bool = False
     """Read from a checkpoint: pair it only with a later tick of the same functions."""
+    acted: np.ndarray | None = None
+    """(N,) rows whose move was applied (False where the function was left to the platform as
+    idle); None until ``decide`` has mapped the actions. Only these rows start a transition."""
 
     def precedes(self, snapshot: ClusterSnapshot) -> bool:
         """Whether ``snapshot`` can be the tick after this one (always true within one run)."""
@@ -523,7 +526,7 @@ class SharedPolicyAgent:
         self._prepared = None
         if self._latest is None or self._latest.time_s != step.time_s:
             self._before, self._latest = self._latest, step
-        return actions_to_decisions(
+        decisions = actions_to_decisions(
             snapshot.functions,
             step.actions,
             step.usable,
@@ -532,6 +535,9 @@ class SharedPolicyAgent:
             snapshot.tick_s,
             load=self._staffing_load(snapshot),
         )
+        if self._latest is not None and self._latest.time_s == step.time_s and self._latest.acted is None:
+            self._latest = replace(self._latest, acted=np.asarray(decisions.action) >= 0)
+        return decisions
 
     def _staffing_load(self, snapshot: ClusterSnapshot) -> np.ndarray:
         """max(tick's offered load, its smoothed value): what the staffing band staffs for."""
@@ -611,6 +617,8 @@ class SharedPolicyAgent:
                     f"{PENDING_PREFIX}probs": step.probs.copy(),
                 }
             )
+            if step.acted is not None:
+                state[f"{PENDING_PREFIX}acted"] = step.acted.copy()
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -638,6 +646,11 @@ class SharedPolicyAgent:
                 actions=np.array(state[f"{PENDING_PREFIX}actions"], dtype=np.int64),
                 probs=np.array(state[f"{PENDING_PREFIX}probs"], dtype=float),
                 restored=True,
+                acted=(
+                    np.array(state[f"{PENDING_PREFIX}acted"], dtype=bool)
+                    if f"{PENDING_PREFIX}acted" in state
+                    else None
+                ),
             )
 
     def checkpoint_signature(self) -> dict[str, Any]:
@@ -653,7 +666,7 @@ class SharedPolicyAgent:
 def _transitions(previous: _Step, current: _Step, rewards: np.ndarray) -> tuple[Transitions, int, int]:
     """Pair tick t's (s, a) with tick t + 1's reward and (s′, a′), row by row (functions keep their index)."""
     m = min(len(previous.actions), len(current.actions))
-    had_decision = previous.usable[:m]
+    had_decision = previous.usable[:m] if previous.acted is None else previous.usable[:m] & previous.acted[:m]
     has_reward = had_decision & np.isfinite(rewards[:m])
     ok = has_reward & current.usable[:m]
     idx = np.flatnonzero(ok)

@@ -82,7 +82,9 @@ def test_kill_9_and_a_restart_lose_at_most_one_checkpoint_interval_and_sigterm_e
     saved = _checkpoint_tick(checkpoint)
     done_before_kill = max(_finished_ticks(first_log))
     assert saved is not None and saved % CHECKPOINT_EVERY == 0
-    assert 0 <= done_before_kill - saved <= CHECKPOINT_EVERY
+    # The checkpoint is written inside the tick and the tick's log line after it, so a kill in
+    # between leaves a log one tick behind the checkpoint (seen under load): -1 is that case.
+    assert -1 <= done_before_kill - saved <= CHECKPOINT_EVERY
 
     second = _start(tmp_path, second_log)
     try:

@@ -248,7 +248,8 @@ DECISION_CASES = [
 def test_an_action_moves_the_pool_and_shares_by_one_step_within_bounds(
     containers, shares, move, action_settings, want_c, want_s, reason
 ) -> None:
-    snap = one_function(containers=containers, cpu_shares=shares)
+    # Work arriving, size not known yet: no staffing band, so the move alone sets the targets.
+    snap = one_function(containers=containers, cpu_shares=shares, arrivals=1.0)
     decisions = actions_to_decisions(
         snap.functions, np.array([action(*move)]), np.array([True]), action_settings, "nac", snap.tick_s
     )
@@ -296,10 +297,10 @@ def test_the_load_floor_keeps_at_least_the_offered_load_in_containers(
         (20.0, {"arrivals": 100.0, "mean_exec_s": 0.45}, {}, 14),
         # load_ceiling = 0: no ceiling, 20 + ⌈0.25 x 20⌉ = 25.
         (20.0, {"arrivals": 100.0, "mean_exec_s": 0.45}, {"load_ceiling": 0.0}, 25),
-        # An idle function of known size keeps min_containers.
-        (8.0, {"arrivals": 0.0, "mean_exec_s": 0.45}, {}, 1),
-        # Unknown size: no ceiling either.
-        (8.0, {"arrivals": 0.0}, {}, 10),
+        # An idle function of known size kept managed (idle_load = 0) keeps min_containers.
+        (8.0, {"arrivals": 0.0, "mean_exec_s": 0.45}, {"idle_load": 0.0}, 1),
+        # Work arriving before its first completion (size unknown): no ceiling either.
+        (8.0, {"arrivals": 5.0}, {}, 10),
     ],
     ids=["ceiling-stops-a-grow", "off", "idle-keeps-the-minimum", "unknown-size"],
 )
@@ -312,6 +313,27 @@ def test_the_load_ceiling_reclaims_containers_far_above_the_load(
     )
     assert decisions.containers.tolist() == [want]
     assert ("(load ceiling)" in decisions.reasons[0]) == (want < containers)
+
+
+def test_an_idle_function_is_left_to_the_platform_and_its_move_is_not_applied() -> None:
+    snap = make_snapshot(
+        ("idle", "busy", "new"),
+        containers=np.array([3.0, 3.0, 3.0]),
+        cpu_shares=np.array([256.0, 256.0, 256.0]),
+        arrivals=np.array([0.0, 100.0, 0.0]),
+        mean_exec_s=np.array([0.5, 0.5, np.nan]),  # "new" has never completed
+    )
+    moves = np.array([action(1, 1)] * 3)
+    decisions = actions_to_decisions(snap.functions, moves, np.ones(3, dtype=bool), ActionSettings(), "nac", 10.0)
+    assert decisions.valid.tolist() == [True, True, True]
+    assert decisions.containers[0] == UNMANAGED and decisions.cpu_shares[0] == KEEP_SHARES
+    assert decisions.reasons[0] == "nac: idle (R=0), containers left to the platform"
+    assert decisions.containers[1] > 0 and decisions.containers[2] == UNMANAGED
+    assert decisions.action.tolist()[2] == -1  # never completed and nothing arrived: idle, not unknown
+    kept = actions_to_decisions(
+        snap.functions, moves, np.ones(3, dtype=bool), ActionSettings(idle_load=0.0), "nac", 10.0
+    )
+    assert kept.containers[0] == 1 and kept.action[0] == action(1, 1)
 
 
 def test_the_band_follows_the_load_it_is_given_not_the_ticks() -> None:
@@ -348,7 +370,9 @@ def test_smoothed_load_follows_with_the_configured_time_constant() -> None:
 
 
 def test_rows_without_data_get_no_decision() -> None:
-    snap = make_snapshot(("a", "b"), containers=np.array([2.0, 2.0]), cpu_shares=np.array([256.0, 256.0]))
+    snap = make_snapshot(
+        ("a", "b"), containers=np.array([2.0, 2.0]), cpu_shares=np.array([256.0, 256.0]), arrivals=np.ones(2)
+    )
     decisions = actions_to_decisions(
         snap.functions, np.array([0, 8]), np.array([False, True]), ActionSettings(), "nac", snap.tick_s
     )
@@ -371,6 +395,7 @@ def test_rows_without_data_get_no_decision() -> None:
         ({"load_ceiling": 0.5}, "load_ceiling=0.5"),
         ({"load_floor": 3.0}, "load_ceiling=2.0"),
         ({"load_smoothing_s": math.inf}, "load_smoothing_s=inf"),
+        ({"idle_load": -1.0}, "idle_load=-1.0"),
     ],
     ids=[
         "zero-step",
@@ -383,6 +408,7 @@ def test_rows_without_data_get_no_decision() -> None:
         "ceiling-below-one",
         "ceiling-below-floor",
         "infinite-smoothing",
+        "negative-idle-load",
     ],
 )
 def test_invalid_action_settings_are_rejected_naming_the_field(kwargs: dict, message: str) -> None:

@@ -32,7 +32,7 @@ from policies.serverless_nac import (
     log_softmax_columns,
     minibatch_slices,
 )
-from policies.types import Policy
+from policies.types import UNMANAGED, Policy
 
 MU = np.full(10, 0.1)
 
@@ -156,6 +156,24 @@ def test_functions_that_appear_later_or_lose_their_data_give_no_transition() -> 
     (batch,) = learner.batches
     np.testing.assert_array_equal(batch.reward, [0.1, 0.3])
     assert diagnostics["skipped_no_next_state"] == 1
+
+
+@pytest.mark.parametrize(
+    "feedback_first", [False, True], ids=["decide-then-feedback", "feedback-then-decide"]
+)
+def test_a_function_left_to_the_platform_as_idle_starts_no_transition(feedback_first: bool) -> None:
+    # f0 had no arrivals (known size): its move was not applied, so (s, a) of f0 teaches nothing.
+    learner = RecordingLearner()
+    policy = driver(learner)
+    sized = {"mean_exec_s": np.full(3, 0.5)}
+    s1 = tick(1, arrivals=np.array([0.0, 5.0, 5.0]), **sized)
+    s2 = tick(2, **sized)
+    d1, _ = run_tick(policy, s1, np.full(3, np.nan), feedback_first)
+    assert d1.action.tolist()[0] == -1 and d1.containers[0] == UNMANAGED
+    _, diagnostics = run_tick(policy, s2, np.array([0.9, 0.5, 0.7]), feedback_first)
+    (batch,) = learner.batches
+    np.testing.assert_array_equal(batch.reward, [0.5, 0.7])
+    assert diagnostics["transitions"] == 2
 
 
 def test_feedback_twice_for_the_same_tick_learns_once() -> None:

@@ -52,7 +52,9 @@ def _snapshot_and_mu(settings):
 
 def test_training_writes_a_checkpoint_a_row_per_tick_and_the_run_record(tmp_path):
     out = tmp_path / "nac-linear.ckpt.npz"
-    result = train_policy(_settings(), "nac-linear", out)
+    # Every function managed (no idle hand-off), so each of the 3 forms a transition every tick.
+    settings = _settings(**{"policy.params": {"nac-linear": {"idle_load": 0.0}}})
+    result = train_policy(settings, "nac-linear", out)
     header, _ = read_checkpoint(out)
     assert header["policy"] == "nac-linear" and header["tick"] == 6
     with open(side_path(out, ".diagnostics.csv"), newline="") as handle:
