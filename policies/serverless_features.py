@@ -157,15 +157,16 @@ class ActionSettings:
     to the platform: its container target is ``UNMANAGED`` (OpenWhisk's on-demand containers and
     10-minute keep-alive) and its shares are left alone, as ENSURE does. The policy's move does not
     apply there and the row forms no transition. Without it every idle function would keep
-    ``min_containers`` warm for ever: at 400 trace functions, most of them rare, that was most of
-    the learners' container-seconds. 0 keeps every function managed."""
+    ``min_containers`` warm for ever, and a function never invoked would keep whatever pool the
+    policy's moves gave it (docs/results-agents.md measures both). 0 keeps every function managed."""
     load_smoothing_s: float = 30.0
     """Floor and ceiling staff for max(R of the tick, R smoothed over about this many seconds) —
     an exponential average with weight 1 − exp(−tick / τ), as ENSURE smooths its load — so a
     burst lifts the floor at once and the ceiling lets go of it over about τ. 0 uses the tick's R."""
     min_containers: int = 1
     """Fewest containers a managed function keeps. 1, so a learned policy never scales a function
-    to zero (a cold start per invocation); the platform's own manager does that."""
+    to zero (a cold start per invocation); an idle function goes back to the platform instead
+    (``idle_load``), whose own manager does that."""
     max_containers: int = 64
     """Most containers per function (one move adds one, so this bounds a runaway policy)."""
     min_shares: int = 128
@@ -388,7 +389,8 @@ def actions_to_decisions(
 
     The pool is then held inside the staffing band (:func:`staffing_band`) of ``load``, the offered
     load to staff for (by default the tick's, :func:`offered_load`; the driver passes its smoothed
-    one); a function with arrivals but no completion yet (its work's size unknown) has no band. ``actions[i]`` is ignored where ``usable[i]`` is False (no data: no decision, and the
+    one); a function with arrivals but no completion yet (its work's size unknown) has no band.
+    ``actions[i]`` is ignored where ``usable[i]`` is False (no data: no decision, and the
     returned ``Decisions.action`` is -1 there). A pool or share setting the platform has not
     created yet (observed 0) starts from the initial pool of ``settings``. A function whose load
     is under ``idle_load`` is left to the platform: ``UNMANAGED`` containers, ``KEEP_SHARES``, and
