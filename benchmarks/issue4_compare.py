@@ -173,7 +173,8 @@ def main() -> None:
     parser.add_argument("--greedy", action="store_true", help="Learned policies take their most probable move.")
     parser.add_argument("--untrained", action="store_true",
                         help="Ablation: learned policies neither train nor learn; they draw uniformly random "
-                             "moves (their initial policy), so only the action mapping (staffing band) acts.")
+                             "moves (their initial policy), so only the action mapping (staffing band) acts. "
+                             "Rows are named like the trained ones: give it its own --out.")
     parser.add_argument("--params", help="YAML file of policy.params (per-policy hyperparameters).")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="Any other setting (repeatable).")
     parser.add_argument("--workers", type=int, default=2)

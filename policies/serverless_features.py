@@ -344,14 +344,15 @@ def offered_load(functions: FunctionStats, tick_s: float) -> np.ndarray:
 def smooth_load(previous: np.ndarray | None, load: np.ndarray, tick_s: float, settings: ActionSettings) -> np.ndarray:
     """One step of the exponential average of the offered load (``ActionSettings.load_smoothing_s``).
 
-    ``previous`` is the last average (None, or a different length, starts from ``load``); a
-    non-finite entry of ``previous`` restarts that function from its tick's load.
+    ``previous`` is the last average, row by row (functions keep their index, as everywhere in the
+    driver): functions appended since, and non-finite entries, start from their tick's load; None,
+    or a longer ``previous`` (another set of functions), starts everything from ``load``.
     """
     load = np.asarray(load, dtype=float)
-    if previous is None or len(previous) != len(load) or settings.load_smoothing_s == 0:
+    if previous is None or len(previous) > len(load) or settings.load_smoothing_s == 0:
         return load.copy()
     weight = 1.0 - math.exp(-tick_s / settings.load_smoothing_s)
-    previous = np.asarray(previous, dtype=float)
+    previous = np.concatenate([np.asarray(previous, dtype=float), np.full(len(load) - len(previous), np.nan)])
     return np.where(np.isfinite(previous), previous + weight * (load - previous), load)
 
 
@@ -415,7 +416,8 @@ def actions_to_decisions(
         load = offered_load(functions, tick_s)
     elif np.shape(load) != (n,):
         raise ValueError(f"load has shape {np.shape(load)}, expected ({n},)")
-    floor, ceiling = staffing_band(np.where(np.isfinite(load), load, 0.0), settings)
+    load = np.where(np.isfinite(load), load, 0.0)
+    floor, ceiling = staffing_band(load, settings)
     # The load is known where the work's size is, or where nothing arrived (then it is 0 whatever
     # the size: a function never invoked is idle, not unknown). Elsewhere — work arriving before
     # its first completion — there is no band and the move stands.
@@ -429,7 +431,7 @@ def actions_to_decisions(
     lifted = floor > moved
     lowered = ~lifted & (ceiling < moved) & (ceiling < settings.max_containers)  # not the plain bound
     banded = np.where(lifted, floor, np.where(lowered, ceiling, moved))
-    idle = usable & sized & ~(np.nan_to_num(load, nan=0.0) >= settings.idle_load) & (settings.idle_load > 0)
+    idle = usable & sized & (load < settings.idle_load)  # idle_load = 0: never true
     target_c = np.clip(banded, settings.min_containers, settings.max_containers)
     target_s = np.clip(base_s + move[:, 1] * settings.share_step, settings.min_shares, settings.max_shares)
     target_c = np.where(usable & ~idle, target_c, UNMANAGED)
@@ -442,7 +444,7 @@ def actions_to_decisions(
         for ok, rest, r, dc, c0, c1, up, down, s0, s1 in zip(
             usable.tolist(),
             idle.tolist(),
-            np.nan_to_num(load, nan=0.0).tolist(),
+            load.tolist(),
             move[:, 0].tolist(),
             base_c.tolist(),
             target_c.tolist(),

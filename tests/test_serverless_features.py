@@ -367,6 +367,11 @@ def test_smoothed_load_follows_with_the_configured_time_constant() -> None:
     # A non-finite previous value restarts from the tick's load; 0 s turns smoothing off.
     assert smooth_load(np.array([np.nan]), np.array([3.0]), 10.0, settings).tolist() == [3.0]
     assert smooth_load(first, np.array([2.0, 2.0]), 10.0, ActionSettings(load_smoothing_s=0.0)).tolist() == [2.0, 2.0]
+    # A function appended since starts from its load; the others keep their average.
+    grown = smooth_load(first, np.array([0.0, 1.0, 4.0]), 10.0, settings)
+    assert grown[0] == pytest.approx(second[0]) and grown[1] == 1.0 and grown[2] == 4.0
+    # Fewer functions than averaged (another workload): everything restarts.
+    assert smooth_load(grown, np.array([2.0]), 10.0, settings).tolist() == [2.0]
 
 
 def test_rows_without_data_get_no_decision() -> None:

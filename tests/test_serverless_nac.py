@@ -176,6 +176,15 @@ def test_a_function_left_to_the_platform_as_idle_starts_no_transition(feedback_f
     assert diagnostics["transitions"] == 2
 
 
+def test_the_smoothed_load_survives_functions_being_appended() -> None:
+    policy = driver(RecordingLearner())
+    sized = {"mean_exec_s": np.full(3, 1.0)}
+    policy.decide(tick(1, arrivals=np.array([100.0, 100.0, 100.0]), **sized), MU)  # R = 10 each
+    quiet = tick(2, n=4, arrivals=np.zeros(4), mean_exec_s=np.full(4, 1.0))
+    load = policy._staffing_load(quiet)
+    assert np.all(load[:3] > 0) and load[3] == 0  # the burst is remembered, the newcomer starts at 0
+
+
 def test_feedback_twice_for_the_same_tick_learns_once() -> None:
     learner = RecordingLearner()
     policy = driver(learner)
