@@ -228,9 +228,16 @@ def as_spec(policy: str | PolicySpec) -> PolicySpec:
     return policy if isinstance(policy, PolicySpec) else PolicySpec(policy)
 
 
+class PolicyParamsError(ValueError):
+    """``policy.params`` of a policy that its constructor refuses (unknown key or invalid value)."""
+
+
 def build_policy(settings: Settings, policy: str | PolicySpec) -> Any:
     """A fresh policy for ``settings``: ``policy.params`` of its name, and for a learned policy its own
-    seed (``RunSeeds.policy_seed``), ``frozen``/``greedy`` and the checkpoint it resumes from."""
+    seed (``RunSeeds.policy_seed``), ``frozen``/``greedy`` and the checkpoint it resumes from.
+
+    Raises :class:`PolicyParamsError`, its message starting ``policy.params.<name>:``, when the
+    policy refuses its parameters."""
     from policies.registry import make
 
     spec = as_spec(policy)
@@ -238,17 +245,24 @@ def build_policy(settings: Settings, policy: str | PolicySpec) -> Any:
     if not spec.learned:
         if spec.checkpoint is not None:
             raise ValueError(f"policy {spec.name!r} does not learn: it has no checkpoint to load")
-        return make(spec.name, **params)
+        return _make(make, spec.name, params)
     if spec.frozen:
         params["frozen"] = True
     if spec.greedy:
         params["greedy"] = True
-    built = make(spec.name, seed=RunSeeds.from_seed(settings.seed).policy_seed(spec.name), **params)
+    built = _make(make, spec.name, {"seed": RunSeeds.from_seed(settings.seed).policy_seed(spec.name), **params})
     if spec.checkpoint is not None:
         from controller.checkpoint import load_checkpoint
 
         load_checkpoint(spec.checkpoint, built)
     return built
+
+
+def _make(make: Any, name: str, params: dict[str, Any]) -> Any:
+    try:
+        return make(name, **params)
+    except (TypeError, ValueError) as error:  # constructors refuse unknown keys (TypeError) and values
+        raise PolicyParamsError(f"policy.params.{name}: {error}") from None
 
 
 class TimedPolicy:
@@ -590,15 +604,15 @@ def _execute(settings: Settings, policies: Sequence[str | PolicySpec], command: 
     unknown = [s.name for s in specs if s.name not in known]
     if unknown:
         raise click.ClickException(f"unknown policy {', '.join(unknown)}; known policies: {', '.join(known)}")
-    for spec in specs:
-        if spec.checkpoint is not None:
-            # Refuse a checkpoint that does not fit here, with its reasons, before any worker starts.
-            from controller.checkpoint import CheckpointError
+    from controller.checkpoint import CheckpointError
 
-            try:
-                build_policy(settings, spec)
-            except CheckpointError as error:
-                raise click.ClickException(str(error)) from None
+    for spec in specs:
+        # Refuse parameters a policy does not take, and a checkpoint that does not fit here, with
+        # their reasons, before any work starts (in a worker they would end as a traceback).
+        try:
+            build_policy(settings, spec)
+        except (CheckpointError, ValueError) as error:
+            raise click.ClickException(str(error)) from None
     console = Console(stderr=True)
     console.log(f"mfrm {__version__}: {len(specs)} polic{'y' if len(specs) == 1 else 'ies'}, "
                 f"{settings.workload.functions} functions, {settings.workload.minutes} min from minute "

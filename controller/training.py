@@ -37,6 +37,7 @@ import numpy as np
 
 from controller.experiments import (
     LEARNED_POLICIES,
+    PolicyParamsError,
     PolicySpec,
     RunSeeds,
     _command_line,
@@ -228,9 +229,9 @@ def train_policy(settings: Settings, name: str, out: Path, *, resume: bool = Fal
         raise ValueError(f"policy {name!r} does not learn; train one of {', '.join(LEARNED_POLICIES)}")
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    policy = build_policy(settings, PolicySpec(name))  # first: a parameter typo stops before any work
     workload = build_workload(settings)
     slo_s = measure_slos(settings, workload)
-    policy = build_policy(settings, PolicySpec(name))
     ticks_before = 0
     resumed_from = None
     if resume and out.is_file():
@@ -360,7 +361,7 @@ def train_command(policy_name: str, episodes: int, resume: bool, config: Path | 
             result = train_policy(settings, policy_name, out, resume=resume, episodes=episodes,
                                   command=_command_line(),
                                   on_tick=lambda done: progress.update(task, completed=done))
-    except CheckpointError as error:
+    except (CheckpointError, PolicyParamsError) as error:
         raise click.ClickException(str(error)) from None
     except ValueError as error:
         raise click.ClickException(f"cannot train on this workload and cluster: {error}") from None

@@ -92,8 +92,11 @@ def test_every_policy_sees_the_same_arrivals():
         (["simulate", "--set", "loop.tick_s=0"], "loop.tick_s = 0 (from command line)"),
         (["simulate", "--set", "nonsense"], "expected KEY=VALUE"),
         (["simulate", "--policy", "no-such-policy"], "unknown policy no-such-policy; known policies:"),
+        (["simulate", "--policy", "ensure", "--set", "policy.params={ensure: {cc: 1}}"],
+         "policy.params.ensure: policy 'ensure': unknown parameter(s) cc"),
     ],
-    ids=["a missing trace folder", "a value out of range", "a malformed override", "an unknown policy"],
+    ids=["a missing trace folder", "a value out of range", "a malformed override", "an unknown policy",
+         "a parameter the policy does not take"],
 )
 def test_bad_input_stops_with_a_clear_message(args, message):
     result = CliRunner().invoke(main, [*args, *TINY])

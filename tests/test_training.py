@@ -151,8 +151,15 @@ def test_compare_refuses_a_checkpoint_of_another_policy_before_running_anything(
         (["compare", "--checkpoint", "nac-nn=/nonexistent.ckpt.npz"], "checkpoint file not found"),
         (["compare", "--checkpoint", "nac-nn"], "expected NAME=PATH"),
         (["train", "--policy", "ensure"], "'ensure' is not one of"),
+        (["train", "--policy", "nac-linear", "--set", "policy.params={nac-linear: {idle_lod: 0.1}}"],
+         "policy.params.nac-linear: unknown parameter 'idle_lod'"),
+        (["train", "--policy", "nac-nn", "--set", "policy.params={nac-nn: {load_ceiling: 0.5}}"],
+         "policy.params.nac-nn: ActionSettings.load_ceiling=0.5"),
+        (["compare", "--policies", "ensure,nac-linear", "--set", "policy.params={nac-linear: {staffing_c: -1}}"],
+         "policy.params.nac-linear: ActionSettings.staffing_c=-1"),
     ],
-    ids=["a baseline given a checkpoint", "a missing checkpoint file", "no path", "training a baseline"],
+    ids=["a baseline given a checkpoint", "a missing checkpoint file", "no path", "training a baseline",
+         "a parameter the learner does not take", "an invalid learner parameter", "an invalid parameter in compare"],
 )
 def test_bad_learned_policy_input_stops_with_a_clear_message(args, message):
     result = CliRunner().invoke(main, [*args, *TINY_ARGS])
