@@ -5,7 +5,7 @@
 
 Picks K functions of the trace (``workload.sampler.sample_workload``, seeded), generates their
 arrivals (``workload.arrivals.ArrivalStream``) and sends them open-loop with
-``workload.replayer.Replayer`` through :class:`controller.owclient.OpenWhiskClient`. Writes
+``workload.replayer.Replayer`` through :class:`controller.clients.openwhisk.OpenWhiskClient`. Writes
 ``records.csv`` (one row per invocation, flushed as it goes), ``summary.csv``, ``latency_cdf.png`` and
 ``throughput.png`` to ``--out`` and prints a summary table. Ctrl-C stops sending, waits at most
 ``--drain-timeout`` for the invocations already sent, and still writes the summary and plots.
@@ -22,7 +22,7 @@ from typing import Any
 import click
 import numpy as np
 
-from controller.owclient import (
+from controller.clients.openwhisk import (
     ApplicationError,
     NotFound,
     OpenWhiskClient,

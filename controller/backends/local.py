@@ -1,9 +1,9 @@
 """The ``local`` backend: the local OpenWhisk-compatible platform (``localwhisk``) on this machine.
 
-It speaks only HTTP to the platform (``docs/localwhisk.md``), through :class:`controller.owclient.OpenWhiskClient`:
+It speaks only HTTP to the platform (``docs/localwhisk.md``), through :class:`controller.clients.openwhisk.OpenWhiskClient`:
 
 * ``GET /api/v1/namespaces/_/activations?since=&upto=`` — the tick's activations (each once, see
-  :class:`controller.backends.openwhisk.ActivationWindow`): completions, latency (``waitTime +
+  :class:`controller.backends.activations.ActivationWindow`): completions, latency (``waitTime +
   duration``; ``duration`` includes ``initTime`` on a cold start, as in OpenWhisk), execution time
   (``duration − initTime``), cold starts, SLO violations;
 * ``GET /resources/v1/namespaces/_/actions`` — every pool at the snapshot instant: containers by
@@ -40,8 +40,8 @@ from urllib.parse import quote
 import numpy as np
 
 from controller.backends.base import ActionFailure, FailureKind
-from controller.backends.openwhisk import ActivationWindow, fill_activation_columns, summarise
-from controller.owclient import (
+from controller.backends.activations import ActivationWindow, fill_activation_columns, summarise
+from controller.clients.openwhisk import (
     NotFound,
     OpenWhiskClient,
     OpenWhiskError,

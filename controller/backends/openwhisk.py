@@ -4,15 +4,15 @@ acted on through the container runtime of its invokers.
 Observe (one tick ending at ``now``):
 
 * **completions, latency, cold starts, SLO violations** from the activations API
-  (:class:`ActivationWindow`): every activation that appeared since the last tick is counted once
+  (:class:`controller.backends.activations.ActivationWindow`): every activation that appeared since the last tick is counted once
   (deduplicated by id, so activations stored late are not lost); its latency is
   ``waitTime + duration`` — OpenWhisk's ``duration`` already includes ``initTime`` on a cold start
   (ContainerProxy reports the init-plus-run interval), so adding ``initTime`` again would count it
   twice. Or, with :class:`PrometheusLatency`, from the user-events metrics through PromQL.
 * **containers, busy containers, CPU shares, CPU used** from the invokers' container runtime: the
-  Docker Engine API of each invoker host (:mod:`controller.backends.docker_shares`) or the
-  Kubernetes API (:mod:`controller.backends.kube_shares`). Containers are attributed to actions by
-  the names OpenWhisk gives them (see :func:`action_key`).
+  Docker Engine API of each invoker host (:mod:`controller.backends.docker_runtime`) or the
+  Kubernetes API (:mod:`controller.backends.kube_runtime`). Containers are attributed to actions by
+  the names OpenWhisk gives them (see :func:`controller.backends.runtime.action_key`).
 * What cannot be observed stays NaN (``queued``: OpenWhisk's queues are not exposed; CPU used on
   Kubernetes); a function whose activations could not be read is ``valid=False``. Never zeros.
 
@@ -46,8 +46,17 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from controller.backends.activations import ActivationWindow, fill_activation_columns, summarise
 from controller.backends.base import ActionFailure, FailureKind
-from controller.owclient import (
+from controller.backends.runtime import (
+    ContainerInfo,
+    ContainerRuntime,
+    RuntimeRejected,
+    RuntimeUnavailable,
+    RuntimeView,
+    action_key,
+)
+from controller.clients.openwhisk import (
     OWN_NAMESPACE,
     NotFound,
     OpenWhiskClient,
@@ -55,9 +64,8 @@ from controller.owclient import (
     RequestRejected,
     RetryPolicy,
     Unauthorized,
-    annotation,
 )
-from controller.promql import PrometheusReader
+from controller.clients.prometheus import PrometheusReader
 from controller.settings import OpenWhiskSettings, Settings, SettingsError
 from policies.types import (
     KEEP_SHARES,
@@ -68,196 +76,6 @@ from policies.types import (
     FunctionStats,
     InvokerStats,
 )
-
-# --- container names ----------------------------------------------------------------------------
-
-
-def sanitize(part: str) -> str:
-    """OpenWhisk's container-name filter: letters, digits and ``_`` only (ContainerProxy.containerName)."""
-    return "".join(c for c in part if c.isalnum() or c == "_")
-
-
-def action_key(namespace: str, action: str, *, kubernetes: bool = False) -> str:
-    """The part of a container (or pod) name that identifies an action of ``namespace``.
-
-    OpenWhisk names a container ``wsk<instance>_<count>_<namespace>_<action>`` with namespace and action
-    filtered by :func:`sanitize` (apache/openwhisk ``ContainerProxy.containerName`` and
-    ``ContainerFactory.containerNamePrefix``); the Kubernetes factory turns ``_`` into ``-`` and lower-cases
-    it for the pod name (``KubernetesContainer.create``). So ``image-inference-003`` of ``guest`` is
-    ``guest_imageinference003`` in a Docker name and ``guest-imageinference003`` in a pod name.
-    """
-    key = f"{sanitize(namespace)}_{sanitize(action)}"
-    return key.replace("_", "-").lower() if kubernetes else key
-
-
-#: Stem cells (prewarmed containers) are named ``wsk<i>_<n>_prewarm_<kind>`` and keep that name after
-#: an action is loaded into them, so they cannot be attributed to an action by name.
-PREWARM_PART = "prewarm"
-
-
-def container_action_key(name: str, *, kubernetes: bool = False) -> str | None:
-    """The ``<namespace>_<action>`` part of an OpenWhisk container name, None if it is not an action
-    container (not ``wsk...``, or a stem cell)."""
-    name = name.lstrip("/")
-    sep = "-" if kubernetes else "_"
-    parts = name.split(sep, 2)
-    if len(parts) != 3 or not parts[0].startswith("wsk") or not parts[1].isdigit():
-        return None
-    rest = parts[2]
-    if rest.startswith(PREWARM_PART + sep):
-        return None
-    return rest
-
-
-# --- what the runtimes report -------------------------------------------------------------------
-
-
-class RuntimeUnavailable(Exception):
-    """The container runtime of an invoker (or the Kubernetes API) could not be reached."""
-
-
-class RuntimeRejected(Exception):
-    """The runtime refused a change (invalid value, or a change it does not support)."""
-
-
-@dataclass(frozen=True)
-class ContainerInfo:
-    """One action container as the runtime reports it."""
-
-    invoker: str
-    """Invoker the container runs on (configured host name, or the pod's ``invoker`` label)."""
-    key: str
-    """Action key from the container name (see :func:`action_key`)."""
-    ref: str
-    """What the runtime calls it: Docker container id, or pod name."""
-    cpu_shares: float
-    """CPU shares of the container (Docker ``CpuShares``; for a pod, its CPU request in shares); NaN if unknown."""
-    memory_mb: float
-    """Memory limit, MB."""
-    busy: bool | None
-    """Running an activation: Docker reports idle OpenWhisk containers as paused; None if unknown."""
-    cpu_total_s: float | None
-    """CPU consumed since the container started, core-seconds; None if unknown."""
-
-
-@dataclass(frozen=True)
-class RuntimeView:
-    """One read of every invoker's containers."""
-
-    containers: tuple[ContainerInfo, ...]
-    """Action containers found (stem cells and foreign containers excluded)."""
-    failed: Mapping[str, str]
-    """Invokers that could not be read, with why: their containers are missing from ``containers``."""
-
-
-class ContainerRuntime(Protocol):
-    """The invokers' container runtime: Docker hosts or a Kubernetes cluster."""
-
-    name: str
-    invokers: tuple[str, ...]
-    """Invokers known in advance (Docker: one per host; Kubernetes: none, they come from pod labels)."""
-    kubernetes: bool
-
-    def read(self) -> RuntimeView: ...
-
-    def set_shares(self, container: ContainerInfo, shares: int) -> None:
-        """Set one container's CPU shares; raise RuntimeRejected or RuntimeUnavailable."""
-        ...
-
-
-# --- latency sources ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TickActivations:
-    """What one tick's newly seen activations say about one function."""
-
-    latencies_s: np.ndarray
-    """End-to-end latency of each, s: waitTime + duration."""
-    exec_s: np.ndarray
-    """Execution alone of each, s: duration − initTime."""
-    cold: int
-    """How many were cold starts (carry an ``initTime`` annotation)."""
-
-
-def record_timing_s(record: Mapping[str, Any]) -> tuple[float, float, float, bool]:
-    """(wait, init, duration, cold) of an activation record, s. ``duration`` includes ``init``."""
-    wait = float(annotation(record, "waitTime", 0) or 0) / 1000.0
-    init_raw = annotation(record, "initTime")
-    init = float(init_raw) / 1000.0 if init_raw is not None else 0.0
-    duration = float(record.get("duration", 0) or 0) / 1000.0
-    return wait, init, duration, init_raw is not None
-
-
-class ActivationWindow:
-    """Reads the activations API once per tick and hands each activation out exactly once.
-
-    Each read covers [now − lookback, now] (by activation start) and keeps only ids not seen before,
-    so an activation that started in an earlier tick but was stored late is still counted, once.
-    Ids older than the look-back are forgotten (memory stays bounded by the activations of one
-    look-back).
-    """
-
-    def __init__(self, client: OpenWhiskClient, epoch_origin_ms: float, lookback_s: float = 120.0) -> None:
-        self.client = client
-        """Client of the platform's API."""
-        self.epoch_origin_ms = float(epoch_origin_ms)
-        """Platform time (ms since the epoch) of run time 0: activation times are epoch ms."""
-        self.lookback_s = float(lookback_s)
-        """How far back each read reaches, s: longer than the longest activation plus the store's lag.
-        120 s covers OpenWhisk's default 60-s action time limit twice."""
-        self._seen: dict[str, int] = {}
-
-    def read(self, now: float) -> dict[str, list[dict[str, Any]]]:
-        """New activations by action name; raises OpenWhiskError when the window cannot be read."""
-        upto = int(self.epoch_origin_ms + now * 1000.0)
-        # Activations before the run's time 0 are not the run's.
-        since = int(max(upto - self.lookback_s * 1000.0, self.epoch_origin_ms))
-        records = self.client.iter_activations(since_ms=since, upto_ms=upto)
-        fresh: dict[str, list[dict[str, Any]]] = {}
-        for record in records:
-            activation_id = record.get("activationId")
-            if not isinstance(activation_id, str) or activation_id in self._seen:
-                continue
-            self._seen[activation_id] = int(record.get("start", upto))
-            fresh.setdefault(str(record.get("name", "")), []).append(record)
-        self._seen = {k: start for k, start in self._seen.items() if start >= since}
-        for group in fresh.values():
-            group.sort(key=lambda r: (r.get("end") or r.get("start") or 0))
-        return fresh
-
-
-def summarise(records: Sequence[Mapping[str, Any]]) -> TickActivations:
-    """Latencies, execution times and cold starts of one function's activations of a tick."""
-    timings = [record_timing_s(r) for r in records]
-    latencies = np.array([wait + duration for wait, _, duration, _ in timings], dtype=float)
-    exec_s = np.array([max(duration - init, 0.0) for _, init, duration, _ in timings], dtype=float)
-    return TickActivations(latencies, exec_s, sum(1 for *_, cold in timings if cold))
-
-
-def fill_activation_columns(
-    cols: Mapping[str, np.ndarray], i: int, tick: TickActivations, slo_s: float, recent: deque[float]
-) -> None:
-    """Write row ``i`` of the activation-derived snapshot columns from one function's tick.
-
-    Sets ``completions``, ``cold_starts`` and ``slo_violations`` (latency above ``slo_s``, s) always;
-    ``p50_latency_s``, ``p99_latency_s`` and ``mean_exec_s`` only when something completed (no
-    activations is "no data", so they stay NaN). ``recent`` is the function's own window of the last
-    execution times (a ``deque`` with ``maxlen``): it is extended here, and ``recent_exec_s`` is its mean
-    once it is full, so one or two early samples are not taken for the function's typical run time.
-    """
-    done = float(tick.latencies_s.size)
-    cols["completions"][i] = done
-    cols["cold_starts"][i] = tick.cold
-    cols["slo_violations"][i] = float(np.sum(tick.latencies_s > slo_s))
-    if done:
-        cols["p50_latency_s"][i] = float(np.percentile(tick.latencies_s, 50))
-        cols["p99_latency_s"][i] = float(np.percentile(tick.latencies_s, 99))
-        cols["mean_exec_s"][i] = float(tick.exec_s.mean())
-        recent.extend(tick.exec_s.tolist())
-    if len(recent) == recent.maxlen:
-        cols["recent_exec_s"][i] = float(np.mean(recent))
-
 
 class PromQuery(Protocol):
     """The PromQL reader's instant query: ``query(expr, time) -> [(labels, value)]``."""
@@ -679,12 +497,12 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _docker_runtime(ow: OpenWhiskSettings) -> ContainerRuntime:
-    """:class:`controller.backends.docker_shares.DockerShares` for ``ow.docker_hosts`` (docker imported here)."""
+    """:class:`controller.backends.docker_runtime.DockerRuntime` for ``ow.docker_hosts`` (docker imported here)."""
     import docker
     import docker.errors
     import docker.tls
 
-    from controller.backends.docker_shares import DOCKER_API_VERSION, DockerShares
+    from controller.backends.docker_runtime import DOCKER_API_VERSION, DockerRuntime
 
     tls: docker.tls.TLSConfig | None = None
     if ow.docker_tls_dir is not None:
@@ -701,7 +519,7 @@ def _docker_runtime(ow: OpenWhiskSettings) -> ContainerRuntime:
         secure = tls if urlsplit(url).scheme in ("tcp", "https") else None
         return docker.DockerClient(base_url=url, version=DOCKER_API_VERSION, timeout=timeout_s, tls=secure or False)
 
-    return DockerShares(ow.docker_hosts, timeout_s=ow.runtime_timeout_s, client_factory=client)
+    return DockerRuntime(ow.docker_hosts, timeout_s=ow.runtime_timeout_s, client_factory=client)
 
 
 def kubernetes_api_client(kubeconfig: Path | None) -> Any:
@@ -781,9 +599,9 @@ def from_settings(settings: Settings, *, epoch_origin_ms: float | None = None) -
     if ow.runtime == "docker":
         runtime = _docker_runtime(ow)
     elif ow.runtime == "kubernetes":
-        from controller.backends.kube_shares import KubeShares
+        from controller.backends.kube_runtime import KubeRuntime
 
-        runtime = KubeShares(kubernetes_api_client(ow.kubeconfig), ow.kubernetes_namespace,
+        runtime = KubeRuntime(kubernetes_api_client(ow.kubeconfig), ow.kubernetes_namespace,
                              timeout_s=ow.runtime_timeout_s)
     client = OpenWhiskClient(
         ow.api_host, ow.auth.get_secret_value(), namespace=ow.namespace, connect_timeout_s=ow.connect_timeout_s,
@@ -807,28 +625,14 @@ def from_settings(settings: Settings, *, epoch_origin_ms: float | None = None) -
 
 
 __all__ = [
-    "PREWARM_PART",
-    "ActivationWindow",
-    "ContainerInfo",
-    "ContainerRuntime",
     "OpenWhiskBackend",
     "PromQuery",
     "PrometheusLatency",
-    "RuntimeRejected",
-    "RuntimeUnavailable",
-    "RuntimeView",
-    "TickActivations",
     "WarmPoolMode",
-    "action_key",
-    "container_action_key",
     "docker_default_shares",
-    "fill_activation_columns",
     "from_settings",
     "kubernetes_api_client",
     "memory_for_shares",
     "own_namespace",
     "promql_query",
-    "record_timing_s",
-    "sanitize",
-    "summarise",
 ]

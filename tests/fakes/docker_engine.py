@@ -49,7 +49,7 @@ class FakeContainer:
 
 
 class FakeDockerEngine(FakeServer):
-    """The subset of the Engine API that ``controller.backends.docker_shares`` drives."""
+    """The subset of the Engine API that ``controller.backends.docker_runtime`` drives."""
 
     def __init__(self, online_cpus: int = 8) -> None:
         super().__init__()

@@ -21,7 +21,7 @@ from workload.sampler import (
     spread_over_classes,
 )
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Pool finished runs of ``issue4_compare.py`` and compare the learned policies with each baseline, seed by seed.
+"""Pool finished runs of ``learners_vs_baselines.py`` and compare the learned policies with each baseline, seed by seed.
 
 Reads ``seed*/<policy>.csv`` under every folder given (a seed must not appear in two folders for
 the same policy), prints per policy the mean ± standard deviation of SLO violations and CPU
@@ -8,8 +8,8 @@ points), on how many seeds the learner had fewer violations, and on how many it 
 both numbers (fewer violations and at least the utilisation). Rows of ``--untrained`` runs may be
 given with ``--ablation FOLDER``; they are listed under ``<policy> (untrained)``.
 
-    python benchmarks/issue4_paired.py runs/issue4/f12-v3 runs/issue4/f12-v3-more \\
-        --ablation runs/issue4/f12-v3-untrained runs/issue4/f12-v3-more-untrained
+    python benchmarks/learners_vs_baselines_paired.py runs/learners/f12-v3 runs/learners/f12-v3-more \\
+        --ablation runs/learners/f12-v3-untrained runs/learners/f12-v3-more-untrained
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def read(folders: list[Path], suffix: str = "") -> dict[str, dict[int, tuple[flo
     table: dict[str, dict[int, tuple[float, float]]] = {}
     for folder in folders:
         if not folder.is_dir():
-            raise SystemExit(f"{folder}: not a folder of issue4_compare.py results")
+            raise SystemExit(f"{folder}: not a folder of learners_vs_baselines.py results")
         for path in sorted(folder.glob("seed*/*.csv")):
             if path.name.endswith(".diagnostics.csv"):
                 continue
@@ -50,7 +50,7 @@ def read(folders: list[Path], suffix: str = "") -> dict[str, dict[int, tuple[flo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folders", nargs="+", type=Path, help="Output folders of issue4_compare.py.")
+    parser.add_argument("folders", nargs="+", type=Path, help="Output folders of learners_vs_baselines.py.")
     parser.add_argument("--ablation", nargs="*", type=Path, default=[], help="Folders of --untrained runs.")
     args = parser.parse_args(argv)
     table = read(args.folders)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from fakes.openwhisk import AUTH, FakeOpenWhisk
 
-from controller import owclient as ow
+from controller.clients import openwhisk as ow
 from localwhisk.testing import free_port
 
-SPEC_PATH = Path(__file__).resolve().parents[1] / "reference" / "openwhisk" / "swagger" / "apiv1swagger.json"
+SPEC_PATH = Path(__file__).resolve().parents[2] / "reference" / "openwhisk" / "swagger" / "apiv1swagger.json"
 CODE = "def main(args):\n    return {'ok': True}\n"
 
 

@@ -20,8 +20,8 @@ from fakes.kubernetes_api import FakeKubernetesApi
 from fakes.openwhisk import AUTH, NAMESPACE, FakeOpenWhisk
 from fakes.server import Call, FakeServer, Reply, json_reply
 
-from controller.backends.docker_shares import DockerShares
-from controller.backends.kube_shares import KubeShares
+from controller.backends.docker_runtime import DockerRuntime
+from controller.backends.kube_runtime import KubeRuntime
 from controller.backends.openwhisk import (
     OpenWhiskBackend,
     PrometheusLatency,
@@ -30,15 +30,15 @@ from controller.backends.openwhisk import (
     promql_query,
 )
 from controller.daemon import build_backend, run_command
-from controller.owclient import NO_RETRY, OpenWhiskClient
-from controller.promql import PrometheusReader
+from controller.clients.openwhisk import NO_RETRY, OpenWhiskClient
+from controller.clients.prometheus import PrometheusReader
 from controller.settings import OpenWhiskSettings, Settings, SettingsError, load_settings
 from policies.types import KEEP_SHARES, UNMANAGED, Decisions
 
 ORIGIN_MS = 1_700_000_000_000
 CODE = "def main(args):\n    return {}\n"
 NAMES = ["primes", "image-inference-003"]
-CHART = Path(__file__).resolve().parents[1] / "deploy" / "helm" / "mfrm"
+CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "mfrm"
 
 
 @pytest.fixture(autouse=True)
@@ -265,7 +265,7 @@ def test_with_docker_the_backend_observes_and_sets_shares_on_the_invokers_engine
         client.invoke("primes", blocking=True)
 
     backend = from_settings(settings, epoch_origin_ms=ORIGIN_MS)
-    assert isinstance(backend.runtime, DockerShares) and backend.namespace == NAMESPACE  # '_' looked up
+    assert isinstance(backend.runtime, DockerRuntime) and backend.namespace == NAMESPACE  # '_' looked up
     snapshot = backend.observe(10.0)
     row = snapshot.functions.row(0)
     assert (row["completions"], row["cold_starts"], row["containers"], row["cpu_shares"]) == (3, 1, 1, 128)
@@ -284,7 +284,7 @@ def test_with_a_tls_folder_tcp_engines_are_spoken_to_over_https_with_the_client_
     settings = settings_for(whisk[0], monkeypatch, namespace=NAMESPACE, runtime="docker", docker_tls_dir=str(tmp_path),
                             docker_hosts={"invoker0": "tcp://10.0.0.5:2376", "invoker1": "unix:///var/run/docker.sock"})
     runtime = from_settings(settings, epoch_origin_ms=ORIGIN_MS).runtime
-    assert isinstance(runtime, DockerShares)
+    assert isinstance(runtime, DockerRuntime)
     remote, local = (runtime._clients[name].api for name in ("invoker0", "invoker1"))  # the SDK's own clients
     assert remote.base_url == "https://10.0.0.5:2376"
     assert remote.cert == (str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"))
@@ -300,7 +300,7 @@ def test_with_kubernetes_the_backend_reads_pods_and_resizes_them_through_the_kub
     settings = settings_for(fake, monkeypatch, namespace=NAMESPACE, runtime="kubernetes",
                             kubernetes_namespace="ow-prod", kubeconfig=str(kubeconfig_for(kube, tmp_path)))
     backend = from_settings(settings, epoch_origin_ms=ORIGIN_MS)
-    assert isinstance(backend.runtime, KubeShares)
+    assert isinstance(backend.runtime, KubeRuntime)
     row = backend.observe(10.0).functions.row(0)
     assert (row["containers"], row["cpu_shares"]) == (1, 256)
     assert backend.apply(decisions([512, KEEP_SHARES]), 10.0) == []

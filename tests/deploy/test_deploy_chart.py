@@ -21,11 +21,11 @@ import pytest
 import yaml
 from kubernetes_validate import utils as kv_utils
 
-from controller.backends.kube_shares import KUBERNETES_API_CALLS
+from controller.backends.kube_runtime import KUBERNETES_API_CALLS
 from controller.daemon import run_command
 from controller.settings import Settings, load_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "mfrm"
 VARIANT_FILES = sorted((CHART / "ci").glob("*.yaml"))
 VARIANTS: dict[str, dict[str, Any]] = {"default": {}} | {

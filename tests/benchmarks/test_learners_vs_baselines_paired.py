@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("issue4_paired", ROOT / "benchmarks" / "issue4_paired.py")
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("learners_vs_baselines_paired", ROOT / "benchmarks" / "learners_vs_baselines_paired.py")
 paired = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(paired)
 

@@ -38,7 +38,7 @@ from prometheus_client import CollectorRegistry
 from controller.metrics import METRIC_NAMES, MetricsExporter
 from localwhisk.testing import free_port, wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
 PROMETHEUS_EXAMPLES = ROOT / "deploy" / "prometheus"
 DASHBOARDS = {path.stem: json.loads(path.read_text()) for path in sorted(GRAFANA.glob("*.json"))}

@@ -24,7 +24,7 @@ from controller.checkpoint import (
 )
 from policies.registry import make
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MU = np.full(10, 0.1)
 N = 16
 

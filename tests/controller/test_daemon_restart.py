@@ -149,7 +149,7 @@ def _start_hanging(tmp_path: Path, log: Path) -> subprocess.Popen:
         "d.run_command()"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MFRM_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(tests), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(tests), str(tests.parent), env.get("PYTHONPATH", "")])
     env["DAEMON_TEST_MARKER"] = str(tmp_path / "hanging")
     return subprocess.Popen(
         [sys.executable, "-c", script, "--backend", "local", "--interval", "0.05", "--metrics-port", "0",

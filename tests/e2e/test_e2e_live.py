@@ -42,7 +42,7 @@ from localwhisk.testing import free_port, http_get, stop_process_group, wait_unt
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TRACE = ROOT / "data" / "azure-functions-2019-sample"
 AUTH = "0c6b1f8e-2d4a-4f3b-9e5c-7a8b9c0d1e2f:e2e-key-not-secret"
 INSTALL_PROMETHEUS = "apt-get update && apt-get install -y prometheus"

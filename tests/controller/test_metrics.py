@@ -22,7 +22,7 @@ from controller.metrics import (
     MetricsExporter,
     error_kind,
 )
-from controller.promql import PromQLThrottled, PromQLTimeout
+from controller.clients.prometheus import PromQLThrottled, PromQLTimeout
 from policies.types import KEEP_SHARES
 
 NAMES = ("a", "b", "c")

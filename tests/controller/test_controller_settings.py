@@ -136,6 +136,6 @@ def test_settings_are_frozen():
 def test_the_user_guide_lists_every_setting():
     from controller.settings import settings_reference
 
-    guide = (Path(__file__).resolve().parents[1] / "docs" / "user-guide.md").read_text(encoding="utf-8")
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "user-guide.md").read_text(encoding="utf-8")
     missing = [key for key, *_ in settings_reference() if f"`{key}`" not in guide]
     assert missing == []

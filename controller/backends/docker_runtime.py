@@ -1,10 +1,10 @@
 """CPU shares of OpenWhisk action containers through the Docker Engine API of each invoker host.
 
 One ``docker.DockerClient`` per invoker host (``tcp://host:2376`` with TLS, or ``unix://`` on the
-host itself). Per tick :meth:`DockerShares.read` lists the running and paused containers whose name
+host itself). Per tick :meth:`DockerRuntime.read` lists the running and paused containers whose name
 starts with ``wsk`` (OpenWhisk's prefix), inspects each (``HostConfig.CpuShares``, memory, paused =
 idle) and, with ``read_cpu``, reads its cumulative CPU with a one-shot ``stats`` call.
-:meth:`DockerShares.set_shares` is ``docker update --cpu-shares`` (``POST /containers/{id}/update``
+:meth:`DockerRuntime.set_shares` is ``docker update --cpu-shares`` (``POST /containers/{id}/update``
 with ``CpuShares``): it changes the container's cgroup at once, without a restart.
 
 Caveats (also in ``docs/backends.md``): the invoker does not know about the change, so it neither
@@ -22,7 +22,7 @@ import docker
 import docker.errors
 import requests
 
-from controller.backends.openwhisk import (
+from controller.backends.runtime import (
     ContainerInfo,
     RuntimeRejected,
     RuntimeUnavailable,
@@ -40,8 +40,8 @@ def _client(base_url: str, timeout_s: float) -> docker.DockerClient:
     return docker.DockerClient(base_url=base_url, version=DOCKER_API_VERSION, timeout=timeout_s)
 
 
-class DockerShares:
-    """The invokers' Docker hosts, behind :class:`controller.backends.openwhisk.ContainerRuntime`."""
+class DockerRuntime:
+    """The invokers' Docker hosts, behind :class:`controller.backends.runtime.ContainerRuntime`."""
 
     name = "docker"
     kubernetes = False
@@ -130,4 +130,4 @@ class DockerShares:
             raise RuntimeUnavailable(f"docker host {self.hosts[container.invoker]} of {container.invoker}: {error}") from error
 
 
-__all__ = ["DOCKER_API_VERSION", "DockerShares"]
+__all__ = ["DOCKER_API_VERSION", "DockerRuntime"]

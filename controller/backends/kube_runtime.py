@@ -26,7 +26,7 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from controller.backends.openwhisk import (
+from controller.backends.runtime import (
     ContainerInfo,
     RuntimeRejected,
     RuntimeUnavailable,
@@ -71,8 +71,8 @@ def shares_to_millicpu(shares: int) -> int:
     return max(math.ceil(shares * 1000 / SHARES_PER_CORE), 1)
 
 
-class KubeShares:
-    """Action pods of one Kubernetes namespace, behind :class:`controller.backends.openwhisk.ContainerRuntime`."""
+class KubeRuntime:
+    """Action pods of one Kubernetes namespace, behind :class:`controller.backends.runtime.ContainerRuntime`."""
 
     name = "kubernetes"
     kubernetes = True
@@ -166,7 +166,7 @@ __all__ = [
     "ACTION_CONTAINER",
     "ACTION_POD_SELECTOR",
     "KUBERNETES_API_CALLS",
-    "KubeShares",
+    "KubeRuntime",
     "cpu_to_shares",
     "parse_quantity",
     "shares_to_millicpu",

@@ -20,7 +20,7 @@ from workload.azure2019 import (
 )
 from workload.errors import TraceFormatError
 
-EXCERPT = Path(__file__).resolve().parents[1] / "data" / "azure-functions-2019-sample"
+EXCERPT = Path(__file__).resolve().parents[2] / "data" / "azure-functions-2019-sample"
 
 KEY_HEADER = "HashOwner,HashApp,HashFunction,Trigger"
 

@@ -11,12 +11,12 @@ import pytest
 from click.testing import CliRunner
 from fakes.openwhisk import AUTH, FakeOpenWhisk
 
-from controller.owclient import NO_RETRY, OpenWhiskClient
+from controller.clients.openwhisk import NO_RETRY, OpenWhiskClient
 from controller.replay_cli import OpenWhiskInvoker, replay_command
 from workload import records as rec
 from workload.replayer import InvokeResult, ReplayConfig, Replayer, arrivals_of
 
-TRACE = Path(__file__).resolve().parents[1] / "data" / "azure-functions-2019-sample"
+TRACE = Path(__file__).resolve().parents[2] / "data" / "azure-functions-2019-sample"
 CODE = "def main(args):\n    return {}\n"
 
 
@@ -142,7 +142,7 @@ def test_a_failing_action_is_recorded_with_its_activation_as_an_application_erro
 
     class FailingInvoker(OpenWhiskInvoker):
         def invoke(self, function):
-            from controller.owclient import ApplicationError
+            from controller.clients.openwhisk import ApplicationError
 
             try:
                 self.client.invoke(function, {"fail": True}, blocking=True)

@@ -32,7 +32,7 @@ import pytest
 
 from localwhisk.testing import TEST_AUTH, running_platform
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 JS_DIR = ROOT / "tests" / "js"
 SCRIPT = JS_DIR / "client_check.js"
 SPEC = json.loads((ROOT / "reference" / "openwhisk" / "swagger" / "apiv1swagger.json").read_text())

@@ -12,10 +12,10 @@ from fakes.openwhisk import AUTH, NAMESPACE, FakeOpenWhisk
 from kubernetes import client as k8s
 
 from controller.backends.base import Backend, FailureKind
-from controller.backends.docker_shares import DockerShares
-from controller.backends.kube_shares import (
+from controller.backends.docker_runtime import DockerRuntime
+from controller.backends.kube_runtime import (
     KUBERNETES_API_CALLS,
-    KubeShares,
+    KubeRuntime,
     cpu_to_shares,
     shares_to_millicpu,
 )
@@ -23,12 +23,11 @@ from controller.backends.openwhisk import (
     OpenWhiskBackend,
     PrometheusLatency,
     WarmPoolMode,
-    action_key,
-    container_action_key,
     docker_default_shares,
     memory_for_shares,
 )
-from controller.owclient import NO_RETRY, OpenWhiskClient
+from controller.backends.runtime import action_key, container_action_key
+from controller.clients.openwhisk import NO_RETRY, OpenWhiskClient
 from policies.types import KEEP_SHARES, UNMANAGED, Decisions
 
 ORIGIN_MS = 1_700_000_000_000
@@ -138,7 +137,7 @@ def test_docker_containers_give_counts_busy_shares_and_cpu_per_action(whisk, doc
     docker_host.add("wsk0_2_guest_primes", paused=True, cpu_total_ns=0)
     docker_host.add("wsk0_3_guest_imageinference003", cpu_shares=512)
     docker_host.add("wsk0_4_prewarm_python3")
-    backend = make_backend(client, DockerShares({"invoker0": f"tcp://127.0.0.1:{docker_host.port}"}))
+    backend = make_backend(client, DockerRuntime({"invoker0": f"tcp://127.0.0.1:{docker_host.port}"}))
     first = backend.observe(10.0)
     a.cpu_total_ns = 3_500_000_000
     second = backend.observe(20.0)
@@ -155,7 +154,7 @@ def test_docker_containers_give_counts_busy_shares_and_cpu_per_action(whisk, doc
 def test_an_unreachable_docker_host_makes_its_invoker_invalid_and_containers_unknown(whisk, docker_host):
     _, client, _ = whisk
     docker_host.add("wsk0_1_guest_primes")
-    runtime = DockerShares({"invoker0": f"tcp://127.0.0.1:{docker_host.port}", "invoker1": "tcp://127.0.0.1:9"},
+    runtime = DockerRuntime({"invoker0": f"tcp://127.0.0.1:{docker_host.port}", "invoker1": "tcp://127.0.0.1:9"},
                            timeout_s=1.0)
     snap = make_backend(client, runtime).observe(10.0)
     assert list(snap.invokers.valid) == [True, False]
@@ -169,7 +168,7 @@ def test_an_unreachable_docker_host_makes_its_invoker_invalid_and_containers_unk
 def test_shares_go_to_every_container_of_the_action_and_again_to_new_ones(whisk, docker_host):
     _, client, _ = whisk
     docker_host.add("wsk0_1_guest_primes")
-    backend = make_backend(client, DockerShares({"invoker0": f"tcp://127.0.0.1:{docker_host.port}"}))
+    backend = make_backend(client, DockerRuntime({"invoker0": f"tcp://127.0.0.1:{docker_host.port}"}))
     backend.observe(10.0)
     assert backend.apply(decisions([UNMANAGED, UNMANAGED], [640, KEEP_SHARES]), 10.0) == []
     late = docker_host.add("wsk0_2_guest_primes")
@@ -185,7 +184,7 @@ def test_a_docker_refusal_is_reported_rejected(whisk, docker_host):
     _, client, _ = whisk
     docker_host.add("wsk0_1_guest_primes")
     docker_host.fail("POST", r"/update$", 400, {"message": "Invalid CpuShares"})
-    backend = make_backend(client, DockerShares({"invoker0": f"tcp://127.0.0.1:{docker_host.port}"}))
+    backend = make_backend(client, DockerRuntime({"invoker0": f"tcp://127.0.0.1:{docker_host.port}"}))
     backend.observe(10.0)
     failures = backend.apply(decisions([UNMANAGED, UNMANAGED], [640, KEEP_SHARES]), 10.0)
     assert [(f.function, f.kind) for f in failures] == [("primes", FailureKind.REJECTED)]
@@ -200,7 +199,7 @@ def test_without_runtime_access_shares_are_rejected_as_not_stock(whisk):
 def test_actions_whose_container_names_collide_are_never_touched(whisk, docker_host):
     _, client, _ = whisk
     backend = OpenWhiskBackend(client, ["a-b", "ab"], [1.0, 1.0], epoch_origin_ms=ORIGIN_MS, namespace=NAMESPACE,
-                               runtime=DockerShares({"invoker0": f"tcp://127.0.0.1:{docker_host.port}"}))
+                               runtime=DockerRuntime({"invoker0": f"tcp://127.0.0.1:{docker_host.port}"}))
     docker_host.add("wsk0_1_guest_ab")
     snap = backend.observe(10.0)
     assert np.isnan(snap.functions.containers).all()
@@ -217,8 +216,8 @@ def kube():
         yield api
 
 
-def kube_runtime(api: FakeKubernetesApi) -> KubeShares:
-    return KubeShares(k8s.ApiClient(k8s.Configuration(host=api.url)), "openwhisk")
+def kube_runtime(api: FakeKubernetesApi) -> KubeRuntime:
+    return KubeRuntime(k8s.ApiClient(k8s.Configuration(host=api.url)), "openwhisk")
 
 
 def test_pods_give_containers_and_shares_from_their_cpu_request(whisk, kube):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from controller.promql import (
+from controller.clients.prometheus import (
     PrometheusReader,
     PromQLBadResponse,
     PromQLQueryError,

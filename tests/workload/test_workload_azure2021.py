@@ -12,7 +12,7 @@ from workload.azure2021 import read_trace_2021
 from workload.errors import TraceFormatError
 
 SAMPLE = (
-    Path(__file__).resolve().parents[1]
+    Path(__file__).resolve().parents[2]
     / "data"
     / "azure-functions-2021-sample"
     / "AzureFunctionsInvocationTraceForTwoWeeksJan2021.csv"

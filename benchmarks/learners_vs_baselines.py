@@ -14,9 +14,9 @@ it finished and a rerun skips jobs whose CSV exists. At the end ``OUT/runs.csv``
 ``OUT/summary.csv`` the mean and standard deviation over seeds, and ``OUT/summary.png`` the SLO
 violations against CPU utilisation per policy.
 
-    python benchmarks/issue4_compare.py --out runs/issue4/f12 --seeds 0 1 2 3 4
-    python benchmarks/issue4_compare.py --out runs/issue4/f100 --functions 100 --seeds 0 1 2
-    python benchmarks/issue4_compare.py --out runs/issue4/f12-untrained --policies nac-linear nac-nn --untrained
+    python benchmarks/learners_vs_baselines.py --out runs/learners/f12 --seeds 0 1 2 3 4
+    python benchmarks/learners_vs_baselines.py --out runs/learners/f100 --functions 100 --seeds 0 1 2
+    python benchmarks/learners_vs_baselines.py --out runs/learners/f12-untrained --policies nac-linear nac-nn --untrained
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "command.txt").write_text(" ".join(["python benchmarks/issue4_compare.py", *__import__("sys").argv[1:]]) + "\n")
+    (out / "command.txt").write_text(" ".join(["python benchmarks/learners_vs_baselines.py", *__import__("sys").argv[1:]]) + "\n")
     todo = [(seed, policy) for seed in args.seeds for policy in args.policies
             if not (out / f"seed{seed}" / f"{policy}.csv").exists()]
     # Longest jobs first (learners train, then evaluate) so the two processes finish together.

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from controller.cli import main as mfrm_cli
 from controller.settings import DaemonSettings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 CHART_VALUES = yaml.safe_load((ROOT / "deploy" / "helm" / "mfrm" / "values.yaml").read_text())

@@ -17,7 +17,7 @@ from test_daemon_clock import FakeClock
 
 from controller.backends.base import ActionFailure
 from controller.daemon import ConfigWatcher, Daemon, build_daemon
-from controller.promql import PromQLUnavailable
+from controller.clients.prometheus import PromQLUnavailable
 from controller.settings import load_settings
 from policies.types import KEEP_SHARES, Decisions
 

@@ -14,7 +14,7 @@ from fakes.openwhisk import AUTH, FakeOpenWhisk
 
 from controller.backends.base import Backend, FailureKind
 from controller.backends.local import LOCAL_INVOKER, LocalBackend, benchmark_slos_s, from_settings
-from controller.owclient import NO_RETRY, OpenWhiskClient
+from controller.clients.openwhisk import NO_RETRY, OpenWhiskClient
 from controller.settings import Settings, load_settings
 from policies.types import KEEP_SHARES, UNMANAGED, Decisions
 
