@@ -12,7 +12,7 @@ Rows:
    Target: ≤ 20 ms.
 4. ``block ...`` -- the same two calls on :class:`~policies.nac.BlockFeatures` of the serverless
    agents' shape: x (10,000, 19), 9 actions, d = 171, with the serverless agents' critic settings
-   (five whole-batch TD epochs, ``policies.serverless_nac.SERVERLESS_NAC_DEFAULTS``) and one
+   (five whole-batch TD epochs, ``policies.nac_linear.SERVERLESS_NAC_DEFAULTS``) and one
    terminal-free batch. Dense features of that shape would be a 123 MB array per batch side.
 
 Core times are the best and the median of the repeats (wall clock, one BLAS thread); the best is
@@ -40,7 +40,7 @@ from policies.nac import BlockFeatures, NACHyperparameters, NaturalActorCritic, 
 
 N_AGENTS, N_ACTIONS, N_FEATURES = 10_000, 9, 64
 #: The serverless agents' state-vector length (policies/serverless_features.py) and their critic
-#: settings (policies/serverless_nac.py), restated so this benchmark depends on the core only.
+#: settings (policies/nac_linear.py), restated so this benchmark depends on the core only.
 STATE_DIM = 19
 SERVERLESS_CRITIC = {"critic_lr": 0.5, "critic_epochs": 5, "critic_radius": 400.0}
 TARGET_MS = 20.0

@@ -109,9 +109,7 @@ def bench(
     # One update from one transition per function: build the batch the driver would, then time learner.update.
     policy.decide(snapshots[0], mu)
     policy.decide(snapshots[1], mu)
-    from policies.serverless_nac import _transitions
-
-    batch, _, _ = _transitions(policy._before, policy._latest, rewards)
+    batch = policy.pending_batch(rewards)
     update_ms = timed(lambda: policy.learner.update(batch), repeats)
     label = name + (f" ({params['mode']})" if "mode" in params else "")
     target = TARGET_MS[name]

@@ -52,6 +52,25 @@ from scipy import sparse
 #: Bumped when the meaning or layout of :meth:`NaturalActorCritic.state_dict` changes.
 STATE_VERSION = 1
 
+#: Every key :meth:`NaturalActorCritic.update` returns: the critic's RMS TD error before and after
+#: its epochs, the share of its steps that hit the radius B and ‖ψ̄‖; the actor's compatible-fit loss,
+#: the RMS of Â, ‖ŵ‖ and whether ŵ was projected onto radius R; ‖θ‖ after the step and the mean
+#: entropy (nats) of π before it; the batch's size and mean reward.
+UPDATE_DIAGNOSTICS: tuple[str, ...] = (
+    "critic/td_error_rms",
+    "critic/td_error_rms_after",
+    "critic/projected_fraction",
+    "critic/psi_norm",
+    "actor/loss",
+    "actor/advantage_rms",
+    "actor/w_norm",
+    "actor/projected",
+    "policy/theta_norm",
+    "policy/entropy",
+    "batch/size",
+    "batch/mean_reward",
+)
+
 
 @dataclass(frozen=True, eq=False)
 class OneHotFeatures:
@@ -472,7 +491,7 @@ def _is_whole(sel: np.ndarray | slice) -> bool:
     return isinstance(sel, slice) and sel == slice(None)
 
 
-def _taken(phi: Features, actions_n: np.ndarray) -> Rows:
+def taken_features(phi: Features, actions_n: np.ndarray) -> Rows:
     """φ(s, a) of the taken actions as an (N, d) matrix (sparse rows for one-hot features)."""
     n = _n_rows(phi)
     if isinstance(phi, OneHotFeatures):
@@ -485,7 +504,7 @@ def _taken(phi: Features, actions_n: np.ndarray) -> Rows:
     return np.take(phi.reshape(n * n_actions, dim), np.arange(n) * n_actions + actions_n, axis=0)
 
 
-def _grad_log_pi(
+def grad_log_pi(
     phi: Features, probs_na: np.ndarray, actions_n: np.ndarray, phi_sa: Rows | None = None
 ) -> Rows:
     """∇_θ log π(a|s) = φ(s, a) − Σ_a' π(a'|s) φ(s, a'), (N, d).
@@ -499,7 +518,7 @@ def _grad_log_pi(
         if isinstance(phi, BlockFeatures):
             return KroneckerRows(weights, phi.x)
         return SparseRows(phi.index, weights, phi.dim)
-    taken = _taken(phi, actions_n) if phi_sa is None else phi_sa
+    taken = taken_features(phi, actions_n) if phi_sa is None else phi_sa
     return taken - np.einsum("na,nad->nd", probs_na, phi)
 
 
@@ -741,8 +760,8 @@ class NaturalActorCritic:
         log_pi_taken = log_pi_na[np.arange(n), actions]
 
         # Algorithm 2: critic on the shifted soft Q, target r − λ log π(a|s) + γ q̂(s', a').
-        phi_sa = _taken(batch.features, actions)
-        phi_next_sa = _taken(batch.next_features, next_actions)
+        phi_sa = taken_features(batch.features, actions)
+        phi_next_sa = taken_features(batch.next_features, next_actions)
         if batch.terminal is not None and batch.terminal.any():
             keep = (~batch.terminal.astype(bool)).astype(float)
             phi_next_sa = _scale_rows(phi_next_sa, keep)
@@ -754,7 +773,7 @@ class NaturalActorCritic:
         # Algorithm 3: Â from the soft Q̂ = q̂ + λ log π (see the module docstring).
         soft_q_na = scores(batch.features, self.psi_bar) + hp.entropy_reg * log_pi_na
         advantage = soft_q_na[np.arange(n), actions] - np.sum(pi_na * soft_q_na, axis=1)
-        grad = _grad_log_pi(
+        grad = grad_log_pi(
             batch.features, pi_na, actions, phi_sa if isinstance(phi_sa, np.ndarray) else None
         )
         actor = compatible_fit(grad, advantage, hp, self.rng)

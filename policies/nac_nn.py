@@ -3,7 +3,8 @@
 The paper's serverless NAC-NN (Appendix E): actor and critic networks with one hidden layer of 64
 units; the natural-gradient step approximated by gradient descent with an adaptive KL penalty
 (PPO-like); learning rate 3e-4 for both; γ = 0.99; minibatches of 5, 5 epochs. It is the step of
-:class:`policies.serverless_nac.LinearKLLearner` with the linear maps replaced by MLPs:
+:class:`policies.nac_linear.LinearKLLearner` with the linear maps replaced by MLPs, built from the
+shared pieces of :mod:`policies.kl_step` and run by the driver of :mod:`policies.agent`:
 
 * critic: q̂(s, ·) = MLP_ψ(x(s)) ∈ R^A, fitted to Algorithm 2's target r − λ log π(a|s) + γ q̂(s′, a′)
   (the shifted soft Q), the target frozen for the whole update;
@@ -23,26 +24,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from policies.registry import register
-from policies.serverless_features import N_ACTIONS, ActionSettings, FeatureSettings
-from policies.serverless_nac import (
-    AgentSettings,
+from policies.agent import AgentSettings, SharedPolicyAgent, Transitions, field_names, split_params
+from policies.kl_step import (
+    KL_STEP_DIAGNOSTICS,
     KLStepSettings,
-    SharedPolicyAgent,
-    Transitions,
     adapt_kl_coef,
     explained_variance,
-    field_names,
     minibatch_slices,
     soft_advantage,
-    split_params,
 )
+from policies.registry import register
+from policies.serverless_features import N_ACTIONS, ActionSettings, FeatureSettings
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
@@ -100,6 +98,9 @@ def _mlp(
 
 class TorchKLLearner:
     """Actor and critic MLPs with the KL-penalised step; batched over all functions of a tick."""
+
+    diagnostics: ClassVar[tuple[str, ...]] = KL_STEP_DIAGNOSTICS
+    """Every key :meth:`update` returns."""
 
     def __init__(
         self,
@@ -287,13 +288,15 @@ def _load_adam(prefix: str, opt: torch.optim.Adam, state: Mapping[str, Any]) -> 
     opt.load_state_dict({"state": restored, "param_groups": current["param_groups"]})
 
 
-@register("nac-nn")
+@register("nac-nn", learns=True)
 def nac_nn(*, seed: int = 0, **params: Any) -> SharedPolicyAgent:
     """NAC-NN: the shared policy as an MLP, KL-penalised step (the paper's Appendix E settings).
 
     ``params`` are the fields of :class:`~policies.serverless_features.FeatureSettings`,
-    :class:`~policies.serverless_features.ActionSettings`, :class:`~policies.serverless_nac.AgentSettings`,
-    :class:`~policies.serverless_nac.KLStepSettings` and :class:`NetworkSettings`.
+    :class:`~policies.serverless_features.ActionSettings`, :class:`~policies.agent.AgentSettings`,
+    :class:`~policies.kl_step.KLStepSettings` and :class:`NetworkSettings`. Its ``feedback`` returns
+    the driver's :data:`~policies.agent.AGENT_DIAGNOSTICS` and the KL step's
+    :data:`~policies.kl_step.KL_STEP_DIAGNOSTICS`.
     """
     params = {"label": "nac-nn", **params}
     routed = split_params(

@@ -245,6 +245,42 @@ class Policy(Protocol):
     def feedback(self, snapshot: ClusterSnapshot, mu: np.ndarray, rewards: np.ndarray) -> Mapping[str, float]: ...
 
 
+@runtime_checkable
+class Learner(Policy, Protocol):
+    """A :class:`Policy` that learns from ``feedback`` and can be checkpointed and resumed.
+
+    What the loop, the checkpointer and the exporters rely on beyond the policy protocol:
+
+    * ``seed``: the seed its generators were derived from (saved with every checkpoint and result);
+    * ``diagnostics``: every key ``feedback`` may return, in every mode the policy's factory can
+      build, so that an exporter can declare its series before the first update; a tick returns a
+      subset (none when frozen, only the counts when no transition formed);
+    * ``settings_record``: its hyperparameters as a JSON-able mapping (saved with every checkpoint,
+      compared on load);
+    * ``state_dict`` / ``load_state_dict``: everything needed to continue exactly, as arrays (numpy
+      or torch) and JSON-able values under string keys, and its inverse;
+    * ``checkpoint_signature``: the values (policy name, state version, shapes) a checkpoint must
+      match to be loaded into this policy.
+
+    Whether an object is a learner is asked with :func:`is_learner`, never by probing for one method.
+    """
+
+    seed: int
+    diagnostics: tuple[str, ...]
+    settings_record: Mapping[str, Any]
+
+    def state_dict(self) -> Mapping[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+    def checkpoint_signature(self) -> Mapping[str, Any]: ...
+
+
+def is_learner(policy: object) -> bool:
+    """Whether ``policy`` satisfies :class:`Learner` (has every attribute and method it names)."""
+    return isinstance(policy, Learner)
+
+
 @dataclass
 class StatelessFeedback:
     """Mixin for policies that do not learn: ``feedback`` does nothing and reports nothing."""
@@ -261,6 +297,8 @@ __all__ = [
     "Decisions",
     "FunctionStats",
     "InvokerStats",
+    "Learner",
     "Policy",
     "StatelessFeedback",
+    "is_learner",
 ]

@@ -16,14 +16,14 @@ from policies.nac import (
     OneHotFeatures,
     SparseRows,
     TransitionBatch,
-    _grad_log_pi,
-    _taken,
     compatible_fit,
+    grad_log_pi,
     log_softmax,
     mean_field_step,
     natural_gradient,
     projected_td0,
     sample_from,
+    taken_features,
 )
 
 GAMMA = 0.9
@@ -78,8 +78,8 @@ def td_pieces(batch: TransitionBatch, pi_na: np.ndarray) -> tuple:
     n = len(batch)
     log_pi = np.log(pi_na[np.arange(n), batch.actions])
     return (
-        _taken(batch.features, batch.actions),
-        _taken(batch.next_features, batch.next_actions),
+        taken_features(batch.features, batch.actions),
+        taken_features(batch.next_features, batch.next_actions),
         batch.rewards - LAM * log_pi,
     )
 
@@ -135,7 +135,7 @@ def test_the_actor_returns_the_natural_gradient_direction(solver: str) -> None:
     case = policy_case()
     phi, pi, q, s, a = case["phi"], case["pi"], case["q"], case["s"], case["a"]
     advantage = q[s, a] - np.sum(pi[s] * q[s], axis=1)
-    grad = _grad_log_pi(phi[s], pi[s], a)
+    grad = grad_log_pi(phi[s], pi[s], a)
     settings = hp(
         n_features=3,
         actor_solver=solver,

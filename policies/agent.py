@@ -1,0 +1,432 @@
+"""The driver of a learned mean-field agent: one shared policy deciding for every function at once.
+
+Every function is an agent of the serverless mean-field game, and all agents share one policy (the
+parameter sharing of Mao et al., NeurIPS 2022: one π(·|s, μ) for the whole population). Each tick
+:class:`SharedPolicyAgent` builds the state vectors of all functions
+(:mod:`policies.serverless_features`), asks the shared learner for π(·|s) of every function at
+once, draws one action per function, and remembers (s, a, π(·|s)) as an :class:`AgentStep`. On the
+next tick's ``feedback`` it pairs that with the reward each function earned and with the new state
+and action (s′, a′) -- the sample (s_k, a_k, r_k, s_{k+1}, a_{k+1}) that Algorithm 2's TD(0) critic
+consumes -- so one tick of N functions yields up to N transitions for the one shared critic and
+actor (:func:`pair_transitions`). Transitions with no reward (NaN) or no usable next state are
+skipped, never read as zero.
+
+The learner behind the driver is anything with the :class:`SharedLearner` interface: the linear
+learners of :mod:`policies.nac_linear` and the MLP learner of :mod:`policies.nac_nn`. The driver
+also owns what both share: reward centring, the checkpoint state of the decision whose reward is
+still due (keys under :data:`PENDING_PREFIX`), and the routing of a factory's flat keyword
+parameters to its settings groups (:func:`split_params`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any, Protocol
+
+import numpy as np
+
+from policies.serverless_features import (
+    ActionSettings,
+    FeatureSettings,
+    actions_to_decisions,
+    greedy_actions,
+    offered_load,
+    sample_actions,
+    smooth_load,
+    state_features,
+)
+from policies.types import ClusterSnapshot, Decisions
+
+#: Bumped whenever the meaning or layout of a learner's state changes; checkpoints carry it.
+STATE_VERSION = 3
+
+#: State keys of the decision whose reward is still due; their shapes follow the number of
+#: functions, so checkpoints do not compare them (see controller/checkpoint.py).
+PENDING_PREFIX = "pending/"
+
+#: The keys the driver itself adds to what ``feedback`` returns, before the learner's own: the
+#: transitions formed this tick, the decisions skipped for want of a reward or of a usable next
+#: state (counts), the batch's mean raw reward and the running mean r̄ subtracted from it.
+AGENT_DIAGNOSTICS: tuple[str, ...] = (
+    "transitions",
+    "skipped_no_reward",
+    "skipped_no_next_state",
+    "mean_reward",
+    "reward_centre",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Transitions:
+    """A batch of M transitions (s, a, r, s′, a′) of the shared policy, gathered over functions."""
+
+    x: np.ndarray
+    """(M, d) state vectors x(s)."""
+    action: np.ndarray
+    """(M,) action taken in s, int."""
+    reward: np.ndarray
+    """(M,) reward earned for it, in [0, 1], finite."""
+    x_next: np.ndarray
+    """(M, d) state vectors x(s′) one tick later."""
+    action_next: np.ndarray
+    """(M,) action taken in s′ (Algorithm 2's a_{k+1}), int."""
+    probs: np.ndarray
+    """(M, A) π(·|s) of the policy that chose ``action`` (the behaviour policy)."""
+    probs_next: np.ndarray
+    """(M, A) π(·|s′) of the policy that chose ``action_next``."""
+
+    def __len__(self) -> int:
+        return len(self.action)
+
+
+class SharedLearner(Protocol):
+    """What the driver needs from a learner: a batched policy, an update, and its state."""
+
+    diagnostics: tuple[str, ...]
+    """Every key :meth:`update` returns."""
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """π(·|s) for every row of ``x`` (N, d): an (N, A) array whose rows sum to 1."""
+        ...
+
+    def update(self, batch: Transitions) -> dict[str, float]:
+        """Learn from one tick's transitions; returns diagnostics."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: arrays (numpy or torch) and JSON-able values."""
+        ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        ...
+
+    def signature(self) -> dict[str, Any]:
+        """The shapes a checkpoint must agree with (feature dimension, actions, network sizes)."""
+        ...
+
+
+@dataclass(frozen=True, eq=False)
+class AgentStep:
+    """What the driver knew and did at one tick."""
+
+    time_s: float
+    """The snapshot's time, s."""
+    names: tuple[str, ...]
+    """The snapshot's function names (the rows of the arrays below)."""
+    x: np.ndarray
+    """(N, d) state vectors."""
+    usable: np.ndarray
+    """(N,) rows with complete data (the only rows decided and learned from)."""
+    actions: np.ndarray
+    """(N,) the action drawn for every row."""
+    probs: np.ndarray
+    """(N, A) π(·|s) the actions were drawn from."""
+    restored: bool = False
+    """Read from a checkpoint: pair it only with a later tick of the same functions."""
+    acted: np.ndarray | None = None
+    """(N,) rows whose move was applied (False where the function was left to the platform as
+    idle); None until ``decide`` has mapped the actions. Only these rows start a transition."""
+
+    def precedes(self, snapshot: ClusterSnapshot) -> bool:
+        """Whether ``snapshot`` can be the tick after this one (always true within one run)."""
+        if not self.restored:
+            return True
+        names = snapshot.functions.names
+        return snapshot.time_s > self.time_s and tuple(names[: len(self.names)]) == self.names
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """How the driver uses its learner."""
+
+    frozen: bool = False
+    """No learning: ``feedback`` does nothing; decisions only (evaluation, or a trained policy in production)."""
+    greedy: bool = False
+    """Choose the most probable move instead of sampling one. Sampling (the default) is what the
+    learner's theory assumes; greedy is for evaluating a frozen policy without exploration noise."""
+    label: str = "nac"
+    """Prefix of every decision's reason string."""
+    reward_centering: float = 0.01
+    """Step size of the running mean r̄ of the reward that is subtracted from every reward before
+    the learner sees it (reward centring, Naik et al. 2024); 0 turns it off. A constant shift of r
+    shifts every soft Q-value by the same c/(1 − γ), so π's target softmax(q/λ) is unchanged; but
+    a critic that starts at q̂ = 0 under values of r/(1 − γ) ≈ 80 rises fastest for the moves it
+    samples most, which then look best: centred, the values are O(1) and that bias is gone.
+    0.01 per tick averages over ~100 ticks (17 minutes): long against one burst, short against
+    the diurnal swing of the trace."""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.reward_centering) and 0 <= self.reward_centering <= 1):
+            raise ValueError(f"AgentSettings.reward_centering={self.reward_centering}: must be in [0, 1]")
+
+
+class SharedPolicyAgent:
+    """The :class:`~policies.types.Learner` of a mean-field agent: one shared learner, all functions.
+
+    Keeps the last two ticks' (s, a, π(·|s)) so that ``feedback`` can be called before or after
+    ``decide`` of the same tick: either way the reward of tick t's decision is paired with tick
+    t + 1's state and action.
+
+    ``diagnostics`` names every key ``feedback`` may return under this policy's name, whichever
+    learner (mode) it was built with; by default the driver's :data:`AGENT_DIAGNOSTICS` followed by
+    the learner's own. It must contain both.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        learner: SharedLearner,
+        *,
+        features: FeatureSettings,
+        actions: ActionSettings,
+        agent: AgentSettings,
+        seed: int,
+        settings_record: Mapping[str, Any],
+        diagnostics: Sequence[str] | None = None,
+    ) -> None:
+        returned = (*AGENT_DIAGNOSTICS, *learner.diagnostics)
+        declared = returned if diagnostics is None else tuple(diagnostics)
+        undeclared = [key for key in returned if key not in declared]
+        if undeclared:
+            raise ValueError(
+                f"policy {name!r}: diagnostics must list every key feedback returns; missing {undeclared}"
+            )
+        self.name = name
+        """The registered name of the policy (also the name in its checkpoints)."""
+        self.learner = learner
+        """The shared learner: π(·|s) for all functions, the update, the learned state."""
+        self.features = features
+        """How snapshots become state vectors x(s)."""
+        self.actions = actions
+        """How the nine moves become container and CPU-share targets."""
+        self.agent = agent
+        """How the driver uses the learner (frozen, greedy, reward centring)."""
+        self.seed = seed
+        """The seed the driver's and the learner's generators were spawned from."""
+        self.settings_record = dict(settings_record)
+        """Every hyperparameter of the policy, grouped as the factory routed them (saved with results)."""
+        self.diagnostics: tuple[str, ...] = declared
+        """Every key ``feedback`` may return (see the class docstring)."""
+        self.rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[0])
+        self._before: AgentStep | None = None
+        """The tick decided before ``_latest`` (its reward arrives with ``_latest``'s tick)."""
+        self._latest: AgentStep | None = None
+        """The last tick decided (or drawn by ``feedback`` ahead of ``decide``)."""
+        self._prepared: AgentStep | None = None
+        """Actions ``feedback`` drew for a tick whose ``decide`` has not run yet; ``decide`` reuses them."""
+        self._fed_time: float | None = None
+        """Snapshot time of the last ``feedback`` (a second call for the same tick learns nothing)."""
+        self.reward_mean = 0.0
+        """The running mean r̄ subtracted from rewards (``AgentSettings.reward_centering``)."""
+        self.reward_batches = 0
+        """Batches folded into ``reward_mean`` (the first one sets it)."""
+        self.load: np.ndarray | None = None
+        """Smoothed offered load per function the staffing band follows (``smooth_load``)."""
+        self.load_time: float | None = None
+        """Snapshot time ``load`` was last advanced at (once per tick, however often decide runs)."""
+
+    def _observe(self, snapshot: ClusterSnapshot, mu: np.ndarray) -> AgentStep:
+        feats = state_features(snapshot, mu, self.features)
+        probs = self.learner.probabilities(feats.x)
+        chosen = greedy_actions(probs) if self.agent.greedy else sample_actions(probs, self.rng)
+        return AgentStep(
+            float(snapshot.time_s), snapshot.functions.names, feats.x, feats.usable, chosen, probs
+        )
+
+    def decide(self, snapshot: ClusterSnapshot, mu: np.ndarray) -> Decisions:
+        step = self._prepared
+        if step is None or step.time_s != snapshot.time_s or len(step.actions) != len(snapshot.functions):
+            step = self._observe(snapshot, mu)
+        self._prepared = None
+        if self._latest is None or self._latest.time_s != step.time_s:
+            self._before, self._latest = self._latest, step
+        decisions = actions_to_decisions(
+            snapshot.functions,
+            step.actions,
+            step.usable,
+            self.actions,
+            self.agent.label,
+            snapshot.tick_s,
+            load=self._staffing_load(snapshot),
+        )
+        if self._latest is not None and self._latest.time_s == step.time_s and self._latest.acted is None:
+            self._latest = replace(self._latest, acted=np.asarray(decisions.action) >= 0)
+        return decisions
+
+    def _staffing_load(self, snapshot: ClusterSnapshot) -> np.ndarray:
+        """max(tick's offered load, its smoothed value): what the staffing band staffs for."""
+        tick_load = offered_load(snapshot.functions, snapshot.tick_s)
+        if self.load_time != snapshot.time_s or self.load is None or len(self.load) != len(tick_load):
+            self.load = smooth_load(self.load, tick_load, snapshot.tick_s, self.actions)
+            self.load_time = float(snapshot.time_s)
+        return np.maximum(tick_load, self.load)
+
+    def feedback(self, snapshot: ClusterSnapshot, mu: np.ndarray, rewards: np.ndarray) -> Mapping[str, float]:
+        if self.agent.frozen:
+            return {}
+        rewards = np.asarray(rewards, dtype=float)
+        n = len(snapshot.functions)
+        if rewards.shape != (n,):
+            raise ValueError(f"{self.name}.feedback: rewards has shape {rewards.shape}, expected ({n},)")
+        if self._fed_time == snapshot.time_s:
+            return {"transitions": 0.0}
+        if self._latest is not None and self._latest.time_s == snapshot.time_s:
+            previous, current = self._before, self._latest  # decide ran first this tick
+        else:
+            previous, current = self._latest, self._observe(snapshot, mu)
+            self._prepared = current  # decide of this tick reuses these actions
+        self._fed_time = snapshot.time_s
+        if previous is None or not previous.precedes(snapshot):
+            return {"transitions": 0.0}
+        batch, skipped_reward, skipped_next = pair_transitions(previous, current, rewards)
+        out: dict[str, float] = {
+            "transitions": float(len(batch)),
+            "skipped_no_reward": float(skipped_reward),
+            "skipped_no_next_state": float(skipped_next),
+        }
+        if len(batch) == 0:
+            return out
+        out["mean_reward"] = float(np.mean(batch.reward))
+        out["reward_centre"] = self._centre(out["mean_reward"])
+        if self.agent.reward_centering:
+            batch = replace(batch, reward=batch.reward - out["reward_centre"])
+        out.update(self.learner.update(batch))
+        return out
+
+    def pending_batch(self, rewards: np.ndarray) -> Transitions:
+        """The transitions the last two decided ticks form with ``rewards`` (uncentred), changing nothing.
+
+        What ``feedback`` would hand the learner for those ticks; for measuring an update on its own.
+        """
+        if self._before is None or self._latest is None:
+            raise ValueError(f"{self.name}.pending_batch: decide has not run on two ticks yet")
+        return pair_transitions(self._before, self._latest, np.asarray(rewards, dtype=float))[0]
+
+    def _centre(self, batch_mean: float) -> float:
+        """Fold one batch's mean reward into r̄ and return r̄ (0 with centring off)."""
+        rate = self.agent.reward_centering
+        if rate == 0:
+            return 0.0
+        self.reward_mean = batch_mean if self.reward_batches == 0 else self.reward_mean + rate * (
+            batch_mean - self.reward_mean
+        )
+        self.reward_batches += 1
+        return self.reward_mean
+
+    # ---- checkpoints (controller/checkpoint.py stores these)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Learner state under ``learner/``, the driver's generator, and the decision whose reward is due.
+
+        With the pending decision a resumed run learns from the first tick after the checkpoint
+        exactly as the uninterrupted run would have.
+        """
+        state = {f"learner/{key}": value for key, value in self.learner.state_dict().items()}
+        state["agent/rng"] = self.rng.bit_generator.state
+        state["agent/reward_mean"] = self.reward_mean
+        state["agent/reward_batches"] = self.reward_batches
+        if self.load is not None:
+            state[f"{PENDING_PREFIX}load"] = self.load.copy()
+            state[f"{PENDING_PREFIX}load_time"] = self.load_time
+        step = self._latest
+        if step is not None:
+            state.update(
+                {
+                    f"{PENDING_PREFIX}time_s": step.time_s,
+                    f"{PENDING_PREFIX}names": list(step.names),
+                    f"{PENDING_PREFIX}x": step.x.copy(),
+                    f"{PENDING_PREFIX}usable": step.usable.copy(),
+                    f"{PENDING_PREFIX}actions": step.actions.copy(),
+                    f"{PENDING_PREFIX}probs": step.probs.copy(),
+                }
+            )
+            if step.acted is not None:
+                state[f"{PENDING_PREFIX}acted"] = step.acted.copy()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`. The pending decision is paired only with a later tick of the
+        same functions (a resumed run against another workload starts learning one tick later)."""
+        self.learner.load_state_dict(
+            {k[len("learner/") :]: v for k, v in state.items() if k.startswith("learner/")}
+        )
+        self.rng.bit_generator.state = state["agent/rng"]
+        self.reward_mean = float(state["agent/reward_mean"])
+        self.reward_batches = int(state["agent/reward_batches"])
+        self._before = self._prepared = None
+        self._fed_time = None
+        self._latest = None
+        self.load = self.load_time = None
+        if f"{PENDING_PREFIX}load" in state:
+            self.load = np.array(state[f"{PENDING_PREFIX}load"], dtype=float)
+            self.load_time = float(state[f"{PENDING_PREFIX}load_time"])
+        if f"{PENDING_PREFIX}x" in state:
+            self._latest = AgentStep(
+                time_s=float(state[f"{PENDING_PREFIX}time_s"]),
+                names=tuple(state[f"{PENDING_PREFIX}names"]),
+                x=np.array(state[f"{PENDING_PREFIX}x"], dtype=float),
+                usable=np.array(state[f"{PENDING_PREFIX}usable"], dtype=bool),
+                actions=np.array(state[f"{PENDING_PREFIX}actions"], dtype=np.int64),
+                probs=np.array(state[f"{PENDING_PREFIX}probs"], dtype=float),
+                restored=True,
+                acted=(
+                    np.array(state[f"{PENDING_PREFIX}acted"], dtype=bool)
+                    if f"{PENDING_PREFIX}acted" in state
+                    else None
+                ),
+            )
+
+    def checkpoint_signature(self) -> dict[str, Any]:
+        """What a checkpoint must match to be loaded into this policy."""
+        return {
+            "policy": self.name,
+            "state_version": STATE_VERSION,
+            "mu_bins": self.features.mu_bins,
+            **self.learner.signature(),
+        }
+
+
+def pair_transitions(
+    previous: AgentStep, current: AgentStep, rewards: np.ndarray
+) -> tuple[Transitions, int, int]:
+    """Pair tick t's (s, a) with tick t + 1's reward and (s′, a′), row by row (functions keep their index).
+
+    Returns the batch, the decisions skipped for want of a reward and those skipped for want of a
+    usable next state.
+    """
+    m = min(len(previous.actions), len(current.actions))
+    had_decision = previous.usable[:m] if previous.acted is None else previous.usable[:m] & previous.acted[:m]
+    has_reward = had_decision & np.isfinite(rewards[:m])
+    ok = has_reward & current.usable[:m]
+    idx = np.flatnonzero(ok)
+    batch = Transitions(
+        x=previous.x[idx],
+        action=previous.actions[idx],
+        reward=rewards[idx],
+        x_next=current.x[idx],
+        action_next=current.actions[idx],
+        probs=previous.probs[idx],
+        probs_next=current.probs[idx],
+    )
+    return batch, int(had_decision.sum() - has_reward.sum()), int(has_reward.sum() - ok.sum())
+
+
+def field_names(cls: type, exclude: tuple[str, ...] = ()) -> frozenset[str]:
+    """The field names of dataclass ``cls`` a caller may set (minus ``exclude``)."""
+    return frozenset(f.name for f in fields(cls)) - set(exclude)
+
+
+def split_params(
+    params: Mapping[str, Any], groups: Mapping[str, frozenset[str]]
+) -> dict[str, dict[str, Any]]:
+    """Route flat keyword parameters to the settings group that has a field of that name."""
+    owner = {name: group for group, names in groups.items() for name in names}
+    routed: dict[str, dict[str, Any]] = {group: {} for group in groups}
+    for key, value in params.items():
+        if key not in owner:
+            raise TypeError(f"unknown parameter {key!r}; known parameters: {', '.join(sorted(owner))}")
+        routed[owner[key]][key] = value
+    return routed
