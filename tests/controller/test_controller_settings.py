@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from controller.settings import Settings, SettingsError, allowed_range, load_settings
+from controller.settings import (
+    Settings,
+    SettingsError,
+    allowed_range,
+    live_keys,
+    load_settings,
+    settings_reference,
+)
+from policies import registry
 
 
 @pytest.fixture(autouse=True)
@@ -133,9 +141,42 @@ def test_settings_are_frozen():
         s.loop.tick_s = 3
 
 
-def test_the_user_guide_lists_every_setting():
-    from controller.settings import settings_reference
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "user-guide.md"
 
-    guide = (Path(__file__).resolve().parents[2] / "docs" / "user-guide.md").read_text(encoding="utf-8")
-    missing = [key for key, *_ in settings_reference() if f"`{key}`" not in guide]
-    assert missing == []
+
+def _guide_table() -> list[str]:
+    """The rows of the user guide's settings reference, as written."""
+    lines = GUIDE.read_text(encoding="utf-8").splitlines()
+    start = lines.index("| key | default | allowed | meaning |") + 2
+    end = next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))
+    return lines[start:end]
+
+
+def _reference_table() -> list[str]:
+    """The rows the guide must hold, rendered from ``settings_reference()``."""
+    return [f"| `{key}` | `{default}` | {allowed or '–'} | {meaning} |"
+            for key, default, allowed, meaning in settings_reference()]
+
+
+def test_the_user_guide_lists_every_setting_once_in_field_order_as_the_model_describes_it():
+    guide, expected = _guide_table(), _reference_table()
+    keys = [row.split("`")[1] for row in guide]
+    assert sorted(k for k in set(keys) if keys.count(k) > 1) == [], "keys listed more than once"
+    assert guide == expected, "regenerate the table in docs/user-guide.md:\n" + "\n".join(expected)
+
+
+def test_the_user_guide_names_the_live_keys_in_order():
+    lines = GUIDE.read_text(encoding="utf-8").splitlines()
+    line = next(line for line in lines if "`loop.tick_s`, `guard." in line)
+    assert line.endswith(": " + ", ".join(f"`{key}`" for key in live_keys()) + ".")
+
+
+def test_the_user_guide_example_file_loads_and_its_policy_params_are_accepted(tmp_path):
+    text = GUIDE.read_text(encoding="utf-8")
+    section = text[text.index("## Settings"):]
+    start = section.index("```yaml\n") + len("```yaml\n")
+    example = section[start:section.index("```\n", start)]
+    s = load_settings(_yaml(tmp_path, example))
+    assert s.policy.params == {"ensure": {"staffing_c": 1.5}}
+    for name, params in s.policy.params.items():
+        assert registry.make(name, **params).name == name
