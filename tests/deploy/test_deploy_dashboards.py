@@ -2,7 +2,15 @@
 
 Static checks: the dashboards follow OpenWhisk's conventions (a Prometheus data source chosen by a
 ``datasource`` variable whose default is the data source OpenWhisk's dashboards name, the
-``openwhisk`` tag that their "Related dashboards" lists select) and show every topic of the issue.
+``openwhisk`` tag that their "Related dashboards" lists select), show every topic of the issue and
+every metric family the daemon exports, and read only families it exports.
+
+Type check: ``tests/js/check_dashboards.mjs`` assigns every dashboard to Grafana's published
+dashboard type (npm ``@grafana/schema``, each panel narrowed to its plugin's published options) and
+runs ``tsc --strict --noEmit``; it also requires the schema version that package writes. Without
+node or the npm packages (``npm ci --prefix tests/js``) these tests FAIL, naming the install command.
+
+PromQL: every expression is parsed offline by ``promtool check rules`` (one recording rule each).
 
 Live check, against a real Prometheus server (Debian's ``prometheus`` package): a short run of the
 daemon (``mfrm run`` on the simulated backend with a 50 ms interval and the learning policy) is
@@ -11,9 +19,9 @@ scraped every second; once its series exist, every dashboard expression is sent 
 and every metric name in it must be one the daemon exports (``controller.metrics.METRIC_NAMES``)
 and one Prometheus has scraped.
 
-Without a ``prometheus`` binary the live tests FAIL, naming the install command. On a developer
-machine they may be skipped instead by setting ``MFRM_ALLOW_NO_PROMETHEUS=1``; under CI (``CI`` set)
-that variable is ignored.
+Without a ``prometheus`` or ``promtool`` binary those tests FAIL, naming the install command. On a
+developer machine they may be skipped instead by setting ``MFRM_ALLOW_NO_PROMETHEUS=1``; under CI
+(``CI`` set) that variable is ignored.
 """
 
 from __future__ import annotations
@@ -40,6 +48,10 @@ from localwhisk.testing import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
+JS_DIR = ROOT / "tests" / "js"
+TYPE_CHECK = JS_DIR / "check_dashboards.mjs"
+NPM_INSTALL = "npm ci --prefix tests/js"
+NODE_INSTALL = "apt-get update && apt-get install -y nodejs npm"
 PROMETHEUS_EXAMPLES = ROOT / "deploy" / "prometheus"
 DASHBOARDS = {path.stem: json.loads(path.read_text()) for path in sorted(GRAFANA.glob("*.json"))}
 INSTALL_HINT = "apt-get update && apt-get install -y prometheus"
@@ -60,16 +72,22 @@ HISTOGRAMS = _histogram_families()
 KNOWN_NAMES = (frozenset(METRIC_NAMES) - HISTOGRAMS) | {
     name + suffix for name in HISTOGRAMS for suffix in HISTOGRAM_SUFFIXES
 }
-#: What Grafana puts in place of its variables when the live test runs the expressions.
+#: Every panel and query variable reads the data source the ``datasource`` variable picks.
+DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
+#: What Grafana puts in place of its variables when the tests run the expressions.
 GRAFANA_VARIABLES = {
     "${__range_s}": "60",
     "$__range": "1m",
     "$__rate_interval": "30s",
     "$__interval": "5s",
-    "$interval": "30s",
     "$function": ".*",
     "$diagnostic": ".*",
+    "$instance": ".*",
 }
+#: The range selectors a dashboard may use: windows that follow the time range and the zoom.
+#: ``$__rate_interval`` always covers several scrapes; ``$__interval`` (one bar of a bar chart) only
+#: where the panel sets a minimum interval; ``$__range`` for values over the whole time range.
+WINDOWS = {"[$__rate_interval]", "[$__interval]", "[$__range]"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,7 +149,7 @@ def substitute(expr: str) -> str:
     ("expr", "names"),
     [
         ("mfrm_ticks_total", {"mfrm_ticks_total"}),
-        ('sum by (result) (rate(mfrm_ticks_total{result="ok"}[$interval]))', {"mfrm_ticks_total"}),
+        ('sum by (result) (rate(mfrm_ticks_total{result="ok"}[$__rate_interval]))', {"mfrm_ticks_total"}),
         ("histogram_quantile(0.99, sum by (le) (rate(a_bucket[5m])))", {"a_bucket"}),
         ('x{name=~"losses/critic|approx_kl"} / on (job) group_left y', {"x", "y"}),
         ("time() - max(a:b:c)", {"a:b:c"}),
@@ -166,12 +184,13 @@ def test_a_dashboard_picks_its_prometheus_like_openwhisks_dashboards(name: str) 
     assert source["current"]["value"] == "Prometheus"
     for panel in panels(dashboard):
         if panel.get("targets"):
-            assert panel["datasource"] == "$datasource", panel["title"]
+            assert panel["datasource"] == DATASOURCE_REF, panel["title"]
+            for target in panel["targets"]:
+                assert target["datasource"] == DATASOURCE_REF, f"{panel['title']}/{target['refId']}"
     for variable in dashboard["templating"]["list"]:
         if variable["type"] == "query":
-            assert variable["datasource"] == "$datasource"
+            assert variable["datasource"] == DATASOURCE_REF, variable["name"]
     assert "openwhisk" in dashboard["tags"], "OpenWhisk's 'Related dashboards' lists select this tag"
-    assert dashboard["schemaVersion"] == 18, "the schema of OpenWhisk's dashboards, which Grafana 6+ loads"
 
 
 @pytest.mark.parametrize("name", list(DASHBOARDS), ids=list(DASHBOARDS))
@@ -197,6 +216,7 @@ TOPICS = [
     ("mean-field", "mfrm-learning", "mfrm_mean_field_ratio"),
     ("backend-errors", "mfrm-overview", "mfrm_backend_errors_total"),
     ("tick-duration", "mfrm-overview", "mfrm_tick_duration_seconds_bucket"),
+    ("what-each-daemon-runs", "mfrm-overview", "mfrm_build_info"),
 ]
 
 
@@ -210,16 +230,160 @@ def test_the_mean_field_is_drawn_as_a_heatmap_of_its_bins() -> None:
     (heat,) = [p for p in panels(DASHBOARDS["mfrm-learning"]) if p["type"] == "heatmap"]
     (target,) = heat["targets"]
     assert metric_names(target["expr"]) == {"mfrm_mean_field_ratio"}
-    assert target["format"] == "heatmap" and target["legendFormat"] == "{{bin}}"
-    assert heat["dataFormat"] == "tsbuckets"
+    # One series per bin, named by its lower edge. Not the data source's "heatmap" format: that one
+    # takes the series for cumulative histogram buckets and subtracts each from the next, but every
+    # bin's share is its own.
+    assert target["format"] == "time_series" and target["legendFormat"] == "{{bin}}"
+    assert heat["options"]["calculate"] is False
+    assert heat["options"]["rowsFrame"]["layout"] == "ge", "a bin's label is its lower edge"
+
+
+@pytest.mark.parametrize("name", list(DASHBOARDS), ids=list(DASHBOARDS))
+def test_every_panel_that_shows_numbers_states_their_unit(name: str) -> None:
+    for panel in panels(DASHBOARDS[name]):
+        if panel["type"] in ("timeseries", "stat", "table", "bargauge"):
+            assert panel["fieldConfig"]["defaults"].get("unit"), panel["title"]
+
+
+@pytest.mark.parametrize("name", list(DASHBOARDS), ids=list(DASHBOARDS))
+def test_windows_follow_the_time_range_and_cover_several_scrapes(name: str) -> None:
+    for panel in panels(DASHBOARDS[name]):
+        for target in panel.get("targets") or []:
+            windows = set(re.findall(r"\[[^\]]*\]", target["expr"]))
+            assert windows <= WINDOWS, f"{panel['title']}: {sorted(windows - WINDOWS)}"
+            if "[$__interval]" in windows:
+                assert panel.get("interval"), f"{panel['title']}: $__interval needs the panel's minimum interval"
 
 
 @pytest.mark.parametrize(("where", "expr"), expressions() + variable_queries(),
                          ids=[i for i, _ in expressions() + variable_queries()])
 def test_every_metric_a_dashboard_reads_is_one_mfrm_exports(where: str, expr: str) -> None:
-    names = metric_names(expr) - ({"function", "name"} if expr.startswith("label_values(") else set())
+    variable = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", expr)
+    names = metric_names(variable.group(1) if variable else expr)
     assert names, f"{where}: no metric in {expr}"
     assert names <= KNOWN_NAMES, f"{where}: not exported by mfrm: {sorted(names - KNOWN_NAMES)}"
+
+
+def test_every_family_the_daemon_exports_is_on_a_dashboard() -> None:
+    read = set().union(*(metric_names(e) for _, e in expressions()))
+    shown = {name for name in METRIC_NAMES if name in read or any(name + s in read for s in HISTOGRAM_SUFFIXES)}
+    missing = sorted(set(METRIC_NAMES) - shown)
+    assert not missing, f"exported by controller.metrics but on no dashboard: {missing}"
+
+
+# --------------------------------------------------------------------------------------------
+# Grafana's published dashboard type (npm @grafana/schema, TypeScript)
+# --------------------------------------------------------------------------------------------
+
+
+def node_binary() -> str:
+    """The ``node`` executable; fails the test, naming the install commands, without one."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail(f"node is not installed; install it ({NODE_INSTALL}), then run {NPM_INSTALL}")
+    return node
+
+
+def type_check(*files: Path) -> subprocess.CompletedProcess[str]:
+    """Run the type check on ``files`` (all dashboards when none); fails the test, naming the install
+    command, when the npm packages are missing."""
+    result = subprocess.run([node_binary(), str(TYPE_CHECK), *map(str, files)], cwd=ROOT, check=False,
+                            capture_output=True, text=True, timeout=300)
+    if result.returncode == 2:
+        pytest.fail(result.stderr.strip())
+    return result
+
+
+def test_every_dashboard_is_a_grafana_dashboard_by_its_published_type() -> None:
+    result = type_check()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(rf"^0 type errors, 0 other problems in {len(DASHBOARDS)} dashboards", result.stdout, re.MULTILINE)
+
+
+def _with_a_grafana_6_datasource(tmp_path: Path) -> tuple[Path, int]:
+    """A copy of the overview whose first time series names its data source the Grafana 6 way;
+    the file and the line of that value."""
+    dashboard = json.loads(json.dumps(DASHBOARDS["mfrm-overview"]))
+    (panel, *_) = [p for p in dashboard["panels"] if p["type"] == "timeseries"]
+    panel["datasource"] = "$datasource"
+    path = tmp_path / "old-style.json"
+    text = json.dumps(dashboard, indent=2)
+    path.write_text(text)
+    line = text.splitlines().index('      "datasource": "$datasource",') + 1
+    return path, line
+
+
+def test_the_type_check_names_the_file_and_line_of_what_grafana_would_not_read(tmp_path: Path) -> None:
+    path, line = _with_a_grafana_6_datasource(tmp_path)
+    result = type_check(path)
+    assert result.returncode == 1
+    assert f"{path}:{line}:" in result.stdout and "error TS" in result.stdout
+    assert re.search(r"^1 type errors, 0 other problems in 1 dashboards", result.stdout, re.MULTILINE)
+
+
+def test_the_type_check_refuses_an_older_schema_version(tmp_path: Path) -> None:
+    dashboard = json.loads(json.dumps(DASHBOARDS["mfrm-overview"]))
+    dashboard["schemaVersion"] = 18
+    path = tmp_path / "schema-18.json"
+    path.write_text(json.dumps(dashboard, indent=2))
+    result = type_check(path)
+    assert result.returncode == 1
+    assert f"{path}: schemaVersion is 18; @grafana/schema" in result.stdout
+
+
+def test_the_type_check_without_its_npm_packages_says_how_to_install_them(tmp_path: Path) -> None:
+    alone = tmp_path / "check_dashboards.mjs"
+    shutil.copy(TYPE_CHECK, alone)
+    result = subprocess.run([node_binary(), str(alone)], cwd=ROOT, check=False, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert "is not installed in tests/js; run: npm ci --prefix tests/js" in result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# every expression parsed by promtool
+# --------------------------------------------------------------------------------------------
+
+
+def promtool_problems(exprs: list[tuple[str, str]], workdir: Path) -> str:
+    """Parse every (where, PromQL) with ``promtool check rules``, as one recording rule each; ""
+    when all parse, else promtool's complaint with each rule's name followed by its ``where``."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        missing_prometheus("promtool")
+    names = {f"dashboard:check:expr_{i}": where for i, (where, _) in enumerate(exprs)}
+    rules = [{"record": name, "expr": substitute(expr)} for name, (_, expr) in zip(names, exprs)]
+    path = workdir / "dashboard-rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}, sort_keys=False))
+    result = subprocess.run([promtool, "check", "rules", str(path)], check=False, capture_output=True, text=True,
+                            timeout=60)
+    if result.returncode == 0:
+        return ""
+    return re.sub(r'"(dashboard:check:expr_\d+)"', lambda m: f"{m.group(0)} ({names[m.group(1)]})",
+                  result.stdout + result.stderr)
+
+
+def variable_selectors() -> list[tuple[str, str]]:
+    """The metric selector of each ``label_values(selector, label)`` variable, which is PromQL."""
+    found = []
+    for where, query in variable_queries():
+        match = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", query)
+        assert match, f"{where}: variables use label_values(metric, label): {query}"
+        found.append((where, match.group(1)))
+    return found
+
+
+def test_promtool_parses_every_dashboard_expression(tmp_path: Path) -> None:
+    exprs = expressions() + variable_selectors()
+    assert exprs
+    assert promtool_problems(exprs, tmp_path) == ""
+
+
+def test_promtool_names_the_panel_of_an_expression_that_does_not_parse(tmp_path: Path) -> None:
+    problems = promtool_problems([("mfrm-overview/Ticks/A", "sum(rate(mfrm_ticks_total[$__rate_interval])"),
+                                  ("mfrm-overview/Ticks/B", "sum(mfrm_ticks_total)")], tmp_path)
+    assert "(mfrm-overview/Ticks/A)" in problems and "parse error" in problems
+    assert "mfrm-overview/Ticks/B" not in problems
 
 
 def test_the_static_scrape_example_is_a_valid_prometheus_configuration() -> None:
@@ -306,7 +470,7 @@ def daemon_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     }))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MFRM_")}
     process = subprocess.Popen(
-        [sys.executable, "-c", "from controller.daemon import run_command; run_command()", "--config", str(config)],
+        [sys.executable, "-c", "from controller.commands.run import run_command; run_command()", "--config", str(config)],
         cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
