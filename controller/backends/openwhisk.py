@@ -497,12 +497,14 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _docker_runtime(ow: OpenWhiskSettings) -> ContainerRuntime:
-    """:class:`controller.backends.docker_runtime.DockerRuntime` for ``ow.docker_hosts`` (docker imported here)."""
-    import docker
+    """:class:`controller.backends.docker_runtime.DockerRuntime` for ``ow.docker_hosts``, with the client
+    certificate of ``ow.docker_tls_dir`` for ``tcp://`` and ``https://`` engines, which are checked
+    against its ``ca.pem`` whatever ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` say (docker imported
+    here). Each engine's API version is negotiated at first contact, not here."""
     import docker.errors
     import docker.tls
 
-    from controller.backends.docker_runtime import DOCKER_API_VERSION, DockerRuntime
+    from controller.backends.docker_runtime import DockerRuntime
 
     tls: docker.tls.TLSConfig | None = None
     if ow.docker_tls_dir is not None:
@@ -513,13 +515,7 @@ def _docker_runtime(ow: OpenWhiskSettings) -> ContainerRuntime:
         except docker.errors.TLSParameterError as error:
             raise SettingsError(f"openwhisk.docker_tls_dir={folder}: {error} (ca.pem, cert.pem and key.pem "
                                 "are needed)") from None
-
-    def client(url: str, timeout_s: float) -> Any:
-        # TLS only where the URL can carry it; unix:// sockets are protected by file permissions.
-        secure = tls if urlsplit(url).scheme in ("tcp", "https") else None
-        return docker.DockerClient(base_url=url, version=DOCKER_API_VERSION, timeout=timeout_s, tls=secure or False)
-
-    return DockerRuntime(ow.docker_hosts, timeout_s=ow.runtime_timeout_s, client_factory=client)
+    return DockerRuntime(ow.docker_hosts, timeout_s=ow.runtime_timeout_s, tls=tls)
 
 
 def kubernetes_api_client(kubeconfig: Path | None) -> Any:
