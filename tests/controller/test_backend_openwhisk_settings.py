@@ -285,7 +285,7 @@ def test_with_a_tls_folder_tcp_engines_are_spoken_to_over_https_with_the_client_
                             docker_hosts={"invoker0": "tcp://10.0.0.5:2376", "invoker1": "unix:///var/run/docker.sock"})
     runtime = from_settings(settings, epoch_origin_ms=ORIGIN_MS).runtime
     assert isinstance(runtime, DockerRuntime)
-    remote, local = (runtime._clients[name].api for name in ("invoker0", "invoker1"))  # the SDK's own clients
+    remote, local = (runtime._clients[name] for name in ("invoker0", "invoker1"))  # the SDK's own clients
     assert remote.base_url == "https://10.0.0.5:2376"
     assert remote.cert == (str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"))
     assert remote.verify == str(tmp_path / "ca.pem")
