@@ -2,7 +2,8 @@
 contention and idle eviction; seeded, deterministic and fast (numba event core).
 
 Public API: :class:`ClusterConfig`, :class:`Cluster`, :class:`TickStats` (with
-:class:`FunctionTick` and :class:`InvokerTick`), :data:`RECORD_DTYPE`, :func:`measure_solo_p99`.
+:class:`FunctionTick` and :class:`InvokerTick`), :class:`Totals` (with :class:`FunctionTotals` and
+:class:`InvokerTotals`), :data:`RECORD_DTYPE`, :func:`measure_solo_p99`.
 See ``docs/simulator.md``.
 """
 
@@ -11,20 +12,27 @@ from simulator.cluster import (
     UNMANAGED,
     Cluster,
     FunctionTick,
+    FunctionTotals,
     InvokerTick,
+    InvokerTotals,
     TickStats,
+    Totals,
     measure_solo_p99,
 )
-from simulator.config import ClusterConfig, default_cpu_shares
+from simulator.config import EVICTION_RULES, ClusterConfig, default_cpu_shares
 
 __all__ = [
+    "EVICTION_RULES",
     "RECORD_DTYPE",
     "UNMANAGED",
     "Cluster",
     "ClusterConfig",
     "FunctionTick",
+    "FunctionTotals",
     "InvokerTick",
+    "InvokerTotals",
     "TickStats",
+    "Totals",
     "default_cpu_shares",
     "measure_solo_p99",
 ]

@@ -17,6 +17,16 @@ Event sources, and how the next event is found without a heap:
 * idle eviction — evictable idle containers sit in one list in the order they became idle, so the
   head is always the next to time out.
 
+Keep-alive: an invoker that needs memory for a new container, or whose idle unmanaged containers
+hold more than their budget, evicts idle unmanaged containers one at a time by the cluster's rule:
+least recently used (OpenWhisk's container pool), or lowest Greedy-Dual priority (FaasCache, Fuerst
+& Sharma, ASPLOS 2021, eq. 1: priority = clock + frequency x cold-start cost / memory).
+
+Accounting: every change of a function's container counts (held, idle, starting) first brings
+that function's and that invoker's time integrals up to the event's time (:func:`_acct`), so
+container-seconds and memory MB-s are exact event-time integrals; :func:`totals` reads them at
+any instant without changing the state.
+
 Simultaneous events are handled CPU completions first, then timers, then evictions, then
 arrivals, so that a container freed at time t can serve an arrival at time t.
 
@@ -50,10 +60,15 @@ G_ARR_POS = 3  # cursor into the current arrival batch
 G_IDLE_HEAD = 4  # oldest evictable idle container (global list), -1 if none
 G_IDLE_TAIL = 5
 G_N_BLOCKED = 6  # functions waiting for memory to start a container
-N_GI = 7
+G_EVICTION = 7  # eviction rule for idle unmanaged containers: EVICT_LRU or EVICT_GREEDY_DUAL
+N_GI = 8
 # Globals, float.
 G_IDLE_TIMEOUT = 0
 N_GF = 1
+
+# Eviction rules (G_EVICTION).
+EVICT_LRU = 0
+EVICT_GREEDY_DUAL = 1
 
 # Container states.
 ST_FREE = 0  # slot unused
@@ -86,7 +101,8 @@ C_RATE = 2  # cores currently granted
 C_IDLE_SINCE = 3
 C_MEM = 4
 C_CAP = 5  # max cores one invocation can use
-N_CF = 6
+C_PRIO = 6  # Greedy-Dual priority, set when the container last became evictable
+N_CF = 7
 
 # Activation columns, int.
 A_FN = 0
@@ -117,7 +133,15 @@ V_EVICTABLE = 3  # memory held by evictable idle containers, MB
 V_LAST = 4  # time up to which CPU progress has been applied
 V_CPU_USED = 5  # cumulative core-seconds
 V_SHARES = 6  # sum of shares of live containers
-N_VF = 7
+V_CLOCK = 7  # Greedy-Dual clock: priority of the last container evicted for memory
+V_IDLE_BUDGET = 8  # most memory evictable idle containers may hold, MB
+V_ACCT_LAST = 9  # time up to which the memory integrals below have been taken
+V_MEM_S = 10  # cumulative memory held (user memory - free), MB-s
+V_IDLE_MB = 11  # memory of idle containers (managed or not), MB
+V_IDLE_MEM_S = 12  # cumulative V_IDLE_MB, MB-s
+V_START_MB = 13  # memory of starting containers, MB
+V_INIT_MEM_S = 14  # cumulative V_START_MB, MB-s
+N_VF = 15
 
 # Function columns, int.
 F_TARGET = 0  # pool target: UNMANAGED, 0, or k >= 1
@@ -136,7 +160,9 @@ F_COLD = 12  # cumulative cold starts
 F_NRECENT = 13  # completions ever (indexes the ring of the last 3)
 F_BLOCKED = 14  # 1 while in the blocked list
 F_NBOUND = 15  # starting containers reserved for the activation that caused them
-N_FI = 16
+F_EVICT_IDLE = 16  # cumulative idle containers removed by the idle timeout
+F_EVICT_ROOM = 17  # cumulative idle containers evicted for memory (a new container, or the budget)
+N_FI = 18
 # Function columns, float.
 F_MEM = 0
 F_INIT = 1
@@ -146,7 +172,25 @@ F_ALLOC_ACC = 4  # cumulative containers x shares / 1024, core-seconds
 F_ALLOC_LAST = 5
 F_CPU_USED = 6  # cumulative core-seconds
 F_RECENT = 7  # three slots: ring of the last 3 execution times
-N_FF = 10
+F_ACCT_LAST = 10  # time up to which the container integrals below have been taken
+F_CONT_S = 11  # cumulative containers held (starting, busy or idle), container-seconds
+F_IDLE_S = 12  # cumulative idle containers, container-seconds
+F_INIT_S = 13  # cumulative starting containers, container-seconds
+N_FF = 14
+
+# Columns of the function table written by :func:`totals`.
+T_CONT_S = 0
+T_IDLE_S = 1
+T_INIT_S = 2
+T_CPU_USED = 3
+T_ALLOC = 4
+N_TF = 5
+# Columns of the invoker table written by :func:`totals`.
+T_MEM_S = 0
+T_IDLE_MEM_S = 1
+T_INIT_MEM_S = 2
+T_INV_CPU_USED = 3
+N_TV = 4
 
 # Record columns.
 R_FN = 0
@@ -223,6 +267,28 @@ def _alloc_touch(st, f, t):
     if dt > 0.0:
         f_f[f, F_ALLOC_ACC] += f_i[f, F_NCONT] * f_f[f, F_SHARES] / 1024.0 * dt
     f_f[f, F_ALLOC_LAST] = t
+
+
+@njit(cache=True)
+def _acct(st, f, i, t):
+    """Bring function ``f``'s and invoker ``i``'s held / idle / starting integrals up to time ``t``.
+
+    Called just before any of those counts changes, so the integrals are exact.
+    """
+    v_f = st[9]
+    f_i, f_f = st[11], st[12]
+    dt = t - f_f[f, F_ACCT_LAST]
+    if dt > 0.0:
+        f_f[f, F_CONT_S] += f_i[f, F_NCONT] * dt
+        f_f[f, F_IDLE_S] += f_i[f, F_NIDLE] * dt
+        f_f[f, F_INIT_S] += (f_i[f, F_NSTART] + f_i[f, F_NBOUND]) * dt
+        f_f[f, F_ACCT_LAST] = t
+    dt = t - v_f[i, V_ACCT_LAST]
+    if dt > 0.0:
+        v_f[i, V_MEM_S] += (v_f[i, V_MEM] - v_f[i, V_FREE]) * dt
+        v_f[i, V_IDLE_MEM_S] += v_f[i, V_IDLE_MB] * dt
+        v_f[i, V_INIT_MEM_S] += v_f[i, V_START_MB] * dt
+        v_f[i, V_ACCT_LAST] = t
 
 
 @njit(cache=True)
@@ -359,14 +425,21 @@ def _cpu_drop_slot(st, i, s):
 
 @njit(cache=True)
 def _make_evictable(st, c):
+    """Idle container ``c`` (of an unmanaged function) joins the evictable lists, and gets its
+    Greedy-Dual priority: clock + frequency x cold-start cost / memory (FaasCache, eq. 1), with the
+    invoker's clock and the function's frequency on that invoker as they are now."""
     g_i = st[0]
     c_i, c_f = st[2], st[3]
     v_i, v_f = st[8], st[9]
+    f_f = st[12]
+    fv_freq = st[24]
     i = c_i[c, C_INV]
+    f = c_i[c, C_FN]
     _link_append(c_i, v_i, i, V_LRU_HEAD, V_LRU_TAIL, c, C_VPREV, C_VNEXT)
     _link_append(c_i, g_i, 0, G_IDLE_HEAD, G_IDLE_TAIL, c, C_GPREV, C_GNEXT)
     v_f[i, V_EVICTABLE] += c_f[c, C_MEM]
     c_i[c, C_EVICTABLE] = 1
+    c_f[c, C_PRIO] = v_f[i, V_CLOCK] + fv_freq[f, i] * f_f[f, F_INIT] / c_f[c, C_MEM]
 
 
 @njit(cache=True)
@@ -392,26 +465,68 @@ def _remove_container(st, c, t):
     v_f = st[9]
     f_i = st[11]
     ct_v, ct_i = st[13], st[14]
+    fv_n, fv_freq = st[23], st[24]
     f = c_i[c, C_FN]
     i = c_i[c, C_INV]
+    mem = c_f[c, C_MEM]
     state = c_i[c, C_STATE]
+    _acct(st, f, i, t)
     if state == ST_IDLE:
         _link_remove(c_i, f_i, f, F_IHEAD, F_ITAIL, c, C_FPREV, C_FNEXT)
         f_i[f, F_NIDLE] -= 1
+        v_f[i, V_IDLE_MB] -= mem
         if c_i[c, C_EVICTABLE] == 1:
             _make_unevictable(st, c)
     elif state == ST_STARTING:
         # Only unreserved cold starts are ever removed; a reserved one always runs its activation.
         f_i[f, F_NSTART] -= 1
+        v_f[i, V_START_MB] -= mem
         _tree_set(ct_v, ct_i, c, INF)
     _alloc_touch(st, f, t)
     f_i[f, F_NCONT] -= 1
-    v_f[i, V_FREE] += c_f[c, C_MEM]
+    v_f[i, V_FREE] += mem
     v_f[i, V_SHARES] -= c_f[c, C_SHARES]
     c_i[c, C_STATE] = ST_FREE
+    fv_n[f, i] -= 1
+    if fv_n[f, i] == 0:
+        # The function has no container left on this invoker: its Greedy-Dual frequency restarts.
+        fv_freq[f, i] = 0.0
     n = g_i[0, G_C_FREE_N]
     c_free[n] = c
     g_i[0, G_C_FREE_N] = n + 1
+
+
+@njit(cache=True)
+def _evict_one(st, i, t):
+    """Evict one evictable idle container of invoker ``i`` (it must have one) by the cluster's rule.
+
+    LRU: the one idle longest. Greedy-Dual: the one of lowest priority (ties: the one idle longest),
+    and the invoker's clock becomes that priority.
+    """
+    g_i = st[0]
+    c_i, c_f = st[2], st[3]
+    v_i, v_f = st[8], st[9]
+    f_i = st[11]
+    c = v_i[i, V_LRU_HEAD]
+    if g_i[0, G_EVICTION] == EVICT_GREEDY_DUAL:
+        best = c
+        k = c_i[c, C_VNEXT]
+        while k >= 0:
+            if c_f[k, C_PRIO] < c_f[best, C_PRIO]:
+                best = k
+            k = c_i[k, C_VNEXT]
+        c = best
+        v_f[i, V_CLOCK] = c_f[c, C_PRIO]
+    f_i[c_i[c, C_FN], F_EVICT_ROOM] += 1
+    _remove_container(st, c, t)
+
+
+@njit(cache=True)
+def _enforce_idle_budget(st, i, t):
+    """Evict idle unmanaged containers of invoker ``i`` until their memory is within its budget."""
+    v_f = st[9]
+    while v_f[i, V_EVICTABLE] > v_f[i, V_IDLE_BUDGET]:
+        _evict_one(st, i, t)
 
 
 @njit(cache=True)
@@ -419,17 +534,19 @@ def _create_container(st, f, i, t, a):
     """Cold-start a container of function ``f`` on invoker ``i`` (which must admit it), reserved
     for activation ``a`` (or for whoever heads the queue when it is ready, if ``a`` is -1).
 
-    Like OpenWhisk's container pool, evicts the invoker's least recently used evictable idle
-    containers until the memory fits.
+    Like OpenWhisk's container pool, evicts the invoker's evictable idle containers (least
+    recently used first, or by Greedy-Dual priority) until the memory fits.
     """
     g_i = st[0]
     c_i, c_f, c_free = st[2], st[3], st[4]
-    v_i, v_f = st[8], st[9]
+    v_f = st[9]
     f_i, f_f = st[11], st[12]
     ct_v, ct_i = st[13], st[14]
+    fv_n = st[23]
     mem = f_f[f, F_MEM]
     while v_f[i, V_FREE] < mem:
-        _remove_container(st, v_i[i, V_LRU_HEAD], t)
+        _evict_one(st, i, t)
+    _acct(st, f, i, t)
     n = g_i[0, G_C_FREE_N] - 1
     c = c_free[n]
     g_i[0, G_C_FREE_N] = n
@@ -447,8 +564,11 @@ def _create_container(st, f, i, t, a):
     c_f[c, C_IDLE_SINCE] = t
     c_f[c, C_MEM] = mem
     c_f[c, C_CAP] = f_f[f, F_CAP]
+    c_f[c, C_PRIO] = 0.0
     v_f[i, V_FREE] -= mem
+    v_f[i, V_START_MB] += mem
     v_f[i, V_SHARES] += c_f[c, C_SHARES]
+    fv_n[f, i] += 1
     _alloc_touch(st, f, t)
     f_i[f, F_NCONT] += 1
     if a >= 0:
@@ -531,27 +651,38 @@ def _retry_blocked(st, i, t):
 
 @njit(cache=True)
 def _make_idle(st, c, t):
-    """Pause container ``c``: it waits in its function's idle list (and is evictable if unmanaged)."""
+    """Pause container ``c``: it waits in its function's idle list (and is evictable if unmanaged,
+    which may evict idle containers over the invoker's idle-memory budget, ``c`` included)."""
     c_i, c_f = st[2], st[3]
+    v_f = st[9]
     f_i = st[11]
     f = c_i[c, C_FN]
+    i = c_i[c, C_INV]
+    _acct(st, f, i, t)
     c_i[c, C_STATE] = ST_IDLE
     c_f[c, C_IDLE_SINCE] = t
     _link_append(c_i, f_i, f, F_IHEAD, F_ITAIL, c, C_FPREV, C_FNEXT)
     f_i[f, F_NIDLE] += 1
+    v_f[i, V_IDLE_MB] += c_f[c, C_MEM]
     if f_i[f, F_TARGET] == UNMANAGED:
         _make_evictable(st, c)
-        _retry_blocked(st, c_i[c, C_INV], t)
+        if v_f[i, V_EVICTABLE] > v_f[i, V_IDLE_BUDGET]:
+            _enforce_idle_budget(st, i, t)
+        _retry_blocked(st, i, t)
 
 
 @njit(cache=True)
-def _take_idle(st, f):
-    """Take function ``f``'s most recently used idle container out of the idle lists."""
-    c_i = st[2]
+def _take_idle(st, f, t):
+    """Take function ``f``'s most recently used idle container out of the idle lists at ``t``."""
+    c_i, c_f = st[2], st[3]
+    v_f = st[9]
     f_i = st[11]
     c = f_i[f, F_ITAIL]
+    i = c_i[c, C_INV]
+    _acct(st, f, i, t)
     _link_remove(c_i, f_i, f, F_IHEAD, F_ITAIL, c, C_FPREV, C_FNEXT)
     f_i[f, F_NIDLE] -= 1
+    v_f[i, V_IDLE_MB] -= c_f[c, C_MEM]
     if c_i[c, C_EVICTABLE] == 1:
         _make_unevictable(st, c)
     return c
@@ -571,10 +702,12 @@ def _bind(st, c, a, t, cold):
     a_i, a_f = st[5], st[6]
     f_i, f_f = st[11], st[12]
     ct_v, ct_i = st[13], st[14]
+    fv_freq = st[24]
     f = c_i[c, C_FN]
     c_i[c, C_STATE] = ST_BUSY
     c_i[c, C_ACT] = a
     f_i[f, F_NBUSY] += 1
+    fv_freq[f, c_i[c, C_INV]] += 1.0
     arrival = a_f[a, A_ARRIVAL]
     init = 0.0
     if cold:
@@ -739,10 +872,14 @@ def _on_timer(st, c, t):
     """Container ``c``'s timer is due: its cold start ended, or its activation's I/O phase did."""
     c_i, c_f = st[2], st[3]
     a_f = st[6]
+    v_f = st[9]
     f_i = st[11]
     ct_v, ct_i = st[13], st[14]
     _tree_set(ct_v, ct_i, c, INF)
     if c_i[c, C_STATE] == ST_STARTING:
+        i = c_i[c, C_INV]
+        _acct(st, c_i[c, C_FN], i, t)
+        v_f[i, V_START_MB] -= c_f[c, C_MEM]
         a = c_i[c, C_ACT]
         if a >= 0:
             f_i[c_i[c, C_FN], F_NBOUND] -= 1
@@ -770,7 +907,7 @@ def _on_arrival(st, a, t):
     f_i = st[11]
     f = a_i[a, A_FN]
     if f_i[f, F_NIDLE] > 0:
-        _bind(st, _take_idle(st, f), a, t, False)
+        _bind(st, _take_idle(st, f, t), a, t, False)
         return
     if f_i[f, F_TARGET] < 1 and f_i[f, F_QLEN] == 0 and _place(st, f, t, a):
         return
@@ -824,6 +961,7 @@ def run(st, until, arr_t, arr_fn, arr_cpu, arr_io):
             _on_timer(st, ct_i[1], t)
         elif t_idle == t:
             i = st[2][head, C_INV]
+            st[11][st[2][head, C_FN], F_EVICT_IDLE] += 1
             _remove_container(st, head, t)
             _retry_blocked(st, i, t)
         else:
@@ -933,4 +1071,44 @@ def apply_controls(st, t, new_target, new_shares):
             _reconcile(st, f, t)
     for i in range(n_inv):
         if freed[i]:
+            # Containers handed back to the platform count against the idle-memory budget.
+            _enforce_idle_budget(st, i, t)
             _retry_blocked(st, i, t)
+
+
+@njit(cache=True)
+def totals(st, t, out_f, out_v):
+    """Write the cumulative integrals since time 0, taken up to ``t`` (>= every event handled), into
+    ``out_f`` (functions x N_TF) and ``out_v`` (invokers x N_TV), without changing the state.
+
+    Each value extends the stored integral by the current count times the time since it was last
+    brought up to date, as :func:`_acct`, :func:`_progress` and :func:`_alloc_touch` would.
+    """
+    c_i, c_f = st[2], st[3]
+    v_i, v_f, v_act = st[8], st[9], st[10]
+    f_i, f_f = st[11], st[12]
+    for f in range(f_i.shape[0]):
+        dt = max(t - f_f[f, F_ACCT_LAST], 0.0)
+        out_f[f, T_CONT_S] = f_f[f, F_CONT_S] + f_i[f, F_NCONT] * dt
+        out_f[f, T_IDLE_S] = f_f[f, F_IDLE_S] + f_i[f, F_NIDLE] * dt
+        out_f[f, T_INIT_S] = f_f[f, F_INIT_S] + (f_i[f, F_NSTART] + f_i[f, F_NBOUND]) * dt
+        out_f[f, T_CPU_USED] = f_f[f, F_CPU_USED]
+        alloc = f_f[f, F_ALLOC_ACC]
+        dt = t - f_f[f, F_ALLOC_LAST]
+        if dt > 0.0:
+            alloc += f_i[f, F_NCONT] * f_f[f, F_SHARES] / 1024.0 * dt
+        out_f[f, T_ALLOC] = alloc
+    for i in range(v_f.shape[0]):
+        total = 0.0
+        dt = t - v_f[i, V_LAST]
+        if dt > 0.0:
+            for s in range(v_i[i, V_NACT]):
+                c = v_act[i, s]
+                work = c_f[c, C_RATE] * dt
+                out_f[c_i[c, C_FN], T_CPU_USED] += work
+                total += work
+        out_v[i, T_INV_CPU_USED] = v_f[i, V_CPU_USED] + total
+        dt = max(t - v_f[i, V_ACCT_LAST], 0.0)
+        out_v[i, T_MEM_S] = v_f[i, V_MEM_S] + (v_f[i, V_MEM] - v_f[i, V_FREE]) * dt
+        out_v[i, T_IDLE_MEM_S] = v_f[i, V_IDLE_MEM_S] + v_f[i, V_IDLE_MB] * dt
+        out_v[i, T_INIT_MEM_S] = v_f[i, V_INIT_MEM_S] + v_f[i, V_START_MB] * dt

@@ -3,8 +3,9 @@
 A :class:`Cluster` is advanced through time with batches of arrivals, its per-function knobs
 (warm-pool target and CPU shares, with exactly the semantics of ``policies.types.Decisions``) are
 set between calls, and it reports per-tick statistics (:class:`TickStats`, column for column the
-numbers ``policies.types.FunctionStats`` / ``InvokerStats`` need) and one record per finished
-invocation, shaped like an OpenWhisk activation (:data:`RECORD_DTYPE`).
+numbers ``policies.types.FunctionStats`` / ``InvokerStats`` need, plus the memory integrals),
+exact cumulative cost accounting at any instant (:class:`Totals`, from :meth:`Cluster.totals`) and
+one record per finished invocation, shaped like an OpenWhisk activation (:data:`RECORD_DTYPE`).
 
 The model (see ``docs/simulator.md``): N invokers with C cores and some user memory each;
 containers reserve their function's memory from the start of their cold start until they are
@@ -18,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 import numpy as np
 
@@ -100,6 +102,19 @@ class FunctionTick:
     """CPU the function's containers consumed during the tick, core-seconds."""
     cpu_alloc_core_s: np.ndarray
     """Time integral over the tick of containers x shares / 1024, core-seconds."""
+    container_s: np.ndarray
+    """Time integral over the tick of the function's containers (starting, busy or idle),
+    container-seconds: exact, not sampled at the tick's end."""
+    memory_mb_s: np.ndarray
+    """Time integral over the tick of the memory the function's containers hold, MB-s
+    (``container_s`` x the function's container memory)."""
+    idle_memory_mb_s: np.ndarray
+    """Part of ``memory_mb_s`` held by idle (paused) containers, executing nothing, MB-s."""
+    init_memory_mb_s: np.ndarray
+    """Part of ``memory_mb_s`` held by containers still cold-starting, MB-s (neither idle nor busy)."""
+    dropped: np.ndarray
+    """Invocations the cluster refused or dropped during the tick: always 0, since the simulator
+    queues every invocation it cannot start (without bound) and never drops one."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,6 +131,12 @@ class InvokerTick:
     """CPU consumed by the invoker's containers during the tick, core-seconds."""
     cpu_shares_allocated: np.ndarray
     """Sum of the CPU shares of the invoker's containers at the end of the tick."""
+    memory_mb_s: np.ndarray
+    """Time integral over the tick of the memory the invoker's containers hold, MB-s."""
+    idle_memory_mb_s: np.ndarray
+    """Part of ``memory_mb_s`` held by idle containers, MB-s."""
+    init_memory_mb_s: np.ndarray
+    """Part of ``memory_mb_s`` held by containers still cold-starting, MB-s."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,6 +156,122 @@ class TickStats:
     def tick_s(self) -> float:
         """Length of the period, s."""
         return self.end_s - self.start_s
+
+
+@dataclass(frozen=True, eq=False)
+class FunctionTotals:
+    """Per-function totals, each of shape (n_functions,), float.
+
+    Counters and integrals are cumulative over the period of the enclosing :class:`Totals`; the
+    two gauges (``queued``, ``in_flight``) are the work left at its end. At any instant
+    ``arrivals == completions + queued + in_flight + dropped`` for a cumulative :class:`Totals`.
+    """
+
+    GAUGES: ClassVar[tuple[str, ...]] = ("queued", "in_flight")
+    """Columns that are values at the period's end rather than amounts over the period."""
+
+    arrivals: np.ndarray
+    """Invocations that arrived."""
+    completions: np.ndarray
+    """Invocations that finished."""
+    cold_starts: np.ndarray
+    """Invocations that began on a container that had just been cold-started."""
+    dropped: np.ndarray
+    """Invocations refused or dropped: always 0 (the simulator queues, without bound, every
+    invocation it cannot start), kept so that callers need not special-case the simulator."""
+    evicted_idle: np.ndarray
+    """Idle containers removed by the idle timeout (``ClusterConfig.idle_timeout_s``)."""
+    evicted_for_memory: np.ndarray
+    """Idle containers evicted by the keep-alive rule: for a new container's memory, or to keep
+    idle memory within ``ClusterConfig.idle_memory_fraction``."""
+    queued: np.ndarray
+    """Gauge: invocations waiting at the end, in the function's queue or for the container being
+    cold-started for them."""
+    in_flight: np.ndarray
+    """Gauge: invocations executing (I/O or CPU phase) at the end."""
+    container_s: np.ndarray
+    """Time integral of the function's containers, from the start of each one's cold start to its
+    removal (starting, busy, idle), container-seconds."""
+    memory_mb_s: np.ndarray
+    """Time integral of the memory those containers hold, MB-s (``container_s`` x memory)."""
+    idle_memory_mb_s: np.ndarray
+    """Part of ``memory_mb_s`` held while idle (paused, executing nothing; managed pools included), MB-s."""
+    init_memory_mb_s: np.ndarray
+    """Part of ``memory_mb_s`` held while cold-starting, MB-s. The rest,
+    ``memory_mb_s - idle_memory_mb_s - init_memory_mb_s``, is held while executing."""
+    cpu_used_core_s: np.ndarray
+    """CPU the function's invocations consumed, core-seconds."""
+    cpu_alloc_core_s: np.ndarray
+    """Time integral of containers x shares / 1024, core-seconds (the paper's allocation)."""
+
+
+@dataclass(frozen=True, eq=False)
+class InvokerTotals:
+    """Per-invoker integrals, each of shape (n_invokers,), float, over the enclosing period.
+
+    Kept by their own bookkeeping (invoker memory, not function counts), so that summed over
+    invokers they check the per-function columns summed over functions.
+    """
+
+    memory_mb_s: np.ndarray
+    """Time integral of the memory the invoker's containers hold, MB-s."""
+    idle_memory_mb_s: np.ndarray
+    """Part of ``memory_mb_s`` held by idle containers, MB-s."""
+    init_memory_mb_s: np.ndarray
+    """Part of ``memory_mb_s`` held by containers still cold-starting, MB-s."""
+    cpu_used_core_s: np.ndarray
+    """CPU the invoker's containers consumed, core-seconds."""
+
+
+@dataclass(frozen=True, eq=False)
+class Totals:
+    """Exact accounting of the cluster over ``[start_s, end_s]``: event-time integrals, not samples.
+
+    :meth:`Cluster.totals` gives the totals since time 0; ``later.since(earlier)`` gives those of
+    the period between two such calls.
+    """
+
+    start_s: float
+    """Start of the period, s (0 for :meth:`Cluster.totals`)."""
+    end_s: float
+    """End of the period: the cluster's ``now`` when the totals were taken, s."""
+    functions: FunctionTotals
+    """Per-function columns."""
+    invokers: InvokerTotals
+    """Per-invoker columns."""
+
+    def since(self, earlier: Totals) -> Totals:
+        """The totals of ``[earlier.end_s, self.end_s]``: counters and integrals differenced, gauges
+        from ``self``. Both must come from the same cluster, ``earlier`` first."""
+        if earlier.end_s > self.end_s:
+            raise ValueError(f"Totals.since: earlier ends at {earlier.end_s} s, after this one ({self.end_s} s)")
+        if earlier.functions.arrivals.shape != self.functions.arrivals.shape or (
+            earlier.invokers.memory_mb_s.shape != self.invokers.memory_mb_s.shape
+        ):
+            raise ValueError("Totals.since: the two totals come from clusters of different shapes")
+        functions = FunctionTotals(
+            **{
+                f.name: getattr(self.functions, f.name)
+                if f.name in FunctionTotals.GAUGES
+                else getattr(self.functions, f.name) - getattr(earlier.functions, f.name)
+                for f in fields(FunctionTotals)
+            }
+        )
+        invokers = InvokerTotals(
+            **{
+                f.name: getattr(self.invokers, f.name) - getattr(earlier.invokers, f.name)
+                for f in fields(InvokerTotals)
+            }
+        )
+        _freeze(functions)
+        _freeze(invokers)
+        return Totals(start_s=earlier.end_s, end_s=self.end_s, functions=functions, invokers=invokers)
+
+
+def _freeze(table: object) -> None:
+    """Make every column of a frozen table a read-only float copy."""
+    for f in fields(table):  # type: ignore[arg-type]
+        object.__setattr__(table, f.name, _readonly(getattr(table, f.name)))
 
 
 def _percentiles_by_group(
@@ -236,6 +373,7 @@ class Cluster:
         g_i[0, core.G_A_FREE_N] = _INITIAL_ACTIVATIONS
         g_i[0, core.G_IDLE_HEAD] = -1
         g_i[0, core.G_IDLE_TAIL] = -1
+        g_i[0, core.G_EVICTION] = core.EVICT_GREEDY_DUAL if config.eviction == "greedy-dual" else core.EVICT_LRU
         g_f = np.zeros((1, core.N_GF))
         g_f[0, core.G_IDLE_TIMEOUT] = config.idle_timeout_s
 
@@ -250,6 +388,7 @@ class Cluster:
         v_f[:, core.V_CORES] = config.cores
         v_f[:, core.V_MEM] = config.user_memory_mb
         v_f[:, core.V_FREE] = config.user_memory_mb
+        v_f[:, core.V_IDLE_BUDGET] = config.idle_memory_fraction * config.user_memory_mb
         v_act = np.full((n_inv, per_invoker), -1, dtype=np.int64)
 
         f_i = np.full((n_fn, core.N_FI), -1, dtype=np.int64)
@@ -264,6 +403,8 @@ class Cluster:
             core.F_NRECENT,
             core.F_BLOCKED,
             core.F_NBOUND,
+            core.F_EVICT_IDLE,
+            core.F_EVICT_ROOM,
         ):
             f_i[:, col] = 0
         for j, p in enumerate(profiles):
@@ -301,6 +442,8 @@ class Cluster:
             "order": np.zeros(per_invoker, dtype=np.int64),
             "key": np.zeros(per_invoker),
             "done": np.zeros(per_invoker, dtype=np.int64),
+            "fv_n": np.zeros((n_fn, n_inv), dtype=np.int64),
+            "fv_freq": np.zeros((n_fn, n_inv)),
         }
         self._state = self._pack()
 
@@ -317,6 +460,8 @@ class Cluster:
             "cpu_fn": np.zeros(n_fn),
             "alloc": np.zeros(n_fn),
             "cpu_inv": np.zeros(n_inv),
+            "integrals_fn": np.zeros((n_fn, core.N_TF)),
+            "integrals_inv": np.zeros((n_inv, core.N_TV)),
         }
 
     # ------------------------------------------------------------------ read-only views
@@ -542,6 +687,8 @@ class Cluster:
             a["order"],
             a["key"],
             a["done"],
+            a["fv_n"],
+            a["fv_freq"],
         )
 
     def _grow_records(self) -> None:
@@ -614,6 +761,52 @@ class Cluster:
 
     # ------------------------------------------------------------------ statistics
 
+    def _integrals(self) -> tuple[np.ndarray, np.ndarray]:
+        """The core's cumulative integrals at ``now`` (functions x N_TF, invokers x N_TV), read
+        without changing the simulation."""
+        out_f = np.zeros((self.n_functions, core.N_TF))
+        out_v = np.zeros((self._config.invokers, core.N_TV))
+        core.totals(self._state, self._now, out_f, out_v)
+        return out_f, out_v
+
+    def totals(self) -> Totals:
+        """Exact cumulative accounting from time 0 to ``now``, per function and per invoker.
+
+        The integrals are taken at event times (every container's cold start, state change and
+        removal), so scaling a pool up and down between two observations is fully counted. Reading
+        them changes nothing in the simulation; knob calls pending at ``now`` have not acted yet.
+        Difference two calls with :meth:`Totals.since` for any period.
+        """
+        integrals_fn, integrals_inv = self._integrals()
+        a = self._arrays
+        f_i, f_f = a["f_i"], a["f_f"]
+        memory = f_f[:, core.F_MEM]
+        functions = FunctionTotals(
+            arrivals=self._arrivals_total,
+            completions=f_i[:, core.F_NRECENT],
+            cold_starts=f_i[:, core.F_COLD],
+            dropped=np.zeros(self.n_functions),
+            evicted_idle=f_i[:, core.F_EVICT_IDLE],
+            evicted_for_memory=f_i[:, core.F_EVICT_ROOM],
+            queued=f_i[:, core.F_QLEN] + f_i[:, core.F_NBOUND],
+            in_flight=f_i[:, core.F_NBUSY],
+            container_s=integrals_fn[:, core.T_CONT_S],
+            memory_mb_s=integrals_fn[:, core.T_CONT_S] * memory,
+            idle_memory_mb_s=integrals_fn[:, core.T_IDLE_S] * memory,
+            init_memory_mb_s=integrals_fn[:, core.T_INIT_S] * memory,
+            cpu_used_core_s=integrals_fn[:, core.T_CPU_USED],
+            cpu_alloc_core_s=integrals_fn[:, core.T_ALLOC],
+        )
+        invokers = InvokerTotals(
+            memory_mb_s=integrals_inv[:, core.T_MEM_S],
+            idle_memory_mb_s=integrals_inv[:, core.T_IDLE_MEM_S],
+            init_memory_mb_s=integrals_inv[:, core.T_INIT_MEM_S],
+            cpu_used_core_s=integrals_inv[:, core.T_INV_CPU_USED],
+        )
+        _freeze(functions)
+        _freeze(invokers)
+        return Totals(start_s=0.0, end_s=self._now, functions=functions, invokers=invokers)
+
     def tick_stats(self) -> TickStats:
         """Statistics of the period since the previous call (or the start), ending at ``now``."""
         self._flush()
@@ -642,13 +835,19 @@ class Cluster:
             f_i[:, core.F_NRECENT] >= 3, f_f[:, core.F_RECENT : core.F_RECENT + 3].mean(axis=1), np.nan
         )
         prev = self._prev
+        integrals_fn, integrals_inv = self._integrals()
         now_values = {
             "arrivals": self._arrivals_total.astype(np.float64),
             "cold": f_i[:, core.F_COLD].astype(np.float64),
             "cpu_fn": f_f[:, core.F_CPU_USED].copy(),
             "alloc": f_f[:, core.F_ALLOC_ACC].copy(),
             "cpu_inv": v_f[:, core.V_CPU_USED].copy(),
+            "integrals_fn": integrals_fn,
+            "integrals_inv": integrals_inv,
         }
+        period_fn = integrals_fn - prev["integrals_fn"]
+        period_inv = integrals_inv - prev["integrals_inv"]
+        memory = f_f[:, core.F_MEM]
         functions = FunctionTick(
             memory_mb=f_f[:, core.F_MEM],
             slo_s=slo,
@@ -667,6 +866,11 @@ class Cluster:
             cpu_shares=f_f[:, core.F_SHARES],
             cpu_used_core_s=now_values["cpu_fn"] - prev["cpu_fn"],
             cpu_alloc_core_s=now_values["alloc"] - prev["alloc"],
+            container_s=period_fn[:, core.T_CONT_S],
+            memory_mb_s=period_fn[:, core.T_CONT_S] * memory,
+            idle_memory_mb_s=period_fn[:, core.T_IDLE_S] * memory,
+            init_memory_mb_s=period_fn[:, core.T_INIT_S] * memory,
+            dropped=np.zeros(n_fn),
         )
         invokers = InvokerTick(
             cores=v_f[:, core.V_CORES],
@@ -674,10 +878,12 @@ class Cluster:
             memory_used_mb=v_f[:, core.V_MEM] - v_f[:, core.V_FREE],
             cpu_used_core_s=now_values["cpu_inv"] - prev["cpu_inv"],
             cpu_shares_allocated=v_f[:, core.V_SHARES],
+            memory_mb_s=period_inv[:, core.T_MEM_S],
+            idle_memory_mb_s=period_inv[:, core.T_IDLE_MEM_S],
+            init_memory_mb_s=period_inv[:, core.T_INIT_MEM_S],
         )
-        for table in (functions, invokers):
-            for f in fields(table):
-                object.__setattr__(table, f.name, _readonly(getattr(table, f.name)))
+        _freeze(functions)
+        _freeze(invokers)
         self._prev = now_values
         stats = TickStats(start_s=self._last_tick_s, end_s=self._now, functions=functions, invokers=invokers)
         self._last_tick_s = self._now
@@ -723,7 +929,10 @@ __all__ = [
     "UNMANAGED",
     "Cluster",
     "FunctionTick",
+    "FunctionTotals",
     "InvokerTick",
+    "InvokerTotals",
     "TickStats",
+    "Totals",
     "measure_solo_p99",
 ]
