@@ -40,8 +40,8 @@ class LocalSettings(SettingsGroup):
 
     @model_validator(mode="after")
     def _api_is_a_url(self) -> LocalSettings:
-        # The platform is reached with ``auth``; a user and password in the URL are accepted (as
-        # before) but never logged: ``Settings.logged`` masks them.
+        # The platform is reached with ``auth``. A user and password in the URL are not refused here,
+        # only kept out of every log and saved run (``Settings.logged`` masks them).
         problem = http_url_problem("local.api_host", self.api_host, credentials_allowed=True)
         if problem is not None:
             raise ValueError(problem)
