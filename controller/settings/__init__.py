@@ -58,6 +58,7 @@ from controller.settings.run_groups import (
     RewardSettings,
     WorkloadSettings,
 )
+from controller.settings.urls import mask_credentials
 
 __all__ = [
     "DEFAULT_COMPARE_POLICIES",
@@ -89,5 +90,6 @@ __all__ = [
     "is_live",
     "live_keys",
     "load_settings",
+    "mask_credentials",
     "settings_reference",
 ]

@@ -132,7 +132,7 @@ FORMER_NAMES = [
     "allowed_range", "load_settings", "settings_reference", "ENV_PREFIX", "ENV_NESTED_DELIMITER",
 ]
 NEW_NAMES = ["ReplaySettings", "live_keys", "is_live", "backend_names", "default_of", "describe",
-             "field_at", "BackendName", "Live", "SettingsGroup"]
+             "field_at", "mask_credentials", "BackendName", "Live", "SettingsGroup"]
 
 
 @pytest.mark.parametrize("name", FORMER_NAMES + NEW_NAMES)
