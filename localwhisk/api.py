@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from localwhisk import __version__
+from localwhisk.actions import check_entity_name
 from localwhisk.engine import Platform
 from localwhisk.errors import ApiError, bad_request, forbidden, not_found, unauthorized
 from localwhisk.outcomes import HTTP_STATUS, brief
@@ -39,8 +40,12 @@ from localwhisk.outcomes import HTTP_STATUS, brief
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
-#: Largest request body accepted, bytes (OpenWhisk's payload limit is 1 MB; code may be larger).
-MAX_BODY_BYTES = 48 * 1024 * 1024
+#: Largest action document accepted (``PUT .../actions/{name}``), bytes: OpenWhisk's limit on an
+#: action's code is 48 MB.
+MAX_ACTION_BYTES = 48 * 1024 * 1024
+#: Largest body of every other request (invocation payloads, resource targets), bytes: OpenWhisk's
+#: payload limit, 1 MB.
+MAX_PAYLOAD_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,25 @@ class Response:
 Handler = Callable[["Api", Request, dict[str, str]], Response]
 
 
+@dataclass(frozen=True)
+class Route:
+    """What one method on one path runs, and what it asks of a request before its body is read."""
+
+    handler: Handler
+    """The method of :class:`Api` that answers."""
+    needs_auth: bool = True
+    """Whether the caller must present the platform's key."""
+    max_body_bytes: int = MAX_PAYLOAD_BYTES
+    """Largest body accepted, bytes; a larger one is refused (413) without being read."""
+
+
+def error_response(status: int, message: str) -> Response:
+    """OpenWhisk's error answer: ``{"error": message, "code": <transaction id>}``, the id also in
+    ``X-Request-ID``."""
+    tid = secrets.token_hex(16)
+    return Response(status, {"error": message, "code": tid}, headers={"X-Request-ID": tid})
+
+
 def _bool(query: Mapping[str, str], key: str, default: bool) -> bool:
     value = query.get(key)
     if value is None or value == "":
@@ -103,15 +127,26 @@ def _int(query: Mapping[str, str], key: str, default: int | None, minimum: int =
     return number
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def _json_body(request: Request, required: bool) -> Any:
     if not request.body.strip():
         if required:
             raise bad_request("the request needs a JSON body")
         return None
     try:
-        return json.loads(request.body)
-    except (ValueError, UnicodeDecodeError) as error:
+        text = request.body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise bad_request(f"the request body is not UTF-8 text: byte {error.start} is invalid") from None
+    try:
+        # NaN and Infinity are not JSON (RFC 8259); OpenWhisk's parser refuses them too.
+        return json.loads(text, parse_constant=_no_constants)
+    except ValueError as error:
         raise bad_request(f"the request body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise bad_request("the request body is not valid JSON: it is nested too deeply") from None
 
 
 class Api:
@@ -122,79 +157,89 @@ class Api:
         self.api_host = ""
         subject = platform.config.subject
         self._expected = f"{subject.uuid}:{subject.key}".encode()
-        self._routes: list[tuple[re.Pattern[str], dict[str, tuple[Handler, bool]]]] = []
+        self._routes: list[tuple[re.Pattern[str], dict[str, Route]]] = []
         ns = r"(?P<ns>[^/]+)"
         name = r"(?P<name>[^/]+)"
-        self._route(r"/?", {"GET": (Api._info, False)})
-        self._route(r"/api/v1/?", {"GET": (Api._info, False)})
-        self._route(r"/ping", {"GET": (Api._ping, False)})
-        self._route(r"/metrics", {"GET": (Api._metrics, False)})
-        self._route(r"/api/v1/namespaces/?", {"GET": (Api._namespaces, True)})
-        self._route(rf"/api/v1/namespaces/{ns}/limits", {"GET": (Api._limits, True)})
-        self._route(rf"/api/v1/namespaces/{ns}/actions/?", {"GET": (Api._list_actions, True)})
+        public = {"needs_auth": False}
+        self._route(r"/?", {"GET": Route(Api._info, **public)})
+        self._route(r"/api/v1/?", {"GET": Route(Api._info, **public)})
+        self._route(r"/ping", {"GET": Route(Api._ping, **public)})
+        self._route(r"/metrics", {"GET": Route(Api._metrics, **public)})
+        self._route(r"/api/v1/namespaces/?", {"GET": Route(Api._namespaces)})
+        self._route(rf"/api/v1/namespaces/{ns}/limits", {"GET": Route(Api._limits)})
+        self._route(rf"/api/v1/namespaces/{ns}/actions/?", {"GET": Route(Api._list_actions)})
         self._route(
             rf"/api/v1/namespaces/{ns}/actions/{name}",
             {
-                "GET": (Api._get_action, True),
-                "PUT": (Api._put_action, True),
-                "DELETE": (Api._delete_action, True),
-                "POST": (Api._invoke, True),
+                "GET": Route(Api._get_action),
+                "PUT": Route(Api._put_action, max_body_bytes=MAX_ACTION_BYTES),
+                "DELETE": Route(Api._delete_action),
+                "POST": Route(Api._invoke),
             },
         )
-        packaged = {m: (Api._packages_unsupported, True) for m in ("GET", "PUT", "DELETE", "POST")}
+        packaged = {m: Route(Api._packages_unsupported) for m in ("GET", "PUT", "DELETE", "POST")}
         self._route(rf"/api/v1/namespaces/{ns}/actions/[^/]+/[^/]+", packaged)
-        self._route(rf"/api/v1/namespaces/{ns}/activations/?", {"GET": (Api._list_activations, True)})
-        self._route(rf"/api/v1/namespaces/{ns}/activations/(?P<id>[^/]+)", {"GET": (Api._get_activation, True)})
+        self._route(rf"/api/v1/namespaces/{ns}/activations/?", {"GET": Route(Api._list_activations)})
+        self._route(rf"/api/v1/namespaces/{ns}/activations/(?P<id>[^/]+)", {"GET": Route(Api._get_activation)})
         self._route(
             rf"/api/v1/namespaces/{ns}/activations/(?P<id>[^/]+)/(?P<part>result|logs)",
-            {"GET": (Api._get_activation_part, True)},
+            {"GET": Route(Api._get_activation_part)},
         )
-        self._route(r"/resources/v1/status", {"GET": (Api._status, True)})
-        self._route(rf"/resources/v1/namespaces/{ns}/actions/?", {"GET": (Api._list_resources, True)})
-        self._route(r"/resources/v1/actions/?", {"GET": (Api._list_resources, True)})
-        pool = {"GET": (Api._get_resources, True), "PUT": (Api._put_resources, True)}
+        self._route(r"/resources/v1/status", {"GET": Route(Api._status)})
+        self._route(rf"/resources/v1/namespaces/{ns}/actions/?", {"GET": Route(Api._list_resources)})
+        self._route(r"/resources/v1/actions/?", {"GET": Route(Api._list_resources)})
+        pool = {"GET": Route(Api._get_resources), "PUT": Route(Api._put_resources)}
         self._route(rf"/resources/v1/namespaces/{ns}/actions/{name}", pool)
         self._route(rf"/resources/v1/actions/{name}", pool)
 
-    def _route(self, pattern: str, methods: dict[str, tuple[Handler, bool]]) -> None:
+    def _route(self, pattern: str, methods: dict[str, Route]) -> None:
         self._routes.append((re.compile(f"^{pattern}$"), methods))
 
     # --- dispatch --------------------------------------------------------------------------
 
+    def admit(self, method: str, path: str, headers: Mapping[str, str]) -> int:
+        """Check a request from its request line and headers alone, before its body is read: the
+        route, the method, the credentials and the namespace. Returns the largest body the route
+        accepts, bytes; raises :class:`ApiError` (404, 405, 401, 403) otherwise."""
+        route, _ = self._resolve(method, path, headers)
+        return route.max_body_bytes
+
     def handle(self, request: Request) -> Response:
         """Answer one request; never raises."""
-        tid = secrets.token_hex(16)
         try:
-            response = self._dispatch(request)
+            route, params = self._resolve(request.method, request.path, request.headers)
+            response = route.handler(self, request, params)
         except ApiError as error:
-            response = Response(error.status, {"error": error.message, "code": tid})
+            return error_response(error.status, error.message)
         except Exception:
             log.exception("internal error on %s %s", request.method, request.path)
-            response = Response(500, {"error": "An internal error occurred; see the platform's log.", "code": tid})
+            return error_response(500, "An internal error occurred; see the platform's log.")
         headers = dict(response.headers)
-        headers["X-Request-ID"] = tid
+        headers["X-Request-ID"] = secrets.token_hex(16)
         return Response(response.status, response.body, response.content_type, headers)
 
-    def _dispatch(self, request: Request) -> Response:
+    def _resolve(self, method: str, path: str, headers: Mapping[str, str]) -> tuple[Route, dict[str, str]]:
         for pattern, methods in self._routes:
-            match = pattern.match(request.path)
+            match = pattern.match(path)
             if match is None:
                 continue
-            if request.method not in methods:
-                raise ApiError(405, f"method {request.method} is not allowed on {request.path}")
-            handler, needs_auth = methods[request.method]
+            if method not in methods:
+                raise ApiError(405, f"method {method} is not allowed on {path}")
+            route = methods[method]
             params = {k: unquote(v) for k, v in match.groupdict().items()}
-            if needs_auth:
-                self._authenticate(request)
+            if route.needs_auth:
+                self._authenticate(headers)
                 if "ns" in params:
                     params["ns"] = self._namespace(params["ns"])
                 else:
                     params["ns"] = self.platform.config.subject.namespace
-            return handler(self, request, params)
+            if "name" in params:
+                check_entity_name(params["name"])
+            return route, params
         raise not_found()
 
-    def _authenticate(self, request: Request) -> None:
-        header = request.headers.get("authorization", "")
+    def _authenticate(self, headers: Mapping[str, str]) -> None:
+        header = headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "basic" or not token:
             raise unauthorized()
@@ -365,14 +410,5 @@ class Api:
         unknown = sorted(set(body) - {"containers", "cpuShares"})
         if unknown:
             raise bad_request(f"unknown fields {unknown}; allowed: containers, cpuShares")
-        values: dict[str, int | None] = {}
-        for key in ("containers", "cpuShares"):
-            value = body.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise bad_request(f"{key} must be an integer, got {value!r}")
-            values[key] = value
-        shares = values["cpuShares"]
-        if shares == -1:
-            shares = None  # KEEP_SHARES of policies/types.py: leave the shares as they are
-        view = self.platform.set_resources(params["ns"], params["name"], values["containers"], shares)
+        view = self.platform.set_resources(params["ns"], params["name"], body.get("containers"), body.get("cpuShares"))
         return Response(200, view.to_json())

@@ -87,7 +87,24 @@ class CgroupDriver(Protocol):
 
     def create(self, name: str, shares: int, memory_bytes: int) -> ContainerCgroup: ...
 
+    def container_dirs(self, prefix: str) -> list[Path]:
+        """Existing container cgroup directories whose name starts with ``prefix``, in every
+        hierarchy the driver uses (to find what a previous instance left)."""
+        ...
+
     def close(self) -> None: ...
+
+
+def _children(parents: tuple[Path | None, ...], prefix: str) -> list[Path]:
+    found = []
+    for parent in parents:
+        if parent is None:
+            continue
+        try:
+            found += sorted(p for p in parent.iterdir() if p.is_dir() and p.name.startswith(prefix))
+        except OSError:
+            continue
+    return found
 
 
 def _write(path: Path, value: str) -> None:
@@ -95,7 +112,8 @@ def _write(path: Path, value: str) -> None:
         handle.write(value)
 
 
-def _rmdir(path: Path) -> None:
+def remove_directory(path: Path) -> None:
+    """``rmdir`` a cgroup; quiet when it is gone already or still busy (a process inside)."""
     try:
         path.rmdir()
     except FileNotFoundError:
@@ -126,6 +144,9 @@ class NoCgroups:
     def create(self, name: str, shares: int, memory_bytes: int) -> ContainerCgroup:
         return _NullCgroup()
 
+    def container_dirs(self, prefix: str) -> list[Path]:
+        return []
+
     def close(self) -> None:
         return None
 
@@ -147,7 +168,7 @@ class _V1Cgroup:
     def remove(self) -> None:
         for directory in (self.cpu_dir, self.memory_dir):
             if directory is not None:
-                _rmdir(directory)
+                remove_directory(directory)
 
 
 class V1Driver:
@@ -177,10 +198,13 @@ class V1Driver:
             _write(memory_dir / "memory.limit_in_bytes", str(memory_bytes))
         return _V1Cgroup(cpu_dir, memory_dir)
 
+    def container_dirs(self, prefix: str) -> list[Path]:
+        return _children((self._cpu_parent, self._memory_parent), prefix)
+
     def close(self) -> None:
         for parent in (self._cpu_parent, self._memory_parent):
             if parent is not None:
-                _rmdir(parent)
+                remove_directory(parent)
 
 
 class _V2Cgroup:
@@ -194,7 +218,7 @@ class _V2Cgroup:
         _write(self.directory / "cpu.weight", str(shares_to_weight(shares)))
 
     def remove(self) -> None:
-        _rmdir(self.directory)
+        remove_directory(self.directory)
 
 
 class V2Driver:
@@ -213,8 +237,11 @@ class V2Driver:
             _write(directory / "memory.max", str(memory_bytes))
         return _V2Cgroup(directory)
 
+    def container_dirs(self, prefix: str) -> list[Path]:
+        return _children((self._parent,), prefix)
+
     def close(self) -> None:
-        _rmdir(self._parent)
+        remove_directory(self._parent)
 
 
 # --- detection -------------------------------------------------------------------------------

@@ -13,10 +13,26 @@ from pathlib import Path
 
 _UUID_KEY = re.compile(r"^([^:\s]+):([^:\s]+)$")
 _NAMESPACE = re.compile(r"^[\w][\w@.-]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Values of ``PlatformConfig.cgroups``.
+CGROUP_MODES = ("auto", "off")
 
 
 class ConfigError(ValueError):
-    """A setting is out of range or malformed; the message names the setting and the value."""
+    """A setting is out of range or malformed; the message names the setting and the value.
+
+    ``owner`` and ``key`` name the dataclass and the field at fault when there is one, so that a
+    command line can name its own option or environment variable instead.
+    """
+
+    def __init__(self, message: str, key: str | None = None, owner: str = "PlatformConfig") -> None:
+        super().__init__(f"{owner}.{key} {message}" if key else message)
+        self.owner = owner
+        """Dataclass holding the field at fault (``PlatformConfig``, ``ThrottleConfig``)."""
+        self.key = key
+        """Field at fault, or None when the message is not about one field."""
+        self.detail = message
+        """The message without the field's name."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +91,7 @@ class ThrottleConfig:
         for name in ("invocations_per_minute", "concurrent_invocations"):
             value = getattr(self, name)
             if value < 1:
-                raise ConfigError(f"throttle.{name} must be >= 1, got {value}")
+                raise ConfigError(f"must be >= 1, got {value}", name, owner="ThrottleConfig")
 
 
 @dataclass(frozen=True)
@@ -94,9 +110,10 @@ class Subject:
         """Build from ``"uuid:key"`` (the format of ``wsk property set --auth``)."""
         match = _UUID_KEY.match(auth or "")
         if not match:
-            raise ConfigError("auth must look like UUID:KEY (two non-empty parts without spaces), got a malformed value")
+            raise ConfigError("must look like UUID:KEY (two non-empty parts without spaces), got a malformed value",
+                              "auth", owner="Subject")
         if not _NAMESPACE.match(namespace):
-            raise ConfigError(f"namespace {namespace!r} is not a valid OpenWhisk namespace name")
+            raise ConfigError(f"must be a valid OpenWhisk namespace name, got {namespace!r}", "namespace", owner="Subject")
         return cls(uuid=match.group(1), key=match.group(2), namespace=namespace)
 
     def __repr__(self) -> str:
@@ -134,8 +151,24 @@ class PlatformConfig:
     max_blocking_wait_s: float = 60.0
     """Longest a blocking invocation holds its HTTP request before answering 202, s. OpenWhisk: 60 s."""
     max_http_handlers: int = 128
-    """HTTP connections served at once; beyond this a request gets 503 at once. Bounds threads:
-    a blocking invocation holds its handler for up to ``max_blocking_wait_s``."""
+    """Requests answered at once, each on a thread of its own; a complete, authenticated request
+    beyond this gets 503 at once. Bounds threads: a blocking invocation holds its thread for up to
+    ``max_blocking_wait_s``. Connections that are idle or still sending hold no thread."""
+    max_connections: int = 1024
+    """Open HTTP connections, idle or active; a connection beyond this is answered 503 and closed.
+    One file descriptor each; 1024 is the usual soft limit on open files for a whole process,
+    and an idle connection costs only its socket and a few KB."""
+    request_timeout_s: float = 30.0
+    """Longest a client may take to send one request (request line, headers and body) once it has
+    started it, s; past it the connection is closed (408 if the headers had arrived). Bounds how
+    long a slow client holds its connection; 30 s moves the largest action (48 MB) at 1.6 MB/s."""
+    keepalive_timeout_s: float = 120.0
+    """An idle keep-alive connection is closed after this long without a new request, s. Long
+    enough for a daemon ticking every minute to keep its connection."""
+    pass_env: tuple[str, ...] = ()
+    """Names of the platform's environment variables passed on to actions, beyond the few the
+    runtime needs (``PATH``, ``HOME``, locale, ``TZ``, ``TMPDIR``, ``PYTHONPATH``). Empty by default:
+    actions never see the platform's environment, which holds its API key."""
     max_stored_activations: int = 100_000
     """Activation records kept in memory; the oldest are dropped beyond this (about 1 KB each)."""
     cgroups: str = "auto"
@@ -150,20 +183,30 @@ class PlatformConfig:
     def __post_init__(self) -> None:
         checks: list[tuple[str, float, float, float]] = [
             ("port", self.port, 0, 65535),
-            ("user_memory_mb", self.user_memory_mb, self.limits.memory_mb.minimum, 1 << 30),
+            # A container of the largest memory an action may ask for must fit at least once.
+            ("user_memory_mb", self.user_memory_mb, self.limits.memory_mb.maximum, 1 << 30),
             ("idle_timeout_s", self.idle_timeout_s, 0.0, float("inf")),
             ("pause_grace_s", self.pause_grace_s, 0.0, float("inf")),
             ("janitor_interval_s", self.janitor_interval_s, 0.001, 60.0),
             ("max_blocking_wait_s", self.max_blocking_wait_s, 0.0, 3600.0),
             ("max_http_handlers", self.max_http_handlers, 1, 100_000),
+            ("max_connections", self.max_connections, 1, 1_000_000),
+            ("request_timeout_s", self.request_timeout_s, 0.001, 3600.0),
+            ("keepalive_timeout_s", self.keepalive_timeout_s, 0.001, 86_400.0),
             ("max_stored_activations", self.max_stored_activations, 1, 100_000_000),
             ("drain_timeout_s", self.drain_timeout_s, 0.0, 3600.0),
         ]
         for name, value, low, high in checks:
             if not (low <= value <= high):
-                raise ConfigError(f"PlatformConfig.{name} must be in [{low}, {high}], got {value}")
-        if self.cgroups not in ("auto", "off"):
-            raise ConfigError(f"PlatformConfig.cgroups must be 'auto' or 'off', got {self.cgroups!r}")
+                raise ConfigError(f"must be in [{low}, {high}], got {value}", name)
+        if self.cgroups not in CGROUP_MODES:
+            raise ConfigError(f"must be 'auto' or 'off', got {self.cgroups!r}", "cgroups")
         if not _NAMESPACE.match(self.cgroup_parent):
-            raise ConfigError(f"PlatformConfig.cgroup_parent must be a plain directory name, got {self.cgroup_parent!r}")
+            raise ConfigError(f"must be a plain directory name, got {self.cgroup_parent!r}", "cgroup_parent")
+        for name in self.pass_env:
+            if not _ENV_NAME.match(name):
+                raise ConfigError(f"must hold environment variable names, got {name!r}", "pass_env")
+            if name.startswith("LOCALWHISK_"):
+                raise ConfigError(f"must not pass the platform's own settings to actions, got {name!r}", "pass_env")
         object.__setattr__(self, "state_dir", Path(self.state_dir))
+        object.__setattr__(self, "pass_env", tuple(self.pass_env))

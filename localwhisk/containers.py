@@ -8,21 +8,49 @@ session, its working directory under the state directory, its output in a log fi
 from __future__ import annotations
 
 import json
+import logging
 import os
 import select
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from localwhisk.cgroups import ContainerCgroup
 
+log = logging.getLogger(__name__)
+
 #: Root of the import path that holds the ``localwhisk`` package, handed to workers so that they
 #: find it whether or not the package is installed.
 _IMPORT_ROOT = str(Path(__file__).resolve().parent.parent)
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: Variables of the platform's environment every worker keeps: what the interpreter and common
+#: libraries need to find programs and modules, a home, a locale, a time zone and a temporary
+#: directory. Nothing else passes unless asked for (``PlatformConfig.pass_env``): the platform's
+#: environment may hold its API key.
+RUNTIME_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONHOME", "PYTHONPATH")
+
+
+def worker_environment(source: Mapping[str, str], pass_env: tuple[str, ...], secret: str) -> dict[str, str]:
+    """The environment of every worker: ``RUNTIME_ENV`` and ``pass_env`` taken from ``source`` (the
+    platform's environment), minus any variable whose value contains ``secret`` (the API key), plus
+    the import path of ``localwhisk`` and unbuffered output."""
+    env = {}
+    for name in RUNTIME_ENV + pass_env:
+        value = source.get(name)
+        if value is None:
+            continue
+        # A key shorter than 8 characters would match ordinary values (a PATH) by chance.
+        if len(secret) >= 8 and secret in value:
+            log.warning("not passing %s to actions: its value contains the platform's API key", name)
+            continue
+        env[name] = value
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_IMPORT_ROOT, env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
 
 
 class WorkerDied(Exception):
@@ -41,12 +69,14 @@ class WorkerProcess:
         name: str,
         workdir: Path,
         cgroup: ContainerCgroup,
+        environment: Mapping[str, str],
         rlimit_as_bytes: int = 0,
         python: str = sys.executable,
     ) -> None:
         self.name = name
         self.workdir = Path(workdir)
         self.cgroup = cgroup
+        self._environment = dict(environment)
         self._rlimit_as = rlimit_as_bytes
         self._python = python
         self._process: subprocess.Popen[bytes] | None = None
@@ -64,10 +94,9 @@ class WorkerProcess:
     def start(self) -> None:
         """Start the process and move it into its cgroup (before it is sent any code)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_IMPORT_ROOT, env.get("PYTHONPATH", "")) if p)
-        env["PYTHONUNBUFFERED"] = "1"
-        command = [self._python, "-m", "localwhisk.worker"]
+        # The worker dies with the thread that starts it (PR_SET_PDEATHSIG): this is the container's
+        # own thread, which outlives the process (it kills and reaps it before it ends).
+        command = [self._python, "-m", "localwhisk.worker", "--parent-pid", str(os.getpid())]
         if self._rlimit_as > 0:
             command += ["--rlimit-as", str(self._rlimit_as)]
         with open(self.log_path, "ab") as log_file:
@@ -77,7 +106,7 @@ class WorkerProcess:
                 stdout=subprocess.PIPE,
                 stderr=log_file,
                 cwd=self.workdir,
-                env=env,
+                env=self._environment,
                 close_fds=True,
                 # Own session: a Ctrl-C aimed at the platform does not reach the containers; the
                 # platform stops them itself.
@@ -94,7 +123,11 @@ class WorkerProcess:
             process.stdin.flush()
         except (BrokenPipeError, OSError) as error:
             raise WorkerDied(f"container {self.name} is gone ({error})") from error
-        return json.loads(self._read_line(time.monotonic() + timeout_s))
+        line = self._read_line(time.monotonic() + timeout_s)
+        try:
+            return json.loads(line)
+        except RecursionError:
+            raise ValueError(f"container {self.name} answered JSON nested too deeply to read") from None
 
     def _read_line(self, deadline: float) -> bytes:
         process = self._require()

@@ -18,6 +18,7 @@ from localwhisk.cgroups import CgroupDriver, NoCgroups, detect
 from localwhisk.clock import Clock, SystemClock
 from localwhisk.config import PlatformConfig
 from localwhisk.errors import conflict, not_found
+from localwhisk.leftovers import claim_state_dir, remove_leftovers
 from localwhisk.metrics import PlatformMetrics
 from localwhisk.outcomes import activation_record
 from localwhisk.scheduler import Job, PoolView, Scheduler
@@ -34,12 +35,15 @@ class Platform:
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.instance_id = secrets.token_hex(3)
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        # Raises StateDirBusy while another platform runs on this directory.
+        self._claim = claim_state_dir(config.state_dir, self.instance_id)
         if cgroups is None:
             cgroups = (
                 detect(config.cgroup_parent) if config.cgroups == "auto" else NoCgroups("cgroups are off by configuration")
             )
         self.cgroups = cgroups
-        config.state_dir.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(config.state_dir, self._claim.previous_instance, cgroups)
         self.actions = ActionStore(config.state_dir)
         self.activations = ActivationStore(config.max_stored_activations)
         self.throttle = Throttle(config.throttle)
@@ -154,7 +158,8 @@ class Platform:
 
     # --- resources -------------------------------------------------------------------------
 
-    def set_resources(self, namespace: str, name: str, containers: int | None, cpu_shares: int | None) -> PoolView:
+    def set_resources(self, namespace: str, name: str, containers: object, cpu_shares: object) -> PoolView:
+        """Size an action's pool and set its CPU shares (see :meth:`Scheduler.set_resources`)."""
         self.get_action(namespace, name)
         return self.scheduler.set_resources(namespace, name, containers, cpu_shares)
 
@@ -202,3 +207,4 @@ class Platform:
         if self._janitor is not None:
             self._janitor.join(timeout=5.0)
         self.scheduler.shutdown(self.config.drain_timeout_s)
+        self._claim.release()

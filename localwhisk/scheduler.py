@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 import itertools
 import logging
+import os
 import queue
 import re
 import threading
@@ -33,10 +34,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from localwhisk.actions import Action
-from localwhisk.cgroups import CgroupDriver, ContainerCgroup, clamp_shares
+from localwhisk.cgroups import MAX_SHARES, MIN_SHARES, CgroupDriver, ContainerCgroup, clamp_shares
 from localwhisk.clock import Clock
 from localwhisk.config import PlatformConfig
-from localwhisk.containers import WorkerDied, WorkerProcess, WorkerTimeout
+from localwhisk.containers import WorkerDied, WorkerProcess, WorkerTimeout, worker_environment
 from localwhisk.errors import bad_request, not_found, unavailable
 from localwhisk.outcomes import DEVELOPER_ERROR, INTERNAL_ERROR, Outcome, classify_result
 
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: Pool size meaning "the platform's own on-demand behaviour" (as ``policies.types.UNMANAGED``).
 ON_DEMAND = -1
+#: CPU shares meaning "leave them as they are" (as ``policies.types.KEEP_SHARES``).
+KEEP_SHARES = -1
 #: One core's worth of CPU shares (Docker's and Kubernetes' unit).
 SHARES_PER_CORE = 1024
 _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -204,6 +207,7 @@ class Scheduler:
         self._closing = False
         self._threads: list[threading.Thread] = []
         self._rlimit_as = cgroups.status.memory_control is False
+        self._worker_env = worker_environment(os.environ, config.pass_env, config.subject.key)
 
     # --- actions ---------------------------------------------------------------------------
 
@@ -255,16 +259,39 @@ class Scheduler:
 
     # --- resources -------------------------------------------------------------------------
 
-    def set_resources(self, namespace: str, name: str, containers: int | None, cpu_shares: int | None) -> PoolView:
-        """Apply a pool size (see module docstring) and CPU shares per container (None: unchanged)."""
-        if containers is not None and containers < ON_DEMAND:
-            raise bad_request(f"containers must be -1 (on demand), 0 (scale to zero) or k >= 1, got {containers}")
-        if cpu_shares is not None and not (2 <= cpu_shares <= 262_144):
-            raise bad_request(f"cpuShares must be in [2, 262144] (or -1 to keep), got {cpu_shares}")
+    def capacity(self, memory_mb: int) -> int:
+        """Most containers of ``memory_mb`` each that the platform's user memory can hold."""
+        return self._config.user_memory_mb // memory_mb
+
+    def set_resources(self, namespace: str, name: str, containers: object, cpu_shares: object) -> PoolView:
+        """Apply a pool size (see module docstring) and CPU shares per container (None: unchanged).
+
+        Refuses (400, naming the field and its allowed range) anything but -1 or a pool the user
+        memory can hold at the action's memory, and shares outside cgroup v1's range.
+        """
         with self._lock:
             pool = self._pools.get((namespace, name))
             if pool is None:
                 raise not_found()
+            memory_mb = pool.action.limits.memory_mb
+            most = self.capacity(memory_mb)
+            if containers is not None and not (_is_int(containers) and (containers == ON_DEMAND or 0 <= containers <= most)):
+                raise bad_request(
+                    f"containers must be -1 (on demand) or an integer in [0, {most}] ({most} containers of "
+                    f"{memory_mb} MB fill the platform's {self._config.user_memory_mb} MB of user memory), "
+                    f"got {_shown(containers)}"
+                )
+            if cpu_shares is not None and not (
+                _is_int(cpu_shares) and (cpu_shares == KEEP_SHARES or MIN_SHARES <= cpu_shares <= MAX_SHARES)
+            ):
+                raise bad_request(
+                    f"cpuShares must be -1 (unchanged) or an integer in [{MIN_SHARES}, {MAX_SHARES}] (cgroup v1's "
+                    f"range), got {_shown(cpu_shares)}"
+                )
+            assert containers is None or isinstance(containers, int)
+            assert cpu_shares is None or isinstance(cpu_shares, int)
+            if cpu_shares == KEEP_SHARES:
+                cpu_shares = None
             if containers is not None and containers != pool.target:
                 log.info("pool %s/%s: containers %d -> %d", namespace, name, pool.target, containers)
                 pool.target = containers
@@ -541,6 +568,7 @@ class Scheduler:
                 container.name,
                 self._config.state_dir / "containers" / container.name,
                 container.cgroup,
+                self._worker_env,
                 rlimit_as_bytes=memory_bytes if self._rlimit_as else 0,
             )
             with self._lock:
@@ -638,6 +666,16 @@ class Scheduler:
             self._on_complete(job)
         finally:
             job.done.set()
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: object) -> str:
+    """A value for an error message, cut short: a request may carry a huge number or string."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _internal_error(job: Job, message: str) -> Outcome:

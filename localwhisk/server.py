@@ -1,112 +1,338 @@
-"""The platform on HTTP: a bounded threading server, and :class:`LocalWhisk` to start and stop it.
+"""The platform on HTTP: an event loop that reads requests, a bounded pool of threads that answers
+them, and :class:`LocalWhisk` to start and stop both.
 
-Each connection gets a thread, up to ``max_http_handlers`` at once; a connection beyond that is
-answered 503 straight away and closed (a blocking invocation may hold its thread for a minute, so an
-unbounded pool could grow without limit). Shutdown stops accepting, lets running activations finish
-(``drain_timeout_s``), removes every container and cgroup, then closes the socket.
+Reading is the event loop's, with no thread per connection: a connection that is idle, or whose
+client is still sending, holds only its socket. A request is checked from its request line and
+headers before its body is read (route, method, credentials, namespace, size), so a caller without
+the key is answered 401 without the platform reading a byte of its body. Every request must arrive
+in full within ``request_timeout_s`` of its first byte; an idle keep-alive connection is closed after
+``keepalive_timeout_s``. Only a complete, admitted request takes a thread (``max_http_handlers`` of
+them: a blocking invocation may hold one for a minute); when all are busy it is answered 503 at once.
+
+Shutdown stops accepting, lets running activations finish (``drain_timeout_s``) while their
+connections stay open to answer, removes every container and cgroup, then closes the connections.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import concurrent.futures
+import contextlib
+import email.utils
 import logging
+import re
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from localwhisk import __version__
-from localwhisk.api import MAX_BODY_BYTES, Api, Request
+from localwhisk.api import Api, Request, Response, error_response
 from localwhisk.cgroups import CgroupDriver
 from localwhisk.clock import Clock
 from localwhisk.config import PlatformConfig
 from localwhisk.engine import Platform
+from localwhisk.errors import ApiError
 
 log = logging.getLogger(__name__)
 
+#: Longest request line (method, target, version), bytes; a longer one is answered 414.
+MAX_REQUEST_LINE_BYTES = 16 * 1024
+#: Largest header block, bytes, and most header fields; beyond either, 431.
+MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADER_FIELDS = 100
+#: Buffer limit of a connection's reader, bytes: bounds one line (request line, header, chunk size).
+_READ_LIMIT = MAX_HEADER_BYTES
+_HEADER_NAME = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_VERSION = re.compile(r"^HTTP/1\.[01]$")
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = f"localwhisk/{__version__}"
-    # A buffered writer: headers and body leave together when the base class flushes after each
-    # request, instead of the headers going out in a packet of their own.
-    wbufsize = 1 << 16
-    # An idle keep-alive connection gives its handler slot back after this long, s.
-    timeout = 120
-    server: BoundedHTTPServer
 
-    def setup(self) -> None:
-        super().setup()
-        # Replies are written in one piece; without TCP_NODELAY, Nagle's algorithm meeting the
-        # client's delayed ACK adds about 40 ms to every small request/response exchange.
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+class _Refusal(Exception):
+    """A request the HTTP layer answers itself; the connection is closed after the answer."""
 
-    def _handle(self) -> None:
-        split = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            self._send(413, b'{"error":"The request content exceeds the allowed size."}', "application/json", {})
-            self.close_connection = True
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _Head:
+    """A request line and its headers, parsed."""
+
+    def __init__(self, method: str, target: str, version: str, headers: dict[str, str]) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+
+    def keep_alive(self) -> bool:
+        connection = self.headers.get("connection", "").lower()
+        if self.version == "HTTP/1.0":
+            return "keep-alive" in connection
+        return "close" not in connection
+
+
+class HttpFront:
+    """The event loop's side: accepts connections, reads and checks requests, writes answers.
+
+    Runs on its own thread (``run``); everything but :meth:`start` and :meth:`stop` happens there.
+    """
+
+    def __init__(self, api: Api, config: PlatformConfig) -> None:
+        self.api = api
+        self.config = config
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.base_events.Server | None = None
+        self._pool = concurrent.futures.ThreadPoolExecutor(config.max_http_handlers, thread_name_prefix="localwhisk-handler")
+        self._busy = 0
+        self._connections: set[asyncio.Task[None]] = set()
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle (called from other threads) ---------------------------------------------
+
+    def start(self) -> None:
+        """Bind and start serving; raises ``OSError`` if the address cannot be bound."""
+        ready: concurrent.futures.Future[int] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="localwhisk-http", daemon=True)
+        self._thread.start()
+        self.port = ready.result()
+
+    def stop_accepting(self) -> None:
+        if self._server is not None and self._loop.is_running():
+            self._call(self._close_server)
+
+    def stop(self) -> None:
+        """Close every connection and the loop; handler threads finish what they are doing."""
+        if self._loop.is_running():
+            self._call(self._close_all)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=10.0)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _call(self, coroutine_function: Any) -> None:
+        future = asyncio.run_coroutine_threadsafe(coroutine_function(), self._loop)
+        with contextlib.suppress(concurrent.futures.TimeoutError):
+            future.result(timeout=10.0)
+
+    def _run(self, ready: concurrent.futures.Future[int]) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._server = self._loop.run_until_complete(
+                asyncio.start_server(
+                    self._connection, self.config.host, self.config.port, limit=_READ_LIMIT, reuse_address=True,
+                    backlog=min(self.config.max_connections, 4096),
+                )
+            )
+        except OSError as error:
+            ready.set_exception(error)
+            self._loop.close()
             return
-        body = self.rfile.read(length) if length > 0 else b""
-        request = Request(
-            method=self.command,
+        ready.set_result(int(self._server.sockets[0].getsockname()[1]))
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.close()
+
+    async def _close_server(self) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _close_all(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.wait(list(self._connections), timeout=5.0)
+
+    # --- one connection --------------------------------------------------------------------
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        sock = writer.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Replies are written in one piece; without TCP_NODELAY, Nagle's algorithm meeting the
+            # client's delayed ACK adds about 40 ms to every small request/response exchange.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if len(self._connections) >= self.config.max_connections:
+            await self._answer(writer, error_response(503, "The server is too busy; retry later."), "", close=True)
+            writer.close()
+            return
+        self._connections.add(task)
+        try:
+            while await self._exchange(reader, writer):
+                pass
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Read one request and answer it; whether the connection stays open for another."""
+        try:
+            first = await asyncio.wait_for(reader.readexactly(1), self.config.keepalive_timeout_s)
+        except (TimeoutError, asyncio.IncompleteReadError):
+            return False  # idle past the keep-alive time-out, or the client closed: nothing to answer
+        method = ""
+        try:
+            async with asyncio.timeout(self.config.request_timeout_s):
+                head = await self._read_head(reader, first)
+                method = head.method
+                request = await self._read_request(reader, writer, head)
+        except TimeoutError:
+            if method:
+                await self._answer(writer, error_response(408, "The request was not received in time."), method, close=True)
+            return False
+        except _Refusal as refusal:
+            await self._answer(writer, error_response(refusal.status, refusal.message), method, close=True)
+            return False
+        except asyncio.IncompleteReadError:
+            return False  # the client went away in the middle of its request
+        if self._busy >= self.config.max_http_handlers:
+            response = error_response(503, "The server is too busy; retry later.")
+        else:
+            self._busy += 1
+            try:
+                response = await self._loop.run_in_executor(self._pool, self.api.handle, request)
+            finally:
+                self._busy -= 1
+        keep = head.keep_alive()
+        await self._answer(writer, response, head.method, close=not keep, http10_keep_alive=keep and head.version == "HTTP/1.0")
+        log.debug("%s %s %d", head.method, head.target, response.status)
+        return keep
+
+    async def _read_head(self, reader: asyncio.StreamReader, first: bytes) -> _Head:
+        line = first
+        # Empty lines before a request line are skipped (RFC 9112, 2.2), a few of them at most.
+        for _ in range(4):
+            try:
+                line += await reader.readuntil(b"\n")
+            except asyncio.LimitOverrunError:
+                raise _Refusal(414, "The request line is too long.") from None
+            if line.strip():
+                break
+            line = b""
+        if len(line) > MAX_REQUEST_LINE_BYTES:
+            raise _Refusal(414, "The request line is too long.")
+        parts = line.decode("latin-1").strip().split(" ")
+        if len(parts) != 3 or not all(parts):
+            raise _Refusal(400, "The request line is malformed.")
+        method, target, version = parts
+        if not _VERSION.match(version):
+            if version.startswith("HTTP/"):
+                raise _Refusal(505, f"{version} is not supported; use HTTP/1.1.")
+            raise _Refusal(400, "The request line is malformed.")
+        headers: dict[str, str] = {}
+        size = 0
+        while True:
+            try:
+                raw = await reader.readuntil(b"\n")
+            except asyncio.LimitOverrunError:
+                raise _Refusal(431, "A request header is too large.") from None
+            size += len(raw)
+            if raw in (b"\r\n", b"\n"):
+                break
+            if size > MAX_HEADER_BYTES or len(headers) >= MAX_HEADER_FIELDS:
+                raise _Refusal(431, "The request headers are too large.")
+            name, colon, value = raw.partition(b":")
+            if not colon or not _HEADER_NAME.match(name):
+                raise _Refusal(400, "A request header is malformed.")
+            key = name.decode("ascii").lower()
+            text = value.strip().decode("latin-1")
+            if key in headers and key in ("content-length", "transfer-encoding", "authorization", "host"):
+                raise _Refusal(400, f"The request repeats the header {key}.")
+            headers[key] = text
+        return _Head(method, target, version, headers)
+
+    async def _read_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: _Head) -> Request:
+        split = urlsplit(head.target)
+        try:
+            limit = self.api.admit(head.method, split.path, head.headers)
+        except ApiError as error:
+            raise _Refusal(error.status, error.message) from None
+        chunked = head.headers.get("transfer-encoding", "").lower()
+        length_text = head.headers.get("content-length")
+        if chunked and length_text is not None:
+            raise _Refusal(400, "The request has both Content-Length and Transfer-Encoding.")
+        if chunked and chunked != "chunked":
+            raise _Refusal(501, f"Transfer-Encoding {chunked!r} is not supported; send Content-Length or chunked.")
+        length = 0
+        if length_text is not None:
+            if not length_text.isdigit() or len(length_text) > 18:
+                raise _Refusal(400, "The Content-Length header is not a byte count.")
+            length = int(length_text)
+            if length > limit:
+                raise _Refusal(413, f"The request content of {length} bytes exceeds the allowed size of {limit} bytes.")
+        if head.headers.get("expect", "").lower() == "100-continue" and head.version == "HTTP/1.1":
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        body = await (self._read_chunked(reader, limit) if chunked else reader.readexactly(length))
+        return Request(
+            method=head.method,
             path=split.path,
             query=dict(parse_qsl(split.query, keep_blank_values=True)),
-            headers={k.lower(): v for k, v in self.headers.items()},
+            headers=head.headers,
             body=body,
         )
-        response = self.server.api.handle(request)
-        self._send(response.status, response.encoded(), response.content_type, response.headers)
 
-    def _send(self, status: int, payload: bytes, content_type: str, headers: Any) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
-
-    do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _handle
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
-
-
-class BoundedHTTPServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer with at most ``max_handlers`` connections served at once."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], api: Api, max_handlers: int) -> None:
-        self.api = api
-        self._slots = threading.BoundedSemaphore(max_handlers)
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            body = json.dumps({"error": "The server is too busy; retry later.", "code": ""}).encode()
+    async def _read_chunked(self, reader: asyncio.StreamReader, limit: int) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while True:
             try:
-                request.sendall(
-                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                    + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                    + body
-                )
-            except OSError:
-                pass
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
+                size_line = await reader.readuntil(b"\n")
+            except asyncio.LimitOverrunError:
+                raise _Refusal(400, "A chunk size line is too long.") from None
+            size_text = size_line.split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise _Refusal(400, "A chunk size is not a hexadecimal number.") from None
+            if size == 0:
+                break
+            total += size
+            if total > limit:
+                raise _Refusal(413, f"The request content exceeds the allowed size of {limit} bytes.")
+            parts.append(await reader.readexactly(size))
+            if await reader.readexactly(2) != b"\r\n":
+                raise _Refusal(400, "A chunk does not end with CRLF.")
+        while (await reader.readuntil(b"\n")) not in (b"\r\n", b"\n"):
+            pass  # trailer fields: read and ignored
+        return b"".join(parts)
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
+    async def _answer(
+        self, writer: asyncio.StreamWriter, response: Response, method: str, close: bool, http10_keep_alive: bool = False
+    ) -> None:
+        payload = response.encoded()
         try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
+            reason = HTTPStatus(response.status).phrase
+        except ValueError:
+            reason = ""
+        lines = [
+            f"HTTP/1.1 {response.status} {reason}",
+            f"Server: localwhisk/{__version__}",
+            f"Date: {email.utils.formatdate(usegmt=True)}",
+            f"Content-Type: {response.content_type}",
+            f"Content-Length: {len(payload)}",
+        ]
+        lines += [f"{key}: {value}" for key, value in response.headers.items()]
+        if close:
+            lines.append("Connection: close")
+        elif http10_keep_alive:
+            lines.append("Connection: keep-alive")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        writer.write(head if method == "HEAD" else head + payload)
+        try:
+            # A client that does not read its answer gives its connection up after the request time-out.
+            await asyncio.wait_for(writer.drain(), self.config.request_timeout_s)
+        except (TimeoutError, ConnectionError):
+            writer.transport.abort()
 
 
 class LocalWhisk:
@@ -116,14 +342,13 @@ class LocalWhisk:
         self.config = config
         self.platform = Platform(config, clock=clock, cgroups=cgroups)
         self.api = Api(self.platform)
-        self._server: BoundedHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._front: HttpFront | None = None
 
     @property
     def port(self) -> int:
-        if self._server is None:
+        if self._front is None:
             raise RuntimeError("the platform is not started")
-        return int(self._server.server_address[1])
+        return self._front.port
 
     @property
     def url(self) -> str:
@@ -134,12 +359,16 @@ class LocalWhisk:
         return f"http://{host}:{self.port}"
 
     def start(self) -> LocalWhisk:
-        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
-        BoundedHTTPServer.address_family = family
-        self._server = BoundedHTTPServer((self.config.host, self.config.port), self.api, self.config.max_http_handlers)
+        """Listen and start the janitor; raises ``OSError`` (the platform closed) if the address
+        cannot be bound."""
+        front = HttpFront(self.api, self.config)
+        try:
+            front.start()
+        except OSError:
+            self.platform.close()
+            raise
+        self._front = front
         self.api.api_host = self.url
-        self._thread = threading.Thread(target=self._server.serve_forever, name="localwhisk-http", daemon=True)
-        self._thread.start()
         self.platform.start_janitor()
         status = self.platform.cgroups.status
         if status.cpu_control:
@@ -156,15 +385,12 @@ class LocalWhisk:
         return self
 
     def stop(self) -> None:
-        """Graceful: stop accepting, drain, remove containers and cgroups, close the socket."""
-        if self._server is not None:
-            self._server.shutdown()
+        """Graceful: stop accepting, drain, remove containers and cgroups, close the connections."""
+        if self._front is not None:
+            self._front.stop_accepting()
         self.platform.close()
-        if self._server is not None:
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
+        if self._front is not None:
+            self._front.stop()
 
     def __enter__(self) -> LocalWhisk:  # noqa: PYI034 - the class is not meant to be subclassed
         return self.start()

@@ -7,6 +7,8 @@ so that a restarted platform still has them. Activation records are kept in memo
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import logging
 import os
@@ -92,26 +94,116 @@ class ActionStore:
             return list(self._actions.values())
 
 
+#: Larger than any sequence number: ``(t, _LAST)`` sorts after every key with start ``t``.
+_LAST = float("inf")
+
+
+class _StartIndex:
+    """Keys ``(start, sequence)`` of some records, sorted: a time range is two binary searches, and
+    a page of it, read newest first, is a slice."""
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[int, int]] = []
+
+    def add(self, key: tuple[int, int]) -> None:
+        # Records arrive nearly in start order, so the insertion point is near the end and the
+        # list moves few entries.
+        bisect.insort(self.keys, key)
+
+    def remove(self, key: tuple[int, int]) -> None:
+        i = bisect.bisect_left(self.keys, key)
+        if i < len(self.keys) and self.keys[i] == key:
+            del self.keys[i]
+
+    def page(self, since_ms: int | None, upto_ms: int | None, skip: int, limit: int) -> list[tuple[int, int]]:
+        """Keys with ``since_ms <= start <= upto_ms``, newest first, ``skip`` of them skipped, at
+        most ``limit``: O(log n + limit)."""
+        low = 0 if since_ms is None else bisect.bisect_left(self.keys, (since_ms, -1))
+        high = len(self.keys) if upto_ms is None else bisect.bisect_right(self.keys, (upto_ms, _LAST))
+        end = high - skip
+        begin = max(low, end - limit)
+        return self.keys[begin:end][::-1] if end > begin else []
+
+
+def _discard(indexes: dict[Any, _StartIndex], labels: set[Any], dead: set[tuple[int, int]]) -> None:
+    for label in labels:
+        index = indexes[label]
+        index.keys = [k for k in index.keys if k not in dead]
+        if not index.keys:
+            del indexes[label]
+
+
+def _drop(indexes: dict[Any, _StartIndex], label: Any, key: tuple[int, int]) -> None:
+    index = indexes.get(label)
+    if index is not None:
+        index.remove(key)
+        if not index.keys:
+            del indexes[label]
+
+
+#: A full store drops the oldest 1/100 of its capacity at once (one record at a time below 100):
+#: one pass over each index per batch instead of one per record, so adding costs O(log n) amortised.
+EVICTION_BATCH_DIVISOR = 100
+
+
 class ActivationStore:
-    """The newest ``capacity`` activation records, by id; thread-safe."""
+    """At most ``capacity`` activation records, the newest added, by id; thread-safe.
+
+    Records are indexed by start time, per namespace and per (namespace, action), so that a page of
+    ``GET .../activations`` costs O(log n + page), whatever the store holds. Beyond ``capacity`` the
+    oldest records *added* are dropped, ``capacity // 100`` more than needed at a time (see
+    ``EVICTION_BATCH_DIVISOR``), so the store holds between 99 % and 100 % of its capacity once full.
+    """
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
         self._lock = threading.Lock()
-        self._records: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._sequence = itertools.count()
+        self._records: OrderedDict[str, tuple[tuple[int, int], dict[str, Any]]] = OrderedDict()
+        self._by_key: dict[tuple[int, int], dict[str, Any]] = {}
+        self._by_namespace: dict[str, _StartIndex] = {}
+        self._by_name: dict[tuple[str, str], _StartIndex] = {}
 
     def add(self, record: dict[str, Any]) -> None:
+        key = (int(record["start"]), next(self._sequence))
+        namespace, name = record["namespace"], record["name"]
         with self._lock:
-            self._records[record["activationId"]] = record
-            while len(self._records) > self._capacity:
-                self._records.popitem(last=False)
+            previous = self._records.pop(record["activationId"], None)
+            if previous is not None:
+                self._unindex(*previous)
+            self._records[record["activationId"]] = (key, record)
+            self._by_key[key] = record
+            self._by_namespace.setdefault(namespace, _StartIndex()).add(key)
+            self._by_name.setdefault((namespace, name), _StartIndex()).add(key)
+            if len(self._records) > self._capacity:
+                self._evict(len(self._records) - self._capacity + self._capacity // EVICTION_BATCH_DIVISOR)
+
+    def _evict(self, count: int) -> None:
+        """Drop the ``count`` oldest records added, with one pass over each index they are in."""
+        dead: set[tuple[int, int]] = set()
+        namespaces: set[str] = set()
+        names: set[tuple[str, str]] = set()
+        for _ in range(count):
+            _, (key, record) = self._records.popitem(last=False)
+            del self._by_key[key]
+            dead.add(key)
+            namespaces.add(record["namespace"])
+            names.add((record["namespace"], record["name"]))
+        _discard(self._by_namespace, namespaces, dead)
+        _discard(self._by_name, names, dead)
+
+    def _unindex(self, key: tuple[int, int], record: dict[str, Any]) -> None:
+        del self._by_key[key]
+        namespace, name = record["namespace"], record["name"]
+        _drop(self._by_namespace, namespace, key)
+        _drop(self._by_name, (namespace, name), key)
 
     def get(self, namespace: str, activation_id: str) -> dict[str, Any] | None:
         with self._lock:
-            record = self._records.get(activation_id)
-        if record is None or record["namespace"] != namespace:
+            entry = self._records.get(activation_id)
+        if entry is None or entry[1]["namespace"] != namespace:
             return None
-        return record
+        return entry[1]
 
     def list(
         self,
@@ -122,20 +214,14 @@ class ActivationStore:
         since_ms: int | None = None,
         upto_ms: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Records of ``namespace`` newest first, filtered as OpenWhisk's activations list is."""
+        """Records of ``namespace`` newest first (by start; equal starts, the last added first),
+        filtered as OpenWhisk's activations list is: ``since_ms <= start <= upto_ms``."""
         with self._lock:
-            records = list(self._records.values())
-        # Keep the arrival order as the tie-break: records with equal start times list newest first.
-        selected = [
-            (i, r)
-            for i, r in enumerate(records)
-            if r["namespace"] == namespace
-            and (name is None or r["name"] == name)
-            and (since_ms is None or r["start"] >= since_ms)
-            and (upto_ms is None or r["start"] <= upto_ms)
-        ]
-        selected.sort(key=lambda pair: (pair[1]["start"], pair[0]), reverse=True)
-        return [r for _, r in selected[skip : skip + clamp_list_limit(limit)]]
+            index = self._by_namespace.get(namespace) if name is None else self._by_name.get((namespace, name))
+            if index is None:
+                return []
+            keys = index.page(since_ms, upto_ms, skip, clamp_list_limit(limit))
+            return [self._by_key[k] for k in keys]
 
     def __len__(self) -> int:
         with self._lock:

@@ -1,9 +1,10 @@
 """The process inside one container: loads one action and runs it, one activation at a time.
 
-Run as ``python -m localwhisk.worker [--rlimit-as BYTES]`` by :mod:`localwhisk.containers`. It talks
-to the platform in JSON lines over its standard input and output, which it moves to private file
-descriptors at start; file descriptors 1 and 2 then point at the container's log file, so output the
-action writes outside Python's ``sys.stdout`` cannot corrupt the protocol.
+Run as ``python -m localwhisk.worker [--parent-pid PID] [--rlimit-as BYTES]`` by
+:mod:`localwhisk.containers`; with ``--parent-pid`` it dies with the platform (:func:`die_with_parent`).
+It talks to the platform in JSON lines over its standard input and output, which it moves to private
+file descriptors at start; file descriptors 1 and 2 then point at the container's log file, so output
+the action writes outside Python's ``sys.stdout`` cannot corrupt the protocol.
 
 Requests and replies (one JSON object per line):
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -142,10 +144,31 @@ def _serve(proto_in: io.BufferedReader, proto_out: io.BufferedWriter) -> None:
         proto_out.flush()
 
 
+#: ``prctl`` option that asks the kernel for a signal when the parent dies (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGKILL this process when the thread that started it ends, however the
+    platform ends (SIGKILL included); a stopped (paused) worker is killed too, since SIGKILL needs
+    no cooperation. If the platform died before this call, exit now. Without ``prctl`` (not Linux)
+    the worker relies on the platform, or on the next platform's clean-up of its state directory."""
+    import ctypes  # about 1 ms of a cold start; only here, where it is needed
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
 def main(argv: list[str]) -> None:
-    rlimit_as = 0
-    if len(argv) == 2 and argv[0] == "--rlimit-as":
-        rlimit_as = int(argv[1])
+    options = dict(zip(argv[::2], argv[1::2], strict=False))
+    if "--parent-pid" in options:
+        die_with_parent(int(options["--parent-pid"]))
+    rlimit_as = int(options.get("--rlimit-as", 0))
     if rlimit_as > 0:
         import resource
 

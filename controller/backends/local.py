@@ -237,6 +237,25 @@ def benchmark_slos_s(slo_file: Path, names: Sequence[str]) -> np.ndarray:
     return out
 
 
+#: Actions asked for per page when listing them: OpenWhisk's largest page.
+ACTIONS_PAGE = 200
+
+
+def deployed_actions(client: OpenWhiskClient, page: int = ACTIONS_PAGE) -> list[str]:
+    """Names of every action of the client's namespace, in the platform's order, page after page
+    (``limit``/``skip``) until a page brings nothing new: a platform whose pages are smaller than
+    asked, or one that ignores ``skip``, still ends the listing."""
+    names: dict[str, None] = {}  # insertion-ordered set
+    skip = 0
+    while True:
+        listed = client.list_actions(limit=page, skip=skip)
+        skip += len(listed)
+        before = len(names)
+        names.update((str(a["name"]), None) for a in listed if isinstance(a, dict) and "name" in a)
+        if len(names) == before:
+            return list(names)
+
+
 def from_settings(settings: Any) -> LocalBackend:
     """The backend of ``settings.local`` (``mfrm run --backend local``); see ``controller.settings.LocalSettings``.
 
@@ -252,7 +271,7 @@ def from_settings(settings: Any) -> LocalBackend:
     names = list(local.functions)
     if not names:
         try:
-            names = [str(a["name"]) for a in client.list_actions()]
+            names = deployed_actions(client)
         except OpenWhiskError as error:
             # A settings problem (wrong key, wrong URL) as the daemon reports one: exit 2, not a traceback.
             raise ValueError(f"local.functions is empty and the actions of {local.api_host} cannot be listed: {error}") from None
@@ -263,4 +282,4 @@ def from_settings(settings: Any) -> LocalBackend:
                         cores=cores, lookback_s=local.lookback_s)
 
 
-__all__ = ["LOCAL_INVOKER", "LocalBackend", "benchmark_slos_s", "from_settings"]
+__all__ = ["ACTIONS_PAGE", "LOCAL_INVOKER", "LocalBackend", "benchmark_slos_s", "deployed_actions", "from_settings"]

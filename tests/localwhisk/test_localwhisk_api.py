@@ -206,12 +206,14 @@ def test_a_blocking_invocation_that_outlasts_its_wait_answers_202(client: WhiskC
 
 
 def test_an_action_past_its_time_limit_is_killed_as_a_developer_error(client: WhiskClient) -> None:
-    client.put_action("too-slow", SLEEPS, overwrite=True, limits={"timeout": 200})
+    # The limit covers the cold start too: 3 s leave a loaded machine room to start the container,
+    # and are still far below the 30 s the action asks to sleep.
+    client.put_action("too-slow", SLEEPS, overwrite=True, limits={"timeout": 3000})
     status, record = client.invoke("too-slow", {"s": 30}, blocking=True)
     assert status == 502
     assert record["response"]["status"] == "action developer error"
     assert annotation(record, "timeout") is True
-    assert "200 milliseconds" in record["response"]["result"]["error"]
+    assert "3000 milliseconds" in record["response"]["result"]["error"]
     # The next activation needs a new container: the killed one is gone.
     status, record = client.invoke("too-slow", {"s": 0}, blocking=True)
     assert status == 200 and annotation(record, "initTime") is not None

@@ -175,21 +175,46 @@ def test_a_pinned_pool_makes_activations_wait_instead_of_cold_starting(
 
 
 @pytest.mark.parametrize(
-    ("body", "status"),
+    ("body", "says"),
     [
-        ({"containers": -2}, 400),
-        ({"cpuShares": 1}, 400),
-        ({"cpuShares": 300_000}, 400),
-        ({"containers": True}, 400),
-        ({"replicas": 2}, 400),
+        ({"containers": 10**12}, "containers must be -1 (on demand) or an integer in [0, 16]"),
+        ({"containers": 17}, "containers must be -1 (on demand) or an integer in [0, 16]"),
+        ({"containers": -2}, "containers must be -1 (on demand) or an integer in [0, 16]"),
+        ({"containers": 1.5}, "containers must be -1 (on demand) or an integer in [0, 16]"),
+        ({"containers": "3"}, "containers must be -1 (on demand) or an integer in [0, 16]"),
+        ({"containers": True}, "containers must be -1 (on demand) or an integer in [0, 16]"),
+        ({"cpuShares": 1}, "cpuShares must be -1 (unchanged) or an integer in [2, 262144]"),
+        ({"cpuShares": 262_145}, "cpuShares must be -1 (unchanged) or an integer in [2, 262144]"),
+        ({"cpuShares": -5}, "cpuShares must be -1 (unchanged) or an integer in [2, 262144]"),
+        ({"cpuShares": 512.0}, "cpuShares must be -1 (unchanged) or an integer in [2, 262144]"),
+        ({"replicas": 2}, "unknown fields ['replicas']"),
     ],
-    ids=["containers-below-minus-one", "shares-too-low", "shares-too-high", "boolean", "unknown-field"],
+    ids=["a-trillion", "beyond-user-memory", "below-minus-one", "fraction", "string", "boolean", "shares-too-low",
+         "shares-too-high", "shares-negative", "shares-float", "unknown-field"],
 )
-def test_invalid_resource_requests_are_refused(running: tuple[LocalWhisk, WhiskClient], body: dict, status: int) -> None:
+def test_invalid_resource_requests_are_refused_naming_the_field_and_its_range(
+    running: tuple[LocalWhisk, WhiskClient], body: dict, says: str
+) -> None:
     _, client = running
     client.put_action("sized", ECHO)
     answer, error = client.request("PUT", "/resources/v1/namespaces/_/actions/sized", body)
-    assert answer == status and error["error"]
+    assert answer == 400 and says in error["error"]
+    view = client.resources("sized")[1]
+    assert (view["containers"], view["cpuSharesSource"]) == (-1, "default")  # nothing was applied
+
+
+@pytest.mark.parametrize(("memory_mb", "most"), [(128, 8), (512, 2)], ids=["small-action", "large-action"])
+def test_the_largest_pool_accepted_is_what_user_memory_holds_at_the_actions_memory(
+    tmp_path: Path, memory_mb: int, most: int
+) -> None:
+    with running_platform(tmp_path, clock=ManualClock(), cgroups="off", user_memory_mb=1024) as (whisk, client):
+        client.put_action("bounded", ECHO, limits={"memory": memory_mb})
+        status, error = client.resources("bounded", containers=most + 1)
+        assert status == 400 and f"[0, {most}]" in error["error"] and f"{memory_mb} MB" in error["error"]
+        status, view = client.resources("bounded", containers=most, cpu_shares=262_144)
+        assert status == 200 and (view["containers"], view["cpuShares"]) == (most, 262_144)
+        assert _settled(whisk.platform, "bounded", idle=most, total=most)
+        client.resources("bounded", containers=-1)
 
 
 def test_resources_of_an_unknown_action_are_404(running: tuple[LocalWhisk, WhiskClient]) -> None:
