@@ -8,10 +8,10 @@ idle) and, with ``read_cpu``, reads its cumulative CPU with a one-shot ``stats``
 with ``CpuShares``): it changes the container's cgroup at once, without a restart, paused or not.
 
 Engine API version: engines refuse a client version above their newest ("client version 1.43 is too
-new", Docker 20.10 speaks 1.41) and, since Docker 25, below their minimum (Docker 29 refuses anything
-under 1.44). So the version is negotiated per host at first contact: the unversioned ``GET /version``
-gives the engine's ``ApiVersion`` and ``MinAPIVersion``, and the driver speaks the newer of the two
-ends it shares with the engine (:func:`negotiate_api_version`). A host whose connection is lost, or
+new", Docker 20.10 speaks 1.41) and below their minimum, which recent engines have raised (Docker 29
+refuses anything under 1.44). So the version is negotiated per host at first contact: the unversioned
+``GET /version`` gives the engine's ``ApiVersion`` and ``MinAPIVersion``, and the driver speaks the
+newest version both sides know (:func:`negotiate_api_version`). A host whose connection is lost, or
 that refuses the negotiated version (an engine upgraded under a running daemon), is asked again at
 the next contact.
 
