@@ -1,3 +1,3 @@
-from controller.cli import main
+from controller.commands.main import main
 
 main()

@@ -30,7 +30,7 @@ import json
 import logging
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -55,7 +55,7 @@ class CheckpointError(Exception):
 
 
 class Checkpointable(Protocol):
-    """What a policy offers to be checkpointed (the learners of ``policies.serverless_nac``/``nac_nn``)."""
+    """What a policy offers to be checkpointed (``policies.types.Learner``)."""
 
     name: str
 
@@ -256,44 +256,53 @@ def load_checkpoint(path: str | os.PathLike[str], policy: Checkpointable) -> Loa
 
 
 @dataclass
-class CheckpointStore:
-    """The loop's checkpointer: one file per policy in ``directory``, replaced at every save.
+class Checkpointer:
+    """Saves one policy to one file, atomically, and loads it back: the only checkpoint writer of
+    every command (the control loop calls :meth:`save` every ``checkpoint_every_ticks`` ticks; the
+    command that owns the run calls it once more when the run ends, however it ends).
 
-    The loop calls :meth:`save` every ``checkpoint_every_ticks`` ticks; the command that owns the
-    run calls it once more at exit (normal end, Ctrl-C or SIGTERM), so the last ticks are not lost.
+    Ticks are counted across runs: ``tick_offset`` ticks trained before this run (earlier training
+    episodes, or the checkpoint a run resumed from) are added to the loop's own count.
     """
 
-    directory: Path
-    """Folder of the checkpoint files (created on the first save)."""
+    path: Path
+    """The checkpoint file (created with its folder on the first save)."""
+    tick_offset: int = 0
+    """Ticks the policy had been trained for before the current run, added to the loop's tick."""
+    on_save: Callable[[Path, int], None] | None = None
+    """Called with the file and the tick after every save (e.g. a metrics counter)."""
     saved: int = 0
-    """Checkpoints written by this store."""
-    _warned: set[str] = field(default_factory=set, init=False)
+    """Checkpoints written."""
+    last_tick: int | None = None
+    """The tick of the last checkpoint written or loaded (None: none yet)."""
 
-    def path_for(self, policy_name: str) -> Path:
-        """The file of policy ``policy_name``."""
-        return Path(self.directory) / f"{policy_name}.ckpt.npz"
+    @classmethod
+    def in_directory(cls, directory: Path, policy_name: str, **kwargs: Any) -> Checkpointer:
+        """The checkpointer of policy ``policy_name`` in ``directory`` (file ``<name>.ckpt.npz``)."""
+        return cls(path=Path(directory) / f"{policy_name}.ckpt.npz", **kwargs)
 
-    def save(self, policy: Any, tick: int, now: float) -> Path | None:
-        """Save ``policy`` (a no-op, logged once, for a policy without learnable state)."""
-        if not hasattr(policy, "state_dict"):
-            if policy.name not in self._warned:
-                log.warning("policy %r has no learnable state; nothing to checkpoint", policy.name)
-                self._warned.add(policy.name)
-            return None
-        path = save_checkpoint(self.path_for(policy.name), policy, tick=tick, time_s=now)
+    def save(self, policy: Checkpointable, tick: int, now: float) -> Path:
+        """Write ``policy`` at the loop's ``tick`` (``now``, s); returns the file."""
+        total = self.tick_offset + int(tick)
+        path = save_checkpoint(self.path, policy, tick=total, time_s=now)
         self.saved += 1
-        log.info("checkpoint of %s saved at tick %d: %s", policy.name, tick, path)
+        self.last_tick = total
+        log.info("checkpoint of %s saved at tick %d: %s", policy.name, total, path)
+        if self.on_save is not None:
+            self.on_save(path, total)
         return path
 
     def load(self, policy: Checkpointable) -> LoadedCheckpoint:
-        """Resume ``policy`` from its file in ``directory``."""
-        return load_checkpoint(self.path_for(policy.name), policy)
+        """Restore ``policy`` from the file; the loaded tick becomes :attr:`last_tick`."""
+        loaded = load_checkpoint(self.path, policy)
+        self.last_tick = int(loaded.header.get("tick", 0))
+        return loaded
 
 
 __all__ = [
     "FORMAT_VERSION",
     "CheckpointError",
-    "CheckpointStore",
+    "Checkpointer",
     "Checkpointable",
     "LoadedCheckpoint",
     "load_checkpoint",

@@ -1,7 +1,7 @@
 """The real clock around the control loop: when to tick, how long to back off, and how to stop.
 
 This is the only module of the daemon that reads a clock or waits. The control loop itself keeps
-taking ``now`` as a parameter (DESIGN.md, "The control loop"); :class:`IntervalDriver` decides
+taking ``now`` as a parameter (docs/architecture.md, "The control loop"); :class:`IntervalDriver` decides
 *when* to call it and passes it the elapsed monotonic time. Tests drive the same code with a fake
 :class:`Clock` whose ``wait`` moves time forward instantly, so they never sleep.
 

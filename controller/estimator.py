@@ -1,6 +1,6 @@
 """The population estimator: the mean-field state μ from invoker utilisation.
 
-μ is the distribution of invoker CPU utilisation over ``bins`` equal bins of [0, 1] (DESIGN.md,
+μ is the distribution of invoker CPU utilisation over ``bins`` equal bins of [0, 1] (docs/architecture.md,
 "The serverless mean-field game"). Each tick the observed histogram μ_obs of the valid invokers is
 blended into the estimate on the slow timescale of the paper's Algorithm 1, step 4:
 

@@ -1,10 +1,10 @@
 """The guard between a policy and the cluster: bounds, rate limits, capacity, and no needless writes.
 
-Step 4 of the control loop (DESIGN.md). A pure function of (decisions, snapshot, what was last
+Step 4 of the control loop (docs/architecture.md). A pure function of (decisions, snapshot, what was last
 applied, bounds); it never talks to a backend. In order, for every function:
 
 1. a decision that is not valid, or that is about a row the backend could not observe, does not
-   pass (no data, no decision — STYLE.md practice 3);
+   pass (no data, no decision);
 2. container targets >= 0 are clamped to [min, max]; CPU shares to [min_shares, max_shares];
 3. the change against the reference (the last applied target, else what the snapshot shows) is
    limited to ``max_container_change_per_tick`` containers and ``max_shares_change_per_tick`` shares;

@@ -1,6 +1,6 @@
 """The control loop: one observe → estimate → decide → guard → act → learn → export pass per tick.
 
-DESIGN.md, "The control loop". Each step is its own function or object; :class:`ControlLoop` only
+docs/architecture.md, "The control loop". Each step is its own function or object; :class:`ControlLoop` only
 sequences them and carries the state that lives between ticks (μ, the last applied targets, the
 previous decisions whose reward is due). ``now`` is always passed in, so the same loop runs faster
 than real time on the simulator and tests move time by hand.
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -34,6 +35,7 @@ from typing import Protocol
 import numpy as np
 
 from controller.backends.base import ActionFailure, Backend, FailureKind
+from controller.checkpoint import Checkpointer
 from controller.estimator import PopulationEstimator
 from controller.guard import AppliedTargets, GuardBounds, GuardResult, guard
 from policies.reward import DEFAULT_ALPHA, reward
@@ -74,12 +76,6 @@ class MetricsSink(Protocol):
     def on_tick(self, report: TickReport) -> None: ...
 
 
-class Checkpointer(Protocol):
-    """Saves the policy's learnable state (atomically: a crash never leaves half a file)."""
-
-    def save(self, policy: Policy, tick: int, now: float) -> None: ...
-
-
 @dataclass
 class LoopCounters:
     """Running totals since the loop started (exported as ``*_total`` counters later)."""
@@ -98,6 +94,10 @@ class LoopCounters:
     """Failed changes per kind."""
     checkpoints: int = 0
     """Checkpoints saved."""
+    decide_s: float = 0.0
+    """Wall time spent in ``policy.decide``, s (the policy's cost, reported beside results)."""
+    feedback_s: float = 0.0
+    """Wall time spent in ``policy.feedback`` (a learner's update), s."""
 
 
 def _pad(values: np.ndarray, n: int, fill: object) -> np.ndarray:
@@ -158,6 +158,9 @@ class ControlLoop:
     no rewards, since its decisions never reached the cluster."""
     counters: LoopCounters = field(default_factory=LoopCounters)
     """Running totals."""
+    timer: Callable[[], float] = time.perf_counter
+    """Clock of the policy's cost measurement only (``LoopCounters.decide_s``/``feedback_s``); it
+    never decides anything."""
     _applied: AppliedTargets = field(default_factory=lambda: AppliedTargets.initial(0), init=False)
     _previous: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool), init=False)
     _last_time: float = field(default=float("-inf"), init=False)
@@ -171,7 +174,9 @@ class ControlLoop:
         snapshot = self.backend.observe(now)
         n = len(snapshot.functions)
         mu = self.estimator.update(snapshot.invokers, snapshot.tick_s)
+        started = self.timer()
         decisions = self.policy.decide(snapshot, mu)
+        self.counters.decide_s += self.timer() - started
         if len(decisions) != n:
             raise ValueError(
                 f"policy {self.policy.name!r} returned {len(decisions)} decisions for {n} functions"
@@ -179,7 +184,9 @@ class ControlLoop:
         guarded = guard(decisions, snapshot, self._applied, self.bounds)
         failures = self._act(snapshot, guarded)
         rewards, feedback_rewards = self._rewards(snapshot)
+        started = self.timer()
         diagnostics = dict(self.policy.feedback(snapshot, mu, feedback_rewards))
+        self.counters.feedback_s += self.timer() - started
         self._previous = decisions.valid.copy()
 
         report = TickReport(
@@ -278,4 +285,4 @@ def tick_times(start_s: float, tick_s: float, ticks: int) -> np.ndarray:
     return start_s + tick_s * np.arange(1, ticks + 1, dtype=float)
 
 
-__all__ = ["Checkpointer", "ControlLoop", "LoopCounters", "MetricsSink", "TickReport", "tick_times"]
+__all__ = ["ControlLoop", "LoopCounters", "MetricsSink", "TickReport", "tick_times"]

@@ -16,7 +16,8 @@ Labels are bounded, so the number of series cannot grow with traffic:
   series (counted in ``mfrm_functions_unexported``, logged once) but still count in every
   aggregate. Never container or activation ids.
 * ``kind`` (backend errors): :data:`ERROR_KINDS`; ``reason`` (no decision): :data:`NO_DECISION_REASONS`;
-  ``name`` (learner diagnostics): :data:`LEARNER_DIAGNOSTICS`, other keys are dropped (logged once);
+  ``name`` (learner diagnostics): the names the learner declares (``policies.types.Learner.diagnostics``),
+  other keys are dropped (logged once); ``outcome`` (guard): :data:`GUARD_OUTCOMES`;
   ``bin``: the lower edge of each μ bin; ``resource``/``direction``: two and three fixed values.
 """
 
@@ -53,32 +54,11 @@ ERROR_KINDS: tuple[str, ...] = (
 #: ``policy`` the row had data but the policy chose not to decide (e.g. warming up).
 NO_DECISION_REASONS: tuple[str, ...] = ("no_data", "tick_failed", "policy")
 
-#: Learner diagnostics exported as ``mfrm_learner_diagnostic{name}`` (the keys the learners of
-#: ``policies.serverless_nac``, ``policies.nac_nn`` and ``policies.nac`` return from ``feedback``).
-LEARNER_DIAGNOSTICS: tuple[str, ...] = (
-    "transitions",
-    "skipped_no_reward",
-    "skipped_no_next_state",
-    "mean_reward",
-    "losses/critic",
-    "losses/actor",
-    "approx_kl",
-    "entropy",
-    "explained_variance",
-    "kl_coef",
-    "critic/td_error_rms",
-    "critic/td_error_rms_after",
-    "critic/projected_fraction",
-    "critic/psi_norm",
-    "actor/loss",
-    "actor/advantage_rms",
-    "actor/w_norm",
-    "actor/projected",
-    "policy/theta_norm",
-    "policy/entropy",
-    "batch/size",
-    "batch/mean_reward",
-)
+#: What the guard did to the decisions of a tick (``mfrm_guard_decisions_total{outcome}``):
+#: ``clamped`` passed after a bound, the per-tick step limit or the cluster's capacity changed it;
+#: ``unchanged`` skipped as equal to the targets in force; ``blocked_invalid`` dropped because the
+#: function's row had no data.
+GUARD_OUTCOMES: tuple[str, ...] = ("clamped", "unchanged", "blocked_invalid")
 
 #: Tick duration buckets, s: a sim tick of a few functions takes milliseconds; a real backend's
 #: observation is bounded by HTTP timeouts of seconds.
@@ -110,6 +90,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "mfrm_slo_seconds",
     "mfrm_slo_violations_total",
     "mfrm_learner_diagnostic",
+    "mfrm_guard_decisions_total",
     "mfrm_backend_errors_total",
     "mfrm_checkpoints_total",
     "mfrm_config_reloads_total",
@@ -170,14 +151,18 @@ class MetricsExporter:
         *,
         max_functions: int = 200,
         functions: Collection[str] | None = None,
+        diagnostics: Collection[str] = (),
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        """``functions``: the configured function set (None: any name, first come); ``wall_clock``:
-        the Unix time stamped on ``mfrm_last_successful_tick_timestamp_seconds`` (for alerts)."""
+        """``functions``: the configured function set (None: any name, first come); ``diagnostics``:
+        the learner's diagnostic names (``policies.types.Learner.diagnostics``; empty for a baseline);
+        ``wall_clock``: the Unix time stamped on ``mfrm_last_successful_tick_timestamp_seconds``."""
         if max_functions < 1:
             raise ValueError(f"max_functions must be >= 1, got {max_functions}")
         self.max_functions = max_functions
         self.allowed = frozenset(functions) if functions is not None else None
+        self.diagnostic_names = tuple(diagnostics)
+        """Learner diagnostics exported, each as ``mfrm_learner_diagnostic{name}``."""
         self._wall_clock = wall_clock
         self._labelled: dict[str, bool] = {}
         self._unexported: set[str] = set()
@@ -233,6 +218,10 @@ class MetricsExporter:
         self.slo_violations = counter("mfrm_slo_violations_total", "Completions slower than the function's SLO.",
                                       ("function",))
         self.diagnostics = gauge("mfrm_learner_diagnostic", "Learner diagnostics of the last update.", ("name",))
+        self.guard_decisions = counter("mfrm_guard_decisions_total",
+                                       "Decisions the guard changed or held back, by outcome (clamped: cut by a "
+                                       "bound, step limit or capacity; unchanged: equal to the targets in force; "
+                                       "blocked_invalid: the row had no data).", ("outcome",))
         self.backend_errors = counter("mfrm_backend_errors_total",
                                       "Failed observations and actions, by kind.", ("kind",))
         self.checkpoints = counter("mfrm_checkpoints_total", "Checkpoints of the policy written.")
@@ -252,6 +241,10 @@ class MetricsExporter:
                 self.changes.labels(resource, direction)
         for result in ("success", "failure"):
             self.config_reloads.labels(result)
+        for outcome in GUARD_OUTCOMES:
+            self.guard_decisions.labels(outcome)
+        for name in self.diagnostic_names:
+            self.diagnostics.labels(name).set(float("nan"))
         self.config_ok.set(1)
         self.reward_mean.set(float("nan"))
 
@@ -290,6 +283,12 @@ class MetricsExporter:
         self.ticks_completed.set(report.tick + 1)
         self.last_success.set(self._wall_clock())
         self.functions_observed.set(n)
+
+        guard = report.guarded
+        for outcome, count in (("clamped", guard.clamped), ("unchanged", guard.unchanged),
+                               ("blocked_invalid", guard.blocked_invalid)):
+            if count:
+                self.guard_decisions.labels(outcome).inc(count)
 
         failed = {f.function for f in report.failures}
         for failure in report.failures:
@@ -343,7 +342,7 @@ class MetricsExporter:
 
     def _export_diagnostics(self, diagnostics: Any) -> None:
         for key, value in diagnostics.items():
-            if key in LEARNER_DIAGNOSTICS:
+            if key in self.diagnostic_names:
                 self.diagnostics.labels(key).set(float(value))
             elif key not in self._warned_diagnostics:
                 self._warned_diagnostics.add(key)
@@ -381,7 +380,7 @@ class MetricsExporter:
 
 __all__ = [
     "ERROR_KINDS",
-    "LEARNER_DIAGNOSTICS",
+    "GUARD_OUTCOMES",
     "METRIC_NAMES",
     "NO_DECISION_REASONS",
     "TICK_DURATION_BUCKETS_S",

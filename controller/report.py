@@ -317,7 +317,7 @@ def plot_latency_cdf(results: Sequence[RunResult], path: Path) -> Path:
 MAX_PLOT_POINTS = 240
 
 
-def _window_mean(values: np.ndarray, window: int) -> np.ndarray:
+def window_mean(values: np.ndarray, window: int) -> np.ndarray:
     """Means of consecutive ``window``-long blocks along axis 0 (the last block may be shorter)."""
     if window <= 1:
         return values
@@ -338,15 +338,15 @@ def plot_timeseries(results: Sequence[RunResult], path: Path) -> Path:
     window = 1
     for result in results:
         window = max(1, -(-len(result.times_s) // MAX_PLOT_POINTS))
-        minutes = _window_mean(result.times_s, window) / 60.0
-        total = _window_mean(result.containers.sum(axis=1), window)
+        minutes = window_mean(result.times_s, window) / 60.0
+        total = window_mean(result.containers.sum(axis=1), window)
         # Mean shares per container, weighted by how many containers each function holds.
         with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # ticks without a valid invoker are NaN
-            weighted = _window_mean((result.containers * result.cpu_shares).sum(axis=1), window)
+            weighted = window_mean((result.containers * result.cpu_shares).sum(axis=1), window)
             shares = weighted / total
             util = (
-                _window_mean(np.nanmean(result.invoker_utilisation, axis=1), window)
+                window_mean(np.nanmean(result.invoker_utilisation, axis=1), window)
                 if result.invoker_utilisation.size
                 else minutes * np.nan
             )
@@ -377,5 +377,6 @@ __all__ = [
     "overall_table",
     "plot_latency_cdf",
     "plot_timeseries",
+    "window_mean",
     "write_csv",
 ]

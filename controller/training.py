@@ -1,4 +1,4 @@
-"""``mfrm train``: train a learned policy (NAC-Linear or NAC-NN) on the simulated cluster.
+"""Training a learner (NAC-Linear or NAC-NN) on the simulated cluster: the library behind ``mfrm train``.
 
 A training run is the control loop of ``mfrm simulate`` with one learned policy, over the trace
 minutes [start_minute, start_minute + minutes), repeated for ``--episodes`` replays of that window
@@ -23,38 +23,31 @@ The stem is the checkpoint's file name without ``.npz`` (``runs/train/nac-nn.ckp
 from __future__ import annotations
 
 import csv
-import functools
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 
-from controller.experiments import (
-    LEARNED_POLICIES,
-    PolicyParamsError,
+from controller.assemble import (
+    AssemblyError,
     PolicySpec,
     RunSeeds,
-    _command_line,
-    _common_options,
-    _configure_logging,
-    _settings_from_cli,
-    _versions,
     build_policy,
     build_workload,
     measure_slos,
     resolve_trace_dir,
-    run_policy,
     tick_count,
 )
+from controller.checkpoint import Checkpointer
 from controller.loop import TickReport
+from controller.runner import run_policy, versions
 from controller.settings import Settings
-from controller.version import __version__
+from policies.registry import learned_policies, learns
 
 log = logging.getLogger(__name__)
 
@@ -72,19 +65,9 @@ BASE_COLUMNS: tuple[str, ...] = (
 
 
 def episode_seeds(settings: Settings, episode: int) -> RunSeeds:
-    """The seeds of training episode ``episode``: episode 0 is the run's own (what ``mfrm simulate``
-    with the same settings draws); later episodes get fresh arrival and simulator draws from children
-    of the run's seed, and keep the workload and SLO seeds, so every episode replays the same
-    functions and counts."""
-    seeds = RunSeeds.from_seed(settings.seed)
-    if episode == 0:
-        return seeds
-    arrivals, cluster = np.random.SeedSequence(settings.seed, spawn_key=(1_000_000 + episode,)).spawn(2)
-    return replace(
-        seeds,
-        arrivals=int(arrivals.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)),
-        cluster=int(cluster.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)),
-    )
+    """The seeds of training episode ``episode`` (``controller.assemble.RunSeeds.episode``): episode 0
+    is the run's own (what ``mfrm simulate`` with the same settings draws)."""
+    return RunSeeds.from_seed(settings.seed).episode(settings.seed, episode)
 
 
 class DiagnosticsRecorder:
@@ -142,16 +125,16 @@ def plot_training(rows: Sequence[Mapping[str, float]], path: Path, title: str) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from controller.report import _window_mean
+    from controller.report import window_mean
 
     ticks = np.array([row["tick"] for row in rows], dtype=float)
     reward = np.array([row["tick_mean_reward"] for row in rows], dtype=float)
     violations = np.array([row["tick_slo_violation_rate"] for row in rows], dtype=float)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     if ticks.size:
-        x = _window_mean(ticks, PLOT_WINDOW_TICKS)
-        top.plot(x, _window_mean(reward, PLOT_WINDOW_TICKS))
-        bottom.plot(x, 100 * _window_mean(violations, PLOT_WINDOW_TICKS))
+        x = window_mean(ticks, PLOT_WINDOW_TICKS)
+        top.plot(x, window_mean(reward, PLOT_WINDOW_TICKS))
+        bottom.plot(x, 100 * window_mean(violations, PLOT_WINDOW_TICKS))
     top.set_ylabel("mean reward per tick")
     bottom.set_ylabel("SLO violations (% of completions)")
     bottom.set_xlabel(f"training tick (means over {PLOT_WINDOW_TICKS} ticks)")
@@ -163,24 +146,6 @@ def plot_training(rows: Sequence[Mapping[str, float]], path: Path, title: str) -
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
-
-
-class FileCheckpointer:
-    """Saves one policy to one file (atomically, ``controller.checkpoint.save_checkpoint``), counting
-    ticks across episodes and resumed runs."""
-
-    def __init__(self, path: Path, tick_offset: int = 0) -> None:
-        self.path = path
-        self.tick_offset = tick_offset
-        """Ticks trained before the current episode (added to the loop's own count)."""
-        self.saved = 0
-        """Checkpoints written."""
-
-    def save(self, policy: Any, tick: int, now: float) -> Path:
-        from controller.checkpoint import save_checkpoint
-
-        self.saved += 1
-        return save_checkpoint(self.path, policy, tick=self.tick_offset + tick, time_s=now)
 
 
 @dataclass(frozen=True)
@@ -223,25 +188,23 @@ def train_policy(settings: Settings, name: str, out: Path, *, resume: bool = Fal
     the reason, when it does not fit) and the tick count continues from it. ``on_tick`` gets the
     number of ticks done in this run (for a progress bar).
     """
-    from controller.checkpoint import load_checkpoint
-
-    if name not in LEARNED_POLICIES:
-        raise ValueError(f"policy {name!r} does not learn; train one of {', '.join(LEARNED_POLICIES)}")
+    if not learns(name):
+        raise AssemblyError(f"policy {name!r} does not learn; train one of {', '.join(learned_policies())}")
     if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
+        raise AssemblyError(f"episodes must be >= 1, got {episodes}")
     policy = build_policy(settings, PolicySpec(name))  # first: a parameter typo stops before any work
     workload = build_workload(settings)
     slo_s = measure_slos(settings, workload)
+    checkpointer = Checkpointer(out)
     ticks_before = 0
     resumed_from = None
     if resume and out.is_file():
-        loaded = load_checkpoint(out, policy)
+        loaded = checkpointer.load(policy)
         ticks_before = int(loaded.header.get("tick", 0))
         resumed_from = {"path": str(out), "tick": ticks_before, "settings_differences": list(loaded.settings_differences)}
     elif resume:
         log.warning("--resume: %s does not exist yet; training starts from the initial policy", out)
     recorder = DiagnosticsRecorder()
-    checkpointer = FileCheckpointer(out, ticks_before)
     per_episode = tick_count(settings)
     decide_ms, update_ms = [], []
     started = time.perf_counter()
@@ -288,7 +251,7 @@ def train_policy(settings: Settings, name: str, out: Path, *, resume: bool = Fal
         "functions": [{"name": f.name, "profile": f.profile.name, "trace_id": f.trace_id,
                        "invocations": int(f.counts_per_minute.sum()), "slo_s": float(s)}
                       for f, s in zip(workload.functions, slo_s)],
-        "versions": _versions(),
+        "versions": versions(),
     }
     run_json.parent.mkdir(parents=True, exist_ok=True)
     run_json.write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
@@ -316,78 +279,14 @@ def summary(rows: Sequence[Mapping[str, float]], fraction: float = 0.1) -> dict[
     }
 
 
-@click.command("train")
-@click.option("--policy", "policy_name", type=click.Choice(list(LEARNED_POLICIES)), required=True,
-              help="The learned policy to train.")
-@click.option("--episodes", type=int, default=1, show_default=True,
-              help="Replays of the trace window (each with fresh arrival and simulator draws).")
-@click.option("--resume", is_flag=True, default=False,
-              help="Continue from the checkpoint --out when it exists (else start from scratch).")
-@functools.partial(_common_options, out_file=True)
-def train_command(policy_name: str, episodes: int, resume: bool, config: Path | None, sets: tuple[str, ...],
-                  verbose: bool, **options: Any) -> None:
-    """Train a learned policy on the simulated cluster; write its checkpoint, diagnostics and a plot.
-
-    --out is the checkpoint file (default runs/train/POLICY.ckpt.npz); the diagnostics CSV, the
-    plot and run.json are written beside it.
-    """
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    _configure_logging(verbose)
-    out_option = options.pop("out", None)
-    settings = _settings_from_cli(config, options, sets)
-    out = Path(out_option) if out_option is not None else Path("runs/train") / f"{policy_name}.ckpt.npz"
-    if episodes < 1:
-        raise click.BadParameter(f"must be >= 1, got {episodes}", param_hint="--episodes")
-    console = Console(stderr=True)
-    console.log(f"mfrm {__version__}: training {policy_name} on {settings.workload.functions} functions, "
-                f"minutes {settings.workload.start_minute}-{settings.workload.start_minute + settings.workload.minutes}, "
-                f"load x{settings.workload.rate_scale:g}, {episodes} episode(s), seed {settings.seed}")
-    total = episodes * tick_count(settings)
-    from controller.checkpoint import CheckpointError
-
-    try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      TimeRemainingColumn(), console=console) as progress:
-            task = progress.add_task(f"{policy_name} ticks", total=total)
-            result = train_policy(settings, policy_name, out, resume=resume, episodes=episodes,
-                                  command=_command_line(),
-                                  on_tick=lambda done: progress.update(task, completed=done))
-    except (CheckpointError, PolicyParamsError) as error:
-        raise click.ClickException(str(error)) from None
-    except ValueError as error:
-        raise click.ClickException(f"cannot train on this workload and cluster: {error}") from None
-    figures = summary(result.rows)
-    click.echo(f"trained {policy_name}: ticks {result.ticks_before} -> {result.ticks_before + total} "
-               f"in {result.wall_s:.1f} s ({result.decide_ms:.2f} ms per decide, {result.update_ms:.2f} ms per update)")
-    click.echo(f"mean reward first/last 10%: {figures['reward_first']:.3f} / {figures['reward_last']:.3f}; "
-               f"SLO violations first/last 10%: {100 * figures['slo_violations_first']:.2f}% / "
-               f"{100 * figures['slo_violations_last']:.2f}%")
-    click.echo(f"checkpoint:  {result.checkpoint}")
-    click.echo(f"diagnostics: {result.diagnostics_csv}")
-    if result.plot is not None:
-        click.echo(f"plot:        {result.plot}")
-    click.echo(f"run:         {result.run_json}")
-
-
 __all__ = [
     "BASE_COLUMNS",
     "DiagnosticsRecorder",
-    "FileCheckpointer",
     "TrainResult",
     "episode_seeds",
     "plot_training",
     "side_path",
     "summary",
-    "train_command",
     "train_policy",
     "write_diagnostics",
 ]

@@ -154,9 +154,7 @@ def as_policy_array(policy: object, game: MeanFieldGame, setting: Setting) -> np
     actions = ", ".join(game.spec.action_names)
     if isinstance(setting, FiniteHorizon):
         T1 = setting.horizon + 1
-        if pi.shape == (S, A):
-            pi = np.broadcast_to(pi, (T1, S, A))
-        elif pi.shape != (T1, S, A):
+        if pi.shape != (S, A) and pi.shape != (T1, S, A):
             raise PolicyArrayError(
                 f"policy has shape {pi.shape}; game {game.spec.name!r} with horizon {setting.horizon} needs "
                 f"(T+1, S, A) = {(T1, S, A)} or stationary (S, A) = {(S, A)} (actions in order: {actions})"
@@ -175,24 +173,30 @@ def as_policy_array(policy: object, game: MeanFieldGame, setting: Setting) -> np
     finite = np.isfinite(grid)
     if not finite.all():
         t, s, a = np.argwhere(~finite)[0]
+        count = int((~finite).sum())
         raise PolicyArrayError(
-            f"policy has {int((~finite).sum())} non-finite entries; first at {where(t, s)}, "
+            f"policy has {count} non-finite entr{'y' if count == 1 else 'ies'}; first at {where(t, s)}, "
             f"a={a} ({game.spec.action_names[a]}): {float(grid[t, s, a])}"
         )
     if (grid < 0).any():
         t, s, a = np.argwhere(grid < 0)[0]
+        count = int((grid < 0).sum())
         raise PolicyArrayError(
-            f"policy has {int((grid < 0).sum())} negative entries; first at {where(t, s)}, "
+            f"policy has {count} negative entr{'y' if count == 1 else 'ies'}; first at {where(t, s)}, "
             f"a={a} ({game.spec.action_names[a]}): {float(grid[t, s, a]):.12g}"
         )
     sums = grid.sum(axis=-1)
     bad = np.abs(sums - 1.0) > POLICY_SUM_TOL
     if bad.any():
         t, s = np.argwhere(bad)[0]
+        count = int(bad.sum())
         raise PolicyArrayError(
-            f"policy rows must sum to 1 (tolerance {POLICY_SUM_TOL:g}); {int(bad.sum())} do not, first at "
+            f"policy rows must sum to 1 (tolerance {POLICY_SUM_TOL:g}); {count} {'does' if count == 1 else 'do'} not, first at "
             f"{where(t, s)}: sum {float(sums[t, s]):.12g}"
         )
+    if isinstance(setting, FiniteHorizon) and pi.shape == (S, A):
+        # Checked as given (one row per state, so one bad entry is reported once), then used at every epoch.
+        pi = np.broadcast_to(pi, (setting.horizon + 1, S, A))
     return pi
 
 
@@ -300,7 +304,8 @@ def _newton_stationary(
     return None
 
 
-def _models(game: MeanFieldGame, mf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def game_models(game: MeanFieldGame, mf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The game's transition kernel P and reward r at mean field ``mf``, as float arrays."""
     return np.asarray(game.transition(mf), dtype=float), np.asarray(game.reward(mf), dtype=float)
 
 
@@ -330,7 +335,7 @@ def policy_value(
     lam = _check_lam(lam)
     pi = as_policy_array(policy, game, setting)
     mf = _check_mean_field(game, mf, setting)
-    P, r = _models(game, mf)
+    P, r = game_models(game, mf)
     if isinstance(setting, FiniteHorizon):
         return _finite_policy_value(pi, P, r, lam)
     return _discounted_policy_value(pi, P, r, lam, setting.gamma)
@@ -389,13 +394,15 @@ def best_response(
     """
     lam = _check_lam(lam)
     mf = _check_mean_field(game, mf, setting)
-    P, r = _models(game, mf)
+    P, r = game_models(game, mf)
     if isinstance(setting, FiniteHorizon):
-        return _finite_best_response(P, r, lam)
-    return _discounted_best_response(P, r, lam, setting.gamma)
+        return finite_best_response(P, r, lam)
+    return discounted_best_response(P, r, lam, setting.gamma)
 
 
-def _finite_best_response(P: np.ndarray, r: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
+def finite_best_response(P: np.ndarray, r: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """The λ-regularised best response of a finite-horizon model (P, r): (policy, value), by backward
+    induction."""
     # The backward loop keeps only what the recursion needs (Q_t and its soft maximum V_t); the
     # policies of all epochs are formed afterwards in one vectorised call. This keeps the loop at
     # three numpy calls per epoch, which is what the 1 ms SIS budget allows.
@@ -422,9 +429,11 @@ def _soft_max(lam: float):
     return soft
 
 
-def _discounted_best_response(
+def discounted_best_response(
     P: np.ndarray, r: np.ndarray, lam: float, gamma: float, max_iterations: int = 1000
 ) -> tuple[np.ndarray, np.ndarray]:
+    """The λ-regularised best response of a discounted model (P, r): (policy, value), by soft policy
+    iteration."""
     # Policy iteration is Newton's method on the (soft) Bellman equation: it converges in a few
     # exact solves, where value iteration would need log(tol) / log(gamma) sweeps.
     pi, _ = _greedy(r, lam)
@@ -449,15 +458,15 @@ def evaluate(game: MeanFieldGame, policy: object, setting: Setting, lam: float =
     mu0 = initial_distribution(game, setting)
     if isinstance(setting, FiniteHorizon):
         mf = game.flow(mu0, pi)
-        P, r = _models(game, mf)
+        P, r = game_models(game, mf)
         V_pi, _ = _finite_policy_value(pi, P, r, lam)
-        br, V_br = _finite_best_response(P, r, lam)
+        br, V_br = finite_best_response(P, r, lam)
         v_pi, v_br = float(mu0 @ V_pi[0]), float(mu0 @ V_br[0])
     else:
         mf = stationary_mean_field(game, pi, mu0)
-        P, r = _models(game, mf)
+        P, r = game_models(game, mf)
         V_pi, _ = _discounted_policy_value(pi, P, r, lam, setting.gamma)
-        br, V_br = _discounted_best_response(P, r, lam, setting.gamma)
+        br, V_br = discounted_best_response(P, r, lam, setting.gamma)
         v_pi, v_br = float(mu0 @ V_pi), float(mu0 @ V_br)
     return Evaluation(
         exploitability=v_br - v_pi,

@@ -33,9 +33,9 @@ from scipy.optimize import root
 from mfg.dp import (
     FiniteHorizon,
     Setting,
-    _discounted_best_response,
-    _finite_best_response,
-    _models,
+    discounted_best_response,
+    finite_best_response,
+    game_models,
     evaluate,
     initial_distribution,
 )
@@ -96,10 +96,10 @@ class SolverOptions:
 
 
 def _best_response(game: MeanFieldGame, mf: np.ndarray, setting: Setting, lam: float) -> np.ndarray:
-    P, r = _models(game, mf)
+    P, r = game_models(game, mf)
     if isinstance(setting, FiniteHorizon):
-        return _finite_best_response(P, r, lam)[0]
-    return _discounted_best_response(P, r, lam, setting.gamma)[0]
+        return finite_best_response(P, r, lam)[0]
+    return discounted_best_response(P, r, lam, setting.gamma)[0]
 
 
 def _next_mean_field(

@@ -185,7 +185,7 @@ def run_command(
     """Learn with NAC and/or DL-NAC and plot exact exploitability against samples.
 
     \b
-    Example (the README's main job, about 2 minutes on 2 cores):
+    Example (about 2 minutes on 2 cores):
       mfrm mfg run --game sis --algo nac,dlnac --seeds 10 --out runs/sis
     """
     from rich.console import Console

@@ -19,10 +19,11 @@ Times are seconds relative to the start of the stream's first minute. A window i
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -350,3 +351,33 @@ class TraceArrivalStream:
     ) -> Iterator[ArrivalWindow]:
         """Consecutive windows of ``length_s`` (see ``iter_windows``)."""
         return iter_windows(self, length_s, start_s, end_s)
+
+
+class RepeatingArrivals:
+    """An arrival stream replayed end to end forever (a daemon runs longer than any trace window).
+
+    Cycle ``k`` is the inner stream shifted by ``k`` times its duration, so a window that spans
+    the seam gets the end of one cycle and the start of the next.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        """A stream with ``duration_s`` and ``window(t0_s, t1_s)`` (e.g. :class:`ArrivalStream`)."""
+        self.period_s = float(inner.duration_s)
+        """Length of one cycle, s."""
+        if not self.period_s > 0:
+            raise ValueError(f"a repeating stream needs a positive duration, got {self.period_s} s")
+
+    def window(self, t0_s: float, t1_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Arrivals with ``t0_s <= time < t1_s``, s from the start of the first cycle."""
+        times, fns = [], []
+        cycle = max(0, math.floor(t0_s / self.period_s))
+        while cycle * self.period_s < t1_s:
+            offset = cycle * self.period_s
+            t, f = self.inner.window(max(t0_s - offset, 0.0), min(t1_s - offset, self.period_s))
+            times.append(t + offset)
+            fns.append(f)
+            cycle += 1
+        if not times:
+            return _empty()
+        return np.concatenate(times), np.concatenate(fns)

@@ -317,8 +317,10 @@ def sample_workload_2021(
     profiles: ProfileMode = "benchmark",
     classes: Sequence[RateClass] = DEFAULT_RATE_CLASSES,
     benchmark: dict[str, FunctionProfile] = BENCHMARK_PROFILES,
+    rows: Sequence[int] | None = None,
 ) -> Workload:
-    """Like ``sample_workload`` for a 2021 trace (all functions when ``k`` is None).
+    """Like ``sample_workload`` for a 2021 trace (all functions when ``k`` is None; the functions at
+    trace indices ``rows``, in that order, when given).
 
     Minutes are counted from the trace clock's 0 (minute m covers [60 m, 60 m + 60) s). For exact
     replay of the recorded arrival times use ``arrivals.TraceArrivalStream`` with the same functions.
@@ -326,12 +328,20 @@ def sample_workload_2021(
     first, counts = trace.counts_per_minute()
     rng = np.random.default_rng(seed)
     n = counts.shape[0]
-    if k is None:
+    rates = counts.mean(axis=1)
+    if rows is not None:
+        if k is not None and k != len(rows):
+            raise ValueError(f"k={k} disagrees with the {len(rows)} rows named")
+        bad = [r for r in rows if not 0 <= r < n]
+        if bad:
+            raise ValueError(f"rows {bad} are not functions of the trace (it has {n})")
+        rows = [int(r) for r in rows]
+        class_names = [rate_class_of(float(rates[r]), classes) for r in rows]
+    elif k is None:
         rows = list(range(n))
-        rates = counts.mean(axis=1)
         class_names = [rate_class_of(float(r), classes) for r in rates]
     else:
-        picked, class_names = spread_over_classes(counts.mean(axis=1), k, rng, classes)
+        picked, class_names = spread_over_classes(rates, k, rng, classes)
         rows = [int(i) for i in picked]
     if profiles == "benchmark":
         assigned = _benchmark_assignment(len(rows), rng, benchmark)

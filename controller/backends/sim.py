@@ -69,7 +69,8 @@ class SimBackend:
 
     name = "sim"
 
-    def __init__(self, cluster: Cluster, arrivals: Any, function_names: Sequence[str], tick_s: float) -> None:
+    def __init__(self, cluster: Cluster, arrivals: Any, function_names: Sequence[str], tick_s: float, *,
+                 keep_records: bool = True) -> None:
         self.cluster = cluster
         """The simulated cluster (owned: nothing else may drive it during a run)."""
         self.arrivals = arrivals
@@ -78,6 +79,9 @@ class SimBackend:
         """Function names in the cluster's order (the snapshot's order)."""
         self.tick_s = float(tick_s)
         """Nominal tick length, s; the snapshot's ``tick_s`` is the time since the last observation."""
+        self.keep_records = keep_records
+        """Keep every finished activation's record for :meth:`records` (a batch run's report); off
+        for a daemon, whose records would grow without bound."""
         self._time_s = 0.0
         self._records: list[np.ndarray] = []
         n = len(self.function_names)
@@ -98,7 +102,7 @@ class SimBackend:
         self._time_s = now
         stats = self.cluster.tick_stats()
         records = self.cluster.drain_records()
-        if len(records):
+        if len(records) and self.keep_records:
             self._records.append(records)
         return snapshot_from_tick(stats, self.function_names, now)
 

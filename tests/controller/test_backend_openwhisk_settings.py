@@ -29,7 +29,8 @@ from controller.backends.openwhisk import (
     from_settings,
     promql_query,
 )
-from controller.daemon import build_backend, run_command
+from controller.assemble import build_backend
+from controller.commands.run import run_command
 from controller.clients.openwhisk import NO_RETRY, OpenWhiskClient
 from controller.clients.prometheus import PrometheusReader
 from controller.settings import OpenWhiskSettings, Settings, SettingsError, load_settings

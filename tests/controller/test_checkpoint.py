@@ -17,7 +17,7 @@ from conftest import make_snapshot
 from controller.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
-    CheckpointStore,
+    Checkpointer,
     load_checkpoint,
     read_checkpoint,
     save_checkpoint,
@@ -113,7 +113,7 @@ KILL_CHILD = textwrap.dedent(
     import os, signal, sys
     import numpy as np
     from controller.checkpoint import save_checkpoint
-    from policies.serverless_nac import nac_linear  # not the registry: spares the child a torch import
+    from policies.nac_linear import nac_linear  # not the registry: spares the child a torch import
 
     path, kill_at = sys.argv[1], sys.argv[2]
     policy = nac_linear(seed=1)
@@ -273,24 +273,24 @@ def test_a_pending_decision_is_not_paired_with_a_tick_of_other_functions(tmp_pat
     assert resumed.feedback(other, MU, np.full(N, 0.5)) == {"transitions": 0.0}
 
 
-def test_the_store_saves_one_file_per_policy_and_skips_policies_without_state(tmp_path: Path) -> None:
-    store = CheckpointStore(tmp_path / "ckpt")
+def test_the_checkpointer_names_its_file_after_the_policy_and_counts_ticks_across_runs(tmp_path: Path) -> None:
+    saved: list[tuple[Path, int]] = []
+    checkpointer = Checkpointer.in_directory(tmp_path / "ckpt", "nac-linear", tick_offset=100,
+                                             on_save=lambda path, tick: saved.append((path, tick)))
     learner = make("nac-linear", seed=4)
-    path = store.save(learner, tick=10, now=100.0)
+    path = checkpointer.save(learner, tick=10, now=100.0)
     assert path == tmp_path / "ckpt" / "nac-linear.ckpt.npz"
-    assert store.load(make("nac-linear")).header["tick"] == 10
-
-    class Baseline:
-        name = "fixed"
-
-    assert store.save(Baseline(), tick=10, now=100.0) is None
-    assert store.saved == 1
+    assert saved == [(path, 110)]
+    assert checkpointer.saved == 1 and checkpointer.last_tick == 110
+    fresh = Checkpointer(path)
+    assert fresh.load(make("nac-linear")).header["tick"] == 110
+    assert fresh.last_tick == 110
 
 
 def test_a_checkpoint_of_an_earlier_driver_version_is_refused_naming_the_version(tmp_path, monkeypatch) -> None:
     # Version 1 had no reward centre in its state, version 2 moved pools without the staffing
     # band (its policy learned for other moves); loading either must be refused, not fail on a key.
-    import policies.serverless_nac as driver_module
+    import policies.agent as driver_module
 
     old = make("nac-linear", seed=1)
     current = driver_module.STATE_VERSION

@@ -50,7 +50,7 @@ class FakePrometheus:
                 url = urllib.parse.urlsplit(self.path)
                 s.requests.append((url.path, urllib.parse.parse_qs(url.query)))
                 if s.hang:
-                    s.release.wait(timeout=10.0)  # bounded: the test releases it at teardown
+                    s.release.wait(timeout=600.0)  # until the test releases it (at teardown at the latest)
                     return
                 body = s.body if isinstance(s.body, bytes) else json.dumps(s.body).encode()
                 self.send_response(s.status)
@@ -166,10 +166,12 @@ def test_failures_become_typed_errors_with_a_bounded_kind(prometheus, status, bo
 
 def test_a_prometheus_that_never_answers_times_out_within_the_bound(prometheus):
     prometheus.script = Script(hang=True)
-    started = time.monotonic()
     with pytest.raises(PromQLTimeout, match="no answer within 0.2 s"):
         PrometheusReader(prometheus.url, timeout_s=0.2).instant("up")
-    assert time.monotonic() - started < 2.0
+    # The request reached the server, which is still holding it: the reader gave up on its own bound,
+    # not because the server answered or closed the connection.
+    assert len(prometheus.script.requests) == 1
+    assert not prometheus.script.release.is_set()
 
 
 def test_a_prometheus_that_is_down_is_unavailable():

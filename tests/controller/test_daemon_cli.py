@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import pytest
@@ -10,8 +9,8 @@ from click.testing import CliRunner
 from test_daemon_clock import FakeClock
 from test_daemon_faults import FaultyBackend
 
-from controller import daemon as daemon_module
-from controller.daemon import run_command
+from controller import assemble as assemble_module
+from controller.commands.run import run_command
 from controller.version import __version__
 
 #: A small simulated cluster: three functions on three invokers, SLOs measured with few probes.
@@ -55,8 +54,9 @@ def test_once_on_the_simulated_cluster_logs_version_and_masked_settings_and_exit
         result = CliRunner().invoke(run_command, ["--config", str(_config(tmp_path, SMALL_SIM)), "--once"])
     assert result.exit_code == 0, result.output
     assert f"mfrm {__version__} daemon: backend=sim policy=openwhisk-default" in caplog.text
-    logged = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("effective settings: "))
-    assert json.loads(logged.removeprefix("effective settings: "))["workload"]["functions"] == 3
+    # One line per setting that differs from its default, not one line of every setting.
+    assert "setting workload.functions = 3" in caplog.text
+    assert "effective settings" not in caplog.text
     assert "shares default -> " in caplog.text  # the default policy set each function's shares
     assert "one tick finished" in caplog.text
 
@@ -76,7 +76,7 @@ def failing_backend(settings):
 
 
 def test_once_exits_1_when_the_tick_fails(tmp_path, monkeypatch, caplog):
-    monkeypatch.setitem(daemon_module.BACKEND_FACTORIES, "local", "test_daemon_cli:failing_backend")
+    monkeypatch.setitem(assemble_module.BACKEND_FACTORIES, "local", "test_daemon_cli:failing_backend")
     with caplog.at_level(logging.INFO):
         result = CliRunner().invoke(run_command, ["--config", str(_config(tmp_path, "")), "--once",
                                                   "--backend", "local"])
@@ -85,7 +85,7 @@ def test_once_exits_1_when_the_tick_fails(tmp_path, monkeypatch, caplog):
 
 
 def test_a_backend_missing_from_this_build_is_named(tmp_path, monkeypatch):
-    monkeypatch.setitem(daemon_module.BACKEND_FACTORIES, "local", "controller.backends.no_such_backend:from_settings")
+    monkeypatch.setitem(assemble_module.BACKEND_FACTORIES, "local", "controller.backends.no_such_backend:from_settings")
     result = CliRunner().invoke(run_command, ["--config", str(_config(tmp_path, "")), "--once", "--backend", "local"])
-    assert result.exit_code == 1
-    assert "backend 'local' is not available in this build" in result.output
+    assert result.exit_code == 2  # a setting that cannot be used, like every other
+    assert "daemon.backend='local' is not available in this build" in result.output

@@ -11,7 +11,8 @@ from test_daemon_clock import FakeClock
 from test_daemon_faults import NAMES, AlternatingPolicy, FaultyBackend
 
 from controller.checkpoint import CheckpointError, read_checkpoint
-from controller.daemon import RepeatingArrivals, build_daemon
+from controller.daemon import build_daemon
+from workload.arrivals import RepeatingArrivals
 from controller.settings import load_settings
 
 
@@ -22,6 +23,9 @@ class CountingPolicy(AlternatingPolicy):
     learned: int = 0
     version: int = 1
     name: str = "counting"
+    seed: int = 0
+    diagnostics: tuple[str, ...] = ("transitions",)
+    settings_record: dict = field(default_factory=dict)
 
     def feedback(self, snapshot, mu, rewards):
         self.learned += 1

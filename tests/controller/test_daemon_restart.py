@@ -19,7 +19,7 @@ from controller.checkpoint import CheckpointError, read_checkpoint
 
 CHECKPOINT_EVERY = 5
 START_TIMEOUT_S = 90.0  # a cold numba cache and a loaded CI machine make the first start slow
-DAEMON = [sys.executable, "-c", "from controller.daemon import run_command; run_command()"]
+DAEMON = [sys.executable, "-c", "from controller.commands.run import run_command; run_command()"]
 
 
 def _start(tmp_path: Path, log: Path) -> subprocess.Popen:
@@ -30,6 +30,8 @@ def _start(tmp_path: Path, log: Path) -> subprocess.Popen:
         "reward: {slo_probe_invocations: 200}\n"
         f"loop: {{checkpoint_every_ticks: {CHECKPOINT_EVERY}}}\n"
         "policy: {name: nac-linear}\n"
+        # A SIGTERM must end the daemon within 5 s; the daemon's own watchdog holds it to that.
+        "daemon: {shutdown_timeout_s: 5}\n"
         f"output: {{out_dir: {tmp_path / 'out'}}}\n",
         encoding="utf-8",
     )
@@ -95,16 +97,16 @@ def test_kill_9_and_a_restart_lose_at_most_one_checkpoint_interval_and_sigterm_e
         assert min(_finished_ticks(second_log)) == saved + 1  # tick numbers continue, nothing re-learned
         assert _checkpoint_tick(checkpoint) == saved + CHECKPOINT_EVERY
 
-        started = time.monotonic()
         second.send_signal(signal.SIGTERM)
-        returncode = second.wait(timeout=30)  # daemon.shutdown_timeout_s
-        shutdown_s = time.monotonic() - started
+        returncode = second.wait(timeout=120)  # a harness bound only: the daemon's own bound is below
     finally:
         if second.poll() is None:
             second.kill()
             second.wait(timeout=10)
+    # 0, not the watchdog's 1: the shutdown finished within daemon.shutdown_timeout_s, measured by the
+    # daemon itself, whatever the machine's speed.
     assert returncode == 0
-    assert shutdown_s < 5.0
+    assert "shutdown did not finish" not in second_log.read_text(errors="replace")
     last = max(_finished_ticks(second_log))
     assert _checkpoint_tick(checkpoint) == last  # the final checkpoint holds the last finished tick
     assert "SIGTERM: finishing the current tick" in second_log.read_text(errors="replace")
@@ -144,9 +146,9 @@ def hanging_backend(settings):
 def _start_hanging(tmp_path: Path, log: Path) -> subprocess.Popen:
     tests = Path(__file__).resolve().parent
     script = (
-        "import controller.daemon as d; "
-        "d.BACKEND_FACTORIES['local'] = 'test_daemon_restart:hanging_backend'; "
-        "d.run_command()"
+        "import controller.assemble as a; from controller.commands.run import run_command; "
+        "a.BACKEND_FACTORIES['local'] = 'test_daemon_restart:hanging_backend'; "
+        "run_command()"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MFRM_")}
     env["PYTHONPATH"] = os.pathsep.join([str(tests), str(tests.parent), env.get("PYTHONPATH", "")])
@@ -172,19 +174,18 @@ def test_a_stuck_tick_cannot_hold_up_the_exit(tmp_path, signals, status, said):
     process = _start_hanging(tmp_path, log)
     try:
         _wait_for(lambda: (tmp_path / "hanging").exists(), process, START_TIMEOUT_S, "the tick to hang")
-        started = time.monotonic()
         process.send_signal(signals[0])
         if len(signals) > 1:
             # The second signal goes once the first has been handled (its log line is written).
             _wait_for(lambda: "finishing the current tick" in log.read_text(errors="replace"), process, 10.0,
                       "the first signal to be handled")
             process.send_signal(signals[1])
-        returncode = process.wait(timeout=10)
-        elapsed = time.monotonic() - started
+        returncode = process.wait(timeout=120)  # a harness bound only
     finally:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+    # The status and the message say which bound ended the process: the 1-s shutdown watchdog
+    # (status 1), or the second signal (128 + signal, at once), however busy the machine is.
     assert returncode == status
     assert said in log.read_text(errors="replace")
-    assert elapsed < (5.0 if len(signals) == 1 else 1.0)

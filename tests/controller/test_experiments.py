@@ -11,15 +11,10 @@ from click.testing import CliRunner
 
 from controller.backends.base import FailureKind
 from controller.backends.sim import SimBackend
-from controller.cli import main
-from controller.experiments import (
-    PolicySpec,
-    RunSeeds,
-    build_policy,
-    build_workload,
-    measure_slos,
-    run_policy,
-)
+from controller.assemble import PolicySpec, RunSeeds, build_policy, build_workload, measure_slos
+from controller.commands.main import main
+from controller.checkpoint import Checkpointer
+from controller.runner import run_policy
 from controller.settings import load_settings
 from policies.types import KEEP_SHARES, UNMANAGED, Decisions
 from simulator import Cluster, ClusterConfig
@@ -91,7 +86,7 @@ def test_every_policy_sees_the_same_arrivals():
         (["simulate", "--trace", "/nonexistent/trace"], "trace folder not found"),
         (["simulate", "--set", "loop.tick_s=0"], "loop.tick_s = 0 (from command line)"),
         (["simulate", "--set", "nonsense"], "expected KEY=VALUE"),
-        (["simulate", "--policy", "no-such-policy"], "unknown policy no-such-policy; known policies:"),
+        (["simulate", "--policy", "no-such-policy"], "unknown policy 'no-such-policy'; known policies:"),
         (["simulate", "--policy", "ensure", "--set", "policy.params={ensure: {cc: 1}}"],
          "policy.params.ensure: policy 'ensure': unknown parameter(s) cc"),
     ],
@@ -181,7 +176,7 @@ def test_rate_scale_multiplies_the_workload_and_every_policy_replays_the_same_co
 
 
 def test_busiest_selection_takes_the_functions_with_the_most_invocations():
-    from controller.experiments import SAMPLE_TRACE, busiest_trace_ids
+    from controller.assemble import SAMPLE_TRACE, busiest_trace_ids
     from workload.azure2019 import load_trace
 
     trace = load_trace(SAMPLE_TRACE)
@@ -237,7 +232,8 @@ def test_a_learned_policy_is_checkpointed_when_its_run_is_interrupted(tmp_path):
     slo = measure_slos(settings, workload)
     policy = build_policy(settings, "nac-linear")
     with pytest.raises(_Stop):
-        run_policy(settings, workload, slo, "nac-linear", policy=policy, checkpoint_dir=tmp_path, sinks=[_StopAt(4)])
+        run_policy(settings, workload, slo, "nac-linear", policy=policy, sinks=[_StopAt(4)],
+                   checkpointer=Checkpointer.in_directory(tmp_path, "nac-linear"))
     header, state = read_checkpoint(tmp_path / "nac-linear.ckpt.npz")
     assert header["tick"] == 4
     np.testing.assert_array_equal(state["learner/theta"], policy.learner.core.theta)
@@ -249,6 +245,7 @@ def test_run_policy_uses_a_prebuilt_policy_and_reports_its_cost_per_tick(tmp_pat
     workload = build_workload(settings)
     slo = measure_slos(settings, workload)
     policy = build_policy(settings, PolicySpec("nac-linear", frozen=True))
-    result = run_policy(settings, workload, slo, "nac-linear", policy=policy, checkpoint_dir=tmp_path)
+    result = run_policy(settings, workload, slo, "nac-linear", policy=policy,
+                        checkpointer=Checkpointer.in_directory(tmp_path, "nac-linear"))
     assert result.policy == "nac-linear" and result.decide_ms > 0
     assert policy.agent.frozen

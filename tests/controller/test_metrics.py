@@ -16,7 +16,7 @@ from controller.estimator import PopulationEstimator
 from controller.loop import ControlLoop
 from controller.metrics import (
     ERROR_KINDS,
-    LEARNER_DIAGNOSTICS,
+    GUARD_OUTCOMES,
     METRIC_NAMES,
     NO_DECISION_REASONS,
     MetricsExporter,
@@ -182,18 +182,34 @@ def test_failed_actions_count_as_backend_errors_by_kind(registry):
     assert get("mfrm_decision_changes_total", {"resource": "containers", "direction": "up"}) == 0
 
 
-def test_learner_diagnostics_outside_the_fixed_set_are_not_exported(registry):
+def test_learner_diagnostics_outside_the_declared_set_are_not_exported(registry):
     class Learns(FixedPolicy):
+        diagnostics = ("approx_kl", "losses/critic", "entropy")
+
         def feedback(self, snapshot, mu, rewards):
             return {"approx_kl": 0.01, "losses/critic": 2.5, "container-1234": 7.0}
 
-    exporter = MetricsExporter(registry)
+    exporter = MetricsExporter(registry, diagnostics=Learns.diagnostics)
     _run(exporter, _busy, policy=Learns())
     get = registry.get_sample_value
     assert get("mfrm_learner_diagnostic", {"name": "approx_kl"}) == 0.01
     assert get("mfrm_learner_diagnostic", {"name": "losses/critic"}) == 2.5
     assert get("mfrm_learner_diagnostic", {"name": "container-1234"}) is None
-    assert "approx_kl" in LEARNER_DIAGNOSTICS
+    # A declared diagnostic the learner has not returned yet is a series from the start (NaN).
+    assert math.isnan(get("mfrm_learner_diagnostic", {"name": "entropy"}))
+
+
+def test_the_guards_outcomes_are_counted(registry):
+    exporter = MetricsExporter(registry)
+    loop = ControlLoop(backend=FakeBackend(snapshots=_busy), policy=FixedPolicy(containers=500),
+                       estimator=PopulationEstimator(bins=10, beta=0.05), sinks=[exporter])
+    loop.step(10.0)
+    loop.step(20.0)
+    get = registry.get_sample_value
+    # 500 containers is above the guard's bound: clamped on the first tick, then equal to the target in force.
+    assert get("mfrm_guard_decisions_total", {"outcome": "clamped"}) == loop.counters.clamped > 0
+    assert get("mfrm_guard_decisions_total", {"outcome": "unchanged"}) == loop.counters.unchanged > 0
+    assert {o for o in GUARD_OUTCOMES} == {"clamped", "unchanged", "blocked_invalid"}
 
 
 def test_a_failed_tick_counts_every_known_function_as_without_decision(registry):

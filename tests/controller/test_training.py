@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from controller.checkpoint import read_checkpoint
-from controller.cli import main
-from controller.experiments import PolicySpec, build_policy, build_workload, cluster_config, measure_slos
+from controller.commands.main import main
+from controller.assemble import PolicySpec, build_policy, build_workload, cluster_config, measure_slos
 from controller.settings import load_settings
 from controller.training import side_path, train_policy
 

@@ -22,7 +22,7 @@ import yaml
 from kubernetes_validate import utils as kv_utils
 
 from controller.backends.kube_runtime import KUBERNETES_API_CALLS
-from controller.daemon import run_command
+from controller.commands.run import run_command
 from controller.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from controller.cli import main as mfrm_cli
+from controller.commands.main import main as mfrm_cli
 from controller.settings import DaemonSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,7 +133,7 @@ def test_the_daemon_runs_as_a_numeric_non_root_user_that_the_chart_also_names() 
 def test_the_entry_point_is_mfrm_run_in_exec_form() -> None:
     (entrypoint,) = FINAL.all("ENTRYPOINT")
     assert json.loads(entrypoint) == ["mfrm", "run"]
-    assert PYPROJECT["project"]["scripts"]["mfrm"] == "controller.cli:main"
+    assert PYPROJECT["project"]["scripts"]["mfrm"] == "controller.commands.main:main"
 
 
 def test_mfrm_run_is_a_command_of_the_mfrm_cli() -> None:

@@ -7,8 +7,8 @@ One run for the whole module (about 1.5 minutes):
    port) scraping both the platform's and the daemon's ``/metrics`` every second;
 3. the daemon, ``mfrm run --backend local`` with ``nac-linear`` ticking every 2 s, managing the 12
    actions the replayer creates;
-4. ``mfrm replay --deploy``: 12 functions of the shipped trace sample (seed 3: a light mix, about
-   0.3 core at speed-up 1 on the development machine), 2 trace minutes at speed-up 2.
+4. ``mfrm replay --deploy``: 12 functions of the shipped trace sample (seed 3: about 840 invocations,
+   a light load for 2 cores), 2 trace minutes at speed-up 2.
 
 Then the tests check, each on its own: Prometheus holds the daemon's ``mfrm_*`` series and the
 platform's ``openwhisk_action_*`` series (its HTTP API); the daemon changed warm pools and CPU
@@ -131,11 +131,13 @@ class LiveRun:
 
 
 def action_names() -> list[str]:
-    from workload.azure2019 import load_trace
-    from workload.sampler import sample_workload
+    """The actions ``mfrm replay`` creates for these settings (the same builder as every command)."""
+    from controller.assemble import build_workload
+    from controller.settings import load_settings
 
-    workload = sample_workload(load_trace(TRACE), FUNCTIONS, seed=SEED, start_minute=START, end_minute=START + MINUTES)
-    return list(workload.names)
+    settings = load_settings(overrides={"workload.trace_dir": str(TRACE), "workload.functions": FUNCTIONS,
+                                        "workload.start_minute": START, "workload.minutes": MINUTES, "seed": SEED})
+    return list(build_workload(settings).names)
 
 
 def prometheus_query(base: str) -> Callable[[str], list[dict[str, Any]]]:

@@ -327,7 +327,7 @@ def test_lq_stationary_mean_field_is_the_unique_invariant_distribution() -> None
             r"shape \(3, 2\).*\(6, 2, 2\).*actions in order: D, U",
         ),
         (np.full((6, 2, 2), 0.5), Discounted(), r"discounted setting needs a stationary"),
-        (np.array([[0.5, 0.4], [0.5, 0.5]]), FiniteHorizon(horizon=5), r"sum to 1.*t=0, s=0 \(S\): sum 0.9"),
+        (np.array([[0.5, 0.4], [0.5, 0.5]]), FiniteHorizon(horizon=5), r"sum to 1.*1 does not, first at s=0 \(S\): sum 0.9"),
         (np.array([[0.5, 0.5], [1.2, -0.2]]), Discounted(), r"negative.*s=1 \(I\), a=1 \(U\)"),
         (np.array([[0.5, 0.5], [np.nan, 0.5]]), Discounted(), r"non-finite.*s=1 \(I\), a=0 \(D\)"),
         (np.array([[0.5, 0.5], [np.inf, 0.5]]), Discounted(), r"non-finite"),
@@ -337,6 +337,12 @@ def test_lq_stationary_mean_field_is_the_unique_invariant_distribution() -> None
 def test_malformed_policy_arrays_are_refused_with_the_place_at_fault(policy, setting, message: str) -> None:
     with pytest.raises(PolicyArrayError, match=message):
         as_policy_array(policy, SISGame(), setting)
+
+
+def test_a_stationary_policy_with_one_bad_entry_is_reported_once_not_once_per_epoch() -> None:
+    policy = np.array([[0.5, 0.5], [np.nan, 0.5]])
+    with pytest.raises(PolicyArrayError, match=r"policy has 1 non-finite entry; first at s=1 \(I\)"):
+        as_policy_array(policy, SISGame(), FiniteHorizon(horizon=50))
 
 
 def test_row_sum_error_names_the_epoch_of_a_time_varying_policy() -> None:

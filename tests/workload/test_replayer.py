@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from fakes.openwhisk import AUTH, FakeOpenWhisk
 
 from controller.clients.openwhisk import NO_RETRY, OpenWhiskClient
-from controller.replay_cli import OpenWhiskInvoker, replay_command
+from controller.commands.replay import replay_command
+from controller.replay import OpenWhiskInvoker
 from workload import records as rec
 from workload.replayer import InvokeResult, ReplayConfig, Replayer, arrivals_of
 
@@ -256,6 +257,16 @@ def test_invalid_replay_settings_are_refused_with_the_name(config):
 # --- the command ------------------------------------------------------------------------------
 
 
+def _same_workload_as_simulate(**overrides):
+    """The functions and arrivals ``mfrm simulate`` builds for these settings."""
+    from controller.assemble import build_arrivals, build_workload
+    from controller.settings import load_settings
+
+    settings = load_settings(overrides={"workload.trace_dir": str(TRACE), **overrides})
+    workload = build_workload(settings)
+    return workload, build_arrivals(settings, workload)
+
+
 def test_mfrm_replay_deploys_replays_and_writes_records_summary_and_plots(tmp_path):
     out = tmp_path / "out"
     with FakeOpenWhisk() as fake:
@@ -265,12 +276,36 @@ def test_mfrm_replay_deploys_replays_and_writes_records_summary_and_plots(tmp_pa
         ])
         assert result.exit_code == 0, result.output
         invoked = len(fake.calls_to("POST", r"/actions/"))
-        assert sorted(fake.actions) == ["graph-bfs-001", "markdown2html-002", "sentiment-analysis-000"]
+        deployed = sorted(fake.actions)
+    # The same seed picks the same functions, with the same arrivals, as `mfrm simulate` does.
+    workload, stream = _same_workload_as_simulate(**{"workload.functions": 3, "workload.minutes": 1, "seed": 0})
+    assert deployed == sorted(workload.names)
     rows = rec.read_records(out / "records.csv")
-    assert len(rows) == invoked == 124
+    assert len(rows) == invoked == stream.total_invocations() > 0
     assert all(r.status == rec.SUCCESS for r in rows)
     assert {p.name for p in out.iterdir()} == {"records.csv", "summary.csv", "latency_cdf.png", "throughput.png"}
     assert "replay summary" in result.output
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_replay_and_simulate_pick_the_same_functions_and_arrivals_for_a_seed(tmp_path, seed):
+    from controller.commands.replay import REPLAY_OVERRIDES
+
+    out = tmp_path / "out"
+    with FakeOpenWhisk() as fake:
+        result = CliRunner().invoke(replay_command, [
+            "--api-host", fake.url, "--auth", AUTH, "--trace", str(TRACE), "--functions", "4", "--minutes", "1",
+            "--speedup", "600", "--seed", str(seed), "--deploy", "--out", str(out),
+        ])
+        assert result.exit_code == 0, result.output
+        deployed = sorted(fake.actions)
+    workload, stream = _same_workload_as_simulate(**{"workload.functions": 4, "workload.minutes": 1, "seed": seed})
+    assert deployed == sorted(workload.names)
+    # Every arrival of the simulator's stream was sent, function by function.
+    times, fns = stream.window(0.0, stream.duration_s)
+    expected = sorted(workload.names[i] for i in fns)
+    assert sorted(r.function for r in rec.read_records(out / "records.csv")) == expected
+    assert REPLAY_OVERRIDES["workload.minutes"] == 5  # the command's own default window, overridden above
 
 
 def test_mfrm_replay_refuses_to_mix_two_runs_in_one_folder(tmp_path):
