@@ -4,7 +4,7 @@
 
 For NAC-Linear (natural and KL-penalised step) and NAC-NN: the time of one ``decide`` for all
 functions of a snapshot (features, batched policy, sampling, decisions with reasons) and of one
-learner update from one transition per function. Targets (issue 4): decide and update each
+learner update from one transition per function. Targets: decide and update each
 ≤ 20 ms for NAC-Linear and ≤ 100 ms for NAC-NN with 10,000 functions. Reports the median and best wall
 time over repeats (after one warm-up) and the median CPU time of this process, and compares both
 with the target: on an idle machine they agree; on a shared one the wall time also counts the

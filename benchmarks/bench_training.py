@@ -1,6 +1,6 @@
 """How long training takes: NAC-NN (and NAC-Linear) on one simulated hour of 12 functions.
 
-Target (issue 4): training NAC-NN on one simulated hour of 12 functions takes at most 5 minutes of
+Target: training NAC-NN on one simulated hour of 12 functions takes at most 5 minutes of
 wall time. Measured through ``controller.training.train_policy`` (what ``mfrm train`` runs: trace
 loading excluded, SLO probes included), on the paper's cluster (21 invokers x 8 cores), for two
 workloads: the default sample (12 functions spread over rate classes, the trace's own load) and the

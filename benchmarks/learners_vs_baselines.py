@@ -1,4 +1,4 @@
-"""Issue 4's experiment: train NAC-Linear and NAC-NN, then compare them with the baselines, over seeds.
+"""Train NAC-Linear and NAC-NN, then compare them with the baselines, over seeds.
 
 Protocol (docs/results-agents.md): the paper-scale simulated cluster (21 invokers x 8 cores, scaled
 with the number of functions by ``invokers_for``), the K busiest functions of the shipped trace

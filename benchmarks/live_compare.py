@@ -1,4 +1,4 @@
-"""Issue 5's measured run: NAC-Linear, OpenWhisk default and ENSURE on the local platform, live.
+"""NAC-Linear, OpenWhisk default and ENSURE on the local platform, live, on the same replayed load.
 
 For every policy, one after another, each on a fresh platform (own state directory, port and
 cgroups), the same trace window and the same seed:
@@ -135,7 +135,7 @@ def cpu_usage(rows: Sequence[dict[str, Any]], cores: float) -> dict[str, float]:
 
     used = increase of the actions' cumulative CPU seconds; allocated = Σ over sample intervals of
     containers × shares / 1024 × Δt (cgroup v1 shares: 1024 = one core's weight), the same
-    definition as the reward's u (DESIGN.md). Utilisation of the machine = used / (cores × span).
+    definition as the reward's u (docs/agents.md). Utilisation of the machine = used / (cores × span).
     """
     if not rows:
         return {"span_s": math.nan, "cpu_used_core_s": math.nan, "cpu_alloc_core_s": math.nan,
@@ -374,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--minutes", type=int, default=20)
     parser.add_argument("--speedup", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tick", type=float, default=10.0, help="daemon tick, s (DESIGN.md's live default)")
+    parser.add_argument("--tick", type=float, default=10.0, help="daemon tick, s (the live default)")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--sample", type=float, default=5.0, help="pool sampling period, s")
     parser.add_argument("--solo-runs", type=int, default=50)

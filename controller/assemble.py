@@ -86,7 +86,7 @@ class RunSeeds:
     def from_seed(cls, seed: int) -> RunSeeds:
         """Spawn one child seed per component (numpy SeedSequence: independent streams).
 
-        Children are numbered in field order; a field added later takes the next child, so the
+        Children are numbered in field order; a new field takes the next child, so the
         seeds of the older components (and every published number) stay the same.
         """
         children = np.random.SeedSequence(seed).spawn(5)

@@ -107,18 +107,23 @@ def _pad(values: np.ndarray, n: int, fill: object) -> np.ndarray:
     return np.concatenate([values, np.full(n - len(values), fill, dtype=values.dtype)])
 
 
-def _show_target(containers: int) -> str:
-    return "unmanaged" if containers == UNMANAGED else str(containers)
-
-
-def _describe_change(name: str, before_k: int, after_k: int, before_s: int, after_s: int, reason: str) -> str:
-    """One log line per real change, e.g. ``f: containers 3 -> 5 (ensure: R=3.2 -> 5 containers)``."""
+def _describe_change(name: str, observed_k: float, managed_before: bool, after_k: int, observed_s: float,
+                     after_s: int, reason: str) -> str:
+    """One log line per real change, from what the cluster shows now to the new target, e.g.
+    ``f: containers 3 -> 5 (ensure: R=3.2 -> 5 containers)`` or ``f: containers 4 -> platform`` (the
+    pool is handed back to the platform's own keep-alive). The "from" side is the observed value,
+    the one a learner's reason also starts from."""
     parts = []
-    if after_k != before_k:
-        parts.append(f"containers {_show_target(before_k)} -> {_show_target(after_k)}")
-    if after_s != KEEP_SHARES and after_s != before_s:
-        parts.append(f"shares {before_s if before_s >= 0 else 'default'} -> {after_s}")
-    return f"{name}: " + ", ".join(parts) + (f" ({reason})" if reason else "")
+    shown_k = "?" if not np.isfinite(observed_k) else str(int(round(observed_k)))
+    if after_k == UNMANAGED:
+        if managed_before:
+            parts.append(f"containers {shown_k} -> platform")
+    else:
+        parts.append(f"containers {shown_k} -> {after_k}")
+    if after_s != KEEP_SHARES:
+        shown_s = "default" if not np.isfinite(observed_s) or observed_s <= 0 else str(int(round(observed_s)))
+        parts.append(f"shares {shown_s} -> {after_s}")
+    return f"{name}: " + ", ".join(parts or ["targets re-applied"]) + (f" ({reason})" if reason else "")
 
 
 def cores_per_mb(snapshot: ClusterSnapshot) -> float:
@@ -230,14 +235,16 @@ class ControlLoop:
         self._applied = before.with_applied(to_apply, failed)
         self.counters.changes_applied += int((to_apply.valid & ~failed).sum())
         if log.isEnabledFor(logging.INFO):
+            fns = snapshot.functions
             for i in np.flatnonzero(to_apply.valid & ~failed):
                 log.info(
                     "%s",
                     _describe_change(
-                        snapshot.functions.names[i],
-                        int(before.containers[i]),
+                        fns.names[i],
+                        float(fns.containers[i]),
+                        int(before.containers[i]) != UNMANAGED,
                         int(self._applied.containers[i]),
-                        int(before.cpu_shares[i]),
+                        float(fns.cpu_shares[i]),
                         int(to_apply.cpu_shares[i]),
                         to_apply.reasons[i],
                     ),

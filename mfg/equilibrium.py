@@ -1,7 +1,7 @@
 """Reference equilibria of a mean-field game, solved to machine precision with the exact model.
 
 An (entropy-regularised) mean-field Nash equilibrium is a pair pi* = Gamma_1^lam(mu*),
-mu* = Gamma_2(pi*, mu*) (the paper's Section 2 / PAPER.md). We solve for the mean field alone:
+mu* = Gamma_2(pi*, mu*) (the paper's Section 2). We solve for the mean field alone:
 
     F(mu) = Gamma_2(Gamma_1^lam(mu)) - mu = 0,
 

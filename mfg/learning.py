@@ -4,7 +4,7 @@
   one episode of N agents under π_t in the environment induced by the mean-field estimate μ_t, makes
   one NAC update (critic, actor, θ ← (1 − ηλ)θ + ηŵ) and moves the estimate a small step toward the
   sampled Γ₂(π_t, μ_t): μ ← (1 − β)μ + β Γ̂₂ with β ≪ η.
-* :func:`run_dlnac` -- the double-loop baseline (PAPER.md "DL-NAC"): μ is frozen while NAC runs for
+* :func:`run_dlnac` -- the double-loop baseline (the paper's DL-NAC): μ is frozen while NAC runs for
   ``inner_iterations`` on the induced MDP, then jumps to Γ̂₂(π, μ) (β = 1); repeat.
 
 Both spend N·(T+1) samples per iteration and evaluate the current policy every ``eval_every``

@@ -159,7 +159,7 @@ Features = np.ndarray | OneHotFeatures | BlockFeatures
 
 @dataclass(frozen=True)
 class NACHyperparameters:
-    """Every knob of the learner. Defaults are the paper's where it gives one (PAPER.md)."""
+    """Every knob of the learner. Defaults are the paper's where it gives one (Mao et al., NeurIPS 2022)."""
 
     n_features: int
     """d, the feature dimension; θ, ψ and w all have this length."""

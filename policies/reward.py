@@ -1,6 +1,6 @@
 """The reward each function earns for one tick: quality of service blended with CPU efficiency.
 
-DESIGN.md, "The serverless mean-field game", after the paper's Appendix E (reward coefficient α):
+docs/architecture.md, "The serverless mean-field game", after the paper's Appendix E (reward coefficient α):
 
     r = (1 − α) · q + α · u,        r ∈ [0, 1]
 

@@ -1,6 +1,6 @@
 """The serverless mean-field game's observation and action spaces, vectorised over functions.
 
-DESIGN.md, "The serverless mean-field game": agent i is one function; its local state is its arrival
+docs/architecture.md, "The serverless mean-field game": agent i is one function; its local state is its arrival
 rate, warm containers, CPU shares per container, p99 latency against its SLO, the CPU utilisation of
 its containers, its cold-start fraction and its queue per container; the mean-field state μ is the
 histogram of invoker CPU utilisation over B bins. The action is one of 9 moves, {-1, 0, +1}
@@ -125,7 +125,7 @@ class ActionSettings:
     """How a move becomes a target: step sizes, bounds, and the pool a new function starts from."""
 
     share_step: int = 128
-    """CPU shares added or removed per container by one move (1/8 core: DESIGN.md's default)."""
+    """CPU shares added or removed per container by one move (1/8 core: the design's default)."""
     container_step_fraction: float = 0.25
     """A container move adds or removes ⌈fraction x pool⌉ containers (at least 1). 0 makes every
     move exactly one container. Proportional, because one container per 10-s tick cannot follow
@@ -325,8 +325,26 @@ def greedy_actions(probs: np.ndarray) -> np.ndarray:
     return np.argmax(probs, axis=1).astype(np.int64)
 
 
-_MOVE_WORDS = {-1: "fewer containers", 0: "hold", 1: "more containers"}
-_BAND_WORDS = {1: " (load floor)", 0: "", -1: " (load ceiling)"}
+_MOVE_WORDS = {-1: "fewer", 0: "hold", 1: "more"}
+
+
+def describe_pool(before: int, moved: int, after: int, direction: int, floor: int, ceiling: int, band: int,
+                  bounds: tuple[int, int]) -> str:
+    """The container part of a learner's reason: where the pool goes and why, so that the words never
+    contradict the numbers. ``moved`` is where the move alone leads; ``band`` is +1 when the load
+    floor raised it, -1 when the load ceiling lowered it, 0 when the band left it; ``bounds`` are
+    the policy's (min, max) containers."""
+    change = f"containers {before}→{after}" if after != before else f"containers {before}"
+    word = _MOVE_WORDS[direction]
+    if band > 0:
+        why = f"move {word} to {moved}, raised to the load floor {floor}"
+    elif band < 0:
+        why = f"move {word} to {moved}, lowered to the load ceiling {ceiling}"
+    elif after != moved:
+        why = f"move {word} to {moved}, kept within [{bounds[0]}, {bounds[1]}]"
+    else:
+        why = f"move {word}"
+    return f"{change} ({why})"
 
 
 def offered_load(functions: FunctionStats, tick_s: float) -> np.ndarray:
@@ -436,18 +454,23 @@ def actions_to_decisions(
     target_s = np.clip(base_s + move[:, 1] * settings.share_step, settings.min_shares, settings.max_shares)
     target_c = np.where(usable & ~idle, target_c, UNMANAGED)
     target_s = np.where(usable & ~idle, target_s, KEEP_SHARES)
+    bounds = (settings.min_containers, settings.max_containers)
     reasons = tuple(
         (f"{label}: idle (R={r:.3g}), containers left to the platform" if rest else
-         f"{label}: {_MOVE_WORDS[dc]}, containers {c0}→{c1}{_BAND_WORDS[up - down]}, shares {s0}→{s1}")
+         f"{label}: {describe_pool(c0, m, c1, dc, lo, hi, up - down, bounds)}, "
+         + (f"shares {s0}→{s1}" if s1 != s0 else f"shares {s0}"))
         if ok
         else "no data"
-        for ok, rest, r, dc, c0, c1, up, down, s0, s1 in zip(
+        for ok, rest, r, dc, c0, m, c1, lo, hi, up, down, s0, s1 in zip(
             usable.tolist(),
             idle.tolist(),
             load.tolist(),
             move[:, 0].tolist(),
             base_c.tolist(),
+            moved.tolist(),
             target_c.tolist(),
+            floor.tolist(),
+            ceiling.tolist(),
             lifted.tolist(),
             lowered.tolist(),
             base_s.tolist(),
@@ -464,6 +487,7 @@ def actions_to_decisions(
 
 
 __all__ = [
+    "describe_pool",
     "ACTIONS",
     "HOLD_ACTION",
     "LOCAL_FEATURES",

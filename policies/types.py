@@ -12,7 +12,7 @@ Conventions every producer and consumer keeps:
   them when the snapshot grows.
 * "No data" is explicit: ``valid[i]`` is False when the backend could not observe function ``i``
   this tick (scrape failed, metric missing, stale). Latency columns are NaN when nothing completed.
-  A policy gives no decision for an invalid row (practice 3 of STYLE.md: a failed scrape is never
+  A policy gives no decision for an invalid row (no data, no decision: a failed scrape is never
   zero load).
 * Units are in the names: ``_s`` seconds, ``_mb`` megabytes, ``_core_s`` core-seconds.
 """

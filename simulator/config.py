@@ -1,6 +1,6 @@
 """Shape of the simulated cluster: how many invokers, how big each is, and OpenWhisk's timers.
 
-Defaults are the paper's testbed (PAPER.md, "The serverless experiment", App. E): 21 invokers with
+Defaults are the paper's testbed (the paper's serverless experiment, Appendix E): 21 invokers with
 8 cores each, and OpenWhisk's stock invoker settings (2048 MB of user memory for action containers,
 containers evicted after 10 minutes idle, least recently used first when memory is short).
 

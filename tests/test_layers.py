@@ -1,4 +1,4 @@
-"""The layering of DESIGN.md, checked on the source: ``policies/`` is pure.
+"""The layering of docs/architecture.md, checked on the source: ``policies/`` is pure.
 
 import-linter (run by .ci/run) checks the package graph; this test also catches what a graph cannot:
 a clock read through an attribute (``time.time()``) or a function-local import.

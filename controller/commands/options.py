@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from controller.settings import Settings, SettingsError, default_of, load_settings
+from controller.settings import Settings, SettingsError, default_of, field_at, load_settings
 
 #: Exit status of a usage error (the conventional one, as click's own).
 EXIT_USAGE = 2
@@ -74,18 +74,11 @@ def command_line() -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _field(key: str) -> Any:
-    model: Any = Settings
-    info = None
-    for part in key.split("."):
-        info = model.model_fields[part]
-        model = info.annotation
-    return info
-
-
 def choices_of(key: str) -> list[str]:
-    """The allowed values of a ``Literal`` settings field, in declaration order."""
-    return [str(c) for c in typing.get_args(_field(key).annotation)]
+    """The allowed values of a ``Literal`` settings field, in declaration order (empty for others)."""
+    info = field_at(key)
+    choices = typing.get_args(info.annotation) if info is not None else ()
+    return [str(c) for c in choices] if choices and all(isinstance(c, str) for c in choices) else []
 
 
 def shown_default(key: str, base: Mapping[str, Any]) -> str:
@@ -126,8 +119,8 @@ class SettingOption:
     def decorator(self, base: Mapping[str, Any]) -> Callable[[Any], Any]:
         kind = self.kind
         if kind is None:
-            choices = typing.get_args(_field(self.key).annotation)
-            kind = click.Choice([str(c) for c in choices]) if choices and all(isinstance(c, str) for c in choices) else str
+            choices = choices_of(self.key)
+            kind = click.Choice(choices) if choices else str
         shown = self.default_text if self.default_text is not None else shown_default(self.key, base)
         return click.option(self.flag, self.dest, type=kind, default=None,
                             help=f"{self.help} [{self.key}; default: {shown}]")

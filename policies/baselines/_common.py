@@ -18,7 +18,7 @@ from policies.types import KEEP_SHARES, SHARES_PER_CORE, UNMANAGED, Decisions
 #: plain ceil turns into 21 containers. Any real excess is far larger than this.
 COUNT_EPS = 1e-9
 
-#: Reason given to a row the backend could not observe (practice 3 of STYLE.md).
+#: Reason given to a row the backend could not observe (no data, no decision).
 NO_DATA = "no data"
 
 #: Smallest CPU shares Docker accepts; OpenWhisk's invoker clamps to it as well.

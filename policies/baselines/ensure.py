@@ -89,7 +89,7 @@ class EnsureConfig:
 
     staffing_c: float = 1.06
     """Square-root staffing constant c in ``k = ceil(R + c·sqrt(R))``. 1.06 gives a ≈20% chance that
-    an arrival finds every container busy (Halfin–Whitt; DESIGN.md and the paper's Appendix E)."""
+    an arrival finds every container busy (Halfin–Whitt; the paper's Appendix E)."""
     load_smoothing_s: float = 30.0
     """Time constant of the moving average of the offered load R, s. Three ticks of 10 s: long
     enough to ride out one quiet tick between bursts, short enough to release containers within a
@@ -99,7 +99,7 @@ class EnsureConfig:
     One 100 ms invocation per 100 s is 1e-3: below that a warm pool is pure waste."""
     cpu_step_shares: int = 128
     """CPU shares added or removed per step, per container. 128 = 1/8 core, this project's action
-    step (DESIGN.md) and the share of a 256 MB action on a 2048 MB invoker."""
+    step (docs/agents.md) and the share of a 256 MB action on a 2048 MB invoker."""
     degradation_threshold: float = 0.10
     """Relative slow-down of the last 3 completions against the uncontended execution time that
     triggers a CPU step up (ENSURE's 10% latency-degradation threshold)."""

@@ -1,7 +1,7 @@
 """OpenWhisk's own resource manager, as a policy: the reference every other manager is compared with.
 
 Source: Apache OpenWhisk's invoker (``ContainerPool`` and its ``ContainerPoolConfig``), summarised
-in DESIGN.md "Baselines" and in the paper's Appendix E ("CPU shares proportional to memory, pack as
+in docs/baselines.md and in the paper's Appendix E ("CPU shares proportional to memory, pack as
 many containers per invoker as fit").
 
 * Containers are not managed (``UNMANAGED``): the platform creates a container on demand when an

@@ -57,7 +57,8 @@ def test_once_on_the_simulated_cluster_logs_version_and_masked_settings_and_exit
     # One line per setting that differs from its default, not one line of every setting.
     assert "setting workload.functions = 3" in caplog.text
     assert "effective settings" not in caplog.text
-    assert "shares default -> " in caplog.text  # the default policy set each function's shares
+    # The default policy set each function's shares, and said why.
+    assert "shares 512 -> 512 (openwhisk-default: 1024 MB of 2048 MB -> 512 shares)" in caplog.text
     assert "one tick finished" in caplog.text
 
 
@@ -67,7 +68,7 @@ def test_once_in_dry_run_decides_but_changes_nothing(tmp_path, caplog):
                                                   "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "dry_run=True" in caplog.text
-    assert "shares default -> " not in caplog.text
+    assert "openwhisk-default: 1024 MB of 2048 MB" not in caplog.text
 
 
 def failing_backend(settings):

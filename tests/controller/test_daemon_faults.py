@@ -1,4 +1,4 @@
-"""Faults of issue 5: the platform answering 500, 429, slowly or not at all, Prometheus down, a bad
+"""Faults the daemon meets: the platform answering 500, 429, slowly or not at all, Prometheus down, a bad
 config file. The daemon keeps running, decides nothing on missing data, says why in logs and metrics,
 and recovers when the fault ends. Fake time and a fault-injecting fake backend: nothing sleeps."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 import json
 
 import numpy as np
@@ -89,14 +90,40 @@ def test_every_policy_sees_the_same_arrivals():
         (["simulate", "--policy", "no-such-policy"], "unknown policy 'no-such-policy'; known policies:"),
         (["simulate", "--policy", "ensure", "--set", "policy.params={ensure: {cc: 1}}"],
          "policy.params.ensure: policy 'ensure': unknown parameter(s) cc"),
+        (["simulate", "--set", "seed=[1"], "the value is not valid YAML"),
+        (["compare", "--policies", "ensure,nope"], "unknown policy 'nope'"),
+        (["demo", "--set", "cluster.invokers=0"], "cluster.invokers = 0"),
+        (["train", "--policy", "nac-linear", "--set", "loop.tick_s=-1"], "loop.tick_s = -1"),
+        (["run", "--once", "--set", "daemon.metrics_port=70000"], "daemon.metrics_port = 70000"),
+        (["replay", "--set", "replay.speedup=0"], "replay.speedup = 0"),
+        (["replay", "--speedup", "2"], "replay.api_host is not set"),
+        (["simulate", "--start-minute", "2000"], "workload.start_minute = 2000"),
+        (["simulate", "--trace", "data/azure-functions-2021-sample"], "are not within the trace's minutes [0, 108)"),
     ],
     ids=["a missing trace folder", "a value out of range", "a malformed override", "an unknown policy",
-         "a parameter the policy does not take"],
+         "a parameter the policy does not take", "broken yaml in --set", "compare: an unknown policy",
+         "demo: a value out of range", "train: a value out of range", "run: a value out of range",
+         "replay: a value out of range", "replay: no api host", "a minute outside the day",
+         "a window outside the 2021 trace"],
 )
-def test_bad_input_stops_with_a_clear_message(args, message):
-    result = CliRunner().invoke(main, [*args, *TINY])
-    assert result.exit_code != 0
+def test_bad_input_stops_with_one_line_and_exit_status_2(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    extra = TINY if args[0] in ("simulate", "compare", "demo") else ["--set", f"output.out_dir={tmp_path}"]
+    if args[0] == "train":
+        extra = ["--out", str(tmp_path / "t.ckpt.npz")]
+    result = CliRunner().invoke(main, [*args, *extra])
+    assert result.exit_code == 2, result.output
     assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_the_shipped_2021_trace_runs_from_the_command_line(tmp_path):
+    trace = Path(__file__).resolve().parents[2] / "data" / "azure-functions-2021-sample"
+    result = _invoke("simulate", "--trace", str(trace), "--start-minute", "0",
+                     "--minutes", "20", "--functions", "6", "--out", str(tmp_path), *TINY[4:])
+    assert result.exit_code == 0, result.output
+    rows = _rows(tmp_path / "functions.csv")
+    assert len(rows) == 6 and sum(float(r["invocations"]) for r in rows) > 0
 
 
 def _tiny_backend():

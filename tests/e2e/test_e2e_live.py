@@ -244,8 +244,8 @@ def last_changes(daemon_log: str) -> dict[str, dict[str, int]]:
             what, _, arrow = part.partition(" ")
             if what in ("containers", "shares") and " -> " in arrow:
                 target = arrow.split(" -> ")[1]
-                # "unmanaged": the function was handed back to the platform (on demand, -1).
-                last.setdefault(match["name"], {})[what] = -1 if target == "unmanaged" else int(target)
+                # "platform": the function was handed back to the platform (on demand, -1).
+                last.setdefault(match["name"], {})[what] = -1 if target == "platform" else int(target)
     return last
 
 

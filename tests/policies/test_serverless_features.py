@@ -187,16 +187,16 @@ def action(dc: int, ds: int) -> int:
 
 DECISION_CASES = [
     # (containers, shares, move, settings, expected containers, expected shares, reason)
-    (3, 256, (1, 1), ActionSettings(), 4, 384, "nac: more containers, containers 3→4, shares 256→384"),
-    (3, 256, (0, 0), ActionSettings(), 3, 256, "nac: hold, containers 3→3, shares 256→256"),
-    (1, 128, (-1, -1), ActionSettings(), 1, 128, "nac: fewer containers, containers 1→1, shares 128→128"),
-    (64, 2048, (1, 1), ActionSettings(), 64, 2048, "nac: more containers, containers 64→64, shares 2048→2048"),
-    (0, 0, (1, 0), ActionSettings(), 2, 256, "nac: more containers, containers 1→2, shares 256→256"),
+    (3, 256, (1, 1), ActionSettings(), 4, 384, "nac: containers 3→4 (move more), shares 256→384"),
+    (3, 256, (0, 0), ActionSettings(), 3, 256, "nac: containers 3 (move hold), shares 256"),
+    (1, 128, (-1, -1), ActionSettings(), 1, 128, "nac: containers 1 (move fewer to 0, kept within [1, 64]), shares 128"),
+    (64, 2048, (1, 1), ActionSettings(), 64, 2048, "nac: containers 64 (move more to 80, kept within [1, 64]), shares 2048"),
+    (0, 0, (1, 0), ActionSettings(), 2, 256, "nac: containers 1→2 (move more), shares 256"),
     # The container step is ⌈0.25 x pool⌉: 20 → 25 and 20 → 15; 9 → 12 (⌈2.25⌉ = 3).
-    (20, 256, (1, 0), ActionSettings(), 25, 256, "nac: more containers, containers 20→25, shares 256→256"),
-    (20, 256, (-1, 0), ActionSettings(), 15, 256, "nac: fewer containers, containers 20→15, shares 256→256"),
-    (9, 256, (1, 0), ActionSettings(), 12, 256, "nac: more containers, containers 9→12, shares 256→256"),
-    (60, 256, (1, 0), ActionSettings(), 64, 256, "nac: more containers, containers 60→64, shares 256→256"),
+    (20, 256, (1, 0), ActionSettings(), 25, 256, "nac: containers 20→25 (move more), shares 256"),
+    (20, 256, (-1, 0), ActionSettings(), 15, 256, "nac: containers 20→15 (move fewer), shares 256"),
+    (9, 256, (1, 0), ActionSettings(), 12, 256, "nac: containers 9→12 (move more), shares 256"),
+    (60, 256, (1, 0), ActionSettings(), 64, 256, "nac: containers 60→64 (move more to 75, kept within [1, 64]), shares 256"),
     (
         20,
         256,
@@ -204,7 +204,7 @@ DECISION_CASES = [
         ActionSettings(container_step_fraction=0.0),
         21,
         256,
-        "nac: more containers, containers 20→21, shares 256→256",
+        "nac: containers 20→21 (move more), shares 256",
     ),
     (
         0,
@@ -213,7 +213,7 @@ DECISION_CASES = [
         ActionSettings(initial_containers=2, initial_shares=512),
         2,
         384,
-        "nac: hold, containers 2→2, shares 512→384",
+        "nac: containers 2 (move hold), shares 512→384",
     ),
     (
         5,
@@ -222,7 +222,7 @@ DECISION_CASES = [
         ActionSettings(share_step=100, max_shares=1050),
         5,
         1050,
-        "nac: hold, containers 5→5, shares 1000→1050",
+        "nac: containers 5 (move hold), shares 1000→1050",
     ),
 ]
 
@@ -287,7 +287,7 @@ def test_the_load_floor_keeps_at_least_the_offered_load_in_containers(
         snap.functions, np.array([action(-1, 0)]), np.array([True]), ActionSettings(**settings), "nac", 10.0
     )
     assert decisions.containers.tolist() == [want]
-    assert ("(load floor)" in decisions.reasons[0]) == (want > 4)
+    assert ("raised to the load floor" in decisions.reasons[0]) == (want > 4)
 
 
 @pytest.mark.parametrize(
@@ -312,7 +312,7 @@ def test_the_load_ceiling_reclaims_containers_far_above_the_load(
         snap.functions, np.array([action(1, 0)]), np.array([True]), ActionSettings(**settings), "nac", 10.0
     )
     assert decisions.containers.tolist() == [want]
-    assert ("(load ceiling)" in decisions.reasons[0]) == (want < containers)
+    assert ("lowered to the load ceiling" in decisions.reasons[0]) == (want < containers)
 
 
 def test_an_idle_function_is_left_to_the_platform_and_its_move_is_not_applied() -> None:
@@ -427,3 +427,29 @@ def test_sampled_actions_follow_the_probabilities_and_greedy_takes_the_most_like
     np.testing.assert_allclose(counts[:3], [0.5, 0.3, 0.2], atol=0.015)
     assert counts[3:].sum() == 0
     assert greedy_actions(probs[:2]).tolist() == [0, 0]
+
+
+def test_a_reason_names_the_observed_pool_and_the_decided_target_whatever_bounds_and_band_did() -> None:
+    import re
+
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        containers = float(rng.integers(0, 70))
+        snap = one_function(containers=containers, cpu_shares=256.0, arrivals=float(rng.integers(0, 400)),
+                            mean_exec_s=float(rng.uniform(0.05, 3.0)))
+        move = int(rng.integers(0, len(ACTIONS)))
+        decisions = actions_to_decisions(snap.functions, np.array([move]), np.array([True]), ActionSettings(),
+                                         "nac", 10.0)
+        reason = decisions.reasons[0]
+        if "idle" in reason:
+            continue
+        found = re.search(r"containers (\d+)(?:→(\d+))? \(move (fewer|hold|more)(?: to (\d+))?", reason)
+        assert found, reason
+        before, after = int(found[1]), int(found[2] or found[1])
+        assert after == decisions.containers[0], reason
+        word, moved = found[3], found[4]
+        start = int(containers) if containers > 0 else ActionSettings().initial_containers
+        assert before == start, reason
+        if moved is None:  # the move stood: its direction is the change's direction
+            assert {"fewer": after < before or after == before == 1, "hold": after == before,
+                    "more": after > before or after == before}[word], reason
