@@ -163,6 +163,8 @@ F_NBOUND = 15  # starting containers reserved for the activation that caused the
 F_EVICT_IDLE = 16  # cumulative idle containers removed by the idle timeout
 F_EVICT_ROOM = 17  # cumulative idle containers evicted for memory (a new container, or the budget)
 N_FI = 18
+# Then one column per invoker i: the function's containers on invoker i, at column F_NCONT_ON + i.
+F_NCONT_ON = N_FI
 # Function columns, float.
 F_MEM = 0
 F_INIT = 1
@@ -177,6 +179,9 @@ F_CONT_S = 11  # cumulative containers held (starting, busy or idle), container-
 F_IDLE_S = 12  # cumulative idle containers, container-seconds
 F_INIT_S = 13  # cumulative starting containers, container-seconds
 N_FF = 14
+# Then one column per invoker i: the function's Greedy-Dual frequency there, at column F_FREQ_ON + i
+# (invocations started on invoker i since the function's first container there was created).
+F_FREQ_ON = N_FF
 
 # Columns of the function table written by :func:`totals`.
 T_CONT_S = 0
@@ -321,7 +326,7 @@ def _reschedule(st, i, t):
     c_f = st[3]
     v_i, v_f, v_act = st[8], st[9], st[10]
     vt_v, vt_i = st[15], st[16]
-    key, order = st[21], st[20]
+    key, order = st[21], st[20][0]
     n = v_i[i, V_NACT]
     if n == 0:
         _tree_set(vt_v, vt_i, i, INF)
@@ -432,14 +437,13 @@ def _make_evictable(st, c):
     c_i, c_f = st[2], st[3]
     v_i, v_f = st[8], st[9]
     f_f = st[12]
-    fv_freq = st[24]
     i = c_i[c, C_INV]
     f = c_i[c, C_FN]
     _link_append(c_i, v_i, i, V_LRU_HEAD, V_LRU_TAIL, c, C_VPREV, C_VNEXT)
     _link_append(c_i, g_i, 0, G_IDLE_HEAD, G_IDLE_TAIL, c, C_GPREV, C_GNEXT)
     v_f[i, V_EVICTABLE] += c_f[c, C_MEM]
     c_i[c, C_EVICTABLE] = 1
-    c_f[c, C_PRIO] = v_f[i, V_CLOCK] + fv_freq[f, i] * f_f[f, F_INIT] / c_f[c, C_MEM]
+    c_f[c, C_PRIO] = v_f[i, V_CLOCK] + f_f[f, F_FREQ_ON + i] * f_f[f, F_INIT] / c_f[c, C_MEM]
 
 
 @njit(cache=True)
@@ -463,9 +467,8 @@ def _remove_container(st, c, t):
     g_i = st[0]
     c_i, c_f, c_free = st[2], st[3], st[4]
     v_f = st[9]
-    f_i = st[11]
+    f_i, f_f = st[11], st[12]
     ct_v, ct_i = st[13], st[14]
-    fv_n, fv_freq = st[23], st[24]
     f = c_i[c, C_FN]
     i = c_i[c, C_INV]
     mem = c_f[c, C_MEM]
@@ -487,10 +490,10 @@ def _remove_container(st, c, t):
     v_f[i, V_FREE] += mem
     v_f[i, V_SHARES] -= c_f[c, C_SHARES]
     c_i[c, C_STATE] = ST_FREE
-    fv_n[f, i] -= 1
-    if fv_n[f, i] == 0:
+    f_i[f, F_NCONT_ON + i] -= 1
+    if f_i[f, F_NCONT_ON + i] == 0:
         # The function has no container left on this invoker: its Greedy-Dual frequency restarts.
-        fv_freq[f, i] = 0.0
+        f_f[f, F_FREQ_ON + i] = 0.0
     n = g_i[0, G_C_FREE_N]
     c_free[n] = c
     g_i[0, G_C_FREE_N] = n + 1
@@ -542,7 +545,6 @@ def _create_container(st, f, i, t, a):
     v_f = st[9]
     f_i, f_f = st[11], st[12]
     ct_v, ct_i = st[13], st[14]
-    fv_n = st[23]
     mem = f_f[f, F_MEM]
     while v_f[i, V_FREE] < mem:
         _evict_one(st, i, t)
@@ -568,7 +570,7 @@ def _create_container(st, f, i, t, a):
     v_f[i, V_FREE] -= mem
     v_f[i, V_START_MB] += mem
     v_f[i, V_SHARES] += c_f[c, C_SHARES]
-    fv_n[f, i] += 1
+    f_i[f, F_NCONT_ON + i] += 1
     _alloc_touch(st, f, t)
     f_i[f, F_NCONT] += 1
     if a >= 0:
@@ -702,12 +704,11 @@ def _bind(st, c, a, t, cold):
     a_i, a_f = st[5], st[6]
     f_i, f_f = st[11], st[12]
     ct_v, ct_i = st[13], st[14]
-    fv_freq = st[24]
     f = c_i[c, C_FN]
     c_i[c, C_STATE] = ST_BUSY
     c_i[c, C_ACT] = a
     f_i[f, F_NBUSY] += 1
-    fv_freq[f, c_i[c, C_INV]] += 1.0
+    f_f[f, F_FREQ_ON + c_i[c, C_INV]] += 1.0
     arrival = a_f[a, A_ARRIVAL]
     init = 0.0
     if cold:
@@ -850,7 +851,7 @@ def _on_cpu_done(st, i, t):
     """The earliest CPU finish on invoker ``i`` is due: complete it and any that finish with it."""
     c_f = st[3]
     v_i, v_act = st[8], st[10]
-    done = st[22]
+    done = st[20][1]
     _progress(st, i, t)
     c_f[v_i[i, V_NEXT_C], C_REM] = 0.0
     k = 0

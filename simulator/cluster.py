@@ -391,7 +391,8 @@ class Cluster:
         v_f[:, core.V_IDLE_BUDGET] = config.idle_memory_fraction * config.user_memory_mb
         v_act = np.full((n_inv, per_invoker), -1, dtype=np.int64)
 
-        f_i = np.full((n_fn, core.N_FI), -1, dtype=np.int64)
+        f_i = np.full((n_fn, core.N_FI + n_inv), -1, dtype=np.int64)
+        f_i[:, core.F_NCONT_ON :] = 0
         f_i[:, core.F_TARGET] = UNMANAGED
         for col in (
             core.F_NCONT,
@@ -409,7 +410,7 @@ class Cluster:
             f_i[:, col] = 0
         for j, p in enumerate(profiles):
             f_i[j, core.F_HOME], f_i[j, core.F_STEP] = home_and_step(p.name, n_inv)
-        f_f = np.zeros((n_fn, core.N_FF))
+        f_f = np.zeros((n_fn, core.N_FF + n_inv))
         f_f[:, core.F_MEM] = memory
         f_f[:, core.F_INIT] = [p.init_s for p in profiles]
         f_f[:, core.F_CAP] = self._max_cores
@@ -439,11 +440,9 @@ class Cluster:
             "rec_i": np.zeros((max(_INITIAL_RECORDS, 4 * (per_invoker + 1)), core.N_RI), dtype=np.int64),
             "rec_f": np.zeros((max(_INITIAL_RECORDS, 4 * (per_invoker + 1)), core.N_RF)),
             "blocked": np.zeros(n_fn, dtype=np.int64),
-            "order": np.zeros(per_invoker, dtype=np.int64),
+            # Scratch rows per invoker: the water-filling order, then the containers finishing together.
+            "order": np.zeros((2, per_invoker), dtype=np.int64),
             "key": np.zeros(per_invoker),
-            "done": np.zeros(per_invoker, dtype=np.int64),
-            "fv_n": np.zeros((n_fn, n_inv), dtype=np.int64),
-            "fv_freq": np.zeros((n_fn, n_inv)),
         }
         self._state = self._pack()
 
@@ -686,9 +685,6 @@ class Cluster:
             a["blocked"],
             a["order"],
             a["key"],
-            a["done"],
-            a["fv_n"],
-            a["fv_freq"],
         )
 
     def _grow_records(self) -> None:
