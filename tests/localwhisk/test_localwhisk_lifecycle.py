@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ANSWER_WAIT_S, process_state
+from raw_http import ANSWER_WAIT_S, process_state
 
 from localwhisk.cgroups import detect
 from localwhisk.config import PlatformConfig, Subject
