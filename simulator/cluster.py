@@ -541,9 +541,10 @@ class Cluster:
         """Set function ``fn``'s warm-pool target, with the semantics of ``Decisions.containers``.
 
         * ``UNMANAGED`` (-1): OpenWhisk's default: an invocation that finds no idle container gets a
-          new one cold-started (where memory admits, evicting other unmanaged functions' least
-          recently used idle containers as OpenWhisk's container pool does); a container idle for
-          ``idle_timeout_s`` is evicted.
+          new one cold-started (where memory admits, evicting other unmanaged functions' idle
+          containers by ``ClusterConfig.eviction``: least recently used first by default, as
+          OpenWhisk's container pool does); a container idle for ``idle_timeout_s`` is evicted, and
+          so are idle containers beyond ``idle_memory_fraction`` of an invoker's memory.
         * ``k >= 1``: exactly ``k`` containers: missing ones are cold-started now (as many as memory
           admits; the rest as memory frees), idle surplus is removed now, busy surplus when it
           finishes. Invocations that find all busy wait in the function's FIFO queue. Managed
