@@ -23,6 +23,7 @@ import logging
 import re
 import socket
 import threading
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -57,16 +58,22 @@ class _Refusal(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
 class _Head:
     """A request line and its headers, parsed."""
 
-    def __init__(self, method: str, target: str, version: str, headers: dict[str, str]) -> None:
-        self.method = method
-        self.target = target
-        self.version = version
-        self.headers = headers
+    method: str
+    """HTTP method as sent (upper case for every method the API knows)."""
+    target: str
+    """Request target: path and query, still percent-encoded."""
+    version: str
+    """``HTTP/1.0`` or ``HTTP/1.1``."""
+    headers: dict[str, str]
+    """Header fields by lower-case name (each of the framing and credential headers at most once)."""
 
     def keep_alive(self) -> bool:
+        """Whether the connection stays open after the answer (HTTP/1.1 unless ``close``; HTTP/1.0
+        only with ``keep-alive``)."""
         connection = self.headers.get("connection", "").lower()
         if self.version == "HTTP/1.0":
             return "keep-alive" in connection
@@ -76,7 +83,8 @@ class _Head:
 class HttpFront:
     """The event loop's side: accepts connections, reads and checks requests, writes answers.
 
-    Runs on its own thread (``run``); everything but :meth:`start` and :meth:`stop` happens there.
+    The loop runs on a thread of its own; everything but :meth:`start`, :meth:`stop_accepting` and
+    :meth:`stop` happens there. ``api.handle`` runs on the handler threads.
     """
 
     def __init__(self, api: Api, config: PlatformConfig) -> None:
@@ -100,6 +108,7 @@ class HttpFront:
         self.port = ready.result()
 
     def stop_accepting(self) -> None:
+        """Close the listening socket; open connections are still served."""
         if self._server is not None and self._loop.is_running():
             self._call(self._close_server)
 
@@ -132,7 +141,8 @@ class HttpFront:
             ready.set_exception(error)
             self._loop.close()
             return
-        ready.set_result(int(self._server.sockets[0].getsockname()[1]))
+        # Reported once the loop runs, so that a stop right after the start finds it running.
+        self._loop.call_soon(ready.set_result, int(self._server.sockets[0].getsockname()[1]))
         try:
             self._loop.run_forever()
         finally:
@@ -181,7 +191,8 @@ class HttpFront:
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Read one request and answer it; whether the connection stays open for another."""
         try:
-            first = await asyncio.wait_for(reader.readexactly(1), self.config.keepalive_timeout_s)
+            async with asyncio.timeout(self.config.keepalive_timeout_s):
+                first = await reader.readexactly(1)
         except (TimeoutError, asyncio.IncompleteReadError):
             return False  # idle past the keep-alive time-out, or the client closed: nothing to answer
         method = ""
@@ -336,9 +347,12 @@ class HttpFront:
             lines.append("Connection: keep-alive")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         writer.write(head if method == "HEAD" else head + payload)
+        if writer.transport.get_write_buffer_size() == 0:
+            return  # all of it went out at once, the usual case
         try:
             # A client that does not read its answer gives its connection up after the request time-out.
-            await asyncio.wait_for(writer.drain(), self.config.request_timeout_s)
+            async with asyncio.timeout(self.config.request_timeout_s):
+                await writer.drain()
         except (TimeoutError, ConnectionError):
             writer.transport.abort()
 
