@@ -5,9 +5,13 @@ applied, bounds); it never talks to a backend. In order, for every function:
 
 1. a decision that is not valid, or that is about a row the backend could not observe, does not
    pass (no data, no decision);
-2. container targets >= 0 are clamped to [min, max]; CPU shares to [min_shares, max_shares];
+2. container targets >= 0 are clamped to [min, max]; CPU shares to [min_shares, max_shares]. An
+   unset ``max_containers`` is what the cluster's user memory admits at the function's memory, an
+   unset ``max_shares`` all the cores of the largest invoker: bounds that follow the cluster, not
+   a workload;
 3. the change against the reference (the last applied target, else what the snapshot shows) is
-   limited to ``max_container_change_per_tick`` containers and ``max_shares_change_per_tick`` shares;
+   limited to ``max_container_change_per_tick`` containers (unset: the larger of 16 and the
+   reference, so a pool may double every tick) and ``max_shares_change_per_tick`` shares;
 4. with ``respect_capacity``, container increases are trimmed until the memory of every
    function's containers fits the cluster's user memory: every increase is scaled by the same
    fraction, rounded down, and the memory the rounding left free then goes one container at a
@@ -27,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from policies.types import KEEP_SHARES, UNMANAGED, ClusterSnapshot, Decisions
+from policies.types import KEEP_SHARES, SHARES_PER_CORE, UNMANAGED, ClusterSnapshot, Decisions
 
 
 @dataclass(frozen=True)
@@ -36,14 +40,14 @@ class GuardBounds:
 
     min_containers: int = 0
     """Fewest containers of a managed function."""
-    max_containers: int = 64
-    """Most containers of one function."""
+    max_containers: int | None = None
+    """Most containers of one function; None: what the cluster's user memory admits."""
     min_shares: int = 2
     """Smallest CPU shares per container."""
-    max_shares: int = 8192
-    """Largest CPU shares per container."""
-    max_container_change_per_tick: int = 16
-    """Largest change of a container target in one tick."""
+    max_shares: int | None = None
+    """Largest CPU shares per container; None: every core of the largest invoker (1024 per core)."""
+    max_container_change_per_tick: int | None = None
+    """Largest change of a container target in one tick; None: max(16, the current pool)."""
     max_shares_change_per_tick: int = 1024
     """Largest change of CPU shares in one tick."""
     respect_capacity: bool = True
@@ -103,9 +107,39 @@ class GuardResult:
     """Per function, what the guard changed ("" when nothing)."""
 
 
+#: With ``max_container_change_per_tick`` unset, a pool may always move by this many containers in
+#: one tick (and by its own size when that is larger).
+SMALL_POOL_STEP = 16
+
+
 def _cluster_memory_mb(snapshot: ClusterSnapshot) -> float:
     # Capacity does not vanish when an invoker's scrape fails: all invokers count.
-    return float(np.sum(snapshot.invokers.memory_mb))
+    return float(np.nansum(snapshot.invokers.memory_mb))
+
+
+def container_bounds(snapshot: ClusterSnapshot, bounds: GuardBounds) -> np.ndarray:
+    """The most containers each function may hold: ``bounds.max_containers``, or, unset, as many as
+    the cluster's user memory admits at the function's memory (at least ``min_containers``)."""
+    n = len(snapshot.functions)
+    if bounds.max_containers is not None:
+        return np.full(n, bounds.max_containers, dtype=np.int64)
+    memory = np.asarray(snapshot.functions.memory_mb, dtype=float)
+    capacity = _cluster_memory_mb(snapshot)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fit = np.floor(capacity / memory)
+    fit = np.where(np.isfinite(fit) & (memory > 0), fit, 1_000_000)
+    return np.maximum(fit.astype(np.int64), bounds.min_containers)
+
+
+def shares_bound(snapshot: ClusterSnapshot, bounds: GuardBounds) -> int:
+    """The most CPU shares per container: ``bounds.max_shares``, or, unset, 1024 per core of the
+    largest invoker (at least ``min_shares``)."""
+    if bounds.max_shares is not None:
+        return bounds.max_shares
+    cores = np.asarray(snapshot.invokers.cores, dtype=float)
+    cores = cores[np.isfinite(cores)]
+    largest = float(cores.max()) if cores.size else 1.0
+    return max(int(round(SHARES_PER_CORE * largest)), bounds.min_shares)
 
 
 def _share_room(increase: np.ndarray, memory_mb: np.ndarray, room_mb: float) -> np.ndarray:
@@ -147,12 +181,15 @@ def guard(decisions: Decisions, snapshot: ClusterSnapshot, applied: AppliedTarge
     managed = wanted & (target != UNMANAGED)
     observed = np.rint(fns.containers).astype(np.int64)
     reference = np.where(applied.containers >= 0, applied.containers, observed)
-    lo, hi = bounds.min_containers, bounds.max_containers
-    step = bounds.max_container_change_per_tick
+    lo, hi = bounds.min_containers, container_bounds(snapshot, bounds)
+    if bounds.max_container_change_per_tick is not None:
+        step = np.full(n, bounds.max_container_change_per_tick, dtype=np.int64)
+    else:
+        step = np.maximum(SMALL_POOL_STEP, np.maximum(reference, 0))
     limited = np.clip(np.clip(target, lo, hi), reference - step, reference + step)
     limited = np.clip(limited, lo, hi)
     for i in np.flatnonzero(managed & (limited != target)):
-        notes[i].append(f"containers {target[i]} -> {limited[i]} (bounds [{lo}, {hi}], step {step})")
+        notes[i].append(f"containers {target[i]} -> {limited[i]} (bounds [{lo}, {hi[i]}], step {step[i]})")
     target = np.where(managed, limited, target)
 
     # --- capacity: trim increases so that every container's memory fits the cluster ---
@@ -175,7 +212,7 @@ def guard(decisions: Decisions, snapshot: ClusterSnapshot, applied: AppliedTarge
     setting = wanted & (shares != KEEP_SHARES)
     observed_shares = np.rint(fns.cpu_shares).astype(np.int64)
     shares_ref = np.where(applied.cpu_shares >= 0, applied.cpu_shares, observed_shares)
-    slo, shi = bounds.min_shares, bounds.max_shares
+    slo, shi = bounds.min_shares, shares_bound(snapshot, bounds)
     sstep = bounds.max_shares_change_per_tick
     bounded = np.clip(shares, slo, shi)
     # With no reference (no containers yet, shares never set) there is nothing to move from.
@@ -209,4 +246,4 @@ def guard(decisions: Decisions, snapshot: ClusterSnapshot, applied: AppliedTarge
     )
 
 
-__all__ = ["AppliedTargets", "GuardBounds", "GuardResult", "guard"]
+__all__ = ["SMALL_POOL_STEP", "AppliedTargets", "GuardBounds", "GuardResult", "container_bounds", "guard", "shares_bound"]

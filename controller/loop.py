@@ -169,6 +169,7 @@ class ControlLoop:
     _applied: AppliedTargets = field(default_factory=lambda: AppliedTargets.initial(0), init=False)
     _previous: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool), init=False)
     _last_time: float = field(default=float("-inf"), init=False)
+    _cuts_reported: set[str] = field(default_factory=set, init=False)
 
     def step(self, now: float) -> TickReport:
         """Run one tick ending at ``now`` (s); ``now`` must grow from call to call."""
@@ -187,6 +188,7 @@ class ControlLoop:
                 f"policy {self.policy.name!r} returned {len(decisions)} decisions for {n} functions"
             )
         guarded = guard(decisions, snapshot, self._applied, self.bounds)
+        self._report_cuts(snapshot, decisions, guarded)
         failures = self._act(snapshot, guarded)
         rewards, feedback_rewards = self._rewards(snapshot)
         started = self.timer()
@@ -219,6 +221,17 @@ class ControlLoop:
         return self.counters
 
     # --- the steps that are not a single call ---
+
+    def _report_cuts(self, snapshot: ClusterSnapshot, decisions: Decisions, guarded: GuardResult) -> None:
+        """Log the first time the guard cuts a function's decision (every cut is counted in the
+        results and in ``mfrm_guard_decisions_total``; the log says once which function and why)."""
+        for i, note in enumerate(guarded.notes):
+            if note and decisions.valid[i] and snapshot.functions.valid[i]:
+                name = snapshot.functions.names[i]
+                if name not in self._cuts_reported:
+                    self._cuts_reported.add(name)
+                    log.warning("%s: the guard cut the policy's decision: %s (said once per function; every cut "
+                                "is counted)", name, note)
 
     def _act(self, snapshot: ClusterSnapshot, guarded: GuardResult) -> list[ActionFailure]:
         n = len(snapshot.functions)

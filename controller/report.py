@@ -6,19 +6,8 @@ activation records it becomes a :class:`RunResult`, a plain picklable value that
 returns to the parent. Everything below turns results into numbers, files and figures; nothing
 here runs a simulation.
 
-Metric definitions (per function, and "overall" pooled over every function of a run):
-
-* latency: end-to-end, activation end − arrival (wait + cold-start init + execution), s; p50, p99
-  over the completed activations;
-* SLO-violation rate: share of completed activations slower than the function's SLO;
-* cold-start rate: share of completed activations that waited for a container to start;
-* CPU utilisation: CPU used / CPU allocated, summed over the run (allocated = containers x
-  shares / 1024 integrated over time, as in ``FunctionStats.cpu_alloc_core_s``). It can exceed
-  100%: shares are weights, so a container borrows idle cores beyond its allocation (the reward
-  caps its own ratio at 1; the report shows the raw one);
-* container-seconds: containers held, sampled at each tick's end, x tick length;
-* memory GB-seconds: container-seconds x the function's memory limit / 1024;
-* mean reward: the mean of the finite per-tick rewards (``policies.reward``).
+The metrics themselves are defined once, in :mod:`controller.costs` (what the operator pays and
+how well the functions were served); this module feeds them the run's numbers.
 """
 
 from __future__ import annotations
@@ -32,20 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from controller.costs import COST_COLUMNS, TABLE_COLUMNS, Activations, GuardCuts, Usage, function_costs, overall_costs
 from controller.loop import TickReport
+from policies.types import UNMANAGED
 
-#: Columns of a metrics row, in table and CSV order, with their headers.
-METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("invocations", "invocations"),
-    ("p50_latency_s", "p50 s"),
-    ("p99_latency_s", "p99 s"),
-    ("slo_violation_rate", "SLO viol."),
-    ("cold_start_rate", "cold"),
-    ("cpu_utilisation", "CPU util."),
-    ("container_seconds", "container-s"),
-    ("memory_gb_seconds", "mem GB-s"),
-    ("mean_reward", "reward"),
-)
+#: Columns of a metrics row, in CSV order, with their table headers (``controller.costs``).
+METRIC_COLUMNS: tuple[tuple[str, str], ...] = COST_COLUMNS
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,6 +65,10 @@ class RunResult:
     """Function of each activation (index into ``names``), shape (A,)."""
     cold: np.ndarray
     """Whether each activation was a cold start, shape (A,)."""
+    usage: Usage
+    """Exact per-function integrals over the run and the work left at its end (``controller.costs``)."""
+    cuts: GuardCuts
+    """What the guard did to the policy's decisions, per function."""
     failures: Mapping[str, int] = field(default_factory=dict)
     """Failed actions per failure kind."""
     wall_s: float = float("nan")
@@ -104,6 +89,8 @@ class RunRecorder:
         self._slo_s = np.zeros(0)
         self._tick_s = float("nan")
         self._failures: dict[str, int] = {}
+        self._cut_decisions = np.zeros(0)
+        self._cut_containers = np.zeros(0)
 
     def on_tick(self, report: TickReport) -> None:
         fns = report.snapshot.functions
@@ -113,6 +100,7 @@ class RunRecorder:
         self._tick_s = report.snapshot.tick_s
         for failure in report.failures:
             self._failures[failure.kind.value] = self._failures.get(failure.kind.value, 0) + 1
+        self._count_cuts(report)
         self._reports.append(
             {
                 "time_s": report.time_s,
@@ -126,6 +114,22 @@ class RunRecorder:
             }
         )
 
+    def _count_cuts(self, report: TickReport) -> None:
+        n = len(report.snapshot.functions)
+        if self._cut_decisions.size < n:
+            grow = n - self._cut_decisions.size
+            self._cut_decisions = np.concatenate([self._cut_decisions, np.zeros(grow)])
+            self._cut_containers = np.concatenate([self._cut_containers, np.zeros(grow)])
+        asked = report.decisions
+        granted = report.guarded.decisions
+        for i, note in enumerate(report.guarded.notes):
+            if not note or not asked.valid[i]:
+                continue
+            self._cut_decisions[i] += 1
+            a, g = int(asked.containers[i]), int(granted.containers[i])
+            if a != UNMANAGED and g != UNMANAGED:
+                self._cut_containers[i] += abs(a - g)
+
     @property
     def ticks(self) -> int:
         return len(self._reports)
@@ -136,11 +140,24 @@ class RunRecorder:
             out[t, : len(row[key])] = row[key]
         return out
 
-    def result(self, policy: str, latency_s: np.ndarray, function_index: np.ndarray, cold: np.ndarray,
-               wall_s: float = float("nan"), decide_ms: float = float("nan"),
-               update_ms: float = float("nan")) -> RunResult:
-        """The run's result, with the activation columns from the backend."""
+    def cuts(self) -> GuardCuts:
+        """What the guard did to the decisions so far, per function."""
         n = len(self._names)
+        return GuardCuts(np.resize(self._cut_decisions, n) if self._cut_decisions.size else np.zeros(n),
+                         np.resize(self._cut_containers, n) if self._cut_containers.size else np.zeros(n))
+
+    def result(self, policy: str, latency_s: np.ndarray, function_index: np.ndarray, cold: np.ndarray,
+               held: Mapping[str, np.ndarray], wall_s: float = float("nan"), decide_ms: float = float("nan"),
+               update_ms: float = float("nan")) -> RunResult:
+        """The run's result, with the activation columns and, in ``held``, the backend's exact
+        per-function ``arrivals``, ``unfinished``, ``dropped``, ``memory_mb_s``, ``idle_memory_mb_s``
+        and ``container_s`` over the run (``controller.costs.Usage``; the CPU columns come from the
+        ticks, whose integrals they are)."""
+        n = len(self._names)
+        used = np.nan_to_num(self._stack("cpu_used_core_s", n))
+        alloc = np.nan_to_num(self._stack("cpu_alloc_core_s", n))
+        usage = Usage(cpu_used_core_s=np.array([used[:, i].sum() for i in range(n)]),
+                      cpu_alloc_core_s=np.array([alloc[:, i].sum() for i in range(n)]), **held)
         m = max((len(r["invoker_utilisation"]) for r in self._reports), default=0)
         return RunResult(
             policy=policy,
@@ -159,6 +176,8 @@ class RunRecorder:
             latency_s=np.asarray(latency_s, dtype=float),
             function_index=np.asarray(function_index, dtype=np.int64),
             cold=np.asarray(cold, dtype=bool),
+            usage=usage,
+            cuts=self.cuts(),
             failures=dict(self._failures),
             wall_s=wall_s,
             decide_ms=decide_ms,
@@ -166,72 +185,21 @@ class RunRecorder:
         )
 
 
-def _percentile(values: np.ndarray, q: float) -> float:
-    return float(np.percentile(values, q)) if values.size else float("nan")
-
-
-def _ratio(num: float, den: float) -> float:
-    return num / den if den > 0 else float("nan")
-
-
-def _metrics(latency: np.ndarray, slo: np.ndarray, cold: np.ndarray, used: float, alloc: float,
-             container_s: float, memory_gb_s: float, rewards: np.ndarray) -> dict[str, float]:
-    finite = rewards[np.isfinite(rewards)]
-    return {
-        "invocations": float(latency.size),
-        "p50_latency_s": _percentile(latency, 50),
-        "p99_latency_s": _percentile(latency, 99),
-        "slo_violation_rate": float(np.mean(latency > slo)) if latency.size else float("nan"),
-        "cold_start_rate": float(np.mean(cold)) if cold.size else float("nan"),
-        "cpu_utilisation": _ratio(used, alloc),
-        "container_seconds": container_s,
-        "memory_gb_seconds": memory_gb_s,
-        "mean_reward": float(finite.mean()) if finite.size else float("nan"),
-    }
+def _activations(result: RunResult) -> Activations:
+    return Activations(result.function_index, result.latency_s, result.cold)
 
 
 def function_metrics(result: RunResult) -> list[dict[str, Any]]:
-    """One metrics row per function (see the module docstring for the definitions)."""
-    rows = []
-    container_s = result.containers.sum(axis=0) * result.tick_s
-    for i, name in enumerate(result.names):
-        mine = result.function_index == i
-        latency = result.latency_s[mine]
-        row = {"policy": result.policy, "function": name}
-        row.update(
-            _metrics(
-                latency,
-                np.full(latency.shape, result.slo_s[i]),
-                result.cold[mine],
-                float(result.cpu_used_core_s[:, i].sum()),
-                float(result.cpu_alloc_core_s[:, i].sum()),
-                float(container_s[i]),
-                float(container_s[i] * result.memory_mb[i] / 1024.0),
-                result.rewards[:, i],
-            )
-        )
-        rows.append(row)
-    return rows
+    """One metrics row per function (``controller.costs.function_costs``)."""
+    rows = function_costs(result.names, result.slo_s, _activations(result), result.usage, result.cuts,
+                          result.rewards)
+    return [{"policy": result.policy, **row} for row in rows]
 
 
 def overall_metrics(result: RunResult) -> dict[str, Any]:
-    """The metrics pooled over every function and activation of the run."""
-    container_s = result.containers.sum(axis=0) * result.tick_s
-    slo = result.slo_s[result.function_index] if result.function_index.size else np.zeros(0)
-    row: dict[str, Any] = {"policy": result.policy}
-    row.update(
-        _metrics(
-            result.latency_s,
-            slo,
-            result.cold,
-            float(result.cpu_used_core_s.sum()),
-            float(result.cpu_alloc_core_s.sum()),
-            float(container_s.sum()),
-            float((container_s * result.memory_mb).sum() / 1024.0),
-            result.rewards.ravel(),
-        )
-    )
-    return row
+    """The metrics pooled over every function and activation of the run (``controller.costs.overall_costs``)."""
+    row = overall_costs(result.slo_s, _activations(result), result.usage, result.cuts, result.rewards)
+    return {"policy": result.policy, **{key: row[key] for key, _ in COST_COLUMNS}}
 
 
 def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
@@ -250,25 +218,27 @@ def _fmt(key: str, value: Any) -> str:
         return value
     if np.isnan(value):
         return "–"
-    if key == "invocations":
-        return f"{value:.0f}"
-    if key.endswith("_rate") or key == "cpu_utilisation":
+    if key in ("invocations", "completed", "unfinished", "dropped", "guard_cut_decisions", "guard_cut_containers"):
+        return f"{value:,.0f}"
+    if key.endswith("_rate") or key.endswith("_rate_p75") or key.endswith("utilisation"):
         return f"{100 * value:.1f}%"
-    if key.endswith("_seconds"):
+    if key.endswith("_s"):
         return f"{value:,.0f}"
     return f"{value:.3f}"
 
 
 def overall_table(rows: Iterable[Mapping[str, Any]], title: str = "Overall, per policy") -> Any:
-    """A rich table of overall metrics rows (one per policy)."""
+    """A rich table of overall metrics rows (one per policy), the columns of ``costs.TABLE_COLUMNS``."""
     from rich.table import Table
 
-    table = Table(title=title)
+    headers = dict(COST_COLUMNS)
+    table = Table(title=title, caption="SLO viol. counts unfinished work; paper util. is the paper's metric "
+                                       "(set by the shares a policy asks for), not a cost")
     table.add_column("policy", style="bold", no_wrap=True)
-    for _, header in METRIC_COLUMNS:
-        table.add_column(header, justify="right", no_wrap=True)
+    for key in TABLE_COLUMNS:
+        table.add_column(headers[key], justify="right", no_wrap=True)
     for row in rows:
-        table.add_row(row["policy"], *(_fmt(key, row[key]) for key, _ in METRIC_COLUMNS))
+        table.add_row(row["policy"], *(_fmt(key, row[key]) for key in TABLE_COLUMNS))
     return table
 
 

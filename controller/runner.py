@@ -83,12 +83,16 @@ def run_policy(settings: Settings, workload: Any, slo_s: np.ndarray, policy_name
         if checkpointer is not None and loop.counters.ticks > 0:
             checkpointer.save(inner, loop.counters.ticks, backend.time_s)
     records = backend.records()
+    held = backend.totals().functions
     ticks = max(loop.counters.ticks, 1)
     return recorder.result(
         spec.name,
         latency_s=records["end_s"] - records["arrival_s"],
         function_index=records["fn"],
         cold=records["cold"],
+        held={"arrivals": held.arrivals, "unfinished": held.queued + held.in_flight, "dropped": held.dropped,
+              "memory_mb_s": held.memory_mb_s, "idle_memory_mb_s": held.idle_memory_mb_s,
+              "container_s": held.container_s},
         wall_s=time.perf_counter() - started,
         decide_ms=1000.0 * loop.counters.decide_s / ticks,
         update_ms=1000.0 * loop.counters.feedback_s / ticks,

@@ -167,8 +167,10 @@ class ActionSettings:
     """Fewest containers a managed function keeps. 1, so a learned policy never scales a function
     to zero (a cold start per invocation); an idle function goes back to the platform instead
     (``idle_load``), whose own manager does that."""
-    max_containers: int = 64
-    """Most containers per function (one move adds one, so this bounds a runaway policy)."""
+    max_containers: int = 1_000_000
+    """Most containers per function. No cap of the policy's own by default: the guard holds every
+    pool to what the cluster's memory admits (``guard.max_containers`` is the operator's limit), and
+    a cap here would hold a heavy function below its load on a workload it was not chosen for."""
     min_shares: int = 128
     """Fewest CPU shares per container: one step, so a container is never starved to Docker's 2."""
     max_shares: int = 2048

@@ -126,6 +126,10 @@ class SimBackend:
                 failures.append(ActionFailure(name, FailureKind.REJECTED, str(error)))
         return failures
 
+    def totals(self) -> Any:
+        """The cluster's exact accounting since time 0 (``simulator.Totals``)."""
+        return self.cluster.totals()
+
     def records(self) -> np.ndarray:
         """Every activation record drained so far, in completion order (one structured array)."""
         if not self._records:

@@ -41,8 +41,10 @@ class WorkloadSettings(SettingsGroup):
     """Which functions run and when their invocations arrive."""
 
     trace_dir: Path | None = None
-    """Azure Functions 2019 trace folder (``invocations.csv``, ``durations.csv``, ``memory.csv``).
-    Unset: the sample shipped in the source tree (``data/azure-functions-2019-sample``)."""
+    """Azure Functions trace: a 2019 folder (``invocations.csv``, ``durations.csv``, ``memory.csv``,
+    or the original day files), or the 2021 invocation trace file or a folder holding it (its
+    minutes count from the trace's start, 0). Unset: the 2019 sample shipped in the source tree
+    (``data/azure-functions-2019-sample``)."""
     functions: int = Field(12, ge=1, le=100_000)
     """Number of functions sampled from the trace. 12, the number of benchmark functions of the
     paper's serverless experiment."""
@@ -89,16 +91,20 @@ class GuardSettings(SettingsGroup):
 
     min_containers: Live[int] = Field(0, ge=0, le=10_000)
     """Fewest warm containers a managed function keeps. 0 allows scale to zero."""
-    max_containers: Live[int] = Field(64, ge=1, le=100_000)
-    """Most containers one function may hold. 64 is above what one function of the paper's
-    workload needs and well under the 168 of the 21 x 2048 MB cluster at 256 MB."""
+    max_containers: Live[int | None] = Field(None, ge=1, le=1_000_000)
+    """Most containers one function may hold (an operator's limit). Unset: as many as the cluster's
+    user memory admits at the function's memory, so no function is held below its load by a number
+    that fits one workload and not another."""
     min_shares: Live[int] = Field(2, ge=2, le=262_144)
     """Smallest CPU shares per container. 2 is Docker's (cgroup v1) minimum."""
-    max_shares: Live[int] = Field(8192, ge=2, le=262_144)
-    """Largest CPU shares per container. 8192 = all 8 cores of a default invoker."""
-    max_container_change_per_tick: Live[int] = Field(16, ge=1, le=100_000)
-    """Largest change of one function's container target in one tick. 16 lets square-root staffing
-    reach a busy function's pool within a few ticks while bounding a runaway policy."""
+    max_shares: Live[int | None] = Field(None, ge=2, le=262_144)
+    """Largest CPU shares per container (an operator's limit). Unset: all the cores of the largest
+    invoker (1024 per core), beyond which a weight buys nothing more."""
+    max_container_change_per_tick: Live[int | None] = Field(None, ge=1, le=1_000_000)
+    """Largest change of one function's container target in one tick (an operator's rate limit
+    against a runaway policy). Unset: the larger of 16 and the function's current pool, so a pool
+    may double every tick and a function needing hundreds of containers reaches them in a few
+    ticks, while a small one still moves by up to 16."""
     max_shares_change_per_tick: Live[int] = Field(1024, ge=1, le=262_144)
     """Largest change of one function's CPU shares in one tick: one core's worth (1024)."""
     respect_capacity: Live[bool] = True
@@ -106,10 +112,10 @@ class GuardSettings(SettingsGroup):
 
     @model_validator(mode="after")
     def _ordered(self) -> GuardSettings:
-        if self.min_containers > self.max_containers:
+        if self.max_containers is not None and self.min_containers > self.max_containers:
             raise ValueError(f"guard.min_containers={self.min_containers} is above "
                              f"guard.max_containers={self.max_containers}")
-        if self.min_shares > self.max_shares:
+        if self.max_shares is not None and self.min_shares > self.max_shares:
             raise ValueError(f"guard.min_shares={self.min_shares} is above "
                              f"guard.max_shares={self.max_shares}")
         return self

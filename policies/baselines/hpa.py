@@ -66,9 +66,9 @@ class HpaConfig:
     """Scale-up limit per decision in containers (default policy 4 pods); the larger limit wins."""
     min_replicas: int = 1
     """Fewest containers (``minReplicas`` default 1: the HPA never scales to zero)."""
-    max_replicas: int = 100
-    """Most containers (``maxReplicas`` has no default in Kubernetes; 100 is far above any single
-    function's need in the paper's 21-invoker cluster while still bounding a runaway metric)."""
+    max_replicas: int | None = None
+    """Most containers (``maxReplicas``, which Kubernetes asks the operator for). Unset: no cap of
+    the policy's own; the guard holds a pool to what the cluster's memory admits."""
 
     def __post_init__(self) -> None:
         name = "HpaConfig"
@@ -78,7 +78,8 @@ class HpaConfig:
         check_range(name, "scale_up_percent", self.scale_up_percent, 0.0)
         check_range(name, "scale_up_pods", self.scale_up_pods, 0)
         check_range(name, "min_replicas", self.min_replicas, 1)
-        check_range(name, "max_replicas", self.max_replicas, self.min_replicas)
+        if self.max_replicas is not None:
+            check_range(name, "max_replicas", self.max_replicas, self.min_replicas)
 
 
 @dataclass

@@ -164,3 +164,32 @@ def test_applied_targets_grow_with_new_functions_as_unmanaged():
     grown = _applied([3], [128]).grown(3)
     assert list(grown.containers) == [3, UNMANAGED, UNMANAGED]
     assert list(grown.cpu_shares) == [128, KEEP_SHARES, KEEP_SHARES]
+
+
+def test_unset_bounds_follow_the_cluster_not_a_workload():
+    # Two invokers of 2048 MB: 16 containers of a 256-MB function fit, 4 of a 1024-MB one.
+    snap = make_snapshot(("small", "big"), memory_mb=np.array([256.0, 1024.0]),
+                         invokers=make_invokers(2, cores=8.0, memory_mb=2048.0))
+    result = guard(_decisions([500, 500], [100_000, 100_000]), snap, AppliedTargets.initial(2),
+                   GuardBounds(respect_capacity=False, max_shares_change_per_tick=1_000_000))
+    assert result.decisions.containers.tolist() == [16, 4]
+    assert result.decisions.cpu_shares.tolist() == [8192, 8192]  # every core of the largest invoker
+    assert "bounds [0, 16]" in result.notes[0] and "bounds [0, 4]" in result.notes[1]
+
+
+def test_a_large_pool_may_double_in_one_tick_and_a_small_one_move_by_sixteen():
+    snap = make_snapshot(("large", "small"), memory_mb=np.array([128.0, 128.0]),
+                         invokers=make_invokers(40, cores=8.0, memory_mb=16_384.0))
+    result = guard(_decisions([1000, 1000]), snap, _applied([150, 2], [KEEP_SHARES, KEEP_SHARES]),
+                   GuardBounds(respect_capacity=False))
+    assert result.decisions.containers.tolist() == [300, 18]
+
+
+def test_a_function_needing_hundreds_of_containers_reaches_them_in_a_few_ticks():
+    snap = make_snapshot(("heavy",), memory_mb=np.array([256.0]), invokers=make_invokers(21, memory_mb=2048.0))
+    applied, pools = AppliedTargets.initial(1), []
+    for _ in range(6):
+        result = guard(_decisions([160]), snap, applied, GuardBounds())
+        applied = applied.with_applied(result.decisions, np.array([False]))
+        pools.append(int(applied.containers[0]))
+    assert pools[:4] == [16, 32, 64, 128] and pools[4] == 160  # 168 fit the cluster at 256 MB

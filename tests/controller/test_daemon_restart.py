@@ -66,7 +66,7 @@ def _checkpoint_tick(path: Path) -> int | None:
 
 def _finished_ticks(log: Path) -> list[int]:
     """Ticks the log says finished (``tick N (...)`` is the N+1-th tick)."""
-    return [int(m) + 1 for m in re.findall(r"DEBUG controller\.daemon: tick (\d+) \(", log.read_text(errors="replace"))]
+    return [int(m) + 1 for m in re.findall(r"DEBUG controller\.daemon\.service: tick (\d+) \(", log.read_text(errors="replace"))]
 
 
 @pytest.mark.slow

@@ -276,3 +276,19 @@ def test_run_policy_uses_a_prebuilt_policy_and_reports_its_cost_per_tick(tmp_pat
                         checkpointer=Checkpointer.in_directory(tmp_path, "nac-linear"))
     assert result.policy == "nac-linear" and result.decide_ms > 0
     assert policy.agent.frozen
+
+
+def test_on_the_simulated_cluster_smaller_shares_cost_the_same_memory_and_only_move_the_papers_metric():
+    from conftest import FixedPolicy
+
+    from controller.report import overall_metrics
+
+    settings = load_settings(overrides={"workload.functions": 3, "workload.minutes": 3,
+                                        "reward.slo_probe_invocations": 200})
+    workload = build_workload(settings)
+    slo = measure_slos(settings, workload)
+    wide = overall_metrics(run_policy(settings, workload, slo, "fixed", policy=FixedPolicy(containers=3, shares=1024)))
+    narrow = overall_metrics(run_policy(settings, workload, slo, "fixed", policy=FixedPolicy(containers=3, shares=128)))
+    assert narrow["memory_gb_s"] == pytest.approx(wide["memory_gb_s"], rel=1e-9)
+    assert narrow["container_s"] == pytest.approx(wide["container_s"], rel=1e-9)
+    assert narrow["paper_cpu_utilisation"] > 4 * wide["paper_cpu_utilisation"]

@@ -64,12 +64,15 @@ def test_a_scale_up_is_immediate_but_limited_to_doubling_or_four_more() -> None:
 
 
 @pytest.mark.parametrize(
-    ("containers", "ratio", "expected"),
-    [(3, 0.01, 1), (0, 1.0, 1), (90, 2.0, 100)],
-    ids=["idle-keeps-min-replicas", "no-containers-starts-min-replicas", "clamped-to-max-replicas"],
+    ("containers", "ratio", "expected", "max_replicas"),
+    [(3, 0.01, 1, None), (0, 1.0, 1, None), (90, 2.0, 100, 100), (90, 2.0, 180, None)],
+    ids=["idle-keeps-min-replicas", "no-containers-starts-min-replicas", "clamped-to-max-replicas",
+         "no-cap-of-its-own-by-default"],
 )
-def test_the_count_stays_within_min_and_max_replicas(containers: int, ratio: float, expected: int) -> None:
-    assert HpaPolicy().decide(_tick(10.0, containers=containers, ratio=ratio), MU).containers[0] == expected
+def test_the_count_stays_within_min_and_max_replicas(containers: int, ratio: float, expected: int,
+                                                     max_replicas: int | None) -> None:
+    policy = HpaPolicy(HpaConfig(max_replicas=max_replicas))
+    assert policy.decide(_tick(10.0, containers=containers, ratio=ratio), MU).containers[0] == expected
 
 
 def test_the_stabilisation_window_is_measured_in_seconds_not_ticks() -> None:

@@ -189,14 +189,17 @@ DECISION_CASES = [
     # (containers, shares, move, settings, expected containers, expected shares, reason)
     (3, 256, (1, 1), ActionSettings(), 4, 384, "nac: containers 3→4 (move more), shares 256→384"),
     (3, 256, (0, 0), ActionSettings(), 3, 256, "nac: containers 3 (move hold), shares 256"),
-    (1, 128, (-1, -1), ActionSettings(), 1, 128, "nac: containers 1 (move fewer to 0, kept within [1, 64]), shares 128"),
-    (64, 2048, (1, 1), ActionSettings(), 64, 2048, "nac: containers 64 (move more to 80, kept within [1, 64]), shares 2048"),
+    (1, 128, (-1, -1), ActionSettings(max_containers=64), 1, 128,
+     "nac: containers 1 (move fewer to 0, kept within [1, 64]), shares 128"),
+    (64, 2048, (1, 1), ActionSettings(max_containers=64), 64, 2048,
+     "nac: containers 64 (move more to 80, kept within [1, 64]), shares 2048"),
     (0, 0, (1, 0), ActionSettings(), 2, 256, "nac: containers 1→2 (move more), shares 256"),
     # The container step is ⌈0.25 x pool⌉: 20 → 25 and 20 → 15; 9 → 12 (⌈2.25⌉ = 3).
     (20, 256, (1, 0), ActionSettings(), 25, 256, "nac: containers 20→25 (move more), shares 256"),
     (20, 256, (-1, 0), ActionSettings(), 15, 256, "nac: containers 20→15 (move fewer), shares 256"),
     (9, 256, (1, 0), ActionSettings(), 12, 256, "nac: containers 9→12 (move more), shares 256"),
-    (60, 256, (1, 0), ActionSettings(), 64, 256, "nac: containers 60→64 (move more to 75, kept within [1, 64]), shares 256"),
+    (60, 256, (1, 0), ActionSettings(max_containers=64), 64, 256,
+     "nac: containers 60→64 (move more to 75, kept within [1, 64]), shares 256"),
     (
         20,
         256,
@@ -274,10 +277,13 @@ def test_an_action_moves_the_pool_and_shares_by_one_step_within_bounds(
         ({"arrivals": 100.0, "mean_exec_s": 0.45}, {"load_floor": 0.0}, 4),
         # Twice the load: ⌈2 x 4.5⌉ = 9.
         ({"arrivals": 100.0, "mean_exec_s": 0.45}, {"load_floor": 2.0, "load_ceiling": 2.0, "staffing_c": 0.0}, 9),
-        # The floor never exceeds max_containers (64).
-        ({"arrivals": 10_000.0, "mean_exec_s": 1.0}, {}, 64),
+        # The floor never exceeds max_containers (here an operator's 64).
+        ({"arrivals": 10_000.0, "mean_exec_s": 1.0}, {"max_containers": 64}, 64),
+        # With no cap of its own, a heavy function is staffed for its load: R = 1000, ⌈R + √R⌉ = 1032.
+        ({"arrivals": 10_000.0, "mean_exec_s": 1.0}, {}, 1032),
     ],
-    ids=["floor-stops-a-shrink", "square-root-headroom", "recent-execution-time", "unknown-size", "off", "double", "capped"],
+    ids=["floor-stops-a-shrink", "square-root-headroom", "recent-execution-time", "unknown-size", "off", "double", "capped",
+         "heavy"],
 )
 def test_the_load_floor_keeps_at_least_the_offered_load_in_containers(
     columns: dict, settings: dict, want: int
