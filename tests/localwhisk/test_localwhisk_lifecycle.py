@@ -102,6 +102,7 @@ def pool_pids(client: WhiskClient, name: str, state: str) -> list[int]:
 def test_workers_die_with_a_sigkilled_platform_and_the_next_one_removes_their_cgroups(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     pids: list[int] = []
+    driver = detect(cgroup_parent_name())
     try:
         with platform_process(state_dir, tmp_path / "platform.log") as (process, client):
             client.put_action("pinned", ECHO)
@@ -119,18 +120,17 @@ def test_workers_die_with_a_sigkilled_platform_and_the_next_one_removes_their_cg
             process.wait()
         wait_until("every worker of the killed platform gone",
                    lambda: all(process_state(pid) is None for pid in pids), ANSWER_WAIT_S)
-    finally:
-        for pid in pids:  # only if the test failed: the workers this test's platform started
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    driver = detect(cgroup_parent_name())
-    try:
-        left = driver.container_dirs(f"{instance}-")
         if driver.status.cpu_control:
-            assert left, "a SIGKILLed platform cannot remove its cgroups; the next one must"
+            assert driver.container_dirs(f"{instance}-"), "a SIGKILLed platform cannot remove its cgroups"
         with running_platform(state_dir, cgroup_parent=cgroup_parent_name()):
             assert driver.container_dirs(f"{instance}-") == []
     finally:
+        # Only if the test failed: this test's own workers, then its cgroups (by the clean-up under test).
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with running_platform(state_dir, cgroup_parent=cgroup_parent_name()):
+            pass
         driver.close()
 
 
@@ -151,11 +151,12 @@ def test_a_platform_removes_the_workers_and_cgroups_its_predecessor_left_and_not
     stray = start_stray_worker(state_dir / "containers" / "abc123-00001-f")
     elsewhere = start_stray_worker(tmp_path / "other-state" / "containers" / "abc123-00001-f")
     driver = detect(cgroup_parent_name())
+    parents = [Path(d) for d in {driver.status.cpu_dir, driver.status.memory_dir} if d]
+    stale = [parent / "abc123-00002-g" for parent in parents]
+    kept = [parent / "fed987-00001-g" for parent in parents]  # another instance's
     try:
         wait_until("the stray workers running", lambda: all(
             p.poll() is None and process_state(p.pid) in ("S", "R") for p in (stray, elsewhere)), ANSWER_WAIT_S)
-        stale = [Path(d) / "abc123-00002-g" for d in {driver.status.cpu_dir, driver.status.memory_dir} if d]
-        kept = [Path(d) / "fed987-00001-g" for d in {driver.status.cpu_dir, driver.status.memory_dir} if d]
         for directory in stale + kept:
             directory.mkdir()
         with running_platform(state_dir, cgroup_parent=cgroup_parent_name()):
@@ -168,7 +169,7 @@ def test_a_platform_removes_the_workers_and_cgroups_its_predecessor_left_and_not
             if process.poll() is None:
                 process.kill()
             process.wait()
-        for directory in kept if "kept" in locals() else []:
+        for directory in stale + kept:
             with contextlib.suppress(OSError):
                 directory.rmdir()
         driver.close()
