@@ -216,24 +216,52 @@ def build_workload(settings: Settings) -> Any:
     whole, span_start, span_end = _sample_whole_trace(settings, resolve_trace_dir(settings), seeds)
     start, end = _check_window(settings, span_start, span_end)
     counts = np.stack([f.counts_per_minute for f in whole.functions])
+    if w.arrivals == "trace" and (w.rate_scale != 1.0 or trace_format(resolve_trace_dir(settings)) != "azure2021"):
+        raise AssemblyError("workload.arrivals=trace replays the recorded times of a 2021 per-invocation trace: "
+                            "it needs a 2021 workload.trace_dir and workload.rate_scale=1")
     counts = scale_minute_counts(counts, span_start, w.rate_scale, seeds.arrivals)
     window = counts[:, start - span_start : end - span_start].astype(np.int32)
     window.setflags(write=False)
     functions = tuple(
         replace(f, counts_per_minute=window[i], first_minute=start) for i, f in enumerate(whole.functions)
     )
+    if w.split_seed is not None and w.split_part != "all":
+        functions = tuple(functions[i] for i in split_half(len(functions), w.split_seed, w.split_part))
     return Workload(functions=functions, start_minute=start, end_minute=end, seed=whole.seed,
                     profile_mode=whole.profile_mode)
+
+
+def split_half(n: int, seed: int, part: str) -> list[int]:
+    """The indices of half ``part`` (``train``: the first ⌊n/2⌋ of a permutation drawn with ``seed``,
+    ``evaluate``: the rest), in their original order. The same ``seed`` and ``n`` always give the same
+    halves, whatever the run's own seed."""
+    if part not in ("train", "evaluate"):
+        raise AssemblyError(f"workload.split_part={part!r}: one of train, evaluate (or all)")
+    if n < 2:
+        raise AssemblyError(f"workload.split_seed: {n} function(s) cannot be split in two halves")
+    order = np.random.default_rng(seed).permutation(n)
+    half = order[: n // 2] if part == "train" else order[n // 2:]
+    return sorted(int(i) for i in half)
 
 
 def build_arrivals(settings: Settings, workload: Any, seeds: RunSeeds | None = None) -> Any:
     """The arrival stream of ``workload``: time 0 is the start of its first minute. The same
     settings, seed and workload give the same arrival times in every command."""
-    from workload.arrivals import ArrivalStream
+    from workload.arrivals import ArrivalStream, TraceArrivalStream
 
     seeds = seeds or RunSeeds.from_seed(settings.seed)
+    w = settings.workload
+    if w.arrivals == "trace":
+        from workload.azure2021 import read_trace_2021
+
+        path = resolve_trace_dir(settings)
+        trace = read_trace_2021(path if path.is_file() else path / TRACE_2021_FILE)
+        rows = {trace.function_name(i): i for i in range(len(trace.functions))}
+        return TraceArrivalStream(trace, origin_s=60.0 * workload.start_minute, end_s=60.0 * workload.end_minute,
+                                  functions=[rows[f.trace_id] for f in workload.functions])
     return ArrivalStream(workload.functions, workload.start_minute, workload.end_minute,
-                         mode=settings.workload.arrivals, seed=seeds.arrivals)
+                         mode=w.arrivals, seed=seeds.arrivals, burst_count=w.burst_count,
+                         burst_width_s=w.burst_width_s)
 
 
 def cluster_config(settings: Settings) -> Any:
@@ -242,7 +270,8 @@ def cluster_config(settings: Settings) -> Any:
 
     c = settings.cluster
     return ClusterConfig(invokers=c.invokers, cores=c.cores, user_memory_mb=c.user_memory_mb,
-                         idle_timeout_s=c.idle_timeout_s)
+                         idle_timeout_s=c.idle_timeout_s, eviction=c.eviction,
+                         idle_memory_fraction=c.idle_memory_fraction)
 
 
 def measure_slos(settings: Settings, workload: Any) -> np.ndarray:
@@ -432,6 +461,7 @@ __all__ = [
     "build_workload",
     "busiest_rows",
     "busiest_trace_ids",
+    "split_half",
     "check_policy_names",
     "cluster_config",
     "measure_slos",

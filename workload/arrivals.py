@@ -32,8 +32,8 @@ from workload.azure2021 import InvocationTrace2021
 SECONDS_PER_MINUTE = 60.0
 """Length of one trace minute, s."""
 
-Mode = Literal["poisson", "equidistant"]
-MODES: tuple[str, ...] = ("poisson", "equidistant")
+Mode = Literal["poisson", "equidistant", "bursty"]
+MODES: tuple[str, ...] = ("poisson", "equidistant", "bursty")
 
 
 class MinuteCounts(Protocol):
@@ -150,6 +150,8 @@ class ArrivalStream:
         mode: Mode = "poisson",
         seed: int = 0,
         cache_minutes: int = 8,
+        burst_count: int = 4,
+        burst_width_s: float = 1.0,
     ) -> None:
         if not functions:
             raise ValueError("an arrival stream needs at least one function")
@@ -166,7 +168,7 @@ class ArrivalStream:
             np.asarray(f.counts_per_minute[start - f.first_minute : end - f.first_minute], dtype=np.int64)
             for f in functions
         ]
-        self._setup(np.stack(rows), start, mode, seed, cache_minutes)
+        self._setup(np.stack(rows), start, mode, seed, cache_minutes, burst_count, burst_width_s)
 
     @classmethod
     def from_counts(
@@ -187,9 +189,18 @@ class ArrivalStream:
         stream._setup(matrix.astype(np.int64), int(first_minute), mode, seed, cache_minutes)
         return stream
 
-    def _setup(self, counts: np.ndarray, start_minute: int, mode: str, seed: int, cache_minutes: int) -> None:
+    def _setup(self, counts: np.ndarray, start_minute: int, mode: str, seed: int, cache_minutes: int,
+               burst_count: int = 4, burst_width_s: float = 1.0) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if not (isinstance(burst_count, int) and burst_count >= 1):
+            raise ValueError(f"burst_count must be an int >= 1, got {burst_count!r}")
+        if not 0 < burst_width_s <= SECONDS_PER_MINUTE:
+            raise ValueError(f"burst_width_s must be in (0, {SECONDS_PER_MINUTE}], got {burst_width_s!r}")
+        self.burst_count = burst_count
+        """``bursty`` mode: bursts per function and minute (fewer when the minute has fewer arrivals)."""
+        self.burst_width_s = float(burst_width_s)
+        """``bursty`` mode: length of one burst, s; its arrivals are spread uniformly over it."""
         if counts.min() < 0:
             raise ValueError("per-minute counts must be >= 0")
         if cache_minutes < 1:
@@ -253,6 +264,8 @@ class ArrivalStream:
         fn = np.repeat(self._fn_ids, counts)
         if self.mode == "poisson":
             fraction = rng.random(total)
+        elif self.mode == "bursty":
+            fraction = self._burst_fractions(counts, fn, rng)
         else:
             active = counts > 0
             phase = np.zeros(counts.size)
@@ -267,6 +280,18 @@ class ArrivalStream:
         np.minimum(times, np.nextafter(minute_start + SECONDS_PER_MINUTE, 0.0), out=times)
         order = np.argsort(times, kind="stable")
         return times[order], fn[order]
+
+    def _burst_fractions(self, counts: np.ndarray, fn: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Where in the minute each arrival falls in ``bursty`` mode: every function's count goes out in
+        ``min(burst_count, count)`` bursts, each starting at a uniform time of the minute and lasting
+        ``burst_width_s``; every arrival joins one of its function's bursts at random (the count is
+        kept; the arrivals bunch, as a trace's per-minute counts cannot show)."""
+        bursts = np.minimum(counts, self.burst_count)
+        width = self.burst_width_s / SECONDS_PER_MINUTE
+        starts = rng.random(int(bursts.sum())) * (1.0 - width)
+        first = np.cumsum(bursts) - bursts  # index of each function's first burst in ``starts``
+        which = first[fn] + np.floor(rng.random(fn.size) * bursts[fn]).astype(np.int64)
+        return starts[which] + rng.random(fn.size) * width
 
     def window(self, t0_s: float, t1_s: float) -> tuple[np.ndarray, np.ndarray]:
         """Arrivals with t0_s <= time < t1_s (s from the stream start): (times float64 sorted, fn int32)."""
@@ -296,10 +321,12 @@ class TraceArrivalStream:
     """The recorded arrivals of a 2021 per-invocation trace, with the same window interface.
 
     Time 0 is ``origin_s`` of the trace clock; arrivals before it or at/after ``origin_s +
-    duration_s`` are left out. Function index i is ``trace.functions[i]``.
+    duration_s`` are left out. Function index i is ``trace.functions[i]``, or, with ``functions``
+    (trace function indices), ``functions[i]``: only those functions' arrivals are kept.
     """
 
-    def __init__(self, trace: InvocationTrace2021, origin_s: float = 0.0, end_s: float | None = None) -> None:
+    def __init__(self, trace: InvocationTrace2021, origin_s: float = 0.0, end_s: float | None = None,
+                 functions: Sequence[int] | None = None) -> None:
         starts = trace.start_s
         if end_s is None:
             # Default end: the end of the trace minute holding the last arrival.
@@ -313,6 +340,13 @@ class TraceArrivalStream:
         self._fn = trace.fn[lo:hi]
         self._durations = trace.duration_s[lo:hi]
         self._n_functions = len(trace.functions)
+        if functions is not None:
+            renumber = np.full(len(trace.functions), -1, dtype=np.int64)
+            renumber[np.asarray(functions, dtype=np.int64)] = np.arange(len(functions))
+            keep = renumber[self._fn] >= 0
+            self._times, self._durations = self._times[keep], self._durations[keep]
+            self._fn = renumber[self._fn[keep]].astype(np.int32)
+            self._n_functions = len(functions)
         self.origin_s = float(origin_s)
         self._duration_s = float(end_s - origin_s)
 

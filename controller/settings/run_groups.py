@@ -32,9 +32,19 @@ class ClusterSettings(SettingsGroup):
     user_memory_mb: int = Field(2048, ge=128, le=4_194_304)
     """Memory for action containers per invoker, MB (OpenWhisk ``userMemory``). 2048 MB is
     OpenWhisk's default user memory; it bounds how many containers fit on one invoker."""
-    idle_timeout_s: float = Field(600.0, gt=0, le=86_400)
-    """Idle time after which an unmanaged container is removed, s. 600 s is OpenWhisk's default
-    keep-alive (10 minutes)."""
+    idle_timeout_s: float | None = Field(None, gt=0, le=31_536_000)
+    """Idle time after which an unmanaged container is removed, s (fixed keep-alive). Unset: the
+    eviction rule's own — 600 s for ``lru`` (OpenWhisk's default keep-alive, 10 minutes), never for
+    ``greedy-dual`` (FaasCache keeps a container until its memory is needed)."""
+    eviction: Literal["lru", "greedy-dual"] = "lru"
+    """Which idle container of an unmanaged function an invoker evicts when it needs memory (or holds
+    more idle memory than ``idle_memory_fraction``): ``lru``, OpenWhisk's container pool, or
+    ``greedy-dual``, FaasCache's keep-alive (Fuerst & Sharma, ASPLOS 2021: lowest clock + frequency
+    x cold-start time / memory first). ``lru``: the stock platform."""
+    idle_memory_fraction: float = Field(1.0, ge=0, le=1)
+    """The most memory idle containers of unmanaged functions may hold on an invoker, as a share of
+    its user memory; beyond it they are evicted by ``eviction``. 1 (no cap beyond the invoker's
+    memory) is the stock platform; smaller values trade cold starts for idle memory."""
 
 
 class WorkloadSettings(SettingsGroup):
@@ -58,16 +68,30 @@ class WorkloadSettings(SettingsGroup):
     """Resource profile of each function: ``benchmark`` maps the sampled functions onto the paper's
     12 benchmark functions (in order); ``trace`` uses each function's own durations and memory
     from the trace. Benchmark by default, as in the paper."""
-    arrivals: Literal["poisson", "equidistant"] = "poisson"
+    arrivals: Literal["poisson", "equidistant", "bursty", "trace"] = "poisson"
     """How a minute's invocation count is spread inside the minute: ``poisson`` keeps the count and
     draws uniform times (a Poisson process given its count, the usual replay of a per-minute trace);
-    ``equidistant`` spaces them evenly with a random phase."""
+    ``equidistant`` spaces them evenly with a random phase; ``bursty`` sends each function's count in
+    ``burst_count`` short bursts of ``burst_width_s``; ``trace`` replays the recorded arrival times
+    of a 2021 per-invocation trace (``rate_scale`` 1 only)."""
+    burst_count: int = Field(4, ge=1, le=60)
+    """``bursty`` arrivals: bursts per function and minute. 4: a minute's work comes in a few
+    clumps, as timer- and queue-triggered functions do, far burstier than a Poisson process."""
+    burst_width_s: float = Field(1.0, gt=0, le=60)
+    """``bursty`` arrivals: length of one burst, s. 1 s: shorter than most cold starts, so a burst
+    finds whatever is warm when it arrives."""
     select: Literal["spread", "busiest"] = "spread"
     """How the ``functions`` are picked from the trace: ``spread`` draws them (seeded) evenly over
     the rate classes low / medium / high, as a representative sample; ``busiest`` takes the ones
     with the most invocations over the whole trace, so that a small sample carries real load (the
     seed then only decides which benchmark each one plays). Either way functions are picked from
     the trace's whole span, so runs over different minutes (train, then evaluate) see the same ones."""
+    split_seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    """Split the sampled functions into two halves by this seed (a fixed permutation), so that
+    learners can train on one half and every policy be judged on the other. Unset: no split."""
+    split_part: Literal["all", "train", "evaluate"] = "all"
+    """With ``split_seed``: which half runs (``train`` or ``evaluate``); ``all`` runs every sampled
+    function."""
     rate_scale: float = Field(1.0, gt=0, le=1000)
     """Multiplier on every per-minute invocation count (a load knob). The scaled count of a minute
     is rounded stochastically with a generator keyed by (seed, minute), so it is the same for every

@@ -146,4 +146,33 @@ def test_a_minute_range_outside_the_counts_is_refused(start, end):
 
 def test_an_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="mode"):
-        ArrivalStream.from_counts(np.ones((1, 1)), mode="bursty")  # type: ignore[arg-type]
+        ArrivalStream.from_counts(np.ones((1, 1)), mode="clumpy")  # type: ignore[arg-type]
+
+
+def test_bursty_arrivals_keep_every_count_and_bunch_them_into_short_bursts():
+    counts = np.array([[120, 0, 7, 60], [3, 40, 40, 1]])
+    stream = ArrivalStream(
+        [FakeFunction(row, 0) for row in counts], mode="bursty", seed=5, burst_count=3, burst_width_s=2.0)
+    times, fn = stream.window(0.0, stream.duration_s)
+    assert np.bincount(fn, minlength=2).tolist() == counts.sum(axis=1).tolist()
+    for minute in range(counts.shape[1]):
+        for i in range(counts.shape[0]):
+            mine = np.sort(times[(fn == i) & (times >= 60 * minute) & (times < 60 * minute + 60)])
+            assert mine.size == counts[i, minute]
+            # At most 3 bursts of 2 s: 3 intervals of 2 s cover every arrival (a greedy cover is minimal).
+            covers, end = 0, -np.inf
+            for t in mine:
+                if t > end:
+                    covers, end = covers + 1, t + 2.0
+            assert covers <= 3
+    poisson_times, poisson_fn = ArrivalStream([FakeFunction(row, 0) for row in counts], seed=5).window(0.0, 240.0)
+    # Within the first minute (120 arrivals of function 0), gaps vary far more than a Poisson process's.
+    gaps = np.diff(np.sort(times[(fn == 0) & (times < 60)]))
+    poisson_gaps = np.diff(np.sort(poisson_times[(poisson_fn == 0) & (poisson_times < 60)]))
+    assert gaps.std() / gaps.mean() > 3 * poisson_gaps.std() / poisson_gaps.mean()
+
+
+@pytest.mark.parametrize(("burst_count", "burst_width_s"), [(0, 1.0), (2, 0.0), (2, 61.0)])
+def test_invalid_burst_settings_are_refused(burst_count, burst_width_s):
+    with pytest.raises(ValueError, match="burst"):
+        ArrivalStream([FakeFunction(np.array([1]), 0)], mode="bursty", burst_count=burst_count, burst_width_s=burst_width_s)
