@@ -14,23 +14,44 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import requests
+import urllib3
 
 from controller.clients.openwhisk import (
     ApplicationError,
+    MalformedResponse,
     NotFound,
     OpenWhiskClient,
     OpenWhiskError,
+    RequestRejected,
     ServerError,
     Throttled,
     Timeout,
+    Unauthorized,
     Unavailable,
 )
 from workload import records as rec
 from workload.replayer import InvokeResult, ReplayResult
 
+#: HTTP statuses whose answer means "no answer in time" rather than a failure of the platform.
+_TIMEOUT_STATUSES = (408, 504)
+
 
 class OpenWhiskInvoker:
-    """Blocking invocations through the OpenWhisk client, every outcome turned into an InvokeResult."""
+    """Blocking invocations through the OpenWhisk client, every outcome turned into an InvokeResult.
+
+    The client must not retry invocations (``retry=NO_RETRY``): each arrival is one request, so the
+    platform never runs a call twice and the load is the trace's. What the answer says decides the
+    row (``docs/replayer.md`` has the table):
+
+    * an activation record in the answer (200, 502, a 5xx that carries one): the record's status;
+    * an activation id without a record (a 202, or a failure answer naming its activation): ``accepted``;
+    * refused before running: 429 without an activation (``throttled``), 404 (``not_found``), any
+      other 4xx (``rejected``), a connection that could not be opened (``refused``);
+    * unknown: a read time-out, 408 or 504 (``timeout``), a connection broken after sending
+      (``lost``), an unreadable answer (``malformed``), 503 (``unavailable``), another 5xx
+      (``server_error``).
+    """
 
     def __init__(self, client: OpenWhiskClient, blocking_timeout_ms: int | None = None) -> None:
         self.client = client
@@ -39,24 +60,58 @@ class OpenWhiskInvoker:
     def invoke(self, function: str) -> InvokeResult:
         try:
             answer = self.client.invoke(function, {}, blocking=True, timeout_ms=self.blocking_timeout_ms)
-        except ApplicationError as error:
-            return InvokeResult(502, activation=error.activation, status=rec.APPLICATION_ERROR, error=error.detail)
-        except ServerError as error:
-            record = error.body if isinstance(error.body, dict) and "activationId" in error.body else None
-            return InvokeResult(error.status or 0, activation=record, status=rec.INTERNAL_ERROR, error=error.detail)
-        except Throttled as error:
-            return InvokeResult(429, status=rec.THROTTLED, error=error.detail)
-        except Timeout as error:
-            return InvokeResult(error.status or 0, status=rec.TIMEOUT, error=error.detail)
-        except Unavailable as error:
-            return InvokeResult(error.status or 0, status=rec.UNAVAILABLE, error=error.detail)
-        except NotFound as error:
-            return InvokeResult(404, status=rec.NOT_FOUND, error=error.detail)
         except OpenWhiskError as error:
-            return InvokeResult(error.status or 0, status=rec.ERROR, error=str(error))
+            return result_of_error(error)
+        except Exception as error:  # noqa: BLE001 - the Invoker contract: never raise, keep the row
+            return InvokeResult(0, status=rec.ERROR, error=f"{type(error).__name__}: {error}")
         if answer.record is None:
             return InvokeResult(answer.status, status=rec.ACCEPTED, activation_id=answer.activation_id)
         return InvokeResult(answer.status, activation=answer.record)
+
+
+def result_of_error(error: OpenWhiskError) -> InvokeResult:
+    """What a failed blocking invocation tells about the call (see :class:`OpenWhiskInvoker`)."""
+    status = error.status or 0
+    detail = error.detail
+    body = error.body
+    if isinstance(body, dict) and isinstance(body.get("activationId"), str) and body["activationId"]:
+        # The platform created an activation: the call ran (or runs), whatever the HTTP status says.
+        if "response" in body or "statusCode" in body:
+            return InvokeResult(status, activation=body, error=detail)
+        return InvokeResult(status, status=rec.ACCEPTED, activation_id=body["activationId"], error=detail)
+    if isinstance(error, MalformedResponse):
+        return InvokeResult(status, status=rec.MALFORMED, error=detail)
+    if isinstance(error, Throttled):
+        return InvokeResult(status, status=rec.THROTTLED, error=detail)
+    if isinstance(error, NotFound):
+        return InvokeResult(status, status=rec.NOT_FOUND, error=detail)
+    if isinstance(error, (Unauthorized, RequestRejected)) and status not in _TIMEOUT_STATUSES:
+        return InvokeResult(status, status=rec.REJECTED, error=detail)
+    if isinstance(error, Timeout) or status in _TIMEOUT_STATUSES:
+        return InvokeResult(status, status=rec.TIMEOUT, error=detail)
+    if status == 0:
+        kind = rec.REFUSED if never_sent(error) else rec.LOST
+        return InvokeResult(0, status=kind, error=detail)
+    if isinstance(error, Unavailable):
+        return InvokeResult(status, status=rec.UNAVAILABLE, error=detail)
+    if isinstance(error, (ServerError, ApplicationError)):
+        return InvokeResult(status, status=rec.SERVER_ERROR, error=detail)
+    return InvokeResult(status, status=rec.ERROR, error=str(error))
+
+
+def never_sent(error: BaseException) -> bool:
+    """Whether a transport failure happened before any byte of the request left: the URL could not
+    be used, or the connection was refused, timed out while connecting, its name did not resolve,
+    or its TLS handshake failed.
+    Read from the ``requests`` exception the client's error was raised from."""
+    cause = error.__cause__
+    if isinstance(cause, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError,
+                          requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema)):
+        return True
+    if isinstance(cause, requests.exceptions.ConnectionError) and cause.args:
+        reason = getattr(cause.args[0], "reason", None)
+        return isinstance(reason, urllib3.exceptions.NewConnectionError)
+    return False
 
 
 class DeployError(ValueError):
@@ -92,7 +147,8 @@ def write_summary_csv(path: Path, summaries: list[rec.FunctionSummary]) -> None:
             writer.writerow([getattr(s, n) for n in names])
 
 
-def render_summary(summaries: list[rec.FunctionSummary], result: ReplayResult) -> None:
+def render_summary(summaries: list[rec.FunctionSummary], result: ReplayResult,
+                   statuses: dict[str, int] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -100,19 +156,42 @@ def render_summary(summaries: list[rec.FunctionSummary], result: ReplayResult) -
         return "-" if math.isnan(value) else f"{value:.1f}"
 
     table = Table(title="replay summary (latency = waitTime + duration, ms)")
-    for column in ("function", "invoked", "ok", "failed", "dropped", "cold", "p50", "p99", "p99 client"):
+    for column in ("function", "invoked", "ok", "failed", "not run", "unknown", "cold", "p50", "p99", "p99 client"):
         # Action names are the key of the table: folded, never cut to an ellipsis.
         table.add_column(column, justify="left" if column == "function" else "right",
                          overflow="fold" if column == "function" else "ellipsis", min_width=22 if column == "function" else None)
     for s in summaries:
-        table.add_row(s.function, str(s.invocations), str(s.succeeded), str(s.failed), str(s.dropped), str(s.cold),
-                      ms(s.p50_latency_ms), ms(s.p99_latency_ms), ms(s.p99_client_latency_ms))
+        table.add_row(s.function, str(s.invocations), str(s.succeeded), str(s.failed), str(s.not_run), str(s.unknown),
+                      str(s.cold), ms(s.p50_latency_ms), ms(s.p99_latency_ms), ms(s.p99_client_latency_ms))
     console = Console()
     console.print(table)
     console.print(
-        f"sent {result.sent}, recorded {result.recorded}, dropped {result.dropped}, cancelled {result.cancelled}, "
-        f"unfinished {result.unfinished}, {'stopped' if result.stopped else 'completed'} after {result.elapsed_s:.1f} s"
+        f"arrivals {result.scheduled}: sent {result.sent}, dropped {result.dropped}, cancelled {result.cancelled}; "
+        f"recorded {result.recorded}, unfinished {result.unfinished}; "
+        f"{'stopped' if result.stopped else 'completed'} after {result.elapsed_s:.1f} s"
     )
+    if statuses:
+        console.print("statuses: " + ", ".join(f"{name} {count}" for name, count in statuses.items()))
+
+
+def status_counts(rows: list[rec.ActivationRecord]) -> dict[str, int]:
+    """Rows per status, in the order of ``workload.records.STATUSES``, statuses with rows only."""
+    counts = {name: 0 for name in rec.STATUSES}
+    for row in rows:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    return {name: count for name, count in counts.items() if count}
+
+
+def failure_problem(rows: list[rec.ActivationRecord], max_fraction: float) -> str | None:
+    """Why the replay failed, when the share of rows that did not succeed (failed, not run or
+    unknown) is above ``max_fraction``; None when it is not (or nothing was replayed)."""
+    bad, total = rec.failure_share(rows)
+    if total == 0 or bad / total <= max_fraction:
+        return None
+    worst = sorted(((n, s) for s, n in status_counts(rows).items() if s != rec.SUCCESS), reverse=True)
+    detail = ", ".join(f"{status} {count}" for count, status in worst)
+    return (f"{bad} of {total} invocations ({bad / total:.1%}) did not succeed ({detail}): more than "
+            f"replay.max_failure_fraction={max_fraction:g}")
 
 
 def plot_records(rows: list[rec.ActivationRecord], out: Path, bin_s: float = 1.0) -> list[Path]:
@@ -150,7 +229,7 @@ def plot_records(rows: list[rec.ActivationRecord], out: Path, bin_s: float = 1.0
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    done = np.array([r.received_s for r in rows if r.status != rec.DROPPED and not math.isnan(r.received_s)])
+    done = np.array([r.received_s for r in rows if not math.isnan(r.received_s)])
     if done.size:
         edges = np.arange(0.0, done.max() + bin_s, bin_s)
         counts, _ = np.histogram(done, bins=edges) if edges.size > 1 else (np.array([done.size]), None)
@@ -165,4 +244,15 @@ def plot_records(rows: list[rec.ActivationRecord], out: Path, bin_s: float = 1.0
     return paths
 
 
-__all__ = ["DeployError", "OpenWhiskInvoker", "deploy_benchmarks", "plot_records", "render_summary", "write_summary_csv"]
+__all__ = [
+    "DeployError",
+    "OpenWhiskInvoker",
+    "deploy_benchmarks",
+    "failure_problem",
+    "never_sent",
+    "plot_records",
+    "render_summary",
+    "result_of_error",
+    "status_counts",
+    "write_summary_csv",
+]

@@ -108,7 +108,36 @@ def _scale_seed(seed: int, minute_label: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(seed, spawn_key=(2 + int(minute_label < 0), abs(int(minute_label))))
 
 
-def scale_minute_counts(counts: np.ndarray, first_minute: int, factor: float, seed: int) -> np.ndarray:
+MAX_MINUTE_COUNT = int(np.iinfo(np.int32).max)
+"""Largest invocation count of one function in one minute (2^31 − 1, about 36 million a second):
+counts are stored as int32 (the readers refuse larger ones in a trace file), and no simulation or
+replay comes near it."""
+
+
+class CountOverflow(ValueError):
+    """A per-minute count that a rate scale makes larger than :data:`MAX_MINUTE_COUNT`."""
+
+    def __init__(self, row: int, minute: int, count: int, factor: float, function: str = "") -> None:
+        self.row = row
+        """Row of the count matrix (the function's index in the workload)."""
+        self.minute = minute
+        """Trace minute of the count."""
+        self.count = count
+        """The count before scaling."""
+        self.factor = factor
+        """The rate scale."""
+        self.function = function
+        """Name of the function, when the caller gave the names."""
+        who = f"function {function}" if function else f"function #{row}"
+        super().__init__(
+            f"{who}, trace minute {minute}: {count} invocations x rate scale {factor:g} = "
+            f"{count * factor:.4g}, more than {MAX_MINUTE_COUNT} in one minute"
+        )
+
+
+def scale_minute_counts(
+    counts: np.ndarray, first_minute: int, factor: float, seed: int, names: Sequence[str] | None = None
+) -> np.ndarray:
     """Per-minute counts (functions, minutes) multiplied by ``factor`` and rounded stochastically.
 
     A load knob: ``c * factor`` becomes ``floor(c * factor)`` plus one with probability equal to
@@ -116,6 +145,10 @@ def scale_minute_counts(counts: np.ndarray, first_minute: int, factor: float, se
     erase a rare function's single calls at factors below 0.5). The uniforms of trace minute ``m``
     come from a generator keyed by (seed, m) alone, so a minute scales to the same counts whatever
     window of the trace a caller slices. ``factor`` 1 returns the counts unchanged.
+
+    Raises :class:`CountOverflow` (naming the function, by ``names[row]`` when given, and the trace
+    minute) when a scaled count would exceed :data:`MAX_MINUTE_COUNT`, the int32 the counts are
+    kept in: a silent wrap-around would replay a wrong, possibly negative, load.
     """
     matrix = np.asarray(counts, dtype=np.int64)
     if matrix.ndim != 2:
@@ -123,15 +156,21 @@ def scale_minute_counts(counts: np.ndarray, first_minute: int, factor: float, se
     if not (np.isfinite(factor) and factor > 0):
         raise ValueError(f"rate scale factor must be a finite number > 0, got {factor}")
     if factor == 1.0:
-        return matrix.copy()
-    scaled = matrix * float(factor)
-    whole = np.floor(scaled)
-    fraction = scaled - whole
-    uniforms = np.empty_like(scaled)
-    for column in range(matrix.shape[1]):
-        rng = np.random.default_rng(_scale_seed(seed, first_minute + column))
-        uniforms[:, column] = rng.random(matrix.shape[0])
-    return (whole + (uniforms < fraction)).astype(np.int64)
+        scaled_counts = matrix.copy()
+    else:
+        scaled = matrix * float(factor)
+        whole = np.floor(scaled)
+        fraction = scaled - whole
+        uniforms = np.empty_like(scaled)
+        for column in range(matrix.shape[1]):
+            rng = np.random.default_rng(_scale_seed(seed, first_minute + column))
+            uniforms[:, column] = rng.random(matrix.shape[0])
+        scaled_counts = (whole + (uniforms < fraction)).astype(np.int64)
+    if scaled_counts.size and scaled_counts.max() > MAX_MINUTE_COUNT:
+        row, column = (int(i) for i in np.unravel_index(int(np.argmax(scaled_counts)), scaled_counts.shape))
+        raise CountOverflow(row, first_minute + column, int(matrix[row, column]), float(factor),
+                            names[row] if names is not None and row < len(names) else "")
+    return scaled_counts
 
 
 class ArrivalStream:

@@ -17,6 +17,11 @@ from workload.errors import CheckedCsv, TraceFormatError
 COLUMNS = ("app", "func", "end_timestamp", "duration")
 """Required columns of a 2021 trace file."""
 
+MAX_TIMESTAMP_S = 366 * 86_400.0
+"""Latest ``end_timestamp`` accepted, s from the trace start: a year. The published trace spans two
+weeks; the per-minute count matrix of a longer span grows with it (functions x minutes) and of a
+mistyped timestamp (a Unix time, say) would not fit in memory."""
+
 
 @dataclass(frozen=True, eq=False)
 class InvocationTrace2021:
@@ -73,6 +78,9 @@ def read_trace_2021(path: str | PathLike[str]) -> InvocationTrace2021:
             if not value:
                 raise TraceFormatError(table.path, table.line, name, "empty identifier")
         end_s = table.number(row, "end_timestamp")
+        if end_s > MAX_TIMESTAMP_S:
+            raise TraceFormatError(table.path, table.line, "end_timestamp",
+                                   f"{end_s:g} s is more than a year ({MAX_TIMESTAMP_S:g} s) after the trace start")
         duration_s = table.number(row, "duration")
         fn.append(index.setdefault(pair, len(index)))
         end.append(end_s)

@@ -35,6 +35,32 @@ class TraceFormatError(ValueError):
         super().__init__(f"{where}: {problem}")
 
 
+def not_utf8(path: str | PathLike[str], header: Sequence[str]) -> TraceFormatError:
+    """The error for a file that is not UTF-8 text, naming the line and column of its first bad byte.
+
+    The text decoder reads ahead in blocks, so the line is found again from the raw bytes (a
+    second pass over the file, on this error path only)."""
+    with open(path, "rb") as raw:
+        for number, line in enumerate(raw, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                before = line[: error.start].decode("utf-8", errors="replace")
+                position = before.count(",")
+                column = (header[position] if position < len(header) else f"#{position + 1}") if number > 1 else ""
+                return TraceFormatError(path, number, column, f"not UTF-8 text: byte {line[error.start]:#04x} "
+                                        f"at character {len(before) + 1} of the line")
+    return TraceFormatError(path, 0, "", "not UTF-8 text")
+
+
+def _decoded(reader: Iterator[list[str]], path: Path, header: Sequence[str]) -> Iterator[list[str]]:
+    """The rows of ``reader``; a byte that is not UTF-8 becomes a :class:`TraceFormatError`."""
+    try:
+        yield from reader
+    except UnicodeDecodeError:
+        raise not_utf8(path, header) from None
+
+
 class CheckedCsv:
     """A CSV file read row by row, refusing missing columns, ragged rows and bad numbers.
 
@@ -53,6 +79,9 @@ class CheckedCsv:
         except StopIteration:
             self._file.close()
             raise TraceFormatError(self.path, 1, "", "file is empty (no header line)") from None
+        except UnicodeDecodeError:
+            self._file.close()
+            raise not_utf8(self.path, []) from None
         self.header: list[str] = [name.strip() for name in header]
         self.index: dict[str, int] = {}
         for position, name in enumerate(self.header):
@@ -82,7 +111,7 @@ class CheckedCsv:
         width = len(self.header)
         rows_seen = 0
         try:
-            for row in self._reader:
+            for row in _decoded(self._reader, self.path, self.header):
                 self.line = self._reader.line_num
                 if not row:
                     continue
@@ -133,10 +162,11 @@ class CheckedCsv:
         cells = row[start:stop]
         try:
             values = np.array(cells, dtype=np.int64)
-        except ValueError:
+        except (ValueError, OverflowError):
+            # Walk the cells to name the first bad one: not a whole number, or beyond int64.
             for offset, text in enumerate(cells):
                 try:
-                    int(text)
+                    value = int(text)
                 except ValueError:
                     raise TraceFormatError(
                         self.path,
@@ -144,7 +174,10 @@ class CheckedCsv:
                         self.column_name(start + offset),
                         f"not a whole number of invocations: {text!r}",
                     ) from None
-            raise
+                if not np.iinfo(np.int64).min <= value <= np.iinfo(np.int64).max:
+                    sign = "negative invocation count" if value < 0 else "invocation count too large for int32"
+                    raise TraceFormatError(self.path, self.line, self.column_name(start + offset), f"{sign}: {text!r}")
+            raise TraceFormatError(self.path, self.line, "", "invocation counts that numpy cannot read") from None
         if values.size and values.min() < 0:
             offset = int(np.argmax(values < 0))
             raise TraceFormatError(

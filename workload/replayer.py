@@ -1,4 +1,4 @@
-"""Open-loop replay of a trace's arrivals against an OpenWhisk API, recording every activation.
+"""Open-loop replay of a trace's arrivals against an OpenWhisk API: every arrival recorded exactly once.
 
 Open loop: each invocation is sent when the trace says (arrival time / speed-up), whether or not
 earlier ones have come back, so a slow platform sees the load the trace describes and its slowness
@@ -8,27 +8,43 @@ wait in a backlog of at most ``max_backlog``, and an arrival that finds the back
 as ``dropped`` (the client, not the platform, could not keep up; ``sent_s − scheduled_s / speedup``
 of the others shows how late the client was).
 
+Exactly once: every arrival the replay reaches gets one row, whatever happens to it — answered,
+refused, lost, dropped, cancelled by a stop, or still unanswered when the drain runs out. The row
+of an invocation is claimed once, by whichever comes first: its answer, or the drain's deadline
+(``unfinished``); an answer that comes after its row was written is counted (``late``), never
+written. Each arrival is sent at most once: the replayer never repeats a call (see the
+:class:`Invoker` contract), so the platform runs at most as many activations as there are rows.
+A worker's slot is given back whatever the invoker or the writer did.
+
 The platform is reached through an :class:`Invoker` (the controller adapts its OpenWhisk client to
 it), so this module needs no HTTP code. Time is injected: ``clock`` (monotonic seconds) and
 ``sleep``; a test passes a virtual clock and runs a replay at any speed-up without waiting.
 
-Stopping (Ctrl-C or :meth:`Replayer.stop`): nothing more is sent; the invocations already sent are
-awaited for at most ``drain_timeout_s``; the ones still waiting in the backlog are cancelled (never
-sent, not recorded). Every row written so far is on disk (:class:`workload.records.RecordWriter`).
+Stopping (Ctrl-C or :meth:`Replayer.stop`): nothing more is sent; the arrivals waiting in the
+backlog are recorded as ``cancelled``; the invocations already sent are awaited for at most
+``drain_timeout_s`` (a second stop ends the wait at once), and those still unanswered then are
+recorded as ``unfinished``. The workers are daemon threads, so a call that never returns does not
+hold the process open after :meth:`Replayer.run` returned. Every row written so far is on disk
+(:class:`workload.records.RecordWriter`).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from workload.records import (
+    CANCELLED,
     DROPPED,
     ERROR,
+    MALFORMED,
+    OUTCOME_OF,
+    UNFINISHED,
     ActivationRecord,
     RecordWriter,
     from_activation,
@@ -38,14 +54,15 @@ from workload.records import (
 
 @dataclass(frozen=True)
 class InvokeResult:
-    """What the platform answered to one blocking invocation."""
+    """What became of one blocking invocation, as far as the client can tell."""
 
     http_status: int
     """HTTP status; 0 when no answer came."""
     activation: Mapping[str, Any] | None = None
-    """The activation record, when the answer carried one (200, 502, some 500s)."""
+    """The activation record, when the answer carried one (200, 502, some 5xx): the row's status
+    then comes from its ``statusCode``."""
     status: str = ""
-    """Outcome when there is no record (``throttled``, ``timeout``, ``accepted``, ...)."""
+    """Status of the row when there is no record (one of ``workload.records.STATUSES``)."""
     activation_id: str = ""
     """Activation id when known without a record (a 202)."""
     error: str = ""
@@ -53,7 +70,12 @@ class InvokeResult:
 
 
 class Invoker(Protocol):
-    """One platform: a blocking invocation of an action by name, which never raises."""
+    """One platform: a blocking invocation of an action by name.
+
+    Contract: ``invoke`` sends the request at most once (no retries: a repeat is an arrival the
+    trace does not have, and one that may have run would run twice) and never raises; it says
+    what it knows in the result's status (``workload.records.OUTCOME_OF`` tells which statuses
+    mean ran, not run and unknown)."""
 
     def invoke(self, function: str) -> InvokeResult: ...
 
@@ -70,35 +92,43 @@ class ReplayConfig:
     max_backlog: int = 10_000
     """Arrivals that may wait for a free worker before new ones are dropped."""
     drain_timeout_s: float = 30.0
-    """After a stop, how long to wait for invocations already sent, s."""
+    """After a stop, how long to wait for invocations already sent, s; then they are recorded as
+    ``unfinished``."""
     poll_s: float = 0.1
-    """Longest single wait of the pacing loop, s: how quickly a stop is noticed."""
+    """Longest single wait of the pacing and drain loops, s: how quickly a stop is noticed."""
 
     def __post_init__(self) -> None:
-        if not self.speedup > 0:
-            raise ValueError(f"speedup must be > 0, got {self.speedup}")
+        if not (math.isfinite(self.speedup) and self.speedup > 0):
+            raise ValueError(f"speedup must be a finite number > 0, got {self.speedup}")
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
         if self.max_backlog < 0:
             raise ValueError(f"max_backlog must be >= 0, got {self.max_backlog}")
+        if not (math.isfinite(self.drain_timeout_s) and self.drain_timeout_s >= 0):
+            raise ValueError(f"drain_timeout_s must be a finite number >= 0, got {self.drain_timeout_s}")
+        if not (math.isfinite(self.poll_s) and self.poll_s > 0):
+            raise ValueError(f"poll_s must be a finite number > 0, got {self.poll_s}")
 
 
 @dataclass(frozen=True)
 class ReplayResult:
-    """How a replay went."""
+    """How a replay went. ``recorded == scheduled`` unless writing a row failed."""
 
     scheduled: int
-    """Arrivals the replay reached (sent, dropped or cancelled)."""
+    """Arrivals the replay reached (each is sent, dropped or cancelled)."""
     sent: int
-    """Invocations sent."""
+    """Invocations handed to the invoker."""
     recorded: int
-    """Rows written (sent and finished, plus dropped)."""
+    """Rows written."""
     dropped: int
-    """Arrivals dropped because the backlog was full."""
+    """Arrivals not sent because the backlog was full."""
     cancelled: int
-    """Arrivals in the backlog when the replay stopped: never sent."""
+    """Arrivals waiting in the backlog when the replay stopped: never sent."""
     unfinished: int
-    """Invocations still outstanding when the drain timed out (their rows may be lost)."""
+    """Invocations still unanswered when the drain ran out: recorded as ``unfinished``."""
+    late: int
+    """Answers that came after their row was written as ``unfinished`` by the time :meth:`Replayer.run`
+    returned (not written: each arrival has one row)."""
     stopped: bool
     """Whether the replay was stopped before the end of its arrivals."""
     elapsed_s: float
@@ -115,8 +145,21 @@ def arrivals_of(stream: Any, end_s: float | None = None, window_s: float = 60.0)
         start += window_s
 
 
+class _Arrival:
+    """One arrival between admission and its row."""
+
+    __slots__ = ("function", "recorded", "scheduled_s", "sent_s")
+
+    def __init__(self, function: str, scheduled_s: float) -> None:
+        self.function = function
+        self.scheduled_s = scheduled_s
+        self.sent_s = math.nan
+        self.recorded = False
+        """Whether its row is written (or being written): set once, under the replayer's lock."""
+
+
 class Replayer:
-    """Sends the arrivals of a trace to an :class:`Invoker` and records each answer."""
+    """Sends the arrivals of a trace to an :class:`Invoker` and records each one exactly once."""
 
     def __init__(
         self,
@@ -136,98 +179,218 @@ class Replayer:
         self._clock = clock
         self._sleep = sleep
         self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._outstanding = 0
+        self._abort = threading.Event()
+        self._lock = threading.Condition()
+        self._backlog: deque[_Arrival] = deque()
+        self._in_flight: set[_Arrival] = set()
+        self._closing = False
+        self._late = 0
+        self._write_failure: BaseException | None = None
+        self._workers: list[threading.Thread] = []
         self._t0 = 0.0
 
+    @property
+    def late(self) -> int:
+        """Answers that came after their row was written as ``unfinished`` (so far; not written)."""
+        with self._lock:
+            return self._late
+
+    def join(self, timeout_s: float) -> bool:
+        """Wait for the workers of a finished :meth:`run` to end, up to ``timeout_s`` (real time) for
+        each: a worker still in a call after the drain ends when that call returns. True if all ended."""
+        for worker in self._workers:
+            worker.join(timeout_s)
+        return not any(worker.is_alive() for worker in self._workers)
+
     def stop(self) -> None:
-        """Stop sending (thread-safe); :meth:`run` then drains and returns."""
+        """Stop sending (thread-safe); :meth:`run` then drains and returns. A second call ends the
+        drain at once."""
+        if self._stop.is_set():
+            self._abort.set()
         self._stop.set()
+        with self._lock:
+            self._lock.notify_all()
 
     def _now(self) -> float:
         return self._clock() - self._t0
 
-    def _call(self, function: str, scheduled_s: float) -> None:
-        sent = self._now()
-        try:
-            result = self.invoker.invoke(function)
-        except Exception as error:  # noqa: BLE001 - an Invoker must not raise; if it does, keep the row
-            result = InvokeResult(0, status=ERROR, error=f"{type(error).__name__}: {error}")
-        received = self._now()
-        self.writer.write(self._row(function, scheduled_s, sent, received, result))
+    # --- rows -----------------------------------------------------------------------------------
+
+    def _claim(self, arrival: _Arrival) -> bool:
+        """Whether the caller may write ``arrival``'s row (true once per arrival)."""
         with self._lock:
-            self._outstanding -= 1
+            if arrival.recorded:
+                return False
+            arrival.recorded = True
+            return True
+
+    def _write(self, record: ActivationRecord) -> None:
+        try:
+            self.writer.write(record)
+        except Exception as error:  # noqa: BLE001 - a row that cannot be written ends the replay
+            with self._lock:
+                if self._write_failure is None:
+                    self._write_failure = error
+            self.stop()
+
+    def _unsent(self, arrival: _Arrival, status: str, why: str) -> None:
+        if self._claim(arrival):
+            self._write(without_activation(arrival.function, arrival.scheduled_s, math.nan, math.nan, status, 0, why))
 
     @staticmethod
-    def _row(function: str, scheduled_s: float, sent: float, received: float, result: InvokeResult) -> ActivationRecord:
+    def _row(arrival: _Arrival, received: float, result: InvokeResult) -> ActivationRecord:
+        sent = arrival.sent_s
         if result.activation is not None:
-            return from_activation(function, scheduled_s, sent, received, result.http_status, result.activation, result.error)
-        return without_activation(
-            function, scheduled_s, sent, received, result.status or ERROR, result.http_status, result.error,
-            result.activation_id,
-        )
+            try:
+                return from_activation(arrival.function, arrival.scheduled_s, sent, received, result.http_status,
+                                       result.activation, result.error)
+            except (ValueError, TypeError) as error:
+                activation_id = result.activation.get("activationId") if isinstance(result.activation, Mapping) else ""
+                return without_activation(arrival.function, arrival.scheduled_s, sent, received, MALFORMED,
+                                          result.http_status, f"malformed activation record: {error}",
+                                          activation_id if isinstance(activation_id, str) else "")
+        status = result.status if result.status in OUTCOME_OF else ERROR
+        detail = result.error if status == result.status else f"invoker status {result.status!r}: {result.error}"
+        return without_activation(arrival.function, arrival.scheduled_s, sent, received, status,
+                                  result.http_status, detail, result.activation_id)
+
+    # --- workers --------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                # After a stop nothing more is sent: what waits is the run's to cancel.
+                while (not self._backlog or self._stop.is_set()) and not self._closing:
+                    self._lock.wait()
+                if not self._backlog or self._stop.is_set():
+                    return
+                arrival = self._backlog.popleft()
+                arrival.sent_s = self._now()
+                self._in_flight.add(arrival)
+            try:
+                try:
+                    result = self.invoker.invoke(arrival.function)
+                except Exception as error:  # noqa: BLE001 - an Invoker must not raise; if it does, keep the row
+                    result = InvokeResult(0, status=ERROR, error=f"{type(error).__name__}: {error}")
+                received = self._now()
+                if self._claim(arrival):
+                    try:
+                        row = self._row(arrival, received, result)
+                    except Exception as error:  # noqa: BLE001 - a row is written whatever the answer held
+                        row = without_activation(arrival.function, arrival.scheduled_s, arrival.sent_s, received,
+                                                 ERROR, result.http_status, f"{type(error).__name__}: {error}")
+                    self._write(row)
+                else:
+                    with self._lock:
+                        self._late += 1
+            finally:
+                with self._lock:
+                    self._in_flight.discard(arrival)
+                    self._lock.notify_all()
+
+    # --- the run --------------------------------------------------------------------------------
 
     def run(self, arrivals: Iterable[tuple[float, int]]) -> ReplayResult:
-        """Replay ``arrivals`` ((trace time s, function index), ascending); returns when done or stopped.
+        """Replay ``arrivals`` ((trace time s, function index), ascending); returns when every
+        arrival reached has its row, or when the drain after a stop ran out.
 
-        A KeyboardInterrupt while sending stops the replay like :meth:`stop` (the rows are kept).
+        A KeyboardInterrupt while sending or waiting stops the replay like :meth:`stop`. Raises the
+        writer's error, after the drain, if a row could not be written.
         """
         cfg = self.config
-        futures: list[Future[None]] = []
         scheduled = dropped = 0
-        pool = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="replay")
+        self._workers = [threading.Thread(target=self._work, name=f"replay-{i}", daemon=True)
+                         for i in range(cfg.concurrency)]
         self._t0 = self._clock()
+        for worker in self._workers:
+            worker.start()
         try:
-            for t_s, fn in arrivals:
-                if self._stop.is_set():
-                    break
-                due = t_s / cfg.speedup
-                while not self._stop.is_set():
-                    left = due - self._now()
-                    if left <= 0:
+            try:
+                for t_s, fn in arrivals:
+                    if not self._wait_until(t_s / cfg.speedup):
                         break
-                    self._sleep(min(left, cfg.poll_s))
-                if self._stop.is_set():
-                    break
-                scheduled += 1
-                function = self.names[fn]
+                    scheduled += 1
+                    arrival = _Arrival(self.names[fn], t_s)
+                    with self._lock:
+                        # Outstanding = running (at most ``concurrency``) + waiting for a worker.
+                        full = len(self._in_flight) + len(self._backlog) >= cfg.concurrency + cfg.max_backlog
+                        if not full:
+                            self._backlog.append(arrival)
+                            self._lock.notify()
+                    if full:
+                        dropped += 1
+                        self._unsent(arrival, DROPPED, "backlog full")
+                # Every arrival handed over: wait for the answers, noticing a stop.
                 with self._lock:
-                    # Outstanding = running (at most ``concurrency``) + waiting for a worker.
-                    full = self._outstanding >= cfg.concurrency + cfg.max_backlog
-                    if not full:
-                        self._outstanding += 1
-                if full:
-                    dropped += 1
-                    now = self._now()
-                    self.writer.write(without_activation(function, t_s, now, now, DROPPED, 0, "backlog full"))
-                    continue
-                futures.append(pool.submit(self._call, function, t_s))
-                if len(futures) > 4 * cfg.concurrency:
-                    futures = [f for f in futures if not f.done()]
-        except KeyboardInterrupt:
-            self._stop.set()
-        pending = {f for f in futures if not f.done()}
-        try:
-            # All sent: wait for the answers, noticing a stop (or Ctrl-C) while waiting.
-            while pending and not self._stop.is_set():
-                _, pending = wait(pending, timeout=cfg.poll_s)
-        except KeyboardInterrupt:
-            self._stop.set()
-        stopped = self._stop.is_set()
-        cancelled = sum(f.cancel() for f in pending) if stopped else 0
-        _, not_done = wait([f for f in pending if not f.cancelled()], timeout=cfg.drain_timeout_s)
-        pool.shutdown(wait=False, cancel_futures=True)
-        sent = scheduled - dropped - cancelled
+                    while (self._backlog or self._in_flight) and not self._stop.is_set():
+                        self._lock.wait(cfg.poll_s)
+            except KeyboardInterrupt:
+                self._stop.set()
+            stopped = self._stop.is_set()
+            cancelled = self._cancel_backlog() if stopped else 0
+            unfinished = self._drain(cfg.drain_timeout_s) if stopped else 0
+        finally:
+            with self._lock:
+                self._closing = True
+                self._lock.notify_all()
+        with self._lock:
+            late, failure = self._late, self._write_failure
+        if failure is not None:
+            raise failure
         return ReplayResult(
             scheduled=scheduled,
-            sent=sent,
+            sent=scheduled - dropped - cancelled,
             recorded=self.writer.written,
             dropped=dropped,
             cancelled=cancelled,
-            unfinished=len(not_done),
+            unfinished=unfinished,
+            late=late,
             stopped=stopped,
             elapsed_s=self._now(),
         )
+
+    def _wait_until(self, due_s: float) -> bool:
+        """Sleep until ``due_s`` (replay time); False when stopped first."""
+        while not self._stop.is_set():
+            left = due_s - self._now()
+            if left <= 0:
+                return True
+            self._sleep(min(left, self.config.poll_s))
+        return False
+
+    def _cancel_backlog(self) -> int:
+        with self._lock:
+            waiting = list(self._backlog)
+            self._backlog.clear()
+        for arrival in waiting:
+            self._unsent(arrival, CANCELLED, "waiting for a worker when the replay stopped")
+        return len(waiting)
+
+    def _drain(self, timeout_s: float) -> int:
+        """Wait at most ``timeout_s`` (replayer clock) for the invocations in flight; record the ones
+        still unanswered then as ``unfinished``; returns how many."""
+        deadline = self._now() + timeout_s
+        try:
+            while not self._abort.is_set():
+                with self._lock:
+                    if not self._in_flight:
+                        return 0
+                left = deadline - self._now()
+                if left <= 0:
+                    break
+                self._sleep(min(left, self.config.poll_s))
+        except KeyboardInterrupt:
+            pass
+        with self._lock:
+            unanswered = [a for a in self._in_flight if not a.recorded]
+        written = 0
+        for arrival in unanswered:
+            if self._claim(arrival):
+                written += 1
+                self._write(without_activation(
+                    arrival.function, arrival.scheduled_s, arrival.sent_s, math.nan, UNFINISHED, 0,
+                    f"no answer within the drain time-out of {timeout_s:g} s after the stop"))
+        return written
 
 
 __all__ = ["InvokeResult", "Invoker", "ReplayConfig", "ReplayResult", "Replayer", "arrivals_of"]

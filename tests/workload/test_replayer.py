@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from fakes.openwhisk import AUTH, FakeOpenWhisk
+from fake_clock import VirtualClock
+from fakes.openwhisk import AUTH
+from fault_proxy import RoomyFakeOpenWhisk
 
 from controller.clients.openwhisk import NO_RETRY, OpenWhiskClient
 from controller.commands.replay import replay_command
@@ -19,22 +21,6 @@ from workload.replayer import InvokeResult, ReplayConfig, Replayer, arrivals_of
 
 TRACE = Path(__file__).resolve().parents[2] / "data" / "azure-functions-2019-sample"
 CODE = "def main(args):\n    return {}\n"
-
-
-class VirtualClock:
-    """Monotonic seconds that move only when the replayer sleeps (shared by its threads)."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self._lock = threading.Lock()
-
-    def clock(self) -> float:
-        with self._lock:
-            return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.now += seconds
 
 
 def cold_record(**overrides):
@@ -91,10 +77,12 @@ def test_a_bad_value_in_a_records_file_is_named_with_its_line_and_column(tmp_pat
 
 def test_the_summary_counts_outcomes_and_takes_percentiles_of_successes_only():
     rows = [rec.from_activation("f", 0, 0, 0, 200, cold_record(duration=d)) for d in (100, 200, 300)]
-    rows.append(rec.without_activation("f", 0, 0, 0, rec.DROPPED, 0))
-    rows.append(rec.without_activation("f", 0, 0, 0, rec.TIMEOUT, 0))
+    rows.append(rec.from_activation("f", 0, 0, 0, 502, cold_record(statusCode=1, duration=900)))
+    rows.append(rec.without_activation("f", 0, math.nan, math.nan, rec.DROPPED, 0))
+    rows.append(rec.without_activation("f", 0, 0, math.nan, rec.TIMEOUT, 0))
     (summary,) = rec.summarise_records(rows)
-    assert (summary.invocations, summary.succeeded, summary.failed, summary.dropped, summary.cold) == (5, 3, 1, 1, 3)
+    assert (summary.invocations, summary.succeeded, summary.failed, summary.not_run, summary.unknown, summary.cold) == (
+        6, 3, 1, 1, 1, 4)
     assert summary.p50_latency_ms == 212
 
 
@@ -103,7 +91,7 @@ def test_the_summary_counts_outcomes_and_takes_percentiles_of_successes_only():
 
 @pytest.fixture
 def whisk():
-    with FakeOpenWhisk() as fake:
+    with RoomyFakeOpenWhisk() as fake:
         client = OpenWhiskClient(fake.url, AUTH, retry=NO_RETRY, pool_size=8)
         for name in ("f0", "f1"):
             client.put_action(name, {"exec": {"kind": "python:3", "code": CODE}})
@@ -232,9 +220,11 @@ def test_ctrl_c_while_sending_stops_the_replay_and_keeps_the_rows(tmp_path):
 
     with rec.RecordWriter(tmp_path / "r.csv") as writer:
         result = Replayer(Instant(), ["f"], writer, clock=vc.clock, sleep=vc.sleep).run(arrivals())
-    # Each of the two was either answered and recorded, or still waiting for a worker and cancelled.
-    assert result.stopped and result.recorded >= 1 and result.recorded + result.cancelled == 2
-    assert len(rec.read_records(tmp_path / "r.csv")) == result.recorded
+    # Each of the two has its row: answered, or cancelled while it waited for a worker.
+    rows = rec.read_records(tmp_path / "r.csv")
+    assert result.stopped and result.recorded == result.scheduled == len(rows) == 2
+    assert {r.status for r in rows} <= {rec.SUCCESS, rec.CANCELLED}
+    assert result.sent == sum(r.status == rec.SUCCESS for r in rows)
 
 
 def test_arrivals_of_a_stream_come_in_time_order_with_their_function_index():
@@ -269,7 +259,7 @@ def _same_workload_as_simulate(**overrides):
 
 def test_mfrm_replay_deploys_replays_and_writes_records_summary_and_plots(tmp_path):
     out = tmp_path / "out"
-    with FakeOpenWhisk() as fake:
+    with RoomyFakeOpenWhisk() as fake:
         result = CliRunner().invoke(replay_command, [
             "--api-host", fake.url, "--auth", AUTH, "--trace", str(TRACE), "--functions", "3", "--minutes", "1",
             "--speedup", "600", "--concurrency", "8", "--seed", "0", "--deploy", "--out", str(out),
@@ -292,17 +282,17 @@ def test_replay_and_simulate_pick_the_same_functions_and_arrivals_for_a_seed(tmp
     from controller.commands.replay import REPLAY_OVERRIDES
 
     out = tmp_path / "out"
-    with FakeOpenWhisk() as fake:
+    with RoomyFakeOpenWhisk() as fake:
         result = CliRunner().invoke(replay_command, [
             "--api-host", fake.url, "--auth", AUTH, "--trace", str(TRACE), "--functions", "4", "--minutes", "1",
-            "--speedup", "600", "--seed", str(seed), "--deploy", "--out", str(out),
+            "--speedup", "600", "--concurrency", "8", "--seed", str(seed), "--deploy", "--out", str(out),
         ])
         assert result.exit_code == 0, result.output
         deployed = sorted(fake.actions)
     workload, stream = _same_workload_as_simulate(**{"workload.functions": 4, "workload.minutes": 1, "seed": seed})
     assert deployed == sorted(workload.names)
     # Every arrival of the simulator's stream was sent, function by function.
-    times, fns = stream.window(0.0, stream.duration_s)
+    _, fns = stream.window(0.0, stream.duration_s)
     expected = sorted(workload.names[i] for i in fns)
     assert sorted(r.function for r in rec.read_records(out / "records.csv")) == expected
     assert REPLAY_OVERRIDES["workload.minutes"] == 5  # the command's own default window, overridden above

@@ -176,3 +176,15 @@ def test_bursty_arrivals_keep_every_count_and_bunch_them_into_short_bursts():
 def test_invalid_burst_settings_are_refused(burst_count, burst_width_s):
     with pytest.raises(ValueError, match="burst"):
         ArrivalStream([FakeFunction(np.array([1]), 0)], mode="bursty", burst_count=burst_count, burst_width_s=burst_width_s)
+
+
+def test_a_rate_scale_that_would_overflow_a_minutes_int32_count_names_the_function_and_minute():
+    from workload.arrivals import MAX_MINUTE_COUNT, CountOverflow, scale_minute_counts
+
+    counts = np.array([[1, 2, 3], [4, 3_000_000, 6]])
+    with pytest.raises(CountOverflow, match=r"function b, trace minute 481: 3000000 invocations x rate scale 1000") as info:
+        scale_minute_counts(counts, 480, 1000.0, seed=0, names=["a", "b"])
+    assert (info.value.row, info.value.minute) == (1, 481)
+    # Up to the limit the counts are kept exactly, never wrapped round.
+    at_limit = scale_minute_counts(np.array([[MAX_MINUTE_COUNT, 0]]), 0, 1.0, seed=0)
+    assert at_limit.astype(np.int32)[0, 0] == MAX_MINUTE_COUNT
