@@ -183,6 +183,7 @@ class Replayer:
         self._lock = threading.Condition()
         self._backlog: deque[_Arrival] = deque()
         self._in_flight: set[_Arrival] = set()
+        self._writing: set[_Arrival] = set()
         self._closing = False
         self._late = 0
         self._write_failure: BaseException | None = None
@@ -216,13 +217,21 @@ class Replayer:
 
     # --- rows -----------------------------------------------------------------------------------
 
-    def _claim(self, arrival: _Arrival) -> bool:
-        """Whether the caller may write ``arrival``'s row (true once per arrival)."""
+    def _claim(self, arrival: _Arrival, by_worker: bool = False) -> bool:
+        """Whether the caller may write ``arrival``'s row (true once per arrival). A worker's claim
+        holds ``arrival`` in ``_writing`` until :meth:`_written`, so the drain can wait for its row."""
         with self._lock:
             if arrival.recorded:
                 return False
             arrival.recorded = True
+            if by_worker:
+                self._writing.add(arrival)
             return True
+
+    def _written(self, arrival: _Arrival) -> None:
+        with self._lock:
+            self._writing.discard(arrival)
+            self._lock.notify_all()
 
     def _write(self, record: ActivationRecord) -> None:
         try:
@@ -273,13 +282,16 @@ class Replayer:
                 except Exception as error:  # noqa: BLE001 - an Invoker must not raise; if it does, keep the row
                     result = InvokeResult(0, status=ERROR, error=f"{type(error).__name__}: {error}")
                 received = self._now()
-                if self._claim(arrival):
+                if self._claim(arrival, by_worker=True):
                     try:
-                        row = self._row(arrival, received, result)
-                    except Exception as error:  # noqa: BLE001 - a row is written whatever the answer held
-                        row = without_activation(arrival.function, arrival.scheduled_s, arrival.sent_s, received,
-                                                 ERROR, result.http_status, f"{type(error).__name__}: {error}")
-                    self._write(row)
+                        try:
+                            row = self._row(arrival, received, result)
+                        except Exception as error:  # noqa: BLE001 - a row is written whatever the answer held
+                            row = without_activation(arrival.function, arrival.scheduled_s, arrival.sent_s, received,
+                                                     ERROR, result.http_status, f"{type(error).__name__}: {error}")
+                        self._write(row)
+                    finally:
+                        self._written(arrival)
                 else:
                     with self._lock:
                         self._late += 1
@@ -390,6 +402,10 @@ class Replayer:
                 self._write(without_activation(
                     arrival.function, arrival.scheduled_s, arrival.sent_s, math.nan, UNFINISHED, 0,
                     f"no answer within the drain time-out of {timeout_s:g} s after the stop"))
+        # Answers that came just before the deadline are being written: a local file's row, not a call.
+        with self._lock:
+            while self._writing:
+                self._lock.wait(self.config.poll_s)
         return written
 
 

@@ -235,6 +235,44 @@ def test_a_stop_records_calls_in_flight_at_the_drain_deadline_as_unfinished_and_
     assert all(r.outcome == rec.UNKNOWN and math.isnan(r.received_s) and r.sent_s == 0.0 for r in unfinished)
 
 
+def test_an_answer_being_written_when_the_drain_runs_out_still_gets_its_row_before_the_run_returns(tmp_path):
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowDisk(rec.RecordWriter):
+        def write(self, record: rec.ActivationRecord) -> None:
+            entered.set()
+            assert release.wait(30.0)
+            super().write(record)
+
+    class ReleasingClock(VirtualClock):
+        """Lets the row be written only once the drain's deadline (stop at 0 s + 5 s) has passed."""
+
+        def sleep(self, seconds: float) -> None:
+            super().sleep(seconds)
+            if self.now >= 5.0:
+                release.set()
+
+    class StopThenAnswer:
+        def invoke(self, function: str) -> InvokeResult:
+            replayer.stop()
+            return InvokeResult(200, activation=good_record(1))
+
+    vc = ReleasingClock()
+    with SlowDisk(tmp_path / "r.csv") as writer:
+        replayer = Replayer(StopThenAnswer(), ["f"], writer, ReplayConfig(concurrency=1, drain_timeout_s=5.0),
+                            clock=vc.clock, sleep=vc.sleep)
+
+        def arrivals():
+            yield (0.0, 0)
+            assert entered.wait(30.0)  # the answer is being written
+            yield (1.0, 0)
+
+        result = replayer.run(arrivals())
+        assert writer.written == 1  # written before the run returned, not after (when it would be lost)
+    assert (result.recorded, result.unfinished, writer.lost) == (1, 0, 0)
+    assert [r.status for r in rec.read_records(tmp_path / "r.csv")] == [rec.SUCCESS]
+
+
 def test_a_second_stop_ends_the_drain_at_once(tmp_path):
     invoker = Hanging()
     vc = VirtualClock()
