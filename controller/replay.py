@@ -1,8 +1,8 @@
 """Replaying trace invocations against an OpenWhisk API: the library behind ``mfrm replay``.
 
-:class:`OpenWhiskInvoker` turns every outcome of a blocking invocation through
-:class:`controller.clients.openwhisk.OpenWhiskClient` into the ``workload.replayer`` record it
-stands for; :func:`deploy_benchmarks` creates the benchmark actions under the sampled names; the
+:class:`OpenWhiskInvoker` sends each blocking invocation once through
+:class:`controller.clients.openwhisk.OpenWhiskClient` and turns whatever comes back into what it
+tells about the call (ran, not run, unknown; ``workload.records`` has the statuses); :func:`deploy_benchmarks` creates the benchmark actions under the sampled names; the
 rest writes what a replay recorded (``summary.csv``, a table, plots).
 """
 
@@ -54,8 +54,14 @@ class OpenWhiskInvoker:
     """
 
     def __init__(self, client: OpenWhiskClient, blocking_timeout_ms: int | None = None) -> None:
+        if client.retry.max_attempts != 1:
+            raise ValueError(f"an invoker's client must not retry (retry=NO_RETRY), got {client.retry}: a repeated "
+                             "invocation may run twice")
         self.client = client
+        """The client every invocation goes through; its read time-out bounds each call."""
         self.blocking_timeout_ms = blocking_timeout_ms
+        """The platform's blocking wait asked for (``?timeout=``), ms; None: the platform's default
+        (60 s in OpenWhisk), after which it answers 202 with the activation id."""
 
     def invoke(self, function: str) -> InvokeResult:
         try:

@@ -152,8 +152,11 @@ class _Arrival:
 
     def __init__(self, function: str, scheduled_s: float) -> None:
         self.function = function
+        """Action name."""
         self.scheduled_s = scheduled_s
+        """Arrival time in the trace, s."""
         self.sent_s = math.nan
+        """When a worker took it, s of replay time; NaN while it waits."""
         self.recorded = False
         """Whether its row is written (or being written): set once, under the replayer's lock."""
 
@@ -172,10 +175,13 @@ class Replayer:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.invoker = invoker
+        """The platform the calls go to."""
         self.names = tuple(names)
         """Action name of each function index of the arrivals."""
         self.writer = writer
+        """Where every arrival's row goes."""
         self.config = config
+        """Pacing and bounds of the replay."""
         self._clock = clock
         self._sleep = sleep
         self._stop = threading.Event()
@@ -208,6 +214,9 @@ class Replayer:
         drain at once."""
         if self._stop.is_set():
             self._abort.set()
+        self._halt()
+
+    def _halt(self) -> None:
         self._stop.set()
         with self._lock:
             self._lock.notify_all()
@@ -240,7 +249,7 @@ class Replayer:
             with self._lock:
                 if self._write_failure is None:
                     self._write_failure = error
-            self.stop()
+            self._halt()
 
     def _unsent(self, arrival: _Arrival, status: str, why: str) -> None:
         if self._claim(arrival):

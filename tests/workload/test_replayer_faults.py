@@ -108,6 +108,11 @@ def test_every_invocation_is_recorded_once_with_what_is_known_and_never_repeated
     assert {r.activation_id for r in rows if r.activation_id} <= created
 
 
+def test_an_invoker_refuses_a_client_that_retries():
+    with pytest.raises(ValueError, match="must not retry"):
+        OpenWhiskInvoker(OpenWhiskClient("http://127.0.0.1:9", AUTH))
+
+
 def test_a_refused_connection_did_not_run_and_is_not_retried(tmp_path):
     with socket.socket() as probe:  # a loopback port nobody listens on
         probe.bind(("127.0.0.1", 0))
