@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import zipfile
 from collections.abc import Callable, Mapping
@@ -178,23 +179,134 @@ def save_checkpoint(
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The header and the state (numpy arrays and plain values) of a checkpoint file."""
+    """The header and the state (numpy arrays and plain values) of a checkpoint file.
+
+    Refuses, with one :class:`CheckpointError` line naming the file and what is wrong: a path that
+    is missing or a directory; a file that is not a numpy ``.npz`` archive (pickled data is never
+    read); a header that is not the JSON object the format describes; arrays that disagree with
+    the header; a learner array holding NaN or an infinity (naming the array and the first bad
+    index); a value that is NaN or infinite; a tick that is not a count (an integer >= 0).
+    """
     source = Path(path)
+    if source.is_dir():
+        raise CheckpointError(f"checkpoint {source} is a directory, not a checkpoint file")
     if not source.is_file():
         raise CheckpointError(f"checkpoint {source} does not exist")
+    if not zipfile.is_zipfile(source):
+        raise CheckpointError(f"{source} is not a readable mfrm checkpoint: not a numpy .npz archive")
     try:
         with np.load(source, allow_pickle=False) as archive:
             if _HEADER_KEY not in archive.files:
                 raise CheckpointError(f"{source} is not an mfrm checkpoint: it has no {_HEADER_KEY} entry")
-            header = json.loads(archive[_HEADER_KEY].tobytes().decode("utf-8"))
+            raw = archive[_HEADER_KEY]
             arrays = {key: archive[key] for key in archive.files if key != _HEADER_KEY}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
-        raise CheckpointError(f"{source} is not a readable mfrm checkpoint: {error}") from None
+        # numpy's own words for an object entry suggest allow_pickle, which would run code: not ours.
+        detail = "an entry holds pickled objects, which are never loaded" if "pickle" in str(error) else str(error)
+        raise CheckpointError(f"{source} is not a readable mfrm checkpoint: {detail}") from None
+    header = _decode_header(source, raw)
     if header.get("format") != FORMAT:
         raise CheckpointError(f"{source} is not an mfrm checkpoint (format={header.get('format')!r})")
-    state: dict[str, Any] = dict(header.get("values", {}))
+    if header.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{source} has checkpoint format version {header.get('format_version')!r} (written by mfrm "
+            f"{header.get('mfrm_version')}); this mfrm ({__version__}) reads format version {FORMAT_VERSION}"
+        )
+    _check_header(source, header, arrays)
+    state: dict[str, Any] = dict(header["values"])
     state.update(arrays)
     return header, state
+
+
+def _decode_header(source: Path, raw: np.ndarray) -> dict[str, Any]:
+    """The header entry as a JSON object; one line naming the file otherwise."""
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise CheckpointError(f"{source}: malformed header: {_HEADER_KEY} is a {raw.dtype} array of shape "
+                              f"{raw.shape}, not UTF-8 bytes")
+    try:
+        header = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise CheckpointError(f"{source}: malformed header: not UTF-8 JSON ({error})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{source}: malformed header: a JSON {type(header).__name__}, not an object")
+    return header
+
+
+#: Header keys whose value must be a JSON object (the module docstring lists them).
+_HEADER_OBJECTS = ("signature", "settings", "arrays", "values")
+
+
+def _check_header(source: Path, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    """Refuse a header or state that no save could have written (see :func:`read_checkpoint`)."""
+    for key in _HEADER_OBJECTS:
+        if not isinstance(header.get(key), dict):
+            raise CheckpointError(f"{source}: malformed header: {key} is {_kind(header.get(key))}, not an object")
+    tick = header.get("tick")
+    if isinstance(tick, bool) or not isinstance(tick, int) or tick < 0:
+        raise CheckpointError(f"{source}: tick={tick!r} is not a count of ticks (an integer >= 0)")
+    time_s = header.get("time_s")
+    if isinstance(time_s, bool) or not isinstance(time_s, (int, float)) or not math.isfinite(time_s):
+        raise CheckpointError(f"{source}: time_s={time_s!r} is not a finite number of seconds")
+    for key, spec in header["arrays"].items():
+        shape = spec.get("shape") if isinstance(spec, dict) else None
+        if key not in arrays:
+            raise CheckpointError(f"{source}: malformed checkpoint: the header lists array {key}, the file lacks it")
+        if not isinstance(shape, list) or tuple(shape) != arrays[key].shape:
+            raise CheckpointError(f"{source}: malformed checkpoint: array {key} has shape {arrays[key].shape}, "
+                                  f"the header says {shape!r}")
+    for key in sorted(set(arrays) - set(header["arrays"])):
+        raise CheckpointError(f"{source}: malformed checkpoint: array {key} is not listed in the header")
+    for key, array in arrays.items():
+        _check_finite_array(source, key, array)
+    for key, value in header["values"].items():
+        found = _first_non_finite_value(value, key)
+        if found is not None:
+            raise CheckpointError(f"{source}: value {found[0]}={found[1]} is not a finite number")
+
+
+def _kind(value: Any) -> str:
+    return "missing" if value is None else f"a {type(value).__name__}"
+
+
+def _check_finite_array(source: Path, key: str, array: np.ndarray) -> None:
+    """Learner arrays must be finite; a ``pending/`` array (one tick's observations) may hold NaN,
+    an unknown value, but never an infinity."""
+    if array.dtype.kind not in "fc":
+        return
+    bad = ~np.isfinite(array) if not key.startswith(_UNCHECKED_PREFIX) else np.isinf(array)
+    if bad.any():
+        first = np.unravel_index(int(np.flatnonzero(bad)[0]), array.shape) if array.ndim else ()
+        index = "[" + ", ".join(str(int(i)) for i in first) + "]"
+        value = array[first] if array.ndim else array[()]
+        raise CheckpointError(f"{source}: array {key} holds {value} at index {index}: a checkpoint of a learner "
+                              "that diverged is not loaded")
+
+
+def _first_non_finite_value(value: Any, where: str) -> tuple[str, float] | None:
+    """The first float in a JSON value that is NaN or infinite, with where it sits (e.g.
+    ``rng.state.inc``); None if there is none."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (where, value)
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _first_non_finite_value(item, f"{where}.{key}" if isinstance(value, dict) else f"{where}[{key}]")
+        if found is not None:
+            return found
+    return None
+
+
+def _counter_problems(label: str, saved: Any, current: Any) -> list[str]:
+    """Where the policy keeps an integer (a counter, a generator's state), the checkpoint must hold
+    an integer >= 0 there too; walks dicts and lists alongside the policy's own state."""
+    if isinstance(current, int) and not isinstance(current, bool):
+        if isinstance(saved, bool) or not isinstance(saved, int) or saved < 0:
+            return [f"value {label}={saved!r} is not a count (an integer >= 0)"]
+        return []
+    if isinstance(current, dict) and isinstance(saved, dict):
+        return [p for key in current if key in saved for p in _counter_problems(f"{label}.{key}", saved[key], current[key])]
+    if isinstance(current, list) and isinstance(saved, list) and len(current) == len(saved):
+        return [p for i, (a, b) in enumerate(zip(saved, current)) for p in _counter_problems(f"{label}[{i}]", a, b)]
+    return []
 
 
 def _differences(label: str, saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
@@ -215,11 +327,6 @@ def load_checkpoint(path: str | os.PathLike[str], policy: Checkpointable) -> Loa
     """
     source = Path(path)
     header, state = read_checkpoint(source)
-    if header.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{source} has checkpoint format version {header.get('format_version')!r} (written by mfrm "
-            f"{header.get('mfrm_version')}); this mfrm ({__version__}) reads format version {FORMAT_VERSION}"
-        )
     problems = _differences("", header.get("signature", {}), dict(policy.checkpoint_signature()))
     current_arrays, current_values = _split_state(policy.state_dict(), policy.name)
     saved_values = header.get("values", {})
@@ -227,6 +334,8 @@ def load_checkpoint(path: str | os.PathLike[str], policy: Checkpointable) -> Loa
     def checked(keys: Any) -> set[str]:
         return {key for key in keys if not key.startswith(_UNCHECKED_PREFIX)}
 
+    for key in sorted(checked(current_values) & checked(saved_values)):
+        problems.extend(_counter_problems(key, saved_values[key], current_values[key]))
     for key in sorted(checked(current_values) ^ checked(saved_values)):
         where = (
             "absent from the checkpoint"

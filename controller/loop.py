@@ -1,8 +1,8 @@
 """The control loop: one observe → estimate → decide → guard → act → learn → export pass per tick.
 
 docs/architecture.md, "The control loop". Each step is its own function or object; :class:`ControlLoop` only
-sequences them and carries the state that lives between ticks (μ, the last applied targets, the
-previous decisions whose reward is due). ``now`` is always passed in, so the same loop runs faster
+sequences them and carries the state that lives between ticks (μ, the targets in force, the
+reconciliation's pacing, the previous decisions whose reward is due). ``now`` is always passed in, so the same loop runs faster
 than real time on the simulator and tests move time by hand.
 
 Order inside one tick ``t`` and what the policy sees:
@@ -10,8 +10,10 @@ Order inside one tick ``t`` and what the policy sees:
 1. ``snapshot_t = backend.observe(now)``
 2. ``mu_t = estimator.update(snapshot_t.invokers)``
 3. ``decisions_t = policy.decide(snapshot_t, mu_t)``
-4. ``guarded = guard(decisions_t, snapshot_t, applied, bounds)``
-5. ``failures = backend.apply(guarded.decisions, now)``
+4. ``guarded = guard(decisions_t, snapshot_t, applied, bounds, pacing)``: the changes that pass,
+   and the targets in force written again where the observed state differs from them
+   (level-triggered: what was sent before does not matter, what is observed does)
+5. ``failures = backend.apply(guarded.to_apply, now)``
 6. ``policy.feedback(snapshot_t, mu_t, r_{t-1})`` where ``r_{t-1}`` is the reward, measured in
    ``snapshot_t``, of the decisions of tick ``t − 1`` (NaN where there was none, or no data).
    A learner therefore already knows its next action ``a_t`` when it learns from
@@ -37,7 +39,7 @@ import numpy as np
 from controller.backends.base import ActionFailure, Backend, FailureKind
 from controller.checkpoint import Checkpointer
 from controller.estimator import PopulationEstimator
-from controller.guard import AppliedTargets, GuardBounds, GuardResult, guard
+from controller.guard import AppliedTargets, GuardBounds, GuardResult, ReconcileState, guard
 from policies.reward import DEFAULT_ALPHA, reward
 from policies.types import KEEP_SHARES, UNMANAGED, ClusterSnapshot, Decisions, Policy
 
@@ -90,6 +92,9 @@ class LoopCounters:
     """Decisions changed by the guard's bounds, step limits or capacity."""
     unchanged: int = 0
     """Decisions skipped as equal to the current targets."""
+    reapplied: int = 0
+    """Targets in force written again because the observed state differed from them (a platform
+    that restarted, a container the platform created with its own defaults)."""
     failures: collections.Counter[FailureKind] = field(default_factory=collections.Counter)
     """Failed changes per kind."""
     checkpoints: int = 0
@@ -124,6 +129,23 @@ def _describe_change(name: str, observed_k: float, managed_before: bool, after_k
         shown_s = "default" if not np.isfinite(observed_s) or observed_s <= 0 else str(int(round(observed_s)))
         parts.append(f"shares {shown_s} -> {after_s}")
     return f"{name}: " + ", ".join(parts or ["targets re-applied"]) + (f" ({reason})" if reason else "")
+
+
+def _describe_reapply(name: str, observed_k: float, target_k: int, observed_s: float, target_s: int) -> str:
+    """One log line per function whose targets in force are written again, e.g. ``f: re-applied
+    containers 2, shares 512 (observed containers 0, shares 256)``; no arrow, since nothing changed
+    its mind: the platform no longer held what was decided."""
+    def shown(value: float) -> str:
+        return str(round(value)) if np.isfinite(value) else "?"
+
+    wanted, seen = [], []
+    if target_k != UNMANAGED:
+        wanted.append(f"containers {target_k}")
+        seen.append(f"containers {shown(observed_k)}")
+    if target_s != KEEP_SHARES:
+        wanted.append(f"shares {target_s}")
+        seen.append(f"shares {shown(observed_s)}")
+    return f"{name}: re-applied " + ", ".join(wanted) + " (observed " + ", ".join(seen) + ")"
 
 
 def cores_per_mb(snapshot: ClusterSnapshot) -> float:
@@ -167,6 +189,7 @@ class ControlLoop:
     """Clock of the policy's cost measurement only (``LoopCounters.decide_s``/``feedback_s``); it
     never decides anything."""
     _applied: AppliedTargets = field(default_factory=lambda: AppliedTargets.initial(0), init=False)
+    _pacing: ReconcileState = field(default_factory=lambda: ReconcileState.initial(0), init=False)
     _previous: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool), init=False)
     _last_time: float = field(default=float("-inf"), init=False)
     _cuts_reported: set[str] = field(default_factory=set, init=False)
@@ -187,7 +210,8 @@ class ControlLoop:
             raise ValueError(
                 f"policy {self.policy.name!r} returned {len(decisions)} decisions for {n} functions"
             )
-        guarded = guard(decisions, snapshot, self._applied, self.bounds)
+        guarded = guard(decisions, snapshot, self._applied, self.bounds, self._pacing)
+        self._pacing = guarded.reconcile
         self._report_cuts(snapshot, decisions, guarded)
         failures = self._act(snapshot, guarded)
         rewards, feedback_rewards = self._rewards(snapshot)
@@ -236,7 +260,7 @@ class ControlLoop:
     def _act(self, snapshot: ClusterSnapshot, guarded: GuardResult) -> list[ActionFailure]:
         n = len(snapshot.functions)
         self._applied = self._applied.grown(n)
-        to_apply = guarded.decisions
+        to_apply = guarded.to_apply
         if self.dry_run or not to_apply.valid.any():
             return []
         failures = self.backend.apply(to_apply, snapshot.time_s)
@@ -246,10 +270,14 @@ class ControlLoop:
         failed = np.array([name in failed_names for name in snapshot.functions.names], dtype=bool)
         before = self._applied
         self._applied = before.with_applied(to_apply, failed)
-        self.counters.changes_applied += int((to_apply.valid & ~failed).sum())
+        changed = guarded.decisions.valid & ~failed
+        self.counters.changes_applied += int(changed.sum())
         if log.isEnabledFor(logging.INFO):
             fns = snapshot.functions
-            for i in np.flatnonzero(to_apply.valid & ~failed):
+            for i in np.flatnonzero(guarded.reapply & ~failed):
+                log.info("%s", _describe_reapply(fns.names[i], float(fns.containers[i]), int(before.containers[i]),
+                                                 float(fns.cpu_shares[i]), int(before.cpu_shares[i])))
+            for i in np.flatnonzero(changed):
                 log.info(
                     "%s",
                     _describe_change(
@@ -258,7 +286,7 @@ class ControlLoop:
                         int(before.containers[i]) != UNMANAGED,
                         int(self._applied.containers[i]),
                         float(fns.cpu_shares[i]),
-                        int(to_apply.cpu_shares[i]),
+                        int(guarded.decisions.cpu_shares[i]),
                         to_apply.reasons[i],
                     ),
                 )
@@ -286,6 +314,7 @@ class ControlLoop:
         c.blocked_invalid += guarded.blocked_invalid
         c.clamped += guarded.clamped
         c.unchanged += guarded.unchanged
+        c.reapplied += guarded.reapplied
         c.failures.update(f.kind for f in failures)
 
     def _export(self, report: TickReport, now: float) -> None:

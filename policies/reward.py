@@ -26,7 +26,13 @@ queued or executing (an idle tick)                 allocated (no CPU wasted)
 no completions but work arrived, queued     NaN    → r = NaN: the latency of that work is not
 or executing                                       known yet; it is counted in the tick where it
                                                    completes
+a number the case reads is unknown          NaN    → r = NaN: no reward on an unknown value
+(NaN, infinite or negative)
 =========================================  =====  =============================================
+
+The numbers each case reads: the completions always; the p99 latency and the SLO (> 0) when
+something completed, else the work seen (arrivals, queued, in flight); CPU used and CPU allocated;
+with ``charge_memory`` the containers and their memory (> 0) as well.
 
 Treating an idle tick as on-time (q = 1) keeps the cost of idle warm containers visible to a
 learner: a function that keeps containers it does not use earns (1 − α) + α·0 instead of 1.
@@ -49,7 +55,7 @@ def quality(p99_latency_s: np.ndarray, slo_s: np.ndarray) -> np.ndarray:
     """q = 1 when p99 ≤ SLO, SLO / p99 above it; NaN where p99 is NaN (nothing completed)."""
     p99 = np.asarray(p99_latency_s, dtype=float)
     slo = np.asarray(slo_s, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         ratio = slo / p99
     return np.where(np.isnan(p99), np.nan, np.where(p99 <= slo, 1.0, ratio))
 
@@ -69,9 +75,10 @@ def utilisation(
     u = np.ones(np.broadcast(used, np.asarray(cpu_alloc_core_s), np.asarray(reserved_core_s)).shape)
     for held in (cpu_alloc_core_s, reserved_core_s):
         held = np.asarray(held, dtype=float)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             ratio = np.clip(used / held, 0.0, 1.0)
-        u = u * np.where(held > 0.0, ratio, 1.0)
+        # An unknown denominator is not "nothing held": the factor is unknown too.
+        u = u * np.where(held > 0.0, ratio, np.where(np.isnan(held), np.nan, 1.0))
     return u
 
 
@@ -112,11 +119,25 @@ def reward_columns(
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"reward alpha must be in [0, 1], got {alpha}")
     completions = np.asarray(completions, dtype=float)
-    idle = (completions <= 0) & (np.asarray(pending, dtype=float) <= 0)
-    q = np.where(completions > 0, quality(p99_latency_s, slo_s), np.where(idle, 1.0, np.nan))
+    pending = np.asarray(pending, dtype=float)
+    slo = np.asarray(slo_s, dtype=float)
+    with np.errstate(invalid="ignore"):
+        idle = (completions <= 0) & (pending <= 0)
+        done = completions > 0
+        read_q = np.where(done, _known(p99_latency_s) & np.isfinite(slo) & (slo > 0), _known(pending))
+        known = (np.asarray(valid, dtype=bool) & _known(completions) & read_q & _known(cpu_used_core_s)
+                 & _known(cpu_alloc_core_s) & _known(reserved_core_s))
+    q = np.where(done, quality(p99_latency_s, slo_s), np.where(idle, 1.0, np.nan))
     u = utilisation(cpu_used_core_s, cpu_alloc_core_s, reserved_core_s)
     r = (1.0 - alpha) * q + alpha * u
-    return np.where(np.asarray(valid, dtype=bool), r, np.nan)
+    return np.where(known, r, np.nan)
+
+
+def _known(values: np.ndarray | float) -> np.ndarray:
+    """Where ``values`` are finite numbers >= 0 (a count, a time or an amount that is known)."""
+    values = np.asarray(values, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(values) & (values >= 0)
 
 
 def reward(
@@ -127,12 +148,24 @@ def reward(
     ``cores_per_mb`` > 0 (invoker cores per MB of invoker memory) measures u against the CPU the
     containers' memory reserves as well (:func:`memory_reserved_core_s`); 0 against the shares alone.
     """
+    work = (functions.arrivals, functions.queued, functions.in_flight)
+    # The work seen is known only when each part is (a negative part must not hide in the sum).
+    with np.errstate(invalid="ignore", over="ignore"):
+        pending = np.where(_known(work[0]) & _known(work[1]) & _known(work[2]), work[0] + work[1] + work[2], np.nan)
+    reserved: np.ndarray | float = 0.0
+    if cores_per_mb > 0:
+        memory = np.asarray(functions.memory_mb, dtype=float)
+        with np.errstate(invalid="ignore"):
+            pool_known = _known(functions.containers) & np.isfinite(memory) & (memory > 0)
+        with np.errstate(invalid="ignore", over="ignore"):
+            held = memory_reserved_core_s(functions.containers, memory, cores_per_mb, tick_s)
+        reserved = np.where(pool_known, held, np.nan)
     return reward_columns(
-        reserved_core_s=memory_reserved_core_s(functions.containers, functions.memory_mb, cores_per_mb, tick_s),
+        reserved_core_s=reserved,
         p99_latency_s=functions.p99_latency_s,
         slo_s=functions.slo_s,
         completions=functions.completions,
-        pending=functions.arrivals + functions.queued + functions.in_flight,
+        pending=pending,
         cpu_used_core_s=functions.cpu_used_core_s,
         cpu_alloc_core_s=functions.cpu_alloc_core_s,
         valid=functions.valid,

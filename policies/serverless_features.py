@@ -245,11 +245,36 @@ def check_mu(mu: np.ndarray, settings: FeatureSettings) -> np.ndarray:
     return mu
 
 
+def observed_rows(functions: FunctionStats) -> np.ndarray:
+    """Rows whose every number a learner reads is known this tick: the backend observed the row
+    (``valid``); arrivals, completions, containers, busy containers, queue, cold starts, CPU shares,
+    CPU used and CPU allocated are finite and >= 0; the SLO is finite and > 0; the p99 latency is
+    finite and >= 0 whenever something completed (NaN, "nothing completed", is a known state only
+    then); the execution times are NaN (the work's size is not known yet: no staffing band) or
+    finite and >= 0. Anything else (NaN where a number is due, infinite, negative) is an unknown
+    value, and no decision is made on one.
+    """
+    with np.errstate(invalid="ignore"):
+        usable = np.asarray(functions.valid, dtype=bool).copy()
+        for column in (functions.arrivals, functions.completions, functions.containers, functions.busy_containers,
+                       functions.queued, functions.cold_starts, functions.cpu_shares, functions.cpu_used_core_s,
+                       functions.cpu_alloc_core_s):
+            usable &= np.isfinite(column) & (column >= 0)
+        usable &= np.isfinite(functions.slo_s) & (functions.slo_s > 0)
+        p99 = functions.p99_latency_s
+        latency = np.isfinite(p99) & (p99 >= 0)
+        usable &= np.where(functions.completions > 0, latency, latency | np.isnan(p99))
+        for column in (functions.mean_exec_s, functions.recent_exec_s):
+            usable &= np.isnan(column) | (np.isfinite(column) & (column >= 0))
+    return usable
+
+
 def state_features(snapshot: ClusterSnapshot, mu: np.ndarray, settings: FeatureSettings) -> StateFeatures:
     """x(s) for every function of ``snapshot`` under population ``mu`` (module docstring lists the entries).
 
-    A row is usable only if the backend observed it (``valid``) and its counters are finite; μ
-    with a NaN makes no row usable (no population estimate, no decision).
+    A row is usable only where every number it reads is known (:func:`observed_rows`); μ with an
+    entry that is not a finite number >= 0 makes no row usable (no population estimate, no
+    decision).
     """
     fs = snapshot.functions
     mu = check_mu(mu, settings)
@@ -257,20 +282,8 @@ def state_features(snapshot: ClusterSnapshot, mu: np.ndarray, settings: FeatureS
     tick_s = float(snapshot.tick_s)
     if not (math.isfinite(tick_s) and tick_s > 0):
         raise ValueError(f"snapshot.tick_s={snapshot.tick_s}: must be a finite number of seconds > 0")
-    counters = (
-        fs.arrivals,
-        fs.containers,
-        fs.cpu_shares,
-        fs.cpu_used_core_s,
-        fs.cpu_alloc_core_s,
-        fs.cold_starts,
-        fs.queued,
-        fs.busy_containers,
-    )
-    usable = fs.valid.copy()
-    for column in counters:
-        usable &= np.isfinite(column)
-    if not np.all(np.isfinite(mu)):
+    usable = observed_rows(fs)
+    if not np.all(np.isfinite(mu) & (mu >= 0)):
         usable[:] = False
 
     x = np.zeros((n, settings.state_dim))
@@ -352,13 +365,20 @@ def describe_pool(before: int, moved: int, after: int, direction: int, floor: in
 def offered_load(functions: FunctionStats, tick_s: float) -> np.ndarray:
     """R = arrival rate x mean execution time per function: the containers its work keeps busy.
 
+    The rate is the tick's arrivals over ``tick_s``, the time the counts cover (the snapshot's
+    ``tick_s``: the time since the last good observation, so a tick after a gap is not a lump).
     The tick's mean execution time, else that of the last 3 completions; 0 where neither is known
-    (nothing has completed, so nothing is known about the work's size) or a counter is not finite.
+    (nothing has completed, so nothing is known about the work's size); NaN where the arrivals or
+    an execution time are not numbers >= 0 (an unknown load, never read as no load).
     """
+    arrivals = np.asarray(functions.arrivals, dtype=float)
     with np.errstate(invalid="ignore"):
         exec_s = np.where(np.isfinite(functions.mean_exec_s), functions.mean_exec_s, functions.recent_exec_s)
-        load = np.maximum(functions.arrivals, 0.0) / tick_s * np.maximum(exec_s, 0.0)
-    return np.where(np.isfinite(load), load, 0.0)
+        load = arrivals / tick_s * exec_s
+        garbled = (np.isinf(functions.mean_exec_s) | (functions.mean_exec_s < 0)
+                   | np.isinf(functions.recent_exec_s) | (functions.recent_exec_s < 0))
+        unknown = ~(np.isfinite(arrivals) & (arrivals >= 0)) | garbled
+    return np.where(unknown, np.nan, np.where(np.isfinite(load), load, 0.0))
 
 
 def smooth_load(previous: np.ndarray | None, load: np.ndarray, tick_s: float, settings: ActionSettings) -> np.ndarray:
@@ -366,14 +386,17 @@ def smooth_load(previous: np.ndarray | None, load: np.ndarray, tick_s: float, se
 
     ``previous`` is the last average, row by row (functions keep their index, as everywhere in the
     driver): functions appended since, and non-finite entries, start from their tick's load; None,
-    or a longer ``previous`` (another set of functions), starts everything from ``load``.
+    or a longer ``previous`` (another set of functions), starts everything from ``load``. A row
+    whose load this tick is unknown (NaN) keeps its average: a tick without data moves nothing.
+    The weight is 1 − exp(−tick_s / τ) with ``tick_s`` the time the tick's counts cover.
     """
     load = np.asarray(load, dtype=float)
     if previous is None or len(previous) > len(load) or settings.load_smoothing_s == 0:
         return load.copy()
     weight = 1.0 - math.exp(-tick_s / settings.load_smoothing_s)
     previous = np.concatenate([np.asarray(previous, dtype=float), np.full(len(load) - len(previous), np.nan)])
-    return np.where(np.isfinite(previous), previous + weight * (load - previous), load)
+    blended = np.where(np.isfinite(previous), previous + weight * (load - previous), load)
+    return np.where(np.isfinite(load), blended, previous)
 
 
 def staffing_band(load: np.ndarray, settings: ActionSettings) -> tuple[np.ndarray, np.ndarray]:
@@ -415,12 +438,14 @@ def actions_to_decisions(
     returned ``Decisions.action`` is -1 there). A pool or share setting the platform has not
     created yet (observed 0) starts from the initial pool of ``settings``. A function whose load
     is under ``idle_load`` is left to the platform: ``UNMANAGED`` containers, ``KEEP_SHARES``, and
-    ``Decisions.action`` -1 (no move was applied).
+    ``Decisions.action`` -1 (no move was applied). A row with an unknown number
+    (:func:`observed_rows`) gets no decision whatever ``usable`` says.
     """
     n = len(functions)
     actions = np.asarray(actions, dtype=np.int64)
     if actions.shape != (n,) or usable.shape != (n,):
         raise ValueError(f"actions {actions.shape} and usable {usable.shape} must both have shape ({n},)")
+    usable = np.asarray(usable, dtype=bool) & observed_rows(functions)
     safe = np.where(usable, actions, HOLD_ACTION)
     if np.any((safe < 0) | (safe >= N_ACTIONS)):
         raise ValueError(
@@ -502,6 +527,7 @@ __all__ = [
     "check_mu",
     "container_steps",
     "greedy_actions",
+    "observed_rows",
     "offered_load",
     "sample_actions",
     "smooth_load",

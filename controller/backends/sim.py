@@ -6,8 +6,9 @@ that calls them during a run. Per tick:
 * ``observe(now)``: the arrivals of [previous now, now) are fed to the cluster while it advances to
   ``now``; the cluster's tick statistics become the snapshot; the activation records that finished
   are drained into the run's record list (so memory grows with completed activations only).
-* ``apply(decisions, now)``: ``set_pool`` / ``set_cpu_shares`` for the functions whose target
-  differs from what this backend last set; a call the simulator refuses comes back as an
+* ``apply(decisions, now)``: ``set_pool`` / ``set_cpu_shares`` for the targets the cluster does not
+  hold now (compared with the cluster's own pool targets and shares, never with what was sent
+  before, so applying twice changes nothing); a call the simulator refuses comes back as an
   :class:`ActionFailure` (``REJECTED`` for a refused value, ``UNKNOWN_FUNCTION`` for a bad index),
   and the other functions carry on.
 
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from controller.backends.base import ActionFailure, FailureKind
-from policies.types import KEEP_SHARES, UNMANAGED, ClusterSnapshot, Decisions, FunctionStats, InvokerStats
+from policies.types import KEEP_SHARES, ClusterSnapshot, Decisions, FunctionStats, InvokerStats
 from simulator import RECORD_DTYPE, Cluster, ClusterConfig, TickStats, measure_solo_p99
 from workload.profiles import FunctionProfile
 
@@ -84,9 +85,6 @@ class SimBackend:
         for a daemon, whose records would grow without bound."""
         self._time_s = 0.0
         self._records: list[np.ndarray] = []
-        n = len(self.function_names)
-        self._pool = np.full(n, UNMANAGED, dtype=np.int64)
-        self._shares = np.full(n, KEEP_SHARES, dtype=np.int64)
 
     @property
     def time_s(self) -> float:
@@ -107,19 +105,24 @@ class SimBackend:
         return snapshot_from_tick(stats, self.function_names, now)
 
     def apply(self, decisions: Decisions, now: float) -> list[ActionFailure]:
-        """Set pools and shares that changed; one failure record per function the simulator refused."""
+        """Set the pools and shares the cluster does not hold; one failure record per function the
+        simulator refused."""
         failures: list[ActionFailure] = []
-        for i in np.flatnonzero(decisions.valid):
+        rows = np.flatnonzero(decisions.valid)
+        if not rows.size:
+            return failures
+        held_pools, held_shares = self.cluster.pool_targets, self.cluster.cpu_shares
+        for i in rows:
             name = self.function_names[i] if i < len(self.function_names) else f"#{i}"
             try:
+                if i >= len(held_pools):
+                    raise IndexError(f"no function at index {i}")
                 target = int(decisions.containers[i])
-                if target != self._pool[i]:
+                if target != held_pools[i]:
                     self.cluster.set_pool(int(i), target)
-                    self._pool[i] = target
                 shares = int(decisions.cpu_shares[i])
-                if shares != KEEP_SHARES and shares != self._shares[i]:
+                if shares != KEEP_SHARES and shares != held_shares[i]:
                     self.cluster.set_cpu_shares(int(i), shares)
-                    self._shares[i] = shares
             except IndexError as error:
                 failures.append(ActionFailure(name, FailureKind.UNKNOWN_FUNCTION, str(error)))
             except ValueError as error:

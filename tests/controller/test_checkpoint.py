@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -243,15 +244,161 @@ def test_a_checkpoint_of_another_format_version_is_refused(tmp_path: Path) -> No
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b"not a zip at all", "not a readable mfrm checkpoint"), (None, "does not exist")],
+    [(b"not a zip at all", "not a readable mfrm checkpoint: not a numpy .npz archive"), (None, "does not exist")],
     ids=["garbage-file", "missing-file"],
 )
 def test_a_file_that_is_not_a_checkpoint_is_refused_clearly(content, message, tmp_path: Path) -> None:
     path = tmp_path / "c.npz"
     if content is not None:
         path.write_bytes(content)
-    with pytest.raises(CheckpointError, match=message):
+    with pytest.raises(CheckpointError, match=message) as refused:
         load_checkpoint(path, make("nac-linear"))
+    assert "pickle" not in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_checkpoint_path_that_is_a_directory_is_one_clear_line(tmp_path: Path) -> None:
+    folder = tmp_path / "c.npz"
+    folder.mkdir()
+    with pytest.raises(CheckpointError, match=r"c\.npz is a directory, not a checkpoint file$"):
+        load_checkpoint(folder, make("nac-linear"))
+
+
+def test_an_archive_holding_pickled_objects_is_refused_without_suggesting_to_unpickle_it(tmp_path: Path) -> None:
+    path = tmp_path / "c.npz"
+    np.savez(path, __header__=np.frombuffer(b"{}", dtype=np.uint8), evil=np.array([{"run": "code"}], dtype=object))
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(path, make("nac-linear"))
+    assert "pickled objects, which are never loaded" in str(refused.value)
+    assert "allow_pickle" not in str(refused.value)
+
+
+def _saved(tmp_path: Path) -> Path:
+    policy = make("nac-linear", seed=1, mode="kl")
+    drive(policy, range(1, 3))
+    return save_checkpoint(tmp_path / "c.npz", policy, tick=2, time_s=20.0)
+
+
+def rewrite_entries(path: Path, **entries_changed) -> None:
+    with np.load(path, allow_pickle=False) as archive:
+        entries = {key: archive[key] for key in archive.files}
+    entries.update(entries_changed)
+    with open(path, "wb") as handle:
+        np.savez(handle, **entries)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "minus-inf"])
+def test_weights_that_are_not_finite_are_refused_naming_the_array_and_the_first_bad_index(bad, tmp_path: Path) -> None:
+    path = _saved(tmp_path)
+    _, state = read_checkpoint(path)
+    theta = np.array(state["learner/theta"], copy=True)
+    theta[3, 7] = theta[5, 1] = bad
+    rewrite_entries(path, **{"learner/theta": theta})
+    policy = make("nac-linear", seed=2, mode="kl")
+    before = np.array(policy.learner.theta, copy=True)
+    with pytest.raises(CheckpointError, match=rf"array learner/theta holds {bad} at index \[3, 7\]"):
+        load_checkpoint(path, policy)
+    np.testing.assert_array_equal(policy.learner.theta, before)
+
+
+def test_an_unknown_value_in_a_pending_observation_loads_but_an_infinity_does_not(tmp_path: Path) -> None:
+    path = _saved(tmp_path)
+    _, state = read_checkpoint(path)
+    load = np.array(state["pending/load"], copy=True)
+    load[0] = np.nan  # a function without data that tick: its smoothed load is unknown
+    rewrite_entries(path, **{"pending/load": load})
+    load_checkpoint(path, make("nac-linear", seed=2, mode="kl"))
+    load[0] = np.inf
+    rewrite_entries(path, **{"pending/load": load})
+    with pytest.raises(CheckpointError, match=r"array pending/load holds inf at index \[0\]"):
+        load_checkpoint(path, make("nac-linear", seed=2, mode="kl"))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"tick": -3}, "tick=-3 is not a count of ticks"),
+        ({"tick": 2.5}, "tick=2.5 is not a count of ticks"),
+        ({"tick": "2"}, "tick='2' is not a count of ticks"),
+        ({"time_s": float("nan")}, "time_s=nan is not a finite number"),
+        ({"values": []}, "malformed header: values is a list, not an object"),
+        ({"arrays": None}, "malformed header: arrays is missing, not an object"),
+        ({"signature": "linear"}, "malformed header: signature is a str, not an object"),
+    ],
+    ids=["negative-tick", "fractional-tick", "tick-as-text", "nan-time", "values-a-list", "arrays-missing",
+         "signature-a-string"],
+)
+def test_a_header_that_no_save_could_write_is_refused_in_one_line(changes, message, tmp_path: Path) -> None:
+    path = _saved(tmp_path)
+    rewrite_header(path, **changes)
+    with pytest.raises(CheckpointError, match=re.escape(message)) as refused:
+        load_checkpoint(path, make("nac-linear", seed=2, mode="kl"))
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (b"not json", "malformed header: not UTF-8 JSON"),
+        (b"\xff\xfe", "malformed header: not UTF-8 JSON"),
+        (b"[1, 2]", "malformed header: a JSON list, not an object"),
+    ],
+    ids=["not-json", "not-utf8", "a-list"],
+)
+def test_a_header_that_is_not_a_json_object_is_refused_in_one_line(header, message, tmp_path: Path) -> None:
+    path = _saved(tmp_path)
+    rewrite_entries(path, __header__=np.frombuffer(header, dtype=np.uint8))
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        load_checkpoint(path, make("nac-linear", seed=2, mode="kl"))
+
+
+def test_a_header_stored_as_other_numbers_than_bytes_is_refused(tmp_path: Path) -> None:
+    path = _saved(tmp_path)
+    rewrite_entries(path, __header__=np.zeros(4))
+    with pytest.raises(CheckpointError, match="malformed header: __header__ is a float64 array"):
+        load_checkpoint(path, make("nac-linear", seed=2, mode="kl"))
+
+
+def test_an_array_that_disagrees_with_the_header_is_refused(tmp_path: Path) -> None:
+    path = _saved(tmp_path)
+    rewrite_entries(path, **{"learner/theta": np.zeros((2, 2))})
+    with pytest.raises(CheckpointError, match=r"array learner/theta has shape \(2, 2\), the header says \[9, 21\]"):
+        load_checkpoint(path, make("nac-linear", seed=2, mode="kl"))
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("learner/updates", -3, "value learner/updates=-3 is not a count"),
+        ("learner/updates", 3.5, "value learner/updates=3.5 is not a count"),
+        ("agent/reward_batches", "7", "value agent/reward_batches='7' is not a count"),
+        ("learner/kl_coef", float("nan"), "value learner/kl_coef=nan is not a finite number"),
+        ("agent/reward_mean", float("inf"), "value agent/reward_mean=inf is not a finite number"),
+    ],
+    ids=["negative-counter", "fractional-counter", "counter-as-text", "nan-coefficient", "infinite-mean"],
+)
+def test_counters_that_are_not_counts_and_values_that_are_not_finite_are_refused(key, value, message, tmp_path) -> None:
+    path = _saved(tmp_path)
+    header, _ = read_checkpoint(path)
+    values = dict(header["values"], **{key: value})
+    rewrite_header(path, values=values)
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        load_checkpoint(path, make("nac-linear", seed=2, mode="kl"))
+
+
+def test_a_generator_state_with_a_negative_integer_is_refused(tmp_path: Path) -> None:
+    path = _saved(tmp_path)
+    header, _ = read_checkpoint(path)
+    rng = json.loads(json.dumps(header["values"]["agent/rng"]))
+    rng["state"]["inc"] = -1
+    rewrite_header(path, values=dict(header["values"], **{"agent/rng": rng}))
+    with pytest.raises(CheckpointError, match=re.escape("value agent/rng.state.inc=-1 is not a count")):
+        load_checkpoint(path, make("nac-linear", seed=2, mode="kl"))
+
+
+def test_the_stored_checkpoints_of_every_learner_pass_the_checks() -> None:
+    for path in sorted((ROOT / "tests" / "policies" / "data").glob("*.ckpt.npz")):
+        header, _ = read_checkpoint(path)
+        assert header["tick"] >= 0, path
 
 
 def test_changed_hyperparameters_are_reported_but_do_not_block_fine_tuning(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import FakeBackend, FixedPolicy, make_snapshot
+from conftest import FakeBackend, FixedPolicy, make_invokers, make_snapshot
 
 from controller.backends.base import FailureKind
 from controller.estimator import PopulationEstimator
@@ -13,6 +13,11 @@ from controller.loop import ControlLoop, TickReport, tick_times
 
 NAMES = ("a", "b", "c")
 BOUNDS = GuardBounds(max_containers=10, respect_capacity=False)
+
+
+def holding(containers: float = 2.0, names: tuple[str, ...] = NAMES):
+    """Snapshots of a platform that holds ``containers`` per function (what FixedPolicy asks by default)."""
+    return lambda now: make_snapshot(names, time_s=now, containers=np.full(len(names), containers))
 
 
 def _loop(backend, policy, **kwargs) -> ControlLoop:
@@ -36,13 +41,14 @@ def test_time_must_increase_between_ticks():
         loop.step(10.0)
 
 
-def test_an_unchanged_policy_writes_to_the_backend_only_once():
-    backend = FakeBackend()
+def test_an_unchanged_policy_writes_to_the_backend_only_once_while_the_platform_holds_its_targets():
+    backend = FakeBackend(snapshots=holding(2.0))
     loop = _loop(backend, FixedPolicy(containers=2))
     loop.run(tick_times(0.0, 10.0, 5))
     assert len(backend.applied) == 1
     assert loop.counters.changes_applied == 3
     assert loop.counters.unchanged == 3 * 4
+    assert loop.counters.reapplied == 0
 
 
 def test_invalid_rows_get_no_decision_applied():
@@ -53,7 +59,7 @@ def test_invalid_rows_get_no_decision_applied():
 
 
 def test_a_failed_action_only_warns_counts_its_kind_and_is_retried_next_tick(caplog):
-    backend = FakeBackend(fail={"b": FailureKind.UNAVAILABLE})
+    backend = FakeBackend(snapshots=holding(2.0), fail={"b": FailureKind.UNAVAILABLE})
     loop = _loop(backend, FixedPolicy(containers=2))
     report = loop.step(10.0)
     assert [f.function for f in report.failures] == ["b"]
@@ -142,7 +148,8 @@ def test_dry_run_feeds_the_learner_no_rewards_for_decisions_that_were_never_appl
 
 def test_functions_that_appear_later_are_managed_too():
     def snapshots(now):
-        return make_snapshot(NAMES if now > 15 else NAMES[:2], time_s=now)
+        names = NAMES if now > 15 else NAMES[:2]
+        return make_snapshot(names, time_s=now, containers=np.full(len(names), 2.0))
 
     backend = FakeBackend(snapshots=snapshots)
     loop = _loop(backend, FixedPolicy(containers=2))
@@ -152,3 +159,42 @@ def test_functions_that_appear_later_are_managed_too():
 
 def test_tick_times_are_the_ends_of_consecutive_ticks():
     assert list(tick_times(60.0, 10.0, 3)) == [70.0, 80.0, 90.0]
+
+
+def test_targets_the_platform_does_not_hold_are_written_again_and_counted_apart_from_changes(caplog):
+    # The platform shows no containers whatever it is told (it lost them): the loop writes the
+    # targets in force again at once, then after pauses of 1, 2, ... ticks.
+    backend = FakeBackend(snapshots=holding(0.0))
+    loop = _loop(backend, FixedPolicy(containers=2))
+    with caplog.at_level("INFO", logger="controller.loop"):
+        loop.run(tick_times(0.0, 10.0, 6))
+    written_at = [now for name, now in backend.calls if name == "apply"]
+    assert written_at == [10.0, 20.0, 40.0]
+    assert loop.counters.changes_applied == 3
+    assert loop.counters.reapplied == 6
+    assert loop.counters.unchanged == 3 * 5
+    assert "a: re-applied containers 2 (observed containers 0)" in caplog.text
+
+
+def test_a_dry_run_writes_nothing_again_either():
+    backend = FakeBackend(snapshots=holding(0.0))
+    loop = _loop(backend, FixedPolicy(containers=2), dry_run=True)
+    loop.run(tick_times(0.0, 10.0, 3))
+    assert backend.applied == [] and loop.counters.reapplied == 0
+
+
+def test_the_reward_and_the_estimator_use_the_time_the_counts_cover():
+    # A tick that covers 30 s (the first good observation after a gap): invoker CPU 24 core-s on
+    # 8 cores is 10% of 30 s, not 30% of a nominal 10 s.
+    def snapshots(now):
+        invokers = make_invokers(1, cpu_used_core_s=np.array([24.0]))
+        return make_snapshot(NAMES, time_s=now, tick_s=30.0, invokers=invokers, containers=np.full(3, 2.0),
+                             memory_mb=np.full(3, 256.0), completions=np.full(3, 4.0), p99_latency_s=np.full(3, 0.1),
+                             cpu_used_core_s=np.full(3, 15.0), cpu_alloc_core_s=np.full(3, 15.0))
+
+    loop = ControlLoop(backend=FakeBackend(snapshots=snapshots), policy=FixedPolicy(),
+                       estimator=PopulationEstimator(bins=10, beta=1.0), bounds=BOUNDS, reward_charge_memory=True)
+    report = loop.step(10.0)
+    assert int(np.argmax(report.mu)) == 1  # 10% utilisation: the second of 10 bins
+    # Memory reserves 2 x 256 MB x (8 cores / 2048 MB) = 2 cores, 60 core-s over 30 s: u = 15/15 x 15/60.
+    assert report.rewards[0] == pytest.approx(0.7 + 0.3 * 0.25)

@@ -20,6 +20,7 @@ from policies.serverless_features import (
     action_features,
     actions_to_decisions,
     greedy_actions,
+    offered_load,
     sample_actions,
     smooth_load,
     staffing_band,
@@ -50,7 +51,6 @@ FEATURE_CASES = [
     ("p99_over_slo", {"p99_latency_s": math.nan}, 0.0),
     ("no_latency", {"p99_latency_s": math.nan}, 1.0),
     ("no_latency", {"p99_latency_s": 0.3}, 0.0),
-    ("no_latency", {"p99_latency_s": 0.3, "slo_s": 0.0}, 1.0),
     ("cpu_utilisation", {"cpu_used_core_s": 5.0, "cpu_alloc_core_s": 10.0}, 0.5),
     ("cpu_utilisation", {"cpu_used_core_s": 5.0, "cpu_alloc_core_s": 0.0}, 0.0),
     ("cpu_utilisation", {"cpu_used_core_s": 30.0, "cpu_alloc_core_s": 10.0}, 1.0),
@@ -107,8 +107,19 @@ def test_mu_fills_the_entries_after_the_local_features() -> None:
         ({"arrivals": math.nan}, MU),
         ({"cpu_used_core_s": math.inf}, MU),
         ({}, np.full(10, math.nan)),
+        ({"containers": -1.0}, MU),
+        ({"queued": -math.inf}, MU),
+        ({"slo_s": 0.0}, MU),
+        ({"slo_s": math.nan}, MU),
+        ({"completions": 4.0, "p99_latency_s": math.nan}, MU),
+        ({"p99_latency_s": -0.5}, MU),
+        ({"mean_exec_s": -0.1}, MU),
+        ({"recent_exec_s": math.inf}, MU),
+        ({}, np.array([-0.1, 0.3] + [0.1] * 8)),
     ],
-    ids=["invalid-row", "nan-counter", "infinite-counter", "no-population-estimate"],
+    ids=["invalid-row", "nan-counter", "infinite-counter", "no-population-estimate", "negative-pool",
+         "minus-infinite-queue", "zero-slo", "unknown-slo", "completions-without-a-latency", "negative-latency",
+         "negative-execution-time", "infinite-execution-time", "negative-population-share"],
 )
 def test_rows_without_complete_data_are_not_usable_and_read_as_zero(columns: dict, mu: np.ndarray) -> None:
     feats = state_features(one_function(**columns), mu, FEATURES)
@@ -459,3 +470,40 @@ def test_a_reason_names_the_observed_pool_and_the_decided_target_whatever_bounds
         if moved is None:  # the move stood: its direction is the change's direction
             assert {"fewer": after < before or after == before == 1, "hold": after == before,
                     "more": after > before or after == before}[word], reason
+
+
+def test_a_tick_after_a_gap_reads_rates_not_a_lump() -> None:
+    # 40 arrivals over the 20 s since the last good observation are the rate of 20 over 10 s.
+    lump = make_snapshot(("f",), tick_s=20.0, arrivals=np.array([40.0]), mean_exec_s=np.array([0.5]),
+                         containers=np.array([2.0]))
+    steady = make_snapshot(("f",), tick_s=10.0, arrivals=np.array([20.0]), mean_exec_s=np.array([0.5]),
+                           containers=np.array([2.0]))
+    np.testing.assert_allclose(state_features(lump, MU, FEATURES).x, state_features(steady, MU, FEATURES).x)
+    assert offered_load(lump.functions, lump.tick_s) == pytest.approx(offered_load(steady.functions, 10.0)) == [1.0]
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [{"arrivals": math.nan}, {"arrivals": -3.0}, {"mean_exec_s": -1.0}, {"recent_exec_s": math.inf}],
+    ids=["unknown-arrivals", "negative-arrivals", "negative-execution-time", "infinite-recent-execution-time"],
+)
+def test_an_unknown_offered_load_is_nan_never_no_load(columns: dict) -> None:
+    values = {"arrivals": 10.0, "mean_exec_s": 0.2, **columns}
+    assert math.isnan(offered_load(one_function(**values).functions, 10.0)[0])
+
+
+def test_a_work_size_not_known_yet_is_no_load_and_no_band() -> None:
+    assert offered_load(one_function(arrivals=10.0).functions, 10.0).tolist() == [0.0]
+
+
+def test_a_tick_without_a_known_load_leaves_the_smoothed_load_where_it_was() -> None:
+    smoothed = smooth_load(np.array([4.0, 4.0]), np.array([math.nan, 0.0]), 10.0, ActionSettings())
+    assert smoothed[0] == 4.0 and smoothed[1] < 4.0
+
+
+def test_a_caller_that_calls_a_row_with_an_unknown_pool_usable_still_gets_no_decision() -> None:
+    fs = make_snapshot(("a", "b"), containers=np.array([math.nan, 2.0]), cpu_shares=np.array([256.0, 256.0])).functions
+    decisions = actions_to_decisions(fs, np.array([HOLD_ACTION, HOLD_ACTION]), np.array([True, True]),
+                                     ActionSettings(), "p", 10.0)
+    assert decisions.valid.tolist() == [False, True]
+    assert decisions.containers[0] == UNMANAGED and decisions.action[0] == -1
