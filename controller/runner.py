@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 def run_policy(settings: Settings, workload: Any, slo_s: np.ndarray, policy_name: str | PolicySpec,
                on_tick: Callable[[int], None] | None = None, *, policy: Any = None,
                checkpointer: Checkpointer | None = None, sinks: Sequence[MetricsSink] = (),
-               seeds: RunSeeds | None = None) -> RunResult:
+               seeds: RunSeeds | None = None, save_learner: bool = True) -> RunResult:
     """One policy on the simulated cluster over the whole workload.
 
     ``policy`` is a pre-built policy object (e.g. a learner resumed from a checkpoint); None builds
@@ -64,6 +64,7 @@ def run_policy(settings: Settings, workload: Any, slo_s: np.ndarray, policy_name
     ``checkpointer`` when given, else into ``output.out_dir/checkpoints``. ``sinks`` get every tick's
     report. ``seeds`` replaces the run's arrival and simulator seeds (another episode over the same
     workload); None derives them from ``settings.seed``. ``on_tick`` gets the ticks done so far.
+    ``save_learner=False`` writes no checkpoint at all (an evaluation that keeps nothing).
     """
     spec = as_spec(policy_name)
     seeds = seeds or RunSeeds.from_seed(settings.seed)
@@ -72,7 +73,7 @@ def run_policy(settings: Settings, workload: Any, slo_s: np.ndarray, policy_name
     recorder = RunRecorder()
     if is_learner(inner) and checkpointer is None:
         checkpointer = Checkpointer.in_directory(settings.output.out_dir / "checkpoints", spec.name)
-    if not is_learner(inner):
+    if not is_learner(inner) or not save_learner:
         checkpointer = None
     loop = build_loop(settings, backend, inner, sinks=[recorder, *sinks], checkpointer=checkpointer)
     started = time.perf_counter()

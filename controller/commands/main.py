@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "Compare the managers on the paper-scale simulated cluster (the README's main job)."),
     "train": ("controller.commands.train:train_command", "Train a learner (NAC-Linear or NAC-NN) on the simulated cluster."),
     "run": ("controller.commands.run:run_command", "Run the control loop as a daemon, with /metrics and /healthz."),
+    "bench": ("controller.commands.bench:bench_command",
+              "The evaluation suite: scenarios x baselines swept over their knobs x learners x seeds."),
     "replay": ("controller.commands.replay:replay_command",
                "Replay Azure trace invocations against an OpenWhisk API (open loop)."),
 }

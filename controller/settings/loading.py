@@ -171,15 +171,18 @@ def _undecodable_variable(error: SourceError) -> SettingsError:
 
 
 def load_settings(config_file: Path | str | None = None, overrides: Mapping[str, Any] | None = None, *,
-                  allow_empty: bool = True) -> Settings:
+                  allow_empty: bool = True, other_sections: tuple[str, ...] = ()) -> Settings:
     """Settings from the YAML file, the environment and ``overrides`` (dotted keys), in that rising order.
 
     ``allow_empty=False`` refuses a file with no settings in it (empty, or only comments): a config
     reload uses it, since an empty file met mid-edit would otherwise reset every live setting to its
-    default. Raises :class:`SettingsError` with a readable message when anything is invalid.
+    default. ``other_sections`` are top-level keys of the file that belong to its reader, not to the
+    settings (a scenario file's ``scenario``), and are left out. Raises :class:`SettingsError` with a
+    readable message when anything is invalid.
     """
     path = Path(config_file) if config_file is not None else None
     file_data, file_node = _read_yaml(path, allow_empty=allow_empty) if path is not None else ({}, None)
+    file_data = {key: value for key, value in file_data.items() if key not in other_sections}
     nested = _nest(dict(overrides or {}))
     try:
         return settings_from(file_data, nested)

@@ -1,0 +1,294 @@
+"""From the suite's rows to what an operator needs to decide: frontiers, seed-paired dominance, plots.
+
+Two planes, both costs an operator pays: (SLO-violation rate, memory GB-s held) and (cold-start rate,
+idle memory GB-s). Each point of a family is the mean over seeds; a family's frontier is its points
+that no other point of the family beats on both axes.
+
+Comparisons are paired by seed (every point of a scenario sees the same arrivals for a seed). For two
+points A and B, on each axis the paired differences A − B over the seeds give a mean and a 95%
+t-interval: A is *better* on that axis when the whole interval is below 0, *worse* when it is above
+0, and *tied* otherwise. B **dominates** A when A is worse on one axis and not better on the other;
+a *tie* is tied on both axes; anything else is a *trade-off*. With one seed no interval exists and
+the sign of the difference decides (said so in the table).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: The two planes: (name, x metric, x label, y metric, y label).
+PLANES: tuple[tuple[str, str, str, str, str], ...] = (
+    ("violations-memory", "memory_gb_s", "memory held, GB-s", "slo_violation_rate", "SLO violations (% of invocations)"),
+    ("coldstarts-idle", "idle_memory_gb_s", "idle memory held, GB-s", "cold_start_rate", "cold starts (% of completions)"),
+)
+
+#: Two-sided 95% Student-t quantiles by degrees of freedom (1..30); beyond, the normal's 1.96.
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+        2.045, 2.042)
+
+
+def t95(dof: int) -> float:
+    """The two-sided 95% Student-t quantile for ``dof`` degrees of freedom."""
+    return _T95[dof - 1] if 1 <= dof <= len(_T95) else 1.96
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a ``results.csv``, numbers as floats."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    text = {"scenario", "family", "point", "policy", "knob", "value", "default"}
+    return [{k: (v if k in text else float(v) if v not in ("", "nan") else math.nan) for k, v in row.items()}
+            for row in rows]
+
+
+@dataclass(frozen=True)
+class PointSummary:
+    """One point of one scenario over its seeds."""
+
+    scenario: str
+    family: str
+    point: str
+    default: bool
+    seeds: tuple[int, ...]
+    means: Mapping[str, float]
+    """Mean of every metric over the seeds."""
+    sds: Mapping[str, float]
+    """Sample standard deviation over the seeds (0 with one seed)."""
+    by_seed: Mapping[int, Mapping[str, float]]
+
+
+def summarise(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[PointSummary]]:
+    """Per scenario, every point's means and spreads over its seeds (in the rows' order)."""
+    grouped: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
+    order: list[tuple[str, str]] = []
+    for row in rows:
+        key = (row["scenario"], row["point"])
+        if key not in grouped:
+            order.append(key)
+        grouped[key].append(row)
+    out: dict[str, list[PointSummary]] = defaultdict(list)
+    for key in order:
+        group = grouped[key]
+        metrics = [k for k, v in group[0].items() if isinstance(v, float) and k not in ("seed", "value")]
+        values = {m: np.array([r[m] for r in group], dtype=float) for m in metrics}
+        out[key[0]].append(PointSummary(
+            scenario=key[0], family=group[0]["family"], point=key[1], default=group[0]["default"] == "true",
+            seeds=tuple(int(r["seed"]) for r in group),
+            means={m: float(np.nanmean(v)) if np.isfinite(v).any() else math.nan for m, v in values.items()},
+            sds={m: float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else 0.0 for m, v in values.items()},
+            by_seed={int(r["seed"]): {m: float(r[m]) for m in metrics} for r in group},
+        ))
+    return dict(out)
+
+
+def frontier(points: Sequence[PointSummary], x: str, y: str) -> list[PointSummary]:
+    """The points no other point beats on both ``x`` and ``y`` (lower is better), by ``x``."""
+    kept = []
+    for p in points:
+        px, py = p.means[x], p.means[y]
+        if not (math.isfinite(px) and math.isfinite(py)):
+            continue
+        if not any(q.means[x] <= px and q.means[y] <= py and (q.means[x] < px or q.means[y] < py) for q in points):
+            kept.append(p)
+    return sorted(kept, key=lambda p: p.means[x])
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A against B on one metric, paired by seed."""
+
+    mean: float
+    """Mean of A − B over the common seeds."""
+    half_width: float
+    """Half-width of the 95% t-interval (NaN with one seed)."""
+    seeds: int
+    """Common seeds."""
+
+    @property
+    def verdict(self) -> int:
+        """-1: A better (lower), +1: A worse, 0: tied."""
+        if self.seeds == 0 or not math.isfinite(self.mean):
+            return 0
+        if self.seeds == 1 or not math.isfinite(self.half_width):
+            return int(np.sign(self.mean))
+        if self.mean + self.half_width < 0:
+            return -1
+        if self.mean - self.half_width > 0:
+            return 1
+        return 0
+
+
+def paired(a: PointSummary, b: PointSummary, metric: str) -> Paired:
+    """A − B on ``metric`` over the seeds both have."""
+    common = sorted(set(a.by_seed) & set(b.by_seed))
+    diffs = np.array([a.by_seed[s][metric] - b.by_seed[s][metric] for s in common], dtype=float)
+    diffs = diffs[np.isfinite(diffs)]
+    if diffs.size == 0:
+        return Paired(math.nan, math.nan, 0)
+    if diffs.size == 1:
+        return Paired(float(diffs[0]), math.nan, 1)
+    half = t95(diffs.size - 1) * float(diffs.std(ddof=1)) / math.sqrt(diffs.size)
+    return Paired(float(diffs.mean()), half, int(diffs.size))
+
+
+def relation(a: PointSummary, b: PointSummary, x: str, y: str) -> tuple[str, Paired, Paired]:
+    """How A stands against B on (``x``, ``y``): ``dominated`` (B dominates A), ``dominates``, ``tie``
+    or ``trade-off``, with the paired differences."""
+    dx, dy = paired(a, b, x), paired(a, b, y)
+    vx, vy = dx.verdict, dy.verdict
+    if (vx > 0 and vy >= 0) or (vy > 0 and vx >= 0):
+        kind = "dominated"
+    elif (vx < 0 and vy <= 0) or (vy < 0 and vx <= 0):
+        kind = "dominates"
+    elif vx == 0 and vy == 0:
+        kind = "tie"
+    else:
+        kind = "trade-off"
+    return kind, dx, dy
+
+
+def dominance_rows(summaries: Mapping[str, Sequence[PointSummary]], subjects: Sequence[str] | None = None
+                   ) -> list[dict[str, Any]]:
+    """For every scenario, plane and subject point (every point, or the families named), how it
+    stands against every other point: one row per pair."""
+    rows = []
+    for scenario, points in summaries.items():
+        for plane, x, _, y, _ in PLANES:
+            for a in points:
+                if subjects is not None and a.family not in subjects:
+                    continue
+                for b in points:
+                    if b is a:
+                        continue
+                    kind, dx, dy = relation(a, b, x, y)
+                    rows.append({
+                        "scenario": scenario, "plane": plane, "point": a.point, "against": b.point, "relation": kind,
+                        f"d_{y}": dy.mean, f"d_{y}_ci": dy.half_width, f"d_{x}": dx.mean, f"d_{x}_ci": dx.half_width,
+                        "seeds": min(dx.seeds, dy.seeds),
+                    })
+    return rows
+
+
+def _pct(value: float) -> str:
+    return "–" if not math.isfinite(value) else f"{100 * value:.2f}%"
+
+
+def _signed_pct_points(mean: float, half: float) -> str:
+    if not math.isfinite(mean):
+        return "–"
+    text = f"{100 * mean:+.2f} pts"
+    return text + (f" ± {100 * half:.2f}" if math.isfinite(half) else "")
+
+
+def _signed_relative(mean: float, half: float, base: float) -> str:
+    if not (math.isfinite(mean) and base > 0):
+        return "–"
+    text = f"{100 * mean / base:+.1f}%"
+    return text + (f" ± {100 * half / base:.1f}" if math.isfinite(half) else "")
+
+
+def dominance_table(summaries: Mapping[str, Sequence[PointSummary]], subjects: Sequence[str]) -> str:
+    """Markdown: for every scenario and subject family's point, on the (violations, memory) plane, the
+    points that dominate it (and by how much, paired by seed), or that it dominates, or ties."""
+    plane, x, _, y, _ = PLANES[0]
+    lines = []
+    for scenario, points in summaries.items():
+        lines.append(f"### {scenario}\n")
+        lines.append("| point | violations | memory GB-s | dominated by (Δ violations, Δ memory; 95% CI, seeds paired) "
+                     "| dominates | ties |")
+        lines.append("|---|---|---|---|---|---|")
+        for a in points:
+            if a.family not in subjects and not a.default:
+                continue
+            by, over, ties = [], [], []
+            for b in points:
+                if b is a:
+                    continue
+                kind, dx, dy = relation(a, b, x, y)
+                detail = f"{b.point} ({_signed_pct_points(dy.mean, dy.half_width)}, " \
+                         f"{_signed_relative(dx.mean, dx.half_width, b.means[x])})"
+                if kind == "dominated":
+                    by.append(detail)
+                elif kind == "dominates":
+                    over.append(b.point)
+                elif kind == "tie":
+                    ties.append(b.point)
+            lines.append(f"| **{a.point}** | {_pct(a.means[y])} | {a.means[x]:,.0f} | {'; '.join(by) or 'none'} | "
+                         f"{len(over)} points | {', '.join(ties) or 'none'} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_frontiers(points: Sequence[PointSummary], scenario: str, description: str, path: Path) -> Path:
+    """Both planes for one scenario: each family's points joined in knob order, its frontier, the
+    learners marked; means over seeds with ±1 sd bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+    families: dict[str, list[PointSummary]] = defaultdict(list)
+    for p in points:
+        families[p.family].append(p)
+    colours = plt.get_cmap("tab10")
+    for ax, (plane, x, xlabel, y, ylabel) in zip(axes, PLANES):
+        for k, (family, members) in enumerate(families.items()):
+            learner = family.startswith("nac-")
+            xs = [m.means[x] for m in members]
+            ys = [100 * m.means[y] for m in members]
+            xe = [m.sds[x] for m in members]
+            ye = [100 * m.sds[y] for m in members]
+            style = {"marker": "*" if learner else "o", "markersize": 14 if learner else 6,
+                     "linestyle": "none" if learner or len(members) == 1 else "-", "color": colours(k % 10)}
+            ax.errorbar(xs, ys, xerr=xe, yerr=ye, label=family, capsize=2, linewidth=1, **style)
+            for m in members:
+                if m.default and not learner and len(members) > 1:
+                    ax.plot(m.means[x], 100 * m.means[y], marker="s", markersize=9, markerfacecolor="none",
+                            color=colours(k % 10))
+        front = frontier([p for p in points if not p.family.startswith("nac-")], x, y)
+        if front:
+            ax.step([p.means[x] for p in front], [100 * p.means[y] for p in front], where="post", color="black",
+                    linewidth=1, linestyle=":", label="baselines' frontier")
+        # Rates from a hundredth of a percent to 100% and memory over a factor of ten: both axes
+        # logarithmic (the y axis linear below 0.1%, so a point at 0 is still drawn).
+        ax.set_yscale("symlog", linthresh=0.1, linscale=0.5)
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel + " (log scale)")
+        ax.set_ylabel(ylabel + " (log scale above 0.1%)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_title("SLO violations against memory held" if plane.startswith("violations")
+                     else "cold starts against idle memory")
+    axes[0].legend(fontsize="small", loc="best")
+    fig.suptitle(f"{scenario}: {description} (means over seeds, ±1 sd; squares: each family's default)",
+                 fontsize="medium")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Rows as CSV (columns of the first row, and any others after)."""
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+__all__ = ["PLANES", "Paired", "PointSummary", "dominance_rows", "dominance_table", "frontier", "paired",
+           "plot_frontiers", "read_rows", "relation", "summarise", "t95", "write_csv"]

@@ -1,0 +1,117 @@
+"""What the evaluation suite runs in every scenario: each baseline swept over its main knob, and the learners.
+
+A *family* is one way of managing the cluster (ENSURE, KPA, fixed keep-alive, ...); its *points*
+are the values of its main knob. A learner is better than a heuristic only where it lies beyond every
+point of every family, so each family is run at several settings, not at its default alone:
+
+=====================  ==================================  ======================================
+family                 knob (settings key)                 values (the default in the middle)
+=====================  ==================================  ======================================
+``fixed-keepalive``    keep-alive, min                     5, 10 (OpenWhisk's), 20, 30, 60
+                       (``cluster.idle_timeout_s``)
+``faascache``          idle-memory budget, share of user   0.05, 0.1, 0.25, 0.5, 1.0
+                       memory (``cluster.idle_memory_
+                       fraction``) with Greedy-Dual
+                       eviction
+``ensure``             staffing constant c                 0, 0.5, 1.06, 2, 3
+``kpa``                target utilisation                  0.4, 0.55, 0.7, 0.85, 1.0
+``hpa``                target utilisation                  0.4, 0.55, 0.7, 0.85, 1.0
+``hybrid-histogram``   keep-alive percentile of idle time  0.9, 0.95, 0.99, 0.999
+``nac-linear``,        (one point each; the reward's α
+``nac-nn``             in ``policy.params``)
+=====================  ==================================  ======================================
+
+Under ``--quick`` each family keeps three of its points: the lowest, its default and the highest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from policies.registry import learns
+
+
+@dataclass(frozen=True)
+class Point:
+    """One policy at one knob value: a point of its family's frontier."""
+
+    family: str
+    """The family (the frontier it belongs to)."""
+    label: str
+    """Unique name of the point in results, e.g. ``ensure c=1.06``."""
+    policy: str
+    """The registered policy that decides."""
+    knob: str = ""
+    """The knob's settings key ("" for a family of one point)."""
+    value: float | None = None
+    """The knob's value (None for a family of one point)."""
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    """Settings overrides of this point (the knob and anything the family needs)."""
+    default: bool = False
+    """Whether this is the family's default setting."""
+
+    @property
+    def learned(self) -> bool:
+        """Whether the point's policy learns (it is trained before it is judged)."""
+        return learns(self.policy)
+
+
+def _sweep(family: str, policy: str, knob: str, short: str, values: Sequence[float], default: float,
+           base: Mapping[str, Any] | None = None, shown: Any = None) -> list[Point]:
+    points = []
+    for value in values:
+        if knob.startswith("policy.params."):
+            param = knob.rpartition(".")[2]
+            overrides = {**(base or {}), "policy.params": {policy: {param: value}}}
+        else:
+            overrides = {**(base or {}), knob: value}
+        text = shown(value) if shown else f"{value:g}"
+        points.append(Point(family=family, label=f"{family} {short}={text}", policy=policy, knob=knob,
+                            value=float(value), overrides=overrides, default=value == default))
+    return points
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:g}min"
+
+
+#: Every family of the suite and its points, in table order.
+FAMILIES: dict[str, list[Point]] = {
+    "fixed-keepalive": _sweep("fixed-keepalive", "openwhisk-default", "cluster.idle_timeout_s", "keepalive",
+                              [300.0, 600.0, 1200.0, 1800.0, 3600.0], 600.0, shown=_minutes),
+    "faascache": _sweep("faascache", "openwhisk-default", "cluster.idle_memory_fraction", "idle-memory",
+                        [0.05, 0.1, 0.25, 0.5, 1.0], 1.0, base={"cluster.eviction": "greedy-dual"}),
+    "ensure": _sweep("ensure", "ensure", "policy.params.ensure.staffing_c", "c", [0.0, 0.5, 1.06, 2.0, 3.0], 1.06),
+    "kpa": _sweep("kpa", "kpa", "policy.params.kpa.target_utilisation", "target", [0.4, 0.55, 0.7, 0.85, 1.0], 0.7),
+    "hpa": _sweep("hpa", "hpa", "policy.params.hpa.target_utilisation", "target", [0.4, 0.55, 0.7, 0.85, 1.0], 0.7),
+    "hybrid-histogram": _sweep("hybrid-histogram", "hybrid-histogram", "policy.params.hybrid-histogram.tail_percentile",
+                               "tail", [0.9, 0.95, 0.99, 0.999], 0.99),
+    "nac-linear": [Point(family="nac-linear", label="nac-linear", policy="nac-linear", default=True)],
+    "nac-nn": [Point(family="nac-nn", label="nac-nn", policy="nac-nn", default=True)],
+}
+
+
+def quick_points(points: Sequence[Point]) -> list[Point]:
+    """The lowest, the default and the highest point of a family (all of a family of three or fewer)."""
+    if len(points) <= 3:
+        return list(points)
+    keep = {0, len(points) - 1, next(i for i, p in enumerate(points) if p.default)}
+    return [p for i, p in enumerate(points) if i in keep]
+
+
+def suite_points(families: Sequence[str] | None = None, quick: bool = False) -> list[Point]:
+    """The points to run: every family (or those named), each swept, or its three points under ``quick``."""
+    names = list(families) if families else list(FAMILIES)
+    unknown = [n for n in names if n not in FAMILIES]
+    if unknown:
+        raise ValueError(f"unknown famil{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
+                         f"the suite has {', '.join(FAMILIES)}")
+    out: list[Point] = []
+    for name in names:
+        out.extend(quick_points(FAMILIES[name]) if quick else FAMILIES[name])
+    return out
+
+
+__all__ = ["FAMILIES", "Point", "quick_points", "suite_points"]

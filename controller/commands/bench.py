@@ -1,0 +1,133 @@
+"""``mfrm bench``: the evaluation suite — scenarios × policies × knob values × seeds — and its verdicts.
+
+Writes to ``--out``: ``results.csv`` (one row per cell, sorted; the numbers), ``summary.csv`` (each
+point's means and spreads over seeds), ``dominance.csv`` (every pair of points, seed-paired, on both
+planes), ``dominance.md`` (the learners' and each family's default, readable), one
+``frontier-<scenario>.png`` per scenario, ``timings.csv`` and ``bench.json`` (what ran, with which
+versions). Rerunning with the same ``--out`` skips every finished cell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from controller.bench.analysis import dominance_rows, dominance_table, plot_frontiers, read_rows, summarise, write_csv
+from controller.bench.cells import Cell
+from controller.bench.execute import Executor, LocalExecutor, RayExecutor, run_suite
+from controller.bench.scenarios import ScenarioError, load_scenario, shipped_scenarios
+from controller.bench.suite import FAMILIES, suite_points
+from controller.commands.options import UsageProblem, command_line, configure_logging
+from controller.runner import versions
+
+log = logging.getLogger(__name__)
+
+#: Seeds of a run when ``--seeds`` is not given: five, the fewest a paired comparison is reported on.
+DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
+
+
+def _seeds(values: tuple[int, ...]) -> tuple[int, ...]:
+    seeds = tuple(dict.fromkeys(values)) or DEFAULT_SEEDS
+    if any(s < 0 for s in seeds):
+        raise click.BadParameter("seeds must be >= 0", param_hint="--seeds")
+    return seeds
+
+
+@click.command("bench")
+@click.argument("scenario_files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--quick", is_flag=True, default=False,
+              help="Each scenario's short windows and three points per family (the docs' headline table).")
+@click.option("--seeds", "seed_values", type=int, multiple=True,
+              help="Seeds, repeatable; paired across points [default: 0 1 2 3 4].")
+@click.option("--families", help=f"Comma-separated families to run [default: all: {', '.join(FAMILIES)}].")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder; a rerun skips finished cells [default: runs/bench, or runs/bench-quick].")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Local worker processes.")
+@click.option("--ray", "ray_address", metavar="ADDRESS",
+              help="Run the cells as Ray tasks on this cluster (host:port, auto, or local); needs mfrm[ray].")
+@click.option("--frozen", is_flag=True, default=False,
+              help="Learners only decide while they are judged (default: they keep learning online).")
+@click.option("--episodes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Training episodes of each learner over its scenario's training window.")
+@click.option("-v", "--verbose", is_flag=True, default=False, help="Log at INFO.")
+def bench_command(scenario_files: tuple[Path, ...], quick: bool, seed_values: tuple[int, ...], families: str | None,
+                  out: Path | None, workers: int, ray_address: str | None, frozen: bool, episodes: int,
+                  verbose: bool) -> None:
+    """Run the evaluation suite: every scenario (default: the shipped ones), every family swept over
+    its knob, the learners, over paired seeds; write results, frontiers and the dominance table."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    configure_logging(logging.INFO if verbose else logging.WARNING)
+    files = list(scenario_files) or shipped_scenarios()
+    if not files:
+        raise UsageProblem("no scenario files given, and none shipped in scenarios/")
+    try:
+        scenarios = [load_scenario(path) for path in files]
+    except ScenarioError as error:
+        raise UsageProblem(str(error)) from None
+    names = [s.name for s in scenarios]
+    if len(set(names)) != len(names):
+        raise UsageProblem(f"two scenario files share a name: {sorted(n for n in set(names) if names.count(n) > 1)}")
+    try:
+        points = suite_points([f.strip() for f in families.split(",")] if families else None, quick=quick)
+    except ValueError as error:
+        raise UsageProblem(f"--families: {error}") from None
+    seeds = _seeds(seed_values)
+    out = out or Path("runs/bench-quick" if quick else "runs/bench")
+    cells = [Cell(scenario, point, seed, quick=quick, learn_online=not frozen, episodes=episodes)
+             for scenario in scenarios for point in points for seed in seeds]
+    executor: Executor = RayExecutor(ray_address) if ray_address else LocalExecutor(workers)
+    console = Console(stderr=True)
+    console.log(f"mfrm bench: {len(scenarios)} scenarios x {len(points)} points x {len(seeds)} seeds = {len(cells)} "
+                f"cells{' (quick)' if quick else ''} -> {out}")
+    started = time.perf_counter()
+    try:
+        with Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TimeRemainingColumn(), console=console) as progress:
+            tasks: dict[str, Any] = {}
+
+            def on_progress(phase: str, done: int, total: int) -> None:
+                label = "training learners" if phase == "train" else "judging cells"
+                if phase not in tasks:
+                    tasks[phase] = progress.add_task(label, total=total)
+                progress.update(tasks[phase], completed=done)
+
+            results = run_suite(cells, out, executor, on_progress)
+    except ValueError as error:  # e.g. an --out written by another version of the suite
+        raise UsageProblem(str(error)) from None
+    finally:
+        if isinstance(executor, RayExecutor):
+            executor.close()
+    wall_s = time.perf_counter() - started
+    rows = read_rows(results)
+    summaries = summarise(rows)
+    summary_rows = [{"scenario": p.scenario, "family": p.family, "point": p.point, "default": p.default,
+                     "seeds": len(p.seeds), **{f"{k}_mean": v for k, v in p.means.items()},
+                     **{f"{k}_sd": v for k, v in p.sds.items()}} for ps in summaries.values() for p in ps]
+    write_csv(summary_rows, out / "summary.csv")
+    write_csv(dominance_rows(summaries), out / "dominance.csv")
+    learners = [f for f in FAMILIES if f.startswith("nac-")]
+    (out / "dominance.md").write_text(dominance_table(summaries, learners), encoding="utf-8")
+    plots = [plot_frontiers(summaries[s.name], s.name, s.description, out / f"frontier-{s.name}.png")
+             for s in scenarios if s.name in summaries]
+    (out / "bench.json").write_text(json.dumps({
+        "command": command_line(), "quick": quick, "seeds": list(seeds), "points": [p.label for p in points],
+        "scenarios": [{"name": s.name, "file": str(s.path),
+                       "sha256": hashlib.sha256(s.path.read_bytes()).hexdigest()} for s in scenarios],
+        "cells": len(cells), "wall_s_this_run": wall_s, "versions": versions(),
+    }, indent=2), encoding="utf-8")
+    click.echo(f"{len(cells)} cells in {wall_s:.0f} s")
+    for name in ("results.csv", "summary.csv", "dominance.csv", "dominance.md"):
+        click.echo(f"{name:<14} {out / name}")
+    for plot in plots:
+        click.echo(f"plot           {plot}")
+
+
+__all__ = ["DEFAULT_SEEDS", "bench_command"]

@@ -1,0 +1,187 @@
+"""The evaluation suite: scenario files, the sweep, resumable runs, frontiers and seed-paired verdicts."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from controller.bench.analysis import PointSummary, frontier, paired, read_rows, relation, summarise
+from controller.bench.cells import Cell
+from controller.bench.execute import LocalExecutor, run_suite
+from controller.bench.scenarios import ScenarioError, load_scenario, shipped_scenarios
+from controller.bench.suite import FAMILIES, quick_points, suite_points
+from controller.commands.bench import bench_command
+
+TINY = """\
+scenario:
+  version: 1
+  name: tiny
+  description: three functions, two minutes
+  train: {start_minute: 480, minutes: 2}
+  evaluate: {start_minute: 482, minutes: 2}
+cluster: {invokers: 3}
+workload: {functions: 3}
+reward: {slo_probe_invocations: 200}
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- scenario files ---------------------------------------------------------------------------
+
+
+def test_every_shipped_scenario_loads_and_judges_on_data_learners_did_not_train_on():
+    scenarios = [load_scenario(p) for p in shipped_scenarios()]
+    assert {s.name for s in scenarios} >= {"paper-12", "memory-contended", "heavy-function", "bursty",
+                                           "many-functions", "trace-2021", "unseen-functions"}
+    for s in scenarios:
+        train, evaluate = s.settings("train", quick=False), s.settings("evaluate", quick=False)
+        later = evaluate.workload.start_minute >= train.workload.start_minute + train.workload.minutes
+        assert later or s.split_seed is not None, s.name
+    unseen = next(s for s in scenarios if s.name == "unseen-functions")
+    assert unseen.settings("train", quick=True).workload.split_part == "train"
+    assert unseen.settings("evaluate", quick=True).workload.split_part == "evaluate"
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        (TINY.replace("  version: 1\n", "  version: 2\n"), ":2:", "scenario.version: this mfrm reads version 1"),
+        (TINY.replace("  name: tiny\n", "  name: a b\n"), ":3:", "scenario.name: letters, digits"),
+        (TINY.replace("  train: {start_minute: 480, minutes: 2}\n", "  train: {start_minute: 480, minute: 2}\n"),
+         ":5:", "scenario.train.minute: unknown key"),
+        (TINY.replace("  evaluate: {start_minute: 482, minutes: 2}\n", "  evaluate: {start_minute: 481, minutes: 2}\n"),
+         ":6:", "overlap the training window"),
+        (TINY.replace("  train: {start_minute: 480, minutes: 2}\n", "  train: {start_minute: 480, minutes: -3}\n"),
+         ":5:", "scenario.train.minutes: must be a whole number"),
+        (TINY + "  colour: blue\n", ":10:", "not valid YAML"),
+        (TINY.replace("scenario:\n", "scenari:\n"), "", "needs a top-level 'scenario' section"),
+        (TINY.replace("cluster: {invokers: 3}", "cluster: {invokers: 0}"), ":7", "cluster.invokers = 0"),
+        (TINY.replace("workload: {functions: 3}", "workload: {functions: 3, colour: blue}"), ":8",
+         "workload.colour: unknown setting"),
+        (TINY.replace("  description: three functions, two minutes\n", "  description: three\n  sprit: {seed: 1}\n"),
+         ":5:", "scenario.sprit: unknown key"),
+    ],
+    ids=["version", "name", "window-key", "overlap", "negative-minutes", "broken-yaml", "no-section",
+         "setting-out-of-range", "unknown-setting", "unknown-scenario-key"],
+)
+def test_a_malformed_scenario_file_is_refused_with_its_file_line_and_key(tmp_path, text, where, message):
+    path = _write(tmp_path, text)
+    with pytest.raises(ScenarioError) as raised:
+        load_scenario(path)
+    assert str(path) in str(raised.value) and where in str(raised.value) and message in str(raised.value), raised.value
+
+
+def test_the_command_refuses_a_malformed_scenario_with_one_line_and_exit_2(tmp_path):
+    path = _write(tmp_path, TINY.replace("  version: 1\n", "  version: x\n"))
+    result = CliRunner().invoke(bench_command, [str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and f"{path}:2: scenario.version" in result.output and "Traceback" not in result.output
+
+
+# --- the sweep --------------------------------------------------------------------------------
+
+
+def test_every_family_is_swept_around_its_default_and_quick_keeps_its_ends_and_default():
+    for name, points in FAMILIES.items():
+        assert sum(p.default for p in points) == 1, name
+        assert len({p.label for p in points}) == len(points), name
+        if len(points) > 1:
+            kept = quick_points(points)
+            assert kept[0] is points[0] and kept[-1] is points[-1] and any(p.default for p in kept)
+    labels = [p.label for p in suite_points()]
+    assert "fixed-keepalive keepalive=10min" in labels and "fixed-keepalive keepalive=20min" in labels
+    assert any(p.startswith("faascache ") for p in labels) and "nac-linear" in labels
+    with pytest.raises(ValueError, match="unknown family nope"):
+        suite_points(["nope"])
+
+
+# --- running, resuming ------------------------------------------------------------------------
+
+
+def _cells(tmp_path: Path, seeds=(0, 1)) -> list[Cell]:
+    scenario = load_scenario(_write(tmp_path, TINY))
+    points = [p for p in suite_points(["ensure", "fixed-keepalive"], quick=True)][:3]
+    return [Cell(scenario, point, seed) for point in points for seed in seeds]
+
+
+def test_one_worker_or_two_give_the_same_results_file_byte_for_byte(tmp_path):
+    cells = _cells(tmp_path)
+    one = run_suite(cells, tmp_path / "one", LocalExecutor(workers=1))
+    two = run_suite(cells, tmp_path / "two", LocalExecutor(workers=2))
+    assert one.read_bytes() == two.read_bytes()
+    rows = list(csv.DictReader(one.open()))
+    assert [(r["point"], r["seed"]) for r in rows] == [(c.point.label, str(c.seed)) for c in cells]
+
+
+def test_a_rerun_skips_every_finished_cell_and_runs_only_new_ones(tmp_path):
+    cells = _cells(tmp_path, seeds=(0,))
+    out = tmp_path / "out"
+    run_suite(cells, out, LocalExecutor(workers=1))
+    timings = (out / "timings.csv").read_text().splitlines()
+    run_suite(cells, out, LocalExecutor(workers=1))
+    assert (out / "timings.csv").read_text().splitlines() == timings  # nothing ran again
+    more = _cells(tmp_path, seeds=(0, 3))
+    run_suite(more, out, LocalExecutor(workers=1))
+    assert len((out / "timings.csv").read_text().splitlines()) == len(timings) + len(cells)  # only seed 3
+    assert len(read_rows(out / "results.csv")) == len(more)
+
+
+def test_a_changed_scenario_gives_new_cells_not_stale_rows(tmp_path):
+    cell = _cells(tmp_path, seeds=(0,))[0]
+    changed = load_scenario(_write(tmp_path, TINY.replace("invokers: 3", "invokers: 4"), "t.yaml"))
+    assert Cell(changed, cell.point, 0).key() != cell.key()
+
+
+# --- verdicts ---------------------------------------------------------------------------------
+
+
+def _point(name: str, by_seed: dict[int, tuple[float, float]], family: str = "f") -> PointSummary:
+    rows = {s: {"slo_violation_rate": v, "memory_gb_s": m} for s, (v, m) in by_seed.items()}
+    means = {k: sum(r[k] for r in rows.values()) / len(rows) for k in ("slo_violation_rate", "memory_gb_s")}
+    return PointSummary("s", family, name, False, tuple(rows), means, {k: 0.0 for k in means}, rows)
+
+
+def test_the_frontier_keeps_the_points_nothing_beats_on_both_axes():
+    a = _point("a", {0: (0.10, 100.0)})
+    b = _point("b", {0: (0.05, 200.0)})
+    c = _point("c", {0: (0.08, 250.0)})  # beaten by b on both
+    d = _point("d", {0: (0.01, 400.0)})
+    assert [p.point for p in frontier([a, b, c, d], "memory_gb_s", "slo_violation_rate")] == ["a", "b", "d"]
+
+
+def test_paired_differences_give_a_t_interval_and_a_verdict_per_axis():
+    a = _point("a", {s: (0.02 + 0.001 * s, 100.0 + s) for s in range(5)})
+    b = _point("b", {s: (0.03 + 0.001 * s, 100.0 + s) for s in range(5)})
+    d = paired(a, b, "slo_violation_rate")
+    assert d.seeds == 5 and d.mean == pytest.approx(-0.01) and d.half_width == pytest.approx(0.0, abs=1e-12)
+    assert d.verdict == -1 and paired(a, b, "memory_gb_s").verdict == 0
+    assert relation(a, b, "memory_gb_s", "slo_violation_rate")[0] == "dominates"
+    assert relation(b, a, "memory_gb_s", "slo_violation_rate")[0] == "dominated"
+
+
+def test_noisy_seeds_make_a_tie_not_a_win():
+    a = _point("a", {0: (0.01, 100.0), 1: (0.05, 100.0), 2: (0.02, 100.0)})
+    b = _point("b", {0: (0.03, 100.0), 1: (0.02, 100.0), 2: (0.025, 100.0)})
+    kind, dx, dy = relation(a, b, "memory_gb_s", "slo_violation_rate")
+    assert kind == "tie" and dy.verdict == 0 and not math.isnan(dy.half_width)
+
+
+def test_a_trade_off_is_called_one():
+    a = _point("a", {s: (0.01, 300.0 + s) for s in range(3)})
+    b = _point("b", {s: (0.05, 100.0 + s) for s in range(3)})
+    assert relation(a, b, "memory_gb_s", "slo_violation_rate")[0] == "trade-off"
+
+
+def test_summaries_pool_each_point_over_its_seeds(tmp_path):
+    cells = _cells(tmp_path)
+    results = run_suite(cells, tmp_path / "out", LocalExecutor(workers=1))
+    summaries = summarise(read_rows(results))["tiny"]
+    assert len(summaries) == 3 and all(p.seeds == (0, 1) for p in summaries)
