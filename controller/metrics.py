@@ -57,8 +57,9 @@ NO_DECISION_REASONS: tuple[str, ...] = ("no_data", "tick_failed", "policy")
 #: What the guard did to the decisions of a tick (``mfrm_guard_decisions_total{outcome}``):
 #: ``clamped`` passed after a bound, the per-tick step limit or the cluster's capacity changed it;
 #: ``unchanged`` skipped as equal to the targets in force; ``blocked_invalid`` dropped because the
-#: function's row had no data.
-GUARD_OUTCOMES: tuple[str, ...] = ("clamped", "unchanged", "blocked_invalid")
+#: function's row had no data (or its observed pool was unknown); ``reapplied`` the targets in force
+#: written again because the observed state differed from them (a function, not a decision).
+GUARD_OUTCOMES: tuple[str, ...] = ("clamped", "unchanged", "blocked_invalid", "reapplied")
 
 #: Tick duration buckets, s: a sim tick of a few functions takes milliseconds; a real backend's
 #: observation is bounded by HTTP timeouts of seconds.
@@ -221,7 +222,8 @@ class MetricsExporter:
         self.guard_decisions = counter("mfrm_guard_decisions_total",
                                        "Decisions the guard changed or held back, by outcome (clamped: cut by a "
                                        "bound, step limit or capacity; unchanged: equal to the targets in force; "
-                                       "blocked_invalid: the row had no data).", ("outcome",))
+                                       "blocked_invalid: the row had no data; reapplied: targets in force "
+                                       "written again because the observed state differed).", ("outcome",))
         self.backend_errors = counter("mfrm_backend_errors_total",
                                       "Failed observations and actions, by kind.", ("kind",))
         self.checkpoints = counter("mfrm_checkpoints_total", "Checkpoints of the policy written.")
@@ -286,7 +288,7 @@ class MetricsExporter:
 
         guard = report.guarded
         for outcome, count in (("clamped", guard.clamped), ("unchanged", guard.unchanged),
-                               ("blocked_invalid", guard.blocked_invalid)):
+                               ("blocked_invalid", guard.blocked_invalid), ("reapplied", guard.reapplied)):
             if count:
                 self.guard_decisions.labels(outcome).inc(count)
 

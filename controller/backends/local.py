@@ -22,8 +22,9 @@ first tick (no earlier reading to subtract). CPU allocated is the snapshot's con
 1024 held over the tick.
 
 Consistency (``controller.backends.base``): one platform, always the same invoker row (``local``);
-``apply`` only sends what changed since the last accepted change (idempotent), and a change the
-platform accepted has been applied to its running containers (new containers start as it says).
+``apply`` reads the pools and writes only the targets the platform does not hold (idempotent against
+the platform's state, not against what was sent before), and a change the platform accepted has been
+applied to its running containers (new containers start as it says).
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ from controller.clients.openwhisk import (
 from policies.types import (
     KEEP_SHARES,
     SHARES_PER_CORE,
-    UNMANAGED,
     ClusterSnapshot,
     Decisions,
     FunctionStats,
@@ -95,8 +95,6 @@ class LocalBackend:
         self._previous_cpu: dict[str, float] | None = None
         self._previous_backlog = np.zeros(n)
         self._recent: list[deque[float]] = [deque(maxlen=3) for _ in range(n)]
-        self._set_containers = np.full(n, UNMANAGED, dtype=np.int64)
-        self._set_shares = np.full(n, KEEP_SHARES, dtype=np.int64)
 
     def _resources_path(self, name: str | None = None) -> str:
         base = f"/resources/v1/namespaces/{quote(self.client.namespace, safe='')}/actions"
@@ -183,17 +181,23 @@ class LocalBackend:
     # --- act ------------------------------------------------------------------------------------
 
     def apply(self, decisions: Decisions, now: float) -> list[ActionFailure]:
+        """Hold each decided function to its targets: its pool is read first, and only the targets the
+        platform does not hold already are written (idempotent against what the platform holds, not
+        against what was sent: a platform that restarted with its defaults gets them again). When
+        the pools cannot be read, every target given is written."""
         failures: list[ActionFailure] = []
+        held = self._held_targets() if decisions.valid.any() else {}
         for i in np.flatnonzero(decisions.valid):
             if i >= len(self.function_names):
                 failures.append(ActionFailure(f"#{i}", FailureKind.UNKNOWN_FUNCTION, f"no function at index {i}"))
                 continue
             name = self.function_names[i]
+            holds = held.get(name, {})
             body: dict[str, int] = {}
             containers, shares = int(decisions.containers[i]), int(decisions.cpu_shares[i])
-            if containers != self._set_containers[i]:
+            if holds.get("containers") != containers:
                 body["containers"] = containers
-            if shares != KEEP_SHARES and shares != self._set_shares[i]:
+            if shares != KEEP_SHARES and holds.get("cpuShares") != shares:
                 body["cpuShares"] = shares
             if not body:
                 continue
@@ -201,18 +205,22 @@ class LocalBackend:
                 self.client.request("PUT", self._resources_path(name), body=body)
             except NotFound as error:
                 failures.append(ActionFailure(name, FailureKind.UNKNOWN_FUNCTION, str(error)))
-                continue
             except (RequestRejected, Unauthorized) as error:
                 failures.append(ActionFailure(name, FailureKind.REJECTED, str(error)))
-                continue
             except OpenWhiskError as error:
                 failures.append(ActionFailure(name, FailureKind.UNAVAILABLE, str(error)))
-                continue
-            if "containers" in body:
-                self._set_containers[i] = containers
-            if "cpuShares" in body:
-                self._set_shares[i] = shares
         return failures
+
+    def _held_targets(self) -> dict[str, dict[str, Any]]:
+        """Per action, the pool target (``containers``) and ``cpuShares`` the platform holds now;
+        empty when the pools cannot be read (then nothing is known to be held)."""
+        try:
+            _, pools = self.client.request("GET", self._resources_path())
+        except OpenWhiskError:
+            return {}
+        if not isinstance(pools, list):
+            return {}
+        return {str(p["action"]): p for p in pools if isinstance(p, dict) and "action" in p}
 
 
 def benchmark_slos_s(slo_file: Path, names: Sequence[str]) -> np.ndarray:

@@ -217,7 +217,9 @@ class OpenWhiskBackend:
         self._recent: list[deque[float]] = [deque(maxlen=3) for _ in range(n)]
         self._cpu_seen: dict[str, float] = {}
         self._shares_target = np.full(n, KEEP_SHARES, dtype=np.int64)
-        self._pool_set = np.full(n, UNMANAGED, dtype=np.int64)
+        """The shares in force per function, as the loop last asked: every container of the action
+        whose observed shares differ gets them whenever the action is written (a desired state,
+        compared with each container's observed shares; not a record of what was sent)."""
         self._view: RuntimeView | None = None
 
     # --- observe --------------------------------------------------------------------------------
@@ -389,7 +391,11 @@ class OpenWhiskBackend:
         return failures
 
     def _apply_pool(self, i: int, name: str, target: int) -> ActionFailure | None:
-        if target == UNMANAGED or target == self._pool_set[i]:
+        """Hold the action to ``target`` through the knob of :attr:`warm_pool`. The action's
+        ``limits.instances`` is read first and written only when it differs (an update makes a new
+        revision, whose first invocations start cold): idempotent against what the platform holds,
+        so a platform that lost the limit gets it again."""
+        if target == UNMANAGED:
             return None
         if self.warm_pool is WarmPoolMode.REJECT or target == 0:
             what = "scale to zero" if target == 0 else f"keeping {target} warm containers"
@@ -397,6 +403,8 @@ class OpenWhiskBackend:
         try:
             action = self.client.get_action(name)
             limits = dict(action.get("limits") or {})
+            if limits.get("instances") == target:
+                return None
             limits["instances"] = target
             self.client.put_action(name, {"limits": limits}, overwrite=True)
         except NotFound as error:
@@ -405,7 +413,6 @@ class OpenWhiskBackend:
             return ActionFailure(name, FailureKind.REJECTED, f"limits.instances={target}: {error}")
         except OpenWhiskError as error:
             return ActionFailure(name, FailureKind.UNAVAILABLE, str(error))
-        self._pool_set[i] = target
         return None
 
     def _apply_shares(self, i: int, name: str) -> ActionFailure | None:
