@@ -138,3 +138,37 @@ def test_the_instances_limit_is_read_back_and_set_again_when_the_action_lost_it(
         backend.apply(decided, 30.0)
         assert len(fake.calls_to("PUT", r"/actions/primes$")) == 3
         assert fake.actions["primes"]["limits"]["instances"] == 4
+
+
+def test_containers_an_invoker_creates_later_get_the_shares_in_force_from_the_loop():
+    from fakes.docker_engine import FakeDockerEngine
+
+    from controller.backends.docker_runtime import DockerRuntime
+
+    class Shares:
+        name = "shares"
+
+        def decide(self, snapshot, mu):
+            n = len(snapshot.functions)
+            return Decisions(containers=np.full(n, UNMANAGED), cpu_shares=np.full(n, 640),
+                             valid=snapshot.functions.valid.copy(), reasons=("shares",) * n)
+
+        def feedback(self, snapshot, mu, rewards):
+            return {}
+
+    with FakeOpenWhisk() as fake, FakeDockerEngine() as engine:
+        client = OpenWhiskClient(fake.url, AUTH, retry=NO_RETRY)
+        client.put_action("primes", {"exec": {"kind": "python:3.11", "code": CODE}, "limits": {"memory": 256}})
+        engine.add("wsk0_1_guest_primes")
+        backend = OpenWhiskBackend(client, ["primes"], [0.5], epoch_origin_ms=ORIGIN_MS, namespace=NAMESPACE,
+                                   runtime=DockerRuntime({"invoker0": f"tcp://127.0.0.1:{engine.port}"}))
+        loop = ControlLoop(backend=backend, policy=Shares(), estimator=PopulationEstimator(bins=10, beta=0.1),
+                           bounds=GuardBounds(respect_capacity=False, max_shares=4096))
+        loop.step(10.0)
+        late = engine.add("wsk0_2_guest_primes")  # the invoker's own default shares
+        report = loop.step(20.0)
+        assert report.guarded.reapply.tolist() == [True] and not report.guarded.decisions.valid.any()
+        assert late.cpu_shares == 640
+        assert [c.cpu_shares for c in engine.containers.values()] == [640, 640]
+        loop.step(30.0)
+        assert [u.body for u in engine.calls_to("POST", r"/update$")] == [{"CpuShares": 640}] * 2
