@@ -33,20 +33,17 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from controller.backends.base import FailureKind
+from controller.clients.errors import OBSERVATION_KINDS, ObservationProblem
 from controller.loop import TickReport
 from policies.types import KEEP_SHARES, UNMANAGED
 
 log = logging.getLogger(__name__)
 
 #: Error kinds of ``mfrm_backend_errors_total{kind}``: the action failure kinds of
-#: ``controller.backends.base.FailureKind`` plus what a failed observation can be.
-ERROR_KINDS: tuple[str, ...] = (
-    *(kind.value for kind in FailureKind),
-    "timeout",
-    "throttled",
-    "server_error",
-    "bad_response",
-)
+#: ``controller.backends.base.FailureKind`` plus what a failed observation can be
+#: (``controller.clients.errors.ObservationKind``: unauthorized, throttled, server_error, timeout,
+#: unreachable, malformed; ``rejected`` is in both).
+ERROR_KINDS: tuple[str, ...] = tuple(dict.fromkeys((*(kind.value for kind in FailureKind), *OBSERVATION_KINDS)))
 
 #: Why a function got no decision in a tick (``mfrm_no_decisions_total{reason}``):
 #: ``no_data`` its row was not observed (scrape failed, metric missing, stale);
@@ -75,6 +72,8 @@ METRIC_NAMES: tuple[str, ...] = (
     "mfrm_tick_duration_seconds",
     "mfrm_ticks_completed",
     "mfrm_last_successful_tick_timestamp_seconds",
+    "mfrm_last_full_observation_timestamp_seconds",
+    "mfrm_tick_overruns_total",
     "mfrm_functions_observed",
     "mfrm_functions_unexported",
     "mfrm_decision_target_containers",
@@ -103,8 +102,9 @@ def error_kind(error: BaseException) -> str:
     """The bounded :data:`ERROR_KINDS` label of an exception raised by a backend or a reader.
 
     An exception that says its own kind (an attribute ``kind`` holding a ``FailureKind`` or one of
-    the labels, as the PromQL reader's errors do) is taken at its word; HTTP and network errors of
-    ``requests`` and the standard library are classified by type and status code; anything else
+    the labels, as the OpenWhisk client's and the PromQL reader's errors and
+    ``controller.clients.errors.ObservationError`` do) is taken at its word; HTTP and network errors
+    of ``requests`` and the standard library are classified by type and status code; anything else
     is ``internal`` (a bug to report).
     """
     kind = getattr(error, "kind", None)
@@ -114,6 +114,8 @@ def error_kind(error: BaseException) -> str:
         return kind
     status = getattr(getattr(error, "response", None), "status_code", None)
     if isinstance(status, int):
+        if status in (401, 403):
+            return "unauthorized"
         if status == 429:
             return "throttled"
         if status >= 500:
@@ -128,13 +130,13 @@ def error_kind(error: BaseException) -> str:
         if isinstance(error, requests.Timeout):
             return "timeout"
         if isinstance(error, requests.ConnectionError):
-            return "unavailable"
+            return "unreachable"
         if isinstance(error, requests.JSONDecodeError):
-            return "bad_response"
+            return "malformed"
     if isinstance(error, (TimeoutError, socket.timeout)):
         return "timeout"
     if isinstance(error, ConnectionError):
-        return "unavailable"
+        return "unreachable"
     return "internal"
 
 
@@ -187,6 +189,12 @@ class MetricsExporter:
                                      "records; a resumed daemon continues from its checkpoint's count).")
         self.last_success = gauge("mfrm_last_successful_tick_timestamp_seconds",
                                   "Unix time at which the last tick finished successfully, s.")
+        self.last_full_observation = gauge(
+            "mfrm_last_full_observation_timestamp_seconds",
+            "Unix time of the last tick that observed the cluster (its observation succeeded and at least "
+            "one function had data), s; 0 until the first. Alert on time() - x.")
+        self.overruns = counter("mfrm_tick_overruns_total",
+                                "Ticks that ran past their deadline (daemon.tick_deadline_s), good or failed.")
         self.functions_observed = gauge("mfrm_functions_observed", "Functions in the last snapshot.")
         self.functions_unexported = gauge("mfrm_functions_unexported",
                                           "Functions left out of the per-function series (label cap or not configured).")
@@ -360,6 +368,21 @@ class MetricsExporter:
         self.backend_errors.labels(kind).inc()
         # Every function known from earlier ticks lost its decision (at least one: the tick did).
         self.no_decisions.labels("tick_failed").inc(max(1, self._known_functions))
+
+    def on_observation_problems(self, problems: Iterable[ObservationProblem]) -> None:
+        """Count the errors behind rows an observation lost (one per problem and tick; absent data
+        that is no error, ``kind`` None, is counted only as ``no_data`` by :meth:`on_tick`)."""
+        for problem in problems:
+            if problem.label is not None:
+                self.backend_errors.labels(problem.label).inc()
+
+    def on_full_observation(self) -> None:
+        """A tick observed the cluster (see ``mfrm_last_full_observation_timestamp_seconds``)."""
+        self.last_full_observation.set(self._wall_clock())
+
+    def on_overrun(self) -> None:
+        """A tick ran past its deadline."""
+        self.overruns.inc()
 
     def observe_tick_duration(self, seconds: float) -> None:
         """Wall time one tick took, good or failed, s."""

@@ -8,6 +8,7 @@ cold starts; :func:`fill_activation_columns` writes them into the snapshot's col
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,12 +34,28 @@ class TickActivations:
 
 
 def record_timing_s(record: Mapping[str, Any]) -> tuple[float, float, float, bool]:
-    """(wait, init, duration, cold) of an activation record, s. ``duration`` includes ``init``."""
-    wait = float(annotation(record, "waitTime", 0) or 0) / 1000.0
+    """(wait, init, duration, cold) of an activation record, s. ``duration`` includes ``init``.
+
+    Raises ``ValueError`` naming the field when one is not a finite number >= 0 (a record the
+    platform, or something between, garbled): its function's row is then invalid, not guessed.
+    """
+    wait = _milliseconds(record, "waitTime", annotation(record, "waitTime", 0)) / 1000.0
     init_raw = annotation(record, "initTime")
-    init = float(init_raw) / 1000.0 if init_raw is not None else 0.0
-    duration = float(record.get("duration", 0) or 0) / 1000.0
+    init = _milliseconds(record, "initTime", init_raw) / 1000.0 if init_raw is not None else 0.0
+    duration = _milliseconds(record, "duration", record.get("duration", 0)) / 1000.0
     return wait, init, duration, init_raw is not None
+
+
+def _milliseconds(record: Mapping[str, Any], field: str, raw: Any) -> float:
+    if raw is None:
+        return 0.0
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(raw, bool) or not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"activation {record.get('activationId')!r}: {field}={raw!r} is not a time in ms")
+    return value
 
 
 class ActivationWindow:
@@ -59,28 +76,48 @@ class ActivationWindow:
         """How far back each read reaches, s: longer than the longest activation plus the store's lag.
         120 s covers OpenWhisk's default 60-s action time limit twice."""
         self._seen: dict[str, int] = {}
+        self.unusable = 0
+        """Records of the last read left out because they had no activation id or action name."""
 
     def read(self, now: float) -> dict[str, list[dict[str, Any]]]:
-        """New activations by action name; raises OpenWhiskError when the window cannot be read."""
+        """New activations by action name; raises OpenWhiskError when the window cannot be read.
+
+        Records the window cannot use (no id, no action name) are left out and counted in
+        :attr:`unusable` for this read, so the backend can say so.
+        """
         upto = int(self.epoch_origin_ms + now * 1000.0)
         # Activations before the run's time 0 are not the run's.
         since = int(max(upto - self.lookback_s * 1000.0, self.epoch_origin_ms))
         records = self.client.iter_activations(since_ms=since, upto_ms=upto)
         fresh: dict[str, list[dict[str, Any]]] = {}
+        unusable = 0
         for record in records:
             activation_id = record.get("activationId")
-            if not isinstance(activation_id, str) or activation_id in self._seen:
+            name = record.get("name")
+            if not isinstance(activation_id, str) or not isinstance(name, str):
+                unusable += 1
                 continue
-            self._seen[activation_id] = int(record.get("start", upto))
-            fresh.setdefault(str(record.get("name", "")), []).append(record)
+            if activation_id in self._seen:
+                continue
+            start = record.get("start")
+            self._seen[activation_id] = int(start) if isinstance(start, (int, float)) and math.isfinite(start) else upto
+            fresh.setdefault(name, []).append(record)
         self._seen = {k: start for k, start in self._seen.items() if start >= since}
         for group in fresh.values():
-            group.sort(key=lambda r: (r.get("end") or r.get("start") or 0))
+            group.sort(key=_end_or_start)
+        self.unusable = unusable
         return fresh
 
 
+def _end_or_start(record: Mapping[str, Any]) -> float:
+    value = record.get("end") or record.get("start") or 0
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
 def summarise(records: Sequence[Mapping[str, Any]]) -> TickActivations:
-    """Latencies, execution times and cold starts of one function's activations of a tick."""
+    """Latencies, execution times and cold starts of one function's activations of a tick.
+
+    Raises ``ValueError`` (naming the record and field) when a record's times are not usable."""
     timings = [record_timing_s(r) for r in records]
     latencies = np.array([wait + duration for wait, _, duration, _ in timings], dtype=float)
     exec_s = np.array([max(duration - init, 0.0) for _, init, duration, _ in timings], dtype=float)

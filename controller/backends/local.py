@@ -16,10 +16,13 @@ It speaks only HTTP to the platform (``docs/localwhisk.md``), through :class:`co
 Arrivals: the platform counts activations when they complete, so arrivals of a tick are estimated by
 conservation: completions + (in flight + queued now) − (in flight + queued at the last tick).
 
-No data, no zeros: if the activations or the pools cannot be read, every function of the tick is
-``valid=False``; a function the platform does not know is ``valid=False``; CPU used is NaN on the
-first tick (no earlier reading to subtract). CPU allocated is the snapshot's containers × shares /
-1024 held over the tick.
+No data, no zeros: if the activations, the pools or the status cannot be read, ``observe`` raises
+:class:`controller.clients.errors.ObservationError` with the client's kind (the tick fails, nothing
+is decided). A function the platform does not know, or whose pool or activation records are garbled,
+is ``valid=False`` and listed with its cause in :attr:`LocalBackend.problems`; CPU used is NaN on the
+first tick (no earlier reading to subtract). A tick covers the time since the last good observation
+(``tick_s``), so counts after a failed read are not squeezed into one interval. CPU allocated is the
+snapshot's containers × shares / 1024 held over the tick.
 
 Consistency (``controller.backends.base``): one platform, always the same invoker row (``local``);
 ``apply`` reads the pools and writes only the targets the platform does not hold (idempotent against
@@ -42,13 +45,16 @@ import numpy as np
 
 from controller.backends.base import ActionFailure, FailureKind
 from controller.backends.activations import ActivationWindow, fill_activation_columns, summarise
+from controller.clients.errors import ObservationError, ObservationKind, ObservationProblem
 from controller.clients.openwhisk import (
     NotFound,
     OpenWhiskClient,
     OpenWhiskError,
     RequestRejected,
+    RetryPolicy,
     Unauthorized,
 )
+from controller.settings import mask_credentials
 from policies.types import (
     KEEP_SHARES,
     SHARES_PER_CORE,
@@ -95,6 +101,8 @@ class LocalBackend:
         self._previous_cpu: dict[str, float] | None = None
         self._previous_backlog = np.zeros(n)
         self._recent: list[deque[float]] = [deque(maxlen=3) for _ in range(n)]
+        self.problems: tuple[ObservationProblem, ...] = ()
+        """What the last observation lost: functions without data and why (``controller.clients.errors``)."""
 
     def _resources_path(self, name: str | None = None) -> str:
         base = f"/resources/v1/namespaces/{quote(self.client.namespace, safe='')}/actions"
@@ -103,80 +111,108 @@ class LocalBackend:
     # --- observe --------------------------------------------------------------------------------
 
     def observe(self, now: float) -> ClusterSnapshot:
+        """The tick since the last good observation; raises ``ObservationError`` when the platform
+        cannot be read (see the module docstring)."""
         if now <= self._last_now:
             raise ValueError(f"local backend: now={now} s is not after the last observation at {self._last_now} s")
+        self.problems = ()
+        # The resource reads have no side effect; the activation window remembers what it handed
+        # out, so it is read last: a failure before it loses nothing.
+        pools = self._read("pools", self._resources_path(), list)
+        status = self._read("status", "/resources/v1/status", dict)
+        try:
+            fresh = self.activations.read(now)
+        except OpenWhiskError as error:
+            raise ObservationError.from_error("activations", error) from None
         tick_s = now - self._last_now
         self._last_now = now
         n = len(self.function_names)
-        try:
-            fresh = self.activations.read(now)
-            _, pools = self.client.request("GET", self._resources_path())
-            _, status = self.client.request("GET", "/resources/v1/status")
-            if not isinstance(pools, list) or not isinstance(status, dict):
-                raise TypeError(f"unexpected resource API answer: pools {type(pools).__name__}, status {type(status).__name__}")
-        except (OpenWhiskError, TypeError):
-            return self._no_data(now, tick_s)
         by_name: dict[str, dict[str, Any]] = {p.get("action"): p for p in pools if isinstance(p, dict)}
         cols: dict[str, np.ndarray] = {k: np.full(n, np.nan) for k in (
             "memory_mb", "arrivals", "completions", "in_flight", "queued", "p50_latency_s", "p99_latency_s",
             "mean_exec_s", "recent_exec_s", "cold_starts", "slo_violations", "containers", "busy_containers",
             "cpu_shares", "cpu_used_core_s", "cpu_alloc_core_s")}
         valid = np.zeros(n, dtype=bool)
-        cpu_now = {name: float(p.get("cpuSeconds", 0.0)) for name, p in by_name.items()}
+        problems: list[ObservationProblem] = []
+        missing: list[str] = []
+        cpu_now: dict[str, float] = {}
         backlog = np.zeros(n)
+        shares_allocated = 0.0
+        for name, pool in by_name.items():
+            try:
+                cpu_now[name] = _number(pool, "cpuSeconds", 0.0)
+                shares_allocated += _number(pool.get("current") or {}, "total", 0.0) * _number(pool, "cpuShares", 0.0)
+            except ValueError:
+                continue  # its own row says so below (a managed action) or it is not ours
         for i, name in enumerate(self.function_names):
             pool = by_name.get(name)
             if pool is None:
-                continue  # not deployed: no data for it
+                missing.append(name)
+                backlog[i] = self._previous_backlog[i]
+                continue
+            source = "pools"
+            try:
+                current = pool.get("current") or {}
+                busy, total = _number(current, "busy", 0.0), _number(current, "total", 0.0)
+                queued, shares = _number(pool, "queued", 0.0), _number(pool, "cpuShares")
+                memory = _number(pool, "memoryMB")
+                source = "activations"
+                tick = summarise(fresh.get(name, ()))
+            except ValueError as error:
+                problems.append(ObservationProblem(ObservationKind.MALFORMED, source, str(error), (name,)))
+                backlog[i] = self._previous_backlog[i]
+                continue
             valid[i] = True
-            current = pool.get("current") or {}
-            busy = float(current.get("busy", 0))
-            total = float(current.get("total", 0))
-            queued = float(pool.get("queued", 0))
-            shares = float(pool.get("cpuShares", np.nan))
-            fill_activation_columns(cols, i, summarise(fresh.get(name, ())), self.slo_s[i], self._recent[i])
+            fill_activation_columns(cols, i, tick, self.slo_s[i], self._recent[i])
             backlog[i] = busy + queued
-            cols["memory_mb"][i] = float(pool.get("memoryMB", np.nan))
+            cols["memory_mb"][i] = memory
             cols["arrivals"][i] = max(cols["completions"][i] + backlog[i] - self._previous_backlog[i], 0.0)
             cols["in_flight"][i], cols["queued"][i] = busy, queued
             cols["containers"][i], cols["busy_containers"][i] = total, busy
             cols["cpu_shares"][i] = shares
-            if self._previous_cpu is not None:
+            if self._previous_cpu is not None and name in cpu_now:
                 cols["cpu_used_core_s"][i] = max(cpu_now[name] - self._previous_cpu.get(name, 0.0), 0.0)
             cols["cpu_alloc_core_s"][i] = total * shares / SHARES_PER_CORE * tick_s
+        if missing:
+            problems.append(ObservationProblem(None, "pools", "the platform has no such action (not deployed)",
+                                               tuple(missing)))
+        if self.activations.unusable:
+            problems.append(ObservationProblem(
+                ObservationKind.MALFORMED, "activations",
+                f"{self.activations.unusable} activation record(s) without an id or an action name were left out", ()))
         invoker_cpu = np.nan
         if self._previous_cpu is not None:
             invoker_cpu = sum(max(v - self._previous_cpu.get(k, 0.0), 0.0) for k, v in cpu_now.items())
         self._previous_cpu = cpu_now
         self._previous_backlog = backlog
-        shares_allocated = sum(
-            float((p.get("current") or {}).get("total", 0)) * float(p.get("cpuShares", 0)) for p in by_name.values()
-        )
+        try:
+            memory_mb, reserved_mb, invoker_ok = _number(status, "userMemoryMB"), _number(status, "reservedMemoryMB"), True
+        except ValueError:
+            memory_mb, reserved_mb, invoker_ok = np.nan, np.nan, False
         invokers = InvokerStats(
             names=(LOCAL_INVOKER,),
             cores=[self.cores],
-            memory_mb=[float(status.get("userMemoryMB", np.nan))],
-            memory_used_mb=[float(status.get("reservedMemoryMB", np.nan))],
+            memory_mb=[memory_mb],
+            memory_used_mb=[reserved_mb],
             cpu_used_core_s=[invoker_cpu],
             cpu_shares_allocated=[shares_allocated],
-            valid=[True],
+            valid=[invoker_ok],
         )
+        self.problems = tuple(problems)
         functions = FunctionStats(names=self.function_names, slo_s=self.slo_s, valid=valid, **cols)
         return ClusterSnapshot(time_s=now, tick_s=tick_s, functions=functions, invokers=invokers)
 
-    def _no_data(self, now: float, tick_s: float) -> ClusterSnapshot:
-        """A tick in which the platform could not be read: every row invalid, every value NaN."""
-        n = len(self.function_names)
-        nan = np.full(n, np.nan)
-        columns = {k: nan for k in FunctionStats.__dataclass_fields__ if k not in ("names", "slo_s", "valid")}
-        functions = FunctionStats(names=self.function_names, slo_s=self.slo_s, valid=np.zeros(n, dtype=bool), **columns)
-        invokers = InvokerStats(
-            names=(LOCAL_INVOKER,), cores=[self.cores], memory_mb=[np.nan], memory_used_mb=[np.nan],
-            cpu_used_core_s=[np.nan], cpu_shares_allocated=[np.nan], valid=[False],
-        )
-        # The next successful read cannot tell CPU used over two ticks from one: start over.
-        self._previous_cpu = None
-        return ClusterSnapshot(time_s=now, tick_s=tick_s, functions=functions, invokers=invokers)
+    def _read(self, source: str, path: str, shape: type) -> Any:
+        """GET ``path`` of the resource API; its JSON body, which must be a ``shape`` (list or dict)."""
+        try:
+            _, body = self.client.request("GET", path)
+        except OpenWhiskError as error:
+            raise ObservationError.from_error(source, error) from None
+        if not isinstance(body, shape):
+            raise ObservationError(ObservationKind.MALFORMED, source,
+                                   f"GET {self.client.base_url}{path}: expected a JSON {'array' if shape is list else 'object'}, "
+                                   f"got {type(body).__name__}")
+        return body
 
     # --- act ------------------------------------------------------------------------------------
 
@@ -221,6 +257,19 @@ class LocalBackend:
         if not isinstance(pools, list):
             return {}
         return {str(p["action"]): p for p in pools if isinstance(p, dict) and "action" in p}
+
+
+def _number(doc: Any, key: str, default: float | None = None) -> float:
+    """``doc[key]`` as a finite number >= 0 (``default`` when absent); ``ValueError`` naming the key otherwise."""
+    if not isinstance(doc, dict):
+        raise ValueError(f"expected an object holding {key!r}, got {type(doc).__name__}")
+    raw = doc.get(key)
+    if raw is None and default is not None:
+        return default
+    value = float(raw) if isinstance(raw, (int, float)) and not isinstance(raw, bool) else np.nan
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"{key}={raw!r} is not a number >= 0")
+    return value
 
 
 def benchmark_slos_s(slo_file: Path, names: Sequence[str]) -> np.ndarray:
@@ -275,16 +324,18 @@ def from_settings(settings: Any) -> LocalBackend:
     if local.slo_file is None:
         raise ValueError("local.slo_file is not set: measure it with python -m workload.functions.solo --json FILE")
     client = OpenWhiskClient(local.api_host, local.auth.get_secret_value(), namespace=local.namespace,
-                             rng=np.random.default_rng(settings.seed))
+                             connect_timeout_s=local.connect_timeout_s, read_timeout_s=local.read_timeout_s,
+                             retry=RetryPolicy(max_attempts=local.max_attempts), rng=np.random.default_rng(settings.seed))
+    api_host = mask_credentials(local.api_host)  # never a password in a message
     names = list(local.functions)
     if not names:
         try:
             names = deployed_actions(client)
         except OpenWhiskError as error:
             # A settings problem (wrong key, wrong URL) as the daemon reports one: exit 2, not a traceback.
-            raise ValueError(f"local.functions is empty and the actions of {local.api_host} cannot be listed: {error}") from None
+            raise ValueError(f"local.functions is empty and the actions of {api_host} cannot be listed: {error}") from None
     if not names:
-        raise ValueError(f"local.functions is empty and the platform at {local.api_host} has no actions: deploy them first")
+        raise ValueError(f"local.functions is empty and the platform at {api_host} has no actions: deploy them first")
     cores = local.cores if local.cores is not None else float(len(os.sched_getaffinity(0)))
     return LocalBackend(client, names, benchmark_slos_s(local.slo_file, names), epoch_origin_ms=time.time() * 1000.0,
                         cores=cores, lookback_s=local.lookback_s)

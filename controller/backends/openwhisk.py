@@ -14,7 +14,12 @@ Observe (one tick ending at ``now``):
   Kubernetes API (:mod:`controller.backends.kube_runtime`). Containers are attributed to actions by
   the names OpenWhisk gives them (see :func:`controller.backends.runtime.action_key`).
 * What cannot be observed stays NaN (``queued``: OpenWhisk's queues are not exposed; CPU used on
-  Kubernetes); a function whose activations could not be read is ``valid=False``. Never zeros.
+  Kubernetes). Never zeros: when the latency source (activations API or Prometheus) or the action
+  list cannot be read, ``observe`` raises :class:`controller.clients.errors.ObservationError` with
+  the client's kind (the tick fails); a function without data (no series in Prometheus, garbled
+  records, containers not countable because an invoker's runtime did not answer) is ``valid=False``
+  and listed with its cause in :attr:`OpenWhiskBackend.problems`. A tick covers the time since the
+  last good observation (``tick_s``).
 
 Act: CPU shares per container through the runtime (re-applied every tick to containers created since,
 which start with OpenWhisk's default shares). Warm pools: stock OpenWhisk has no per-action
@@ -56,6 +61,7 @@ from controller.backends.runtime import (
     RuntimeView,
     action_key,
 )
+from controller.clients.errors import ObservationError, ObservationKind, ObservationProblem
 from controller.clients.openwhisk import (
     OWN_NAMESPACE,
     NotFound,
@@ -65,7 +71,7 @@ from controller.clients.openwhisk import (
     RetryPolicy,
     Unauthorized,
 )
-from controller.clients.prometheus import PrometheusReader
+from controller.clients.prometheus import PrometheusReader, PromQLError, counter_increase, histogram_quantile
 from controller.settings import OpenWhiskSettings, Settings, SettingsError
 from policies.types import (
     KEEP_SHARES,
@@ -88,57 +94,175 @@ class PromLatencyStats:
     """One function's tick as the user-events metrics tell it."""
 
     completions: float
+    """Activations completed, over the tick (see :class:`PrometheusLatency` for how a reading is
+    spread over a tick)."""
     cold_starts: float
+    """Of those, cold starts."""
     p50_s: float
+    """Median latency, s (NaN when none completed)."""
     p99_s: float
+    """99th-percentile latency, s (NaN when none completed)."""
     mean_exec_s: float
+    """Mean run time without init, s (NaN when none completed)."""
+
+
+#: The counters and histograms of OpenWhisk's user-events service the reader uses.
+_ACTIVATIONS = "openwhisk_action_activations_total"
+_COLD_STARTS = "openwhisk_action_coldStarts_total"
+_HISTOGRAMS = ("openwhisk_action_waitTime_seconds", "openwhisk_action_initTime_seconds",
+               "openwhisk_action_duration_seconds")
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """One function's cumulative counters as Prometheus holds them at one instant."""
+
+    stamp_s: float
+    """Time of the last scrape they come from (PromQL ``timestamp()``), Unix s."""
+    activations: float
+    cold_starts: float
+    buckets: Mapping[str, Mapping[float, float]]
+    """Cumulative bucket counts of each histogram of ``_HISTOGRAMS``, by upper bound."""
+    duration_sum_s: float
 
 
 class PrometheusLatency:
     """Completions and latency quantiles from OpenWhisk's user-events metrics, through PromQL.
 
-    The user-events service exports per-action histograms ``openwhisk_action_waitTime_seconds``,
-    ``openwhisk_action_initTime_seconds`` and ``openwhisk_action_duration_seconds`` and the counters
-    ``openwhisk_action_activations_total`` and ``openwhisk_action_coldStarts_total`` (labels
-    ``namespace``, ``action``; the names the project's Grafana dashboards query). A latency
-    quantile is estimated as the quantile of the wait plus the quantile of the duration
-    (``histogram_quantile`` over the tick): the metrics have no histogram of their sum, and the sum
-    of two quantiles is an upper bound for comonotone parts, i.e. conservative; the activations
+    The user-events service exports, per action (labels ``namespace``, ``action``), the counters
+    ``openwhisk_action_activations_total`` and ``openwhisk_action_coldStarts_total`` and the
+    histograms ``openwhisk_action_waitTime_seconds``, ``openwhisk_action_initTime_seconds`` (cold
+    starts only) and ``openwhisk_action_duration_seconds`` (the run alone, without init).
+
+    Each tick reads the cumulative values (and the time of the scrape they come from) and takes
+    the difference with the function's previous reading itself, rather than asking PromQL for
+    ``increase(x[tick])``: a range as short as the tick holds fewer than two samples whenever
+    Prometheus scrapes about as often as the daemon ticks, and ``increase`` then returns nothing,
+    which used to be read as no traffic. The difference covers the time between the two scrapes;
+    its counts are spread over the tick in proportion (``tick / (scrape now − scrape before)``), so
+    a tick whose scrape interval drifted does not carry a lump of two intervals. A counter that
+    went down was reset (the exporter restarted): what it holds now is new.
+
+    No data is never zero traffic. A function gets no row (its cause in the second result of
+    :meth:`read`) when Prometheus has no series of it (never invoked since the exporter started,
+    or its target is not scraped), when no scrape happened since its previous reading, and on
+    the tick its series reappears after a gap (that reading only starts counting again). A series
+    seen for the first time counts everything it holds: it appeared since the previous reading.
+
+    A latency quantile is estimated as the sum of the quantiles of wait, init (over every
+    activation, warm ones as 0) and run: the metrics have no histogram of the sum, and a sum of
+    quantiles is an upper bound for parts that rise together, i.e. conservative; the activations
     API gives the exact value.
     """
 
-    def __init__(self, query: PromQuery, namespace: str) -> None:
+    def __init__(self, query: PromQuery, namespace: str, first_lookback_s: float = 120.0) -> None:
         self.query = query
+        """``query(expr, run time) -> [(labels, value)]``, see :func:`promql_query`."""
         self.namespace = namespace
+        """The actions' namespace as the metrics label it."""
+        self.first_lookback_s = float(first_lookback_s)
+        """How far before the first tick its counters are first read, s, so that the first tick has an
+        earlier scrape to difference with even when it comes at once (``mfrm run --once``)."""
+        self._last: dict[str, _Reading] = {}
+        self._present: set[str] = set()
+        self._primed = False
 
-    def _by_action(self, expr: str, now: float) -> dict[str, float]:
-        return {labels.get("action", ""): float(value) for labels, value in self.query(expr, now)}
-
-    def read(self, now: float, tick_s: float) -> dict[str, PromLatencyStats]:
-        window = f"{max(round(tick_s), 1)}s"
+    def _read_all(self, at: float) -> dict[str, _Reading]:
+        """Every action's counters at run time ``at``."""
         sel = f'namespace="{self.namespace}"'
-        completions = self._by_action(f"sum by (action) (increase(openwhisk_action_activations_total{{{sel}}}[{window}]))", now)
-        cold = self._by_action(f"sum by (action) (increase(openwhisk_action_coldStarts_total{{{sel}}}[{window}]))", now)
 
-        def quantile(q: float, metric: str) -> dict[str, float]:
-            return self._by_action(
-                f"histogram_quantile({q}, sum by (action, le) (rate({metric}_bucket{{{sel}}}[{window}])))", now
-            )
+        def by_action(expr: str) -> dict[str, float]:
+            return {labels.get("action", ""): float(value) for labels, value in self.query(expr, at)}
 
-        wait50, wait99 = quantile(0.5, "openwhisk_action_waitTime_seconds"), quantile(0.99, "openwhisk_action_waitTime_seconds")
-        dur50, dur99 = quantile(0.5, "openwhisk_action_duration_seconds"), quantile(0.99, "openwhisk_action_duration_seconds")
-        exec_sum = self._by_action(f"sum by (action) (increase(openwhisk_action_duration_seconds_sum{{{sel}}}[{window}]))", now)
-        out: dict[str, PromLatencyStats] = {}
-        for action, count in completions.items():
-            done = count > 0
-            out[action] = PromLatencyStats(
-                completions=count,
-                cold_starts=cold.get(action, 0.0),
-                p50_s=wait50.get(action, math.nan) + dur50.get(action, math.nan) if done else math.nan,
-                p99_s=wait99.get(action, math.nan) + dur99.get(action, math.nan) if done else math.nan,
-                mean_exec_s=exec_sum.get(action, math.nan) / count if done else math.nan,
-            )
-        return out
+        activations = by_action(f"sum by (action) ({_ACTIVATIONS}{{{sel}}})")
+        stamps = by_action(f"max by (action) (timestamp({_ACTIVATIONS}{{{sel}}}))")
+        cold = by_action(f"sum by (action) ({_COLD_STARTS}{{{sel}}})")
+        buckets: dict[str, dict[str, dict[float, float]]] = {}
+        for metric in _HISTOGRAMS:
+            for labels, value in self.query(f"sum by (action, le) ({metric}_bucket{{{sel}}})", at):
+                le = _bound(labels.get("le"))
+                if le is not None:
+                    buckets.setdefault(labels.get("action", ""), {}).setdefault(metric, {})[le] = float(value)
+        duration_sum = by_action(f"sum by (action) (openwhisk_action_duration_seconds_sum{{{sel}}})")
+        return {
+            action: _Reading(stamps.get(action, math.nan), count, cold.get(action, 0.0), buckets.get(action, {}),
+                             duration_sum.get(action, 0.0))
+            for action, count in activations.items()
+        }
+
+    def read(self, now: float, tick_s: float) -> tuple[dict[str, PromLatencyStats], dict[str, str]]:
+        """(stats of every action with data this tick, why every other action seen has none).
+
+        ``now`` and ``tick_s`` are the loop's (run time, s); the first call also reads the counters
+        ``first_lookback_s`` earlier, so that the first tick has something to difference with (its
+        counts are then the rate over that span, spread over the tick). Raises a
+        :class:`controller.clients.prometheus.PromQLError` when a query fails.
+        """
+        first = not self._primed
+        if first:
+            before = self._read_all(now - max(tick_s, self.first_lookback_s))
+            self._last.update(before)
+            self._present = set(before)
+            self._primed = True
+        current = self._read_all(now)
+        stats: dict[str, PromLatencyStats] = {}
+        why: dict[str, str] = {}
+        for action, reading in current.items():
+            last = self._last.get(action)
+            if last is None and first:
+                # Its series began at an unknown time within the look-back: what it holds is no rate.
+                self._last[action] = reading
+                why[action] = "its counters are read for the first time; counting starts next tick"
+                continue
+            if last is None:
+                # A new series since the previous tick: every activation it holds happened since.
+                last = _Reading(reading.stamp_s - tick_s, 0.0, 0.0, {}, 0.0)
+            elif action not in self._present:
+                self._last[action] = reading
+                why[action] = "its series came back after a gap in Prometheus; counting resumes next tick"
+                continue
+            span = reading.stamp_s - last.stamp_s
+            if not span > 0:
+                why[action] = ("no new scrape of its counters since the last tick (Prometheus scrapes less often "
+                               "than the daemon ticks?)")
+                continue
+            stats[action] = _difference(last, reading, tick_s / span)
+            self._last[action] = reading
+        self._present = set(current)
+        return stats, why
+
+
+def _bound(raw: str | None) -> float | None:
+    try:
+        return float(raw) if raw is not None else None  # "+Inf" parses as inf
+    except ValueError:
+        return None
+
+
+def _difference(last: _Reading, now: _Reading, scale: float) -> PromLatencyStats:
+    """What happened between two readings of one action, its counts scaled by ``scale``."""
+    done = counter_increase(last.activations, now.activations)
+    cold = counter_increase(last.cold_starts, now.cold_starts)
+    deltas = {}
+    for metric in _HISTOGRAMS:
+        before, after = last.buckets.get(metric, {}), now.buckets.get(metric, {})
+        reset = any(after.get(le, 0.0) < count for le, count in before.items())
+        deltas[metric] = {le: count if reset else count - before.get(le, 0.0) for le, count in after.items()}
+    runs = deltas["openwhisk_action_duration_seconds"].get(math.inf, 0.0)
+    if not (done > 0 and runs > 0):
+        return PromLatencyStats(done * scale, cold * scale, math.nan, math.nan, math.nan)
+    # Warm activations have no init: they sit at 0 in the init histogram over every activation.
+    cold_inits = deltas["openwhisk_action_initTime_seconds"]
+    warm = max(done - cold_inits.get(math.inf, 0.0), 0.0)
+    inits = {0.0: warm, **{le: count + warm for le, count in cold_inits.items()}}
+    inits.setdefault(math.inf, done)
+
+    def latency(q: float) -> float:
+        return (histogram_quantile(q, deltas["openwhisk_action_waitTime_seconds"]) + histogram_quantile(q, inits)
+                + histogram_quantile(q, deltas["openwhisk_action_duration_seconds"]))
+
+    run_s = counter_increase(last.duration_sum_s, now.duration_sum_s)
+    return PromLatencyStats(done * scale, cold * scale, latency(0.5), latency(0.99), run_s / runs)
 
 
 # --- warm pools ---------------------------------------------------------------------------------
@@ -221,15 +345,20 @@ class OpenWhiskBackend:
         whose observed shares differ gets them whenever the action is written (a desired state,
         compared with each container's observed shares; not a record of what was sent)."""
         self._view: RuntimeView | None = None
+        self.problems: tuple[ObservationProblem, ...] = ()
+        """What the last observation lost: functions without data and why (``controller.clients.errors``)."""
 
     # --- observe --------------------------------------------------------------------------------
 
     def observe(self, now: float) -> ClusterSnapshot:
+        """The tick since the last good observation. Raises ``ObservationError`` when the latency
+        source (activations API or Prometheus) or the action list cannot be read; rows that could
+        not be observed are invalid and listed with their cause in :attr:`problems`."""
         if now <= self._last_now:
             raise ValueError(f"openwhisk backend: now={now} s is not after the last observation at {self._last_now} s")
+        self.problems = ()
         tick_s = now - self._last_now
         first = not self._observed
-        self._last_now, self._observed = now, True
         if self._memory_mb is None:
             self._memory_mb = self._action_memory()
         n = len(self.function_names)
@@ -238,42 +367,67 @@ class OpenWhiskBackend:
             "recent_exec_s", "cold_starts", "slo_violations", "containers", "busy_containers", "cpu_shares",
             "cpu_used_core_s", "cpu_alloc_core_s", "memory_mb")}
         valid = np.ones(n, dtype=bool)
-        self._observe_latency(now, tick_s, cols, valid)
-        invokers = self._observe_runtime(tick_s, first, cols)
+        problems: list[ObservationProblem] = []
+        self._observe_latency(now, tick_s, cols, valid, problems)
+        # Only now is the tick good: the next one covers the time since this one.
+        self._last_now, self._observed = now, True
+        invokers = self._observe_runtime(tick_s, first, cols, valid, problems)
         names = self.function_names
         if self._memory_mb is not None:
             cols["memory_mb"] = np.where(np.isnan(cols["memory_mb"]), self._memory_mb, cols["memory_mb"])
+        self.problems = tuple(problems)
         functions = FunctionStats(names=names, slo_s=self.slo_s, valid=valid, **cols)
         return ClusterSnapshot(time_s=now, tick_s=tick_s, functions=functions, invokers=invokers)
 
-    def _observe_latency(self, now: float, tick_s: float, cols: dict[str, np.ndarray], valid: np.ndarray) -> None:
+    def _observe_latency(self, now: float, tick_s: float, cols: dict[str, np.ndarray], valid: np.ndarray,
+                         problems: list[ObservationProblem]) -> None:
         if self.prometheus is not None:
             try:
-                stats = self.prometheus.read(now, tick_s)
-            except Exception:  # noqa: BLE001 - any reader failure is "no data", never zeros
-                valid[:] = False
-                return
+                stats, why = self.prometheus.read(now, tick_s)
+            except PromQLError as error:
+                raise ObservationError.from_error("prometheus", error) from None
+            absent: dict[str, list[str]] = {}
             for i, name in enumerate(self.function_names):
                 s = stats.get(name)
-                done = s.completions if s is not None else 0.0
-                cols["completions"][i] = cols["arrivals"][i] = done
-                cols["cold_starts"][i] = s.cold_starts if s is not None else 0.0
-                if s is not None and done > 0:
+                if s is None:
+                    valid[i] = False
+                    cause = why.get(name, f"Prometheus has no series of {_ACTIVATIONS} for it (never invoked since "
+                                          "the user-events service started, or not scraped)")
+                    absent.setdefault(cause, []).append(name)
+                    continue
+                if s.completions > 0 and not np.isfinite(s.p99_s):
+                    valid[i] = False
+                    absent.setdefault("its latency histograms are missing from Prometheus", []).append(name)
+                    continue
+                cols["completions"][i] = cols["arrivals"][i] = s.completions
+                cols["cold_starts"][i] = s.cold_starts
+                if s.completions > 0:
                     cols["p50_latency_s"][i], cols["p99_latency_s"][i] = s.p50_s, s.p99_s
                     cols["mean_exec_s"][i] = s.mean_exec_s
+            problems.extend(ObservationProblem(None, "prometheus", cause, tuple(names)) for cause, names in absent.items())
             return
         try:
             fresh = self.activations.read(now)
-        except OpenWhiskError:
-            valid[:] = False
-            return
+        except OpenWhiskError as error:
+            raise ObservationError.from_error("activations", error) from None
         for i, name in enumerate(self.function_names):
-            fill_activation_columns(cols, i, summarise(fresh.get(name, ())), self.slo_s[i], self._recent[i])
+            try:
+                tick = summarise(fresh.get(name, ()))
+            except ValueError as error:
+                valid[i] = False
+                problems.append(ObservationProblem(ObservationKind.MALFORMED, "activations", str(error), (name,)))
+                continue
+            fill_activation_columns(cols, i, tick, self.slo_s[i], self._recent[i])
             # The activations API lists started activations only: arrivals that still wait are not
             # visible, so arrivals are estimated by the completions of the tick.
             cols["arrivals"][i] = cols["completions"][i]
+        if self.activations.unusable:
+            problems.append(ObservationProblem(
+                ObservationKind.MALFORMED, "activations",
+                f"{self.activations.unusable} activation record(s) without an id or an action name were left out", ()))
 
-    def _observe_runtime(self, tick_s: float, first: bool, cols: dict[str, np.ndarray]) -> InvokerStats:
+    def _observe_runtime(self, tick_s: float, first: bool, cols: dict[str, np.ndarray], valid: np.ndarray,
+                         problems: list[ObservationProblem]) -> InvokerStats:
         if self.runtime is None:
             self._view = None
             return InvokerStats(names=(), cores=[], memory_mb=[], memory_used_mb=[], cpu_used_core_s=[],
@@ -281,7 +435,8 @@ class OpenWhiskBackend:
         try:
             view = self.runtime.read()
         except RuntimeUnavailable as error:
-            view = RuntimeView((), {inv: str(error) for inv in self.runtime.invokers})
+            # Kubernetes knows no invokers in advance: the failure is then the whole runtime's.
+            view = RuntimeView((), {inv: str(error) for inv in self.runtime.invokers} or {self.runtime.name: str(error)})
         self._view = view
         invoker_names = list(self.runtime.invokers)
         for c in view.containers:
@@ -326,8 +481,19 @@ class OpenWhiskBackend:
             else:
                 cpu[i] += max(delta, 0.0)
         self._cpu_seen = seen
-        # Functions are observable only if every invoker was read and their key is unambiguous.
+        # Functions are observable only if every invoker was read and their key is unambiguous:
+        # a partial count would read as fewer containers.
         complete = not view.failed
+        if not complete:
+            valid[:] = False
+            down = "; ".join(f"{invoker}: {why}" for invoker, why in sorted(view.failed.items()))
+            problems.append(ObservationProblem(ObservationKind.UNREACHABLE, "runtime",
+                                               f"containers not counted: {down}", self.function_names))
+        ambiguous = [name for name, key in zip(self.function_names, self._keys) if key in self._ambiguous]
+        if ambiguous:
+            valid[[i for i, key in enumerate(self._keys) if key in self._ambiguous]] = False
+            problems.append(ObservationProblem(None, "runtime", "container names cannot tell these actions apart",
+                                               tuple(ambiguous)))
         for i in index.values():
             if not complete:
                 continue
@@ -350,8 +516,9 @@ class OpenWhiskBackend:
             valid=inv_valid,
         )
 
-    def _action_memory(self) -> np.ndarray | None:
-        """Memory limit of each managed action, MB (NaN where not deployed); None if the list failed."""
+    def _action_memory(self) -> np.ndarray:
+        """Memory limit of each managed action, MB (NaN where not deployed); raises ``ObservationError``
+        when the actions cannot be listed."""
         memory = np.full(len(self.function_names), np.nan)
         actions: list[dict[str, Any]] = []
         page = 200
@@ -361,12 +528,13 @@ class OpenWhiskBackend:
                 actions.extend(batch)
                 if len(batch) < page:
                     break
-        except OpenWhiskError:
-            return None
+        except OpenWhiskError as error:
+            raise ObservationError.from_error("actions", error) from None
         by_name = {a.get("name"): a for a in actions}
         for i, name in enumerate(self.function_names):
-            limit = (by_name.get(name) or {}).get("limits", {}).get("memory")
-            if isinstance(limit, (int, float)):
+            limits = (by_name.get(name) or {}).get("limits")
+            limit = limits.get("memory") if isinstance(limits, dict) else None
+            if isinstance(limit, (int, float)) and not isinstance(limit, bool):
                 memory[i] = float(limit)
         return memory
 
@@ -618,7 +786,8 @@ def from_settings(settings: Settings, *, epoch_origin_ms: float | None = None) -
     if ow.latency_source == "prometheus":
         assert ow.prometheus_url is not None  # checked above
         reader = PrometheusReader(ow.prometheus_url, timeout_s=ow.prometheus_timeout_s)
-        prometheus = PrometheusLatency(promql_query(reader, origin_ms / 1000.0), namespace)
+        prometheus = PrometheusLatency(promql_query(reader, origin_ms / 1000.0), namespace,
+                                       first_lookback_s=ow.lookback_s)
     slo_s = [ow.slo_s.get(name, ow.default_slo_s) for name in ow.functions]
     return OpenWhiskBackend(
         client, ow.functions, slo_s, epoch_origin_ms=origin_ms, namespace=namespace, runtime=runtime,

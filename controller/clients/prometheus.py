@@ -11,24 +11,28 @@ Answers it understands (Prometheus HTTP API v1, ``/api/v1/query`` and ``/api/v1/
     {"status": "success", "data": {"resultType": "scalar", "result": [t, "1"]}}
     {"status": "error", "errorType": "bad_data", "error": "parse error ..."}
 
-Every failure is a :class:`PromQLError` subclass whose ``kind`` is one of the bounded error kinds
-of ``controller.metrics.ERROR_KINDS``, so the daemon counts it without guessing:
+Every failure is a :class:`PromQLError` subclass whose ``observation_kind`` is one of the bounded
+kinds of :class:`controller.clients.errors.ObservationKind` (``kind`` is its label), so the daemon
+counts it without guessing:
 
 ==========================  ================  ==============================================
 error                        ``kind``          when
 ==========================  ================  ==============================================
-:class:`PromQLUnavailable`   ``unavailable``   no connection, or Prometheus says ``unavailable``
+:class:`PromQLUnavailable`   ``unreachable``   no connection (refused, unresolvable, dropped)
 :class:`PromQLTimeout`       ``timeout``       no answer within ``timeout_s``, or a query timeout
 :class:`PromQLThrottled`     ``throttled``     HTTP 429
-:class:`PromQLServerError`   ``server_error``  other HTTP 5xx, ``internal``, ``canceled``
+:class:`PromQLUnauthorized`  ``unauthorized``  HTTP 401 or 403 (a proxy in front of Prometheus)
+:class:`PromQLServerError`   ``server_error``  HTTP 5xx (503 too: an answer came), ``unavailable``,
+                                               ``internal``, ``canceled``
 :class:`PromQLQueryError`    ``rejected``      the query itself is wrong (``bad_data``, ``execution``, 4xx)
-:class:`PromQLBadResponse`   ``bad_response``  not JSON, or not the API's shape
+:class:`PromQLBadResponse`   ``malformed``     not JSON, or not the API's shape
 ==========================  ================  ==============================================
 
 Time bound: ``timeout_s`` is both the connect timeout and the read timeout of the HTTP request
 (``requests`` applies the read timeout to each wait for bytes, so a server that trickles bytes
 can exceed it) and is sent to Prometheus as the query's own ``timeout`` so that a heavy query is
-cancelled server-side too.
+cancelled server-side too. Inside a tick's deadline
+(:func:`controller.clients.errors.deadline_scope`) the time-out is shortened to what is left of it.
 """
 
 from __future__ import annotations
@@ -40,12 +44,15 @@ from typing import Any
 
 import numpy as np
 import requests
+import urllib3
+
+from controller.clients.errors import ObservationKind, bounded_timeout, remaining_s, transport_cause
 
 
 class PromQLError(Exception):
-    """A query did not give a usable answer; ``kind`` is its bounded metric label."""
+    """A query did not give a usable answer; ``observation_kind`` says why (``kind`` is its label)."""
 
-    kind = "internal"
+    observation_kind = ObservationKind.SERVER_ERROR
 
     def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
         super().__init__(message)
@@ -54,41 +61,52 @@ class PromQLError(Exception):
         self.status = status
         """The HTTP status, when an answer came."""
 
+    @property
+    def kind(self) -> str:
+        """The bounded metric label of :attr:`observation_kind`."""
+        return self.observation_kind.value
+
 
 class PromQLUnavailable(PromQLError):
     """Prometheus could not be reached, or reported itself unavailable."""
 
-    kind = "unavailable"
+    observation_kind = ObservationKind.UNREACHABLE
 
 
 class PromQLTimeout(PromQLError):
     """No answer within the timeout, or the query timed out inside Prometheus."""
 
-    kind = "timeout"
+    observation_kind = ObservationKind.TIMEOUT
 
 
 class PromQLThrottled(PromQLError):
     """Prometheus (or a proxy in front of it) answered 429 Too Many Requests."""
 
-    kind = "throttled"
+    observation_kind = ObservationKind.THROTTLED
+
+
+class PromQLUnauthorized(PromQLError):
+    """A proxy in front of Prometheus refused the credentials (HTTP 401 or 403)."""
+
+    observation_kind = ObservationKind.UNAUTHORIZED
 
 
 class PromQLServerError(PromQLError):
     """A server-side failure other than unavailability or a timeout."""
 
-    kind = "server_error"
+    observation_kind = ObservationKind.SERVER_ERROR
 
 
 class PromQLQueryError(PromQLError):
     """The query was refused as wrong (syntax, types, matching); retrying will not help."""
 
-    kind = "rejected"
+    observation_kind = ObservationKind.REJECTED
 
 
 class PromQLBadResponse(PromQLError):
     """The answer was not the Prometheus API's JSON shape."""
 
-    kind = "bad_response"
+    observation_kind = ObservationKind.MALFORMED
 
 
 @dataclass(frozen=True)
@@ -186,11 +204,46 @@ def by_label(samples: Sequence[Sample], label: str) -> dict[str, float]:
     return out
 
 
+def counter_increase(previous: float, current: float) -> float:
+    """How much a counter grew between two readings; a counter that went down was reset (its
+    process restarted), so everything it holds now is new (Prometheus' own rule for ``increase``)."""
+    return current - previous if current >= previous else current
+
+
+def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float:
+    """The ``q``-quantile of a histogram given as ``{upper bound: cumulative count}`` (``le`` with
+    ``inf`` last), interpolated linearly inside the bucket that holds it, as PromQL's
+    ``histogram_quantile`` does: the first bucket starts at 0, and a quantile in the ``+Inf``
+    bucket is the highest finite bound. NaN when the histogram is empty or has no ``+Inf`` bucket."""
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile must be in [0, 1], got {q}")
+    bounds = sorted(buckets)
+    if not bounds or bounds[-1] != math.inf:
+        return math.nan
+    counts = [buckets[b] for b in bounds]
+    # Cumulative counts cannot fall; a reading taken mid-scrape can make them, so keep the running maximum.
+    counts = list(np.maximum.accumulate(counts))
+    total = counts[-1]
+    if not total > 0:
+        return math.nan
+    rank = q * total
+    for i, (bound, count) in enumerate(zip(bounds, counts)):
+        if count >= rank:
+            if bound == math.inf:
+                return bounds[-2] if len(bounds) > 1 else math.nan
+            lower = bounds[i - 1] if i > 0 else 0.0
+            below = counts[i - 1] if i > 0 else 0.0
+            if count == below:
+                return bound
+            return lower + (bound - lower) * (rank - below) / (count - below)
+    return bounds[-2] if len(bounds) > 1 else math.nan
+
+
 _ERROR_TYPES: dict[str, type[PromQLError]] = {
     "bad_data": PromQLQueryError,
     "execution": PromQLQueryError,
     "timeout": PromQLTimeout,
-    "unavailable": PromQLUnavailable,
+    "unavailable": PromQLServerError,  # an answer came: the server is reachable, not ready
     "canceled": PromQLServerError,
     "internal": PromQLServerError,
 }
@@ -203,10 +256,10 @@ def _http_error(status: int, body: Any, url: str) -> PromQLError:
     message = f"{url}: HTTP {status}" + (f", {error_type}: {detail}" if error_type else "")
     if status == 429:
         return PromQLThrottled(message, url=url, status=status)
+    if status in (401, 403):
+        return PromQLUnauthorized(message, url=url, status=status)
     if error_type in _ERROR_TYPES:
         return _ERROR_TYPES[error_type](message, url=url, status=status)
-    if status == 503:
-        return PromQLUnavailable(message, url=url, status=status)
     if status >= 500:
         return PromQLServerError(message, url=url, status=status)
     return PromQLQueryError(message, url=url, status=status)
@@ -249,15 +302,21 @@ class PrometheusReader:
 
     def _get(self, path: str, params: dict[str, Any]) -> tuple[str, Mapping[str, Any]]:
         url = self.base_url + path
-        params = {**params, "timeout": f"{self.timeout_s:g}s"}
+        if remaining_s() <= 0:
+            raise PromQLTimeout(f"{url}: the tick's deadline passed before the query was sent", url=url)
+        timeout_s = bounded_timeout(self.timeout_s)
+        params = {**params, "timeout": f"{timeout_s:.3f}"}  # seconds; Prometheus takes a plain float
         try:
-            response = self.session.get(url, params=params, timeout=(self.timeout_s, self.timeout_s))
+            response = self.session.get(url, params=params, timeout=(timeout_s, timeout_s))
         except requests.Timeout as error:
-            raise PromQLTimeout(f"{url}: no answer within {self.timeout_s:g} s ({error})", url=url) from None
+            raise PromQLTimeout(f"{url}: no answer within {timeout_s:.3g} s", url=url) from None
         except requests.ConnectionError as error:
-            raise PromQLUnavailable(f"{url}: cannot connect ({error})", url=url) from None
+            if error.args and isinstance(error.args[0], urllib3.exceptions.ReadTimeoutError):
+                # requests reports a time-out while reading the body as a connection error.
+                raise PromQLTimeout(f"{url}: the answer did not arrive within {timeout_s:.3g} s", url=url) from None
+            raise PromQLUnavailable(f"{url}: cannot connect: {transport_cause(error)}", url=url) from None
         except requests.RequestException as error:
-            raise PromQLServerError(f"{url}: request failed ({error})", url=url) from None
+            raise PromQLServerError(f"{url}: request failed: {transport_cause(error)}", url=url) from None
         try:
             body = response.json()
         except ValueError:
@@ -281,11 +340,14 @@ __all__ = [
     "PromQLServerError",
     "PromQLThrottled",
     "PromQLTimeout",
+    "PromQLUnauthorized",
     "PromQLUnavailable",
     "PrometheusReader",
     "Sample",
     "Series",
     "by_label",
+    "counter_increase",
+    "histogram_quantile",
     "parse_instant",
     "parse_range",
 ]

@@ -2,9 +2,10 @@
 
 Reads the settings (file, environment, flags), builds the backend and the policy through
 ``controller.assemble`` and the daemon through ``controller.daemon``, installs the signal handlers
-and exits with 0 (stopped cleanly, or ``--once`` finished), 1 (``--once`` failed, or the shutdown
-took longer than ``daemon.shutdown_timeout_s``) or 2 (bad settings, a backend that cannot start
-with them, or a checkpoint that does not fit the policy).
+and exits with 0 (stopped cleanly, or ``--once`` observed the cluster), 1 (``--once`` could not
+observe it, with the cause on stderr, or the shutdown took longer than
+``daemon.shutdown_timeout_s``) or 2 (bad settings, a backend that cannot start with them, or a
+checkpoint that does not fit the policy).
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def changed_settings(settings: Settings) -> list[str]:
 
 
 @click.command("run")
-@click.option("--once", is_flag=True, default=False, help="Run one tick and exit: 0 if it finished, 1 if not.")
+@click.option("--once", is_flag=True, default=False,
+              help="Run one tick and exit: 0 if it observed the cluster, 1 (with the cause) if not.")
 @click.option("--dry-run", is_flag=True, default=False, help="Observe, decide and log; never change the cluster.")
 @click.option("-v", "--verbose", is_flag=True, default=False, help="Log every tick (DEBUG).")
 @setting_options(RUN_FLAGS)
@@ -130,7 +132,12 @@ def run_command(config: Path | None, once: bool, dry_run: bool, sets: tuple[str,
         raise UsageProblem(f"{error}\n(move the file away, or set daemon.resume=false to start fresh)") from None
     if once:
         ok = daemon.run_once()
-        log.info("one tick %s", "finished" if ok else "failed")
+        if ok:
+            log.info("one tick finished: the cluster was observed")
+        else:
+            # The pre-flight's answer: say why on stderr, whatever the log level.
+            log.error("one tick: the cluster could not be observed: %s", daemon.last_cause)
+            click.echo(f"mfrm run --once: could not observe the cluster: {daemon.last_cause}", err=True)
         sys.exit(0 if ok else EXIT_FAILED)
     try:
         server = EndpointServer(registry, daemon.health, clock, d.metrics_host, d.metrics_port)

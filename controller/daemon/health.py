@@ -20,27 +20,59 @@ log = logging.getLogger(__name__)
 
 
 class HealthState:
-    """When the last tick finished, shared between the loop's thread and the HTTP thread."""
+    """Whether the daemon still works, shared between the loop's thread and the HTTP thread.
 
-    def __init__(self, started_s: float, stale_after_s: float) -> None:
+    Two limits make ``/healthz`` answer 503, each with its cause in the body:
+
+    * **stuck**: no tick has ended (well or not) for ``stale_after_s`` past the time the next one
+      was due — the loop itself no longer runs (the driver's own waits, backoff included, are
+      not counted against it);
+    * **blind**: ticks run, but none has observed the cluster for ``blind_after_s`` — every
+      observation failed, or gave no function any data. The body names the last cause.
+
+    A tick that observed the cluster while some functions had no data is healthy; the body says
+    which and why.
+    """
+
+    def __init__(self, started_s: float, stale_after_s: float, blind_after_s: float = float("inf")) -> None:
         self._lock = threading.Lock()
         self._started_s = started_s
-        self._finished_s: float | None = None
+        self._ended_s: float | None = None
+        self._due_s = started_s
+        self._observed_s: float | None = None
+        self._blind_cause = ""
         self._last_error = ""
+        self._partial = ""
         self._stopping = False
         self.stale_after_s = stale_after_s
-        """A tick finished longer ago than this (s, monotonic) makes the daemon unhealthy."""
+        """Past the time a tick was due, this long without one ending (s, monotonic) means stuck."""
+        self.blind_after_s = blind_after_s
+        """This long without an observation of the cluster (s, monotonic) means blind."""
 
-    def finished(self, now_s: float) -> None:
-        """A tick completed at monotonic time ``now_s``."""
+    def ended(self, now_s: float, next_due_in_s: float) -> None:
+        """A tick ended (well or not) at ``now_s``; the next one is due ``next_due_in_s`` later."""
         with self._lock:
-            self._finished_s = now_s
+            self._ended_s = now_s
+            self._due_s = now_s + next_due_in_s
+
+    def observed(self, now_s: float, partial: str = "") -> None:
+        """A tick observed the cluster at ``now_s``; ``partial`` says which functions had no data and why."""
+        with self._lock:
+            self._observed_s = now_s
+            self._blind_cause = ""
             self._last_error = ""
+            self._partial = partial
 
     def failed(self, reason: str) -> None:
-        """A tick failed; ``reason`` is shown by ``/healthz`` until a tick finishes."""
+        """A tick failed; ``reason`` is shown by ``/healthz`` until a tick observes the cluster."""
         with self._lock:
             self._last_error = reason
+            self._blind_cause = reason
+
+    def saw_nothing(self, reason: str) -> None:
+        """A tick ran but no function had data; ``reason`` says why."""
+        with self._lock:
+            self._blind_cause = reason
 
     def stopping(self) -> None:
         """A shutdown started: the daemon no longer ticks."""
@@ -48,21 +80,27 @@ class HealthState:
             self._stopping = True
 
     def check(self, now_s: float) -> tuple[bool, str]:
-        """(healthy, why) at monotonic time ``now_s``: healthy when a tick finished within
-        ``stale_after_s`` (or the daemon started that recently and has not finished one yet)."""
+        """(healthy, why) at monotonic time ``now_s`` (see the class docstring)."""
         with self._lock:
             if self._stopping:
                 return False, "shutting down"
-            error = f"; last tick failed: {self._last_error}" if self._last_error else ""
-            if self._finished_s is None:
+            late = now_s - self._due_s
+            if late > self.stale_after_s:
+                since = "since start" if self._ended_s is None else f"since {now_s - self._ended_s:.1f} s ago"
+                return False, (f"stuck: no tick has ended {since} ({late:.1f} s after one was due, "
+                               f"limit {self.stale_after_s:g} s)")
+            cause = f": {self._blind_cause}" if self._blind_cause else ""
+            if self._observed_s is None:
                 age = now_s - self._started_s
-                if age <= self.stale_after_s:
-                    return True, f"starting: no tick finished yet ({age:.1f} s since start){error}"
-                return False, f"no tick finished in {age:.1f} s since start (limit {self.stale_after_s:g} s){error}"
-            age = now_s - self._finished_s
-            if age <= self.stale_after_s:
-                return True, f"last tick finished {age:.1f} s ago{error}"
-            return False, f"last tick finished {age:.1f} s ago (limit {self.stale_after_s:g} s){error}"
+                if age > self.blind_after_s:
+                    return False, f"blind: no observation of the cluster in {age:.1f} s since start (limit {self.blind_after_s:g} s){cause}"
+                return True, f"starting: no observation yet ({age:.1f} s since start){cause}"
+            age = now_s - self._observed_s
+            if age > self.blind_after_s:
+                return False, f"blind: last observation of the cluster {age:.1f} s ago (limit {self.blind_after_s:g} s){cause}"
+            error = f"; last tick failed: {self._last_error}" if self._last_error else ""
+            partial = f"; {self._partial}" if self._partial else ""
+            return True, f"last observation of the cluster {age:.1f} s ago{error}{partial}"
 
 
 class EndpointServer:

@@ -82,4 +82,11 @@ def interval_of(settings: Settings) -> float:
     return settings.daemon.interval_s if settings.daemon.interval_s is not None else settings.loop.tick_s
 
 
-__all__ = ["ConfigWatcher", "interval_of", "settings_changes", "with_live_changes"]
+def tick_deadline_of(settings: Settings) -> float:
+    """Longest a tick may take, s: ``daemon.tick_deadline_s``, or the interval when unset (a tick
+    then ends before the next one is due)."""
+    deadline = settings.daemon.tick_deadline_s
+    return deadline if deadline is not None else interval_of(settings)
+
+
+__all__ = ["ConfigWatcher", "interval_of", "settings_changes", "tick_deadline_of", "with_live_changes"]

@@ -14,11 +14,15 @@ The pieces, each small and separately tested:
   :func:`install_signal_handlers` makes SIGTERM/SIGINT a bounded, checkpointed exit and SIGHUP a
   config reload.
 
-Fault behaviour (docs/daemon.md has the table): a failed observation is a failed tick — no
-decision, counted in ``mfrm_backend_errors_total{kind}`` and ``mfrm_no_decisions_total{reason=
-"tick_failed"}``, logged with its cause — and the daemon keeps ticking along the backoff sequence;
-rows the backend could not observe get no decision (``reason="no_data"``) while the others go on.
-The first good tick after failures is logged as a recovery.
+Fault behaviour (docs/daemon.md and docs/reliability.md have the tables): an observation that fails
+fails the tick — no decision anywhere, counted in ``mfrm_backend_errors_total{kind}`` (the kind the
+client typed where it failed) and ``mfrm_no_decisions_total{reason="tick_failed"}``, logged once with
+its cause and then summarised every ``daemon.log_repeat_s`` — and the daemon keeps ticking along
+the backoff sequence; rows the backend could not observe get no decision (``reason="no_data"``)
+while the others go on, logged the same way with the cause the backend recorded. Every backend call
+is held to the tick's deadline (:mod:`controller.daemon.deadline`); a tick past it is counted in
+``mfrm_tick_overruns_total``. ``/healthz`` turns 503 once no tick has observed the cluster for
+``daemon.blind_after_s``. The first good tick after failures is logged as a recovery.
 """
 
 from __future__ import annotations
@@ -34,9 +38,12 @@ from prometheus_client import CollectorRegistry
 from controller.assemble import build_loop
 from controller.backends.base import Backend
 from controller.checkpoint import Checkpointer
+from controller.clients.errors import ObservationProblem, problems_of
 from controller.clock import BackoffPolicy, Clock, IntervalDriver, TimeScale
+from controller.daemon.deadline import DeadlineBackend, Interrupted
 from controller.daemon.health import HealthState
-from controller.daemon.reload import ConfigWatcher, interval_of, settings_changes, with_live_changes
+from controller.daemon.reload import ConfigWatcher, interval_of, settings_changes, tick_deadline_of, with_live_changes
+from controller.daemon.repeats import RepeatLog
 from controller.guard import GuardBounds
 from controller.loop import ControlLoop, LoopCounters, TickReport
 from controller.metrics import MetricsExporter, error_kind
@@ -68,7 +75,8 @@ class Daemon:
         watcher: ConfigWatcher | None = None,
     ) -> None:
         """``sim_time``: the backend is the simulator, whose ticks each cover ``loop.tick_s`` of
-        simulated time however long the wall interval is (the loop's clock is scaled)."""
+        simulated time however long the wall interval is (the loop's clock is scaled). A backend
+        wrapped in :class:`DeadlineBackend` is held to each tick's deadline."""
         self.loop = loop
         self.exporter = exporter
         self.clock = clock
@@ -77,12 +85,21 @@ class Daemon:
         self.checkpointer = checkpointer
         self.watcher = watcher
         interval = interval_of(settings)
+        d = settings.daemon
         self.time_scale = TimeScale(scale=self._scale(settings))
-        self.health = HealthState(clock.monotonic(), settings.daemon.health_stale_intervals * interval)
-        self.driver = IntervalDriver(clock, interval, BackoffPolicy(settings.daemon.backoff_s))
+        self.health = HealthState(clock.monotonic(), d.health_stale_intervals * interval, d.blind_after_s)
+        self.driver = IntervalDriver(clock, interval, BackoffPolicy(d.backoff_s))
+        self.deadline_s = tick_deadline_of(settings)
+        """Longest a tick may take, s (``daemon.tick_deadline_s``, or the interval)."""
         self.failures_in_a_row = 0
+        self.saw_cluster = False
+        """Whether the last tick observed the cluster (its observation succeeded and some function had data)."""
+        self.last_cause = ""
+        """Why the last tick failed or saw nothing (empty after one that saw the cluster)."""
+        self._failures = RepeatLog(d.log_repeat_s)
+        self._rows = RepeatLog(d.log_repeat_s)
+        self._overruns = RepeatLog(d.log_repeat_s)
         self._reload_requested = False
-        self._missing: tuple[str, ...] = ()
         self._last_loop_time = 0.0
 
     def _scale(self, settings: Settings) -> float:
@@ -95,20 +112,42 @@ class Daemon:
         started = self.clock.monotonic()
         self._reload(elapsed_s)
         now = self.time_scale.loop_time(elapsed_s)
+        backend = self.loop.backend
+        if isinstance(backend, DeadlineBackend):
+            backend.deadline_at_s = started + self.deadline_s
         try:
             report = self.loop.step(now)
+        except Interrupted as error:
+            # SIGTERM while the platform hangs: the tick is abandoned, the exit goes on without it.
+            log.warning("%s: the tick is abandoned; the final checkpoint follows", error)
+            self.saw_cluster = False
+            self.last_cause = str(error)
+            return False
         except Exception as error:  # noqa: BLE001 (every failure is classified, counted, logged, retried)
-            self._failed(error)
-            self.exporter.observe_tick_duration(self.clock.monotonic() - started)
+            self._failed(error, started)
             return False
         self._last_loop_time = now
         finished = self.clock.monotonic()
-        self.exporter.observe_tick_duration(finished - started)
-        self.health.finished(finished)
+        self._timed(started, finished, report.tick)
+        self.health.ended(finished, self.driver.interval_s)
         if self.failures_in_a_row:
-            log.warning("recovered: tick %d finished after %d failed tick(s)", report.tick, self.failures_in_a_row)
+            ended = self._failures.keep_only(set())
+            lasted = max((seen.total for seen in ended.values()), default=0)
+            log.warning("recovered: tick %d finished after %d failed tick(s)%s", report.tick, self.failures_in_a_row,
+                        "" if lasted == self.failures_in_a_row else f" ({lasted} with the last cause)")
             self.failures_in_a_row = 0
-        self._log_missing(report)
+        problems = problems_of(backend)
+        self.exporter.on_observation_problems(problems)
+        partial = self._log_missing(report, problems, finished)
+        fns = report.snapshot.functions
+        self.saw_cluster = bool(fns.valid.any()) or len(fns) == 0
+        if self.saw_cluster:
+            self.last_cause = ""
+            self.health.observed(finished, partial)
+            self.exporter.on_full_observation()
+        else:
+            self.last_cause = f"no function had data: {partial}"
+            self.health.saw_nothing(self.last_cause)
         log.debug(
             "tick %d (loop time %.1f s) in %.1f ms: %d/%d functions decided, %d change(s), %d failure(s)",
             report.tick, now, 1000 * (finished - started), int(report.decisions.valid.sum()),
@@ -116,32 +155,89 @@ class Daemon:
         )
         return True
 
-    def _failed(self, error: Exception) -> None:
+    def _timed(self, started: float, finished: float, tick: int | None) -> None:
+        """Record how long a tick took, and count and log it when it ran past its deadline."""
+        took = finished - started
+        self.exporter.observe_tick_duration(took)
+        if took <= self.deadline_s:
+            return
+        self.exporter.on_overrun()
+        say = self._overruns.note("overrun", finished)
+        which = "a failed tick" if tick is None else f"tick {tick}"
+        if say is not None and say.first:
+            log.warning("%s took %.2f s, past its deadline of %g s (daemon.tick_deadline_s): counted in "
+                        "mfrm_tick_overruns_total; later overruns are summarised", which, took, self.deadline_s)
+        elif say is not None:
+            log.warning("%d more tick(s) ran past the %g s deadline in the last %.0f s (%d in all; %s took %.2f s)",
+                        say.count, self.deadline_s, self.settings.daemon.log_repeat_s, say.total, which, took)
+
+    def _failed(self, error: Exception, started: float) -> None:
         kind = error_kind(error)
         self.failures_in_a_row += 1
+        self.saw_cluster = False
         self.exporter.on_tick_failed(kind)
+        finished = self.clock.monotonic()
+        self._timed(started, finished, None)
         reason = f"{kind}: {error}"
+        self.last_cause = reason
         self.health.failed(reason)
         wait = max(self.driver.interval_s, self.driver.backoff.delay_s(self.failures_in_a_row))
-        log.warning(
-            "tick failed (%s, %d in a row), no decision this tick; next try in %.3g s: %s",
-            kind, self.failures_in_a_row, wait, error,
-            exc_info=kind == "internal",  # an unexpected error is a bug: keep its traceback
-        )
-
-    def _log_missing(self, report: TickReport) -> None:
-        """Say which functions got no decision for lack of data, when that set changes."""
-        fns = report.snapshot.functions
-        missing = tuple(name for name, ok in zip(fns.names, fns.valid) if not ok)
-        if missing == self._missing:
-            return
-        if missing:
-            shown = ", ".join(missing[:MAX_NAMES_IN_LOG]) + (" ..." if len(missing) > MAX_NAMES_IN_LOG else "")
-            log.warning("no data for %d of %d functions (%s): no decision for them until it is back",
-                        len(missing), len(fns), shown)
+        self.health.ended(finished, wait)
+        key = (kind, getattr(error, "source", type(error).__name__))
+        self._failures.keep_only({key})  # a new cause ends the one before
+        say = self._failures.note(key, finished)
+        if say is not None and say.first:
+            log.warning(
+                "tick failed (%s, %d in a row), no decision this tick; next try in %.3g s: %s",
+                kind, self.failures_in_a_row, wait, error,
+                exc_info=kind == "internal",  # an unexpected error is a bug: keep its traceback
+            )
+        elif say is not None:
+            log.warning("still failing (%s): %d more failed tick(s) in the last %.0f s, %d in a row, for %.0f s: %s",
+                        kind, say.count, self.settings.daemon.log_repeat_s, self.failures_in_a_row, say.for_s, error)
         else:
-            log.warning("data is back for all %d functions", len(fns))
-        self._missing = missing
+            log.debug("tick failed again (%s, %d in a row): %s", kind, self.failures_in_a_row, error)
+
+    def _log_missing(self, report: TickReport, problems: tuple[ObservationProblem, ...], now_s: float) -> str:
+        """Say which functions got no data and why, once per cause and then every ``daemon.log_repeat_s``;
+        and when data is back. Returns one line summing up the missing functions (empty if none)."""
+        fns = report.snapshot.functions
+        n = len(fns)
+        missing = [name for name, ok in zip(fns.names, fns.valid) if not ok]
+        groups: dict[tuple[str | None, str, tuple[str, ...]], str] = {}
+        explained: set[str] = set()
+        for p in problems:
+            names = tuple(name for name in p.functions if name in missing) if p.functions else ()
+            if p.functions and not names:
+                continue
+            groups[(p.label, p.source, names)] = p.cause
+            explained.update(names)
+        unexplained = tuple(name for name in missing if name not in explained)
+        if unexplained:
+            groups[(None, "backend", unexplained)] = "no data (the backend gave no cause)"
+        for (kind, source, names), cause in groups.items():
+            say = self._rows.note((kind, source, names), now_s)
+            what = f"{source}: {cause}" if kind is None else f"{kind}: {source}: {cause}"
+            if say is None:
+                continue
+            if not names:
+                log.warning("%s%s", what, "" if say.first else f" ({say.count} more time(s) in {say.for_s:.0f} s)")
+            elif say.first:
+                log.warning("no data for %d of %d functions (%s): %s; no decision for them until it is back",
+                            len(names), n, _shown(names), what)
+            else:
+                log.warning("still no data for %d of %d functions (%s) for %.0f s (%d tick(s)): %s",
+                            len(names), n, _shown(names), say.for_s, say.total, what)
+        ended = self._rows.keep_only(set(groups))
+        back = [name for (_, _, names) in ended for name in names if name not in missing]
+        if back and not missing:
+            log.warning("data is back for all %d functions", n)
+        elif back:
+            log.warning("data is back for %d function(s) (%s)", len(back), _shown(tuple(back)))
+        if not missing:
+            return ""
+        return f"no data for {len(missing)} of {n} functions: " + "; ".join(
+            f"{_shown(names or ('-',))}: {cause}" for (_, _, names), cause in groups.items() if names)
 
     # ---- reload
 
@@ -177,6 +273,10 @@ class Daemon:
         self.driver.interval_s = interval
         self.driver.backoff = BackoffPolicy(new.daemon.backoff_s)
         self.health.stale_after_s = new.daemon.health_stale_intervals * interval
+        self.health.blind_after_s = new.daemon.blind_after_s
+        self.deadline_s = tick_deadline_of(new)
+        for repeats in (self._failures, self._rows, self._overruns):
+            repeats.every_s = new.daemon.log_repeat_s
         scale = self._scale(new)
         if scale != self.time_scale.scale:
             self.time_scale = self.time_scale.rescaled(elapsed_s, scale)
@@ -186,10 +286,11 @@ class Daemon:
     # ---- whole runs
 
     def run_once(self) -> bool:
-        """One tick now (as if one interval had passed), then the exit checkpoint; True when it finished."""
+        """One tick now (as if one interval had passed), then the exit checkpoint; True when it
+        finished and observed the cluster (:attr:`last_cause` says why not)."""
         ok = self.tick(self.driver.interval_s)
         self.final_checkpoint()
-        return ok
+        return ok and self.saw_cluster
 
     def run(self, max_ticks: int | None = None) -> None:
         """Tick until a stop is requested (signal) or ``max_ticks`` ran, then the exit checkpoint."""
@@ -204,6 +305,11 @@ class Daemon:
         if c is None or c.last_tick == ticks:
             return
         c.save(self.loop.policy, ticks, self._last_loop_time)
+
+
+def _shown(names: tuple[str, ...]) -> str:
+    """At most :data:`MAX_NAMES_IN_LOG` names, comma-separated."""
+    return ", ".join(names[:MAX_NAMES_IN_LOG]) + (" ..." if len(names) > MAX_NAMES_IN_LOG else "")
 
 
 def daemon_checkpointer(settings: Settings, policy_name: str) -> Checkpointer:
@@ -230,9 +336,13 @@ def resume(loop: ControlLoop, checkpointer: Checkpointer) -> int | None:
 
 
 def build_daemon(settings: Settings, *, backend: Backend, policy: Policy, registry: CollectorRegistry,
-                 clock: Clock, watcher: ConfigWatcher | None = None) -> Daemon:
+                 clock: Clock, watcher: ConfigWatcher | None = None, deadline_threads: bool = True) -> Daemon:
     """A daemon for ``backend`` and ``policy`` under ``settings`` (resumed from its checkpoint when
-    ``daemon.resume`` and one exists; no checkpoints at all in dry run)."""
+    ``daemon.resume`` and one exists; no checkpoints at all in dry run).
+
+    Every backend but the simulator is wrapped in :class:`DeadlineBackend`, whose calls run in a
+    worker thread held to the tick's deadline; ``deadline_threads=False`` calls it directly (tests
+    on fake time, where only the backend moves the clock)."""
     functions = getattr(backend, "function_names", None)
     exporter = MetricsExporter(registry, max_functions=settings.daemon.max_metric_functions,
                                functions=functions, diagnostics=getattr(policy, "diagnostics", ()))
@@ -242,12 +352,15 @@ def build_daemon(settings: Settings, *, backend: Backend, policy: Policy, regist
     if not settings.daemon.dry_run and is_learner(policy):
         checkpointer = daemon_checkpointer(settings, policy.name)
         checkpointer.on_save = lambda path, tick: exporter.on_checkpoint()
+    sim = settings.daemon.backend == "sim"
+    if not sim and deadline_threads:
+        # A real platform can hang; the simulator, in process, cannot.
+        backend = DeadlineBackend(backend, clock)
     loop = build_loop(settings, backend, policy, sinks=[exporter], checkpointer=checkpointer,
                       dry_run=settings.daemon.dry_run)
     if checkpointer is not None and settings.daemon.resume:
         resume(loop, checkpointer)
-    return Daemon(loop, exporter, clock, settings, sim_time=settings.daemon.backend == "sim",
-                  checkpointer=checkpointer, watcher=watcher)
+    return Daemon(loop, exporter, clock, settings, sim_time=sim, checkpointer=checkpointer, watcher=watcher)
 
 
 def _exit_now(status: int, message: str) -> None:

@@ -37,6 +37,17 @@ class LocalSettings(SettingsGroup):
     lookback_s: float = Field(120.0, gt=0, le=3600)
     """How far back each tick re-reads activations so that late-stored ones are still counted
     once, s. 120 s is twice OpenWhisk's default 60-s action time limit."""
+    connect_timeout_s: float = Field(3.05, gt=0, le=60)
+    """Longest wait for a TCP connection to the platform, s. 3.05: just over TCP's 3-s initial
+    retransmission timeout, so one lost SYN is resent before giving up."""
+    read_timeout_s: float = Field(5.0, gt=0, le=300)
+    """Longest wait for each read of an answer, s. The daemon lists and updates, never waits for a
+    blocking invocation, so 5 s (half a 10-s tick) is ample for a page of 200 activations; within a
+    tick the daemon's deadline (``daemon.tick_deadline_s``) shortens it further."""
+    max_attempts: int = Field(2, ge=1, le=10)
+    """Tries per request, the first included (429, 503 and lost connections are retried after a
+    short backoff). 2 rides out one dropped connection within a tick; a longer outage fails the tick
+    and the daemon's own backoff (``daemon.backoff_s``) takes over."""
 
     @model_validator(mode="after")
     def _api_is_a_url(self) -> LocalSettings:

@@ -219,8 +219,23 @@ class DaemonSettings(SettingsGroup):
     """Port of ``/metrics`` and ``/healthz``; 0 picks a free port (logged at start). 9471 clashes
     with neither OpenWhisk (8080, user-events 9095) nor Prometheus (9090) nor node-exporter (9100)."""
     health_stale_intervals: Live[float] = Field(3.0, ge=1, le=1000)
-    """``/healthz`` answers 503 when no tick has finished for this many intervals. 3 tolerates one
-    slow and one failed tick before a liveness probe sees the daemon as stuck."""
+    """``/healthz`` answers 503 ("stuck") when no tick has ended, well or not, for this many intervals
+    after one was due (the backoff's own waits do not count): the loop itself is stuck. 3 tolerates
+    a slow tick or two before a liveness probe restarts the daemon."""
+    blind_after_s: Live[float] = Field(120.0, gt=0, le=86_400)
+    """``/healthz`` answers 503 ("blind", with the cause) when no tick has observed the cluster for
+    this long, s: every observation failed or gave no function any data, although ticks go on.
+    120 s equals the activation look-back (``local.lookback_s``, ``openwhisk.lookback_s``): past it
+    the activations of the gap can no longer be read back, so by then the operator must know."""
+    tick_deadline_s: Live[float | None] = Field(None, gt=0, le=3600)
+    """Longest one tick may take, s: a request still running then is abandoned (an observation
+    fails the tick with kind ``timeout``; an action is reported unavailable and compared again next
+    tick), and a tick past it is counted in ``mfrm_tick_overruns_total``. Unset: the interval, so a
+    tick always ends before the next one is due."""
+    log_repeat_s: Live[float] = Field(300.0, gt=0, le=86_400)
+    """A fault that keeps happening (the same cause of a failed tick, of missing data, of overruns)
+    is logged once, then summarised with its count this often, s. 5 minutes keeps a day-long outage
+    to under 300 lines while an operator still sees it continues."""
     shutdown_timeout_s: float = Field(30.0, gt=0, le=3600)
     """On SIGTERM/SIGINT the running tick finishes and a checkpoint is written; past this many
     seconds the daemon exits anyway. 30 s equals Kubernetes' default termination grace period."""

@@ -14,6 +14,7 @@ from fakes.openwhisk import AUTH, FakeOpenWhisk
 
 from controller.backends.base import Backend, FailureKind
 from controller.backends.local import LOCAL_INVOKER, LocalBackend, benchmark_slos_s, from_settings
+from controller.clients.errors import ObservationError
 from controller.clients.openwhisk import NO_RETRY, OpenWhiskClient
 from controller.settings import Settings, load_settings
 from policies.types import KEEP_SHARES, UNMANAGED, Decisions
@@ -115,13 +116,67 @@ def test_arrivals_are_completions_plus_the_growth_of_the_backlog(setup):
     assert snap.functions.arrivals[0] == 2 + 5
 
 
-@pytest.mark.parametrize("path", [r"/activations$", r"/resources/v1/namespaces/[^/]+/actions$"], ids=["activations", "pools"])
-def test_a_failed_read_makes_every_row_invalid_never_zero(setup, path):
+@pytest.mark.parametrize(
+    ("path", "status", "kind", "source"),
+    [
+        (r"/activations$", 503, "server_error", "activations"),
+        (r"/resources/v1/namespaces/[^/]+/actions$", 503, "server_error", "pools"),
+        (r"/resources/v1/status$", 401, "unauthorized", "status"),
+        (r"/activations$", 429, "throttled", "activations"),
+    ],
+    ids=["activations-503", "pools-503", "status-401", "activations-429"],
+)
+def test_a_failed_read_fails_the_whole_observation_with_its_kind_never_zero(setup, path, status, kind, source):
     fake, _, backend, _ = setup
-    fake.fail("GET", path, 503, {"error": "down"})
+    fake.fail("GET", path, status, {"error": "down"})
+    with pytest.raises(ObservationError) as caught:
+        backend.observe(10.0)
+    assert (caught.value.kind, caught.value.source) == (kind, source)
+    assert fake.url.split("://")[1] in str(caught.value)
+
+
+def test_after_a_failed_read_the_next_tick_covers_the_time_since_the_last_good_one(setup):
+    fake, client, backend, clock = setup
+    backend.observe(10.0)
+    fake.fail("GET", r"/activations$", 503, {"error": "down"})
+    invoke_at(client, clock, "a", 15.0, times=3)
+    with pytest.raises(ObservationError):
+        backend.observe(20.0)
+    snap = backend.observe(30.0)
+    assert snap.tick_s == 20.0  # the three completions are spread over the 20 s they happened in
+    assert snap.functions.completions[0] == 3
+
+
+@pytest.mark.parametrize(
+    ("answer", "source"),
+    [({"a": 1}, "pools"), ([], "status")],
+    ids=["pools-not-a-list", "status-not-an-object"],
+)
+def test_an_answer_of_the_wrong_shape_fails_the_observation_as_malformed(setup, answer, source):
+    fake, _, backend, _ = setup
+    path = r"/resources/v1/status$" if source == "status" else r"/resources/v1/namespaces/[^/]+/actions$"
+    fake.fail("GET", path, 200, answer)
+    with pytest.raises(ObservationError) as caught:
+        backend.observe(10.0)
+    assert (caught.value.kind, caught.value.source) == ("malformed", source)
+
+
+def test_a_garbled_pool_or_activation_invalidates_only_its_own_row_and_says_why(setup):
+    fake, client, backend, clock = setup
+    fake.pools["a"].cpu_shares = "lots"  # type: ignore[assignment]
+    invoke_at(client, clock, "b", 2.0)
+    fake.activations[-1]["duration"] = "forever"
     snap = backend.observe(10.0)
-    assert not snap.functions.valid.any() and not snap.invokers.valid.any()
-    assert np.isnan(snap.functions.arrivals).all()
+    assert not snap.functions.valid.any()
+    by_function = {p.functions: p for p in backend.problems}
+    assert by_function[("a",)].label == "malformed" and "cpuShares='lots'" in by_function[("a",)].cause
+    assert by_function[("b",)].source == "activations" and "duration='forever'" in by_function[("b",)].cause
+    assert by_function[("ghost",)].kind is None and "not deployed" in by_function[("ghost",)].cause
+    fake.pools["a"].cpu_shares = 256
+    invoke_at(client, clock, "b", 12.0)
+    snap = backend.observe(20.0)
+    assert snap.functions.valid.tolist() == [True, True, False]
+    assert [p.functions for p in backend.problems] == [("ghost",)]
 
 
 def test_apply_sends_only_the_changes_and_is_idempotent(setup):

@@ -9,6 +9,7 @@ import pytest
 from fakes.docker_engine import FakeDockerEngine
 from fakes.kubernetes_api import FakeKubernetesApi
 from fakes.openwhisk import AUTH, NAMESPACE, FakeOpenWhisk
+from fakes.user_events import UserEvents
 from kubernetes import client as k8s
 
 from controller.backends.base import Backend, FailureKind
@@ -27,7 +28,9 @@ from controller.backends.openwhisk import (
     memory_for_shares,
 )
 from controller.backends.runtime import action_key, container_action_key
+from controller.clients.errors import ObservationError
 from controller.clients.openwhisk import NO_RETRY, OpenWhiskClient
+from controller.clients.prometheus import PromQLBadResponse, PromQLTimeout, PromQLUnavailable
 from policies.types import KEEP_SHARES, UNMANAGED, Decisions
 
 ORIGIN_MS = 1_700_000_000_000
@@ -125,10 +128,31 @@ def test_activations_from_before_the_run_are_not_counted(whisk):
     assert make_backend(client).observe(10.0).functions.completions[0] == 0
 
 
-def test_an_unreadable_activation_store_makes_every_row_invalid(whisk):
+@pytest.mark.parametrize(
+    ("path", "status", "kind", "source"),
+    [(r"/activations$", 500, "server_error", "activations"), (r"/activations$", 401, "unauthorized", "activations"),
+     (r"/actions$", 429, "throttled", "actions")],
+    ids=["activations-500", "activations-401", "actions-429"],
+)
+def test_an_unreadable_activation_store_or_action_list_fails_the_observation(whisk, path, status, kind, source):
     fake, client, _ = whisk
-    fake.fail("GET", r"/activations$", 500, {"error": "db down"})
-    assert not make_backend(client).observe(10.0).functions.valid.any()
+    fake.fail("GET", path, status, {"error": "db down"})
+    with pytest.raises(ObservationError) as caught:
+        make_backend(client).observe(10.0)
+    assert (caught.value.kind, caught.value.source) == (kind, source)
+
+
+def test_a_garbled_activation_record_invalidates_only_its_functions_row(whisk):
+    fake, client, clock = whisk
+    clock["ms"] = ORIGIN_MS + 1000
+    client.invoke("primes", blocking=True)
+    client.invoke("image-inference-003", blocking=True)
+    fake.activations[0]["annotations"] = [{"key": "waitTime", "value": -3}]
+    backend = make_backend(client)
+    snap = backend.observe(10.0)
+    assert snap.functions.valid.tolist() == [False, True]
+    (problem,) = backend.problems
+    assert (problem.label, problem.functions) == ("malformed", ("primes",)) and "waitTime=-3" in problem.cause
 
 
 def test_docker_containers_give_counts_busy_shares_and_cpu_per_action(whisk, docker_host):
@@ -156,10 +180,14 @@ def test_an_unreachable_docker_host_makes_its_invoker_invalid_and_containers_unk
     docker_host.add("wsk0_1_guest_primes")
     runtime = DockerRuntime({"invoker0": f"tcp://127.0.0.1:{docker_host.port}", "invoker1": "tcp://127.0.0.1:9"},
                            timeout_s=1.0)
-    snap = make_backend(client, runtime).observe(10.0)
+    backend = make_backend(client, runtime)
+    snap = backend.observe(10.0)
     assert list(snap.invokers.valid) == [True, False]
     assert np.isnan(snap.functions.containers).all()
-    assert snap.functions.valid.all()  # latency still observed
+    # A partial count would read as fewer containers: no row is valid, and the cause says which host.
+    assert not snap.functions.valid.any()
+    (problem,) = backend.problems
+    assert problem.label == "unreachable" and problem.source == "runtime" and "invoker1" in problem.cause
 
 
 # --- act: shares ------------------------------------------------------------------------------
@@ -295,42 +323,141 @@ def test_the_instances_limit_mode_sets_limits_instances_and_keeps_the_other_limi
 # --- prometheus -------------------------------------------------------------------------------
 
 
-class FakePromQL:
-    """Answers instant queries by the metric they mention (a recorded-shape stand-in for the reader)."""
-
-    def __init__(self, answers: dict[str, list]) -> None:
-        self.answers = answers
-        self.queries: list[str] = []
-
-    def __call__(self, expr: str, time: float):
-        self.queries.append(expr)
-        for needle, value in self.answers.items():
-            if needle in expr:
-                return value
-        return []
+def prometheus_backend(whisk, events: UserEvents, first_lookback_s: float = 10.0) -> OpenWhiskBackend:
+    return make_backend(whisk[1], prometheus=PrometheusLatency(events, NAMESPACE, first_lookback_s=first_lookback_s))
 
 
-def test_prometheus_latency_adds_the_wait_and_duration_quantiles(whisk):
-    prom = FakePromQL({
-        "histogram_quantile(0.99, sum by (action, le) (rate(openwhisk_action_waitTime": [({"action": "primes"}, 0.05)],
-        "histogram_quantile(0.99, sum by (action, le) (rate(openwhisk_action_duration": [({"action": "primes"}, 0.2)],
-        "histogram_quantile(0.5, sum by (action, le) (rate(openwhisk_action_waitTime": [({"action": "primes"}, 0.01)],
-        "histogram_quantile(0.5, sum by (action, le) (rate(openwhisk_action_duration": [({"action": "primes"}, 0.1)],
-        "openwhisk_action_activations_total": [({"action": "primes"}, 40.0)],
-        "openwhisk_action_coldStarts_total": [({"action": "primes"}, 2.0)],
-        "openwhisk_action_duration_seconds_sum": [({"action": "primes"}, 4.0)],
-    })
-    backend = make_backend(whisk[1], prometheus=PrometheusLatency(prom, NAMESPACE))
+def test_prometheus_counts_are_differences_of_the_counters_between_two_scrapes(whisk):
+    events = UserEvents()
+    events.action("primes").record(wait_s=0.004, duration_s=0.3, init_s=0.4)
+    events.scrape(0.0)  # the first tick differences with what Prometheus held a tick earlier
+    events.action("primes").record(wait_s=0.004, duration_s=0.08, times=39)
+    events.action("primes").record(wait_s=0.04, duration_s=0.3, init_s=0.4)
+    events.scrape(10.0)
+    backend = prometheus_backend(whisk, events)
     row = backend.observe(10.0).functions.row(0)
-    assert (row["completions"], row["cold_starts"]) == (40, 2)
-    assert row["p99_latency_s"] == pytest.approx(0.25) and row["p50_latency_s"] == pytest.approx(0.11)
-    assert row["mean_exec_s"] == pytest.approx(0.1)
-    assert all('namespace="guest"' in q and "[10s]" in q for q in prom.queries)
+    assert (row["completions"], row["arrivals"], row["cold_starts"]) == (40, 40, 1)
+    # p50: wait in 0..0.005, init 0 (39 of 40 warm), run in 0.05..0.1, each interpolated as PromQL does.
+    assert row["p50_latency_s"] == pytest.approx(0.005 * 20 / 39 + 0.0 + 0.05 + 0.05 * (20 / 39))
+    assert row["p99_latency_s"] > 0.5  # the cold start's init and long run reach the 99th percentile
+    assert row["mean_exec_s"] == pytest.approx((39 * 0.08 + 0.3) / 40)
+    assert all('namespace="guest"' in q for q, _ in events.queries)
+    assert [t for _, t in events.queries[:1]] == [0.0] and events.queries[-1][1] == 10.0
 
 
-def test_a_failed_prometheus_query_makes_every_row_invalid(whisk):
+def test_a_function_without_series_in_prometheus_has_no_data_not_zero_invocations(whisk):
+    events = UserEvents()
+    events.action("primes").record(wait_s=0.004, duration_s=0.08, times=5)
+    events.scrape(0.0)
+    events.scrape(10.0)
+    backend = prometheus_backend(whisk, events)
+    snap = backend.observe(10.0)
+    assert snap.functions.valid.tolist() == [True, False]
+    assert snap.functions.completions[0] == 0  # a series that did not grow: truly no traffic
+    assert np.isnan(snap.functions.completions[1])
+    (problem,) = backend.problems
+    assert problem.functions == ("image-inference-003",) and problem.kind is None
+    assert "no series of openwhisk_action_activations_total" in problem.cause
+
+
+def test_with_a_scrape_as_often_as_the_tick_every_invocation_is_seen_once(whisk):
+    # Scrapes every 10 s, 4 s after each tick, as a Prometheus scraping "every 10 s" would: an
+    # increase() over the tick's 10 s would hold one sample and say nothing.
+    events = UserEvents()
+    backend = prometheus_backend(whisk, events)
+    events.action("primes")  # its series exists (at 0) before the first tick
+    events.scrape(-6.0)
+    sent = seen = 0
+    for tick in range(1, 31):
+        events.action("primes").record(wait_s=0.004, duration_s=0.08, times=16)
+        sent += 16
+        events.scrape(tick * 10.0 - 6.0)
+        snap = backend.observe(tick * 10.0)
+        assert snap.functions.valid[0]
+        seen += snap.functions.completions[0]
+    assert seen == sent
+
+
+def test_a_tick_without_a_new_scrape_has_no_data_and_the_next_spreads_what_it_sees_over_its_tick(whisk):
+    events = UserEvents()
+    backend = prometheus_backend(whisk, events)
+    events.action("primes").record(wait_s=0.004, duration_s=0.08)
+    events.scrape(0.0)
+    events.action("primes").record(wait_s=0.004, duration_s=0.08, times=20)
+    events.scrape(10.0)
+    assert backend.observe(10.0).functions.completions[0] == 20
+    stale = backend.observe(20.0)  # Prometheus scrapes every 20 s now
+    assert not stale.functions.valid[0]
+    assert "no new scrape" in backend.problems[0].cause
+    events.action("primes").record(wait_s=0.004, duration_s=0.08, times=40)
+    events.scrape(30.0)
+    snap = backend.observe(30.0)
+    # 40 over the 20 s between the two scrapes: 20 in this 10-s tick, a rate and not a lump.
+    assert snap.functions.valid[0] and snap.functions.completions[0] == 20
+
+
+def test_a_restarted_exporter_counts_from_zero_again_and_a_returning_series_restarts_counting(whisk):
+    events = UserEvents()
+    backend = prometheus_backend(whisk, events)
+    events.action("primes").record(wait_s=0.004, duration_s=0.08, times=100)
+    events.scrape(0.0)
+    events.scrape(10.0)
+    backend.observe(10.0)
+    events.restart()
+    events.action("primes").record(wait_s=0.004, duration_s=0.08, times=7)
+    events.scrape(20.0)
+    assert backend.observe(20.0).functions.completions[0] == 7  # a counter that fell was reset
+    events.target_down(30.0)
+    assert not backend.observe(30.0).functions.valid[0]  # stale: no data, not zero
+    events.action("primes").record(wait_s=0.004, duration_s=0.08, times=50)
+    events.scrape(40.0)
+    back = backend.observe(40.0)
+    assert not back.functions.valid[0] and "came back after a gap" in backend.problems[0].cause
+    events.action("primes").record(wait_s=0.004, duration_s=0.08, times=3)
+    events.scrape(50.0)
+    assert backend.observe(50.0).functions.completions[0] == 3
+
+
+def test_a_series_that_appears_after_the_first_tick_counts_everything_it_holds(whisk):
+    events = UserEvents()
+    backend = prometheus_backend(whisk, events)
+    events.scrape(0.0)
+    events.scrape(10.0)
+    backend.observe(10.0)
+    events.action("image-inference-003").record(wait_s=0.004, duration_s=0.3, init_s=0.5, times=2)
+    events.scrape(20.0)
+    row = backend.observe(20.0).functions.row(1)
+    assert (row["completions"], row["cold_starts"]) == (2, 2)
+
+
+def test_the_first_tick_reads_a_look_back_earlier_and_counts_the_rate_over_it(whisk):
+    events = UserEvents()
+    events.action("primes").record(wait_s=0.004, duration_s=0.08, times=5)
+    events.scrape(-110.0)  # two minutes before the first tick, as lookback_s says
+    events.action("primes").record(wait_s=0.004, duration_s=0.08, times=120)
+    events.action("image-inference-003").record(wait_s=0.004, duration_s=0.08, times=9)
+    events.scrape(10.0)
+    backend = prometheus_backend(whisk, events, first_lookback_s=120.0)
+    snap = backend.observe(10.0)  # the first tick may come at once (mfrm run --once): it still has data
+    assert snap.functions.completions[0] == pytest.approx(120 * 10 / 120)  # the rate over 120 s, for a 10-s tick
+    # A series the look-back did not see began at an unknown time: what it holds is no rate.
+    assert not snap.functions.valid[1]
+    assert "read for the first time" in backend.problems[0].cause
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [(PromQLUnavailable("http://prometheus.test/api/v1/query: cannot connect", url="http://prometheus.test"),
+      "unreachable"),
+     (PromQLTimeout("no answer within 5 s", url="http://prometheus.test"), "timeout"),
+     (PromQLBadResponse("not a Prometheus API answer", url="http://prometheus.test"), "malformed")],
+    ids=["down", "slow", "garbled"],
+)
+def test_a_failed_prometheus_query_fails_the_observation_with_its_kind(whisk, error, kind):
     def broken(expr, time):
-        raise ConnectionError("prometheus down")
+        raise error
 
     backend = make_backend(whisk[1], prometheus=PrometheusLatency(broken, NAMESPACE))
-    assert not backend.observe(10.0).functions.valid.any()
+    with pytest.raises(ObservationError) as caught:
+        backend.observe(10.0)
+    assert (caught.value.kind, caught.value.source) == (kind, "prometheus")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from fakes.docker_engine import FakeDockerEngine
 from fakes.kubernetes_api import FakeKubernetesApi
 from fakes.openwhisk import AUTH, NAMESPACE, FakeOpenWhisk
 from fakes.server import Call, FakeServer, Reply, json_reply
+from fakes.user_events import UserEvents
 
 from controller.backends.docker_runtime import DockerRuntime
 from controller.backends.kube_runtime import KubeRuntime
@@ -61,17 +62,23 @@ class WhiskWithNamespaces(FakeOpenWhisk):
 
 
 class FakePrometheusServer(FakeServer):
-    """``/api/v1/query`` answering a vector per metric named in the query (Prometheus HTTP API v1 shape)."""
+    """``/api/v1/query`` answering a vector (Prometheus HTTP API v1 shape): per metric named in the
+    query, or from ``answer(expr, unix_time)`` when given."""
 
-    def __init__(self, answers: dict[str, list[tuple[dict[str, str], float]]]) -> None:
+    def __init__(self, answers: dict[str, list[tuple[dict[str, str], float]]] | None = None,
+                 answer: Callable[[str, float], list[tuple[dict[str, str], float]]] | None = None) -> None:
         super().__init__()
-        self.answers = answers
+        self.answers = answers or {}
+        self.answer = answer
 
     def route(self, call: Call) -> Reply:
         if call.path != "/api/v1/query":
             return json_reply(404, {"status": "error", "errorType": "bad_data", "error": "not found"})
         expr, at = call.query["query"], float(call.query["time"])
-        series = next((value for needle, value in self.answers.items() if needle in expr), [])
+        if self.answer is not None:
+            series = self.answer(expr, at)
+        else:
+            series = next((value for needle, value in self.answers.items() if needle in expr), [])
         result = [{"metric": labels, "value": [at, str(value)]} for labels, value in series]
         return json_reply(200, {"status": "success", "data": {"resultType": "vector", "result": result}})
 
@@ -312,20 +319,23 @@ def test_with_kubernetes_the_backend_reads_pods_and_resizes_them_through_the_kub
 
 def test_with_prometheus_latency_comes_from_the_user_events_metrics(whisk, monkeypatch: pytest.MonkeyPatch) -> None:
     fake, _ = whisk
-    with FakePrometheusServer({
-        "openwhisk_action_activations_total": [({"action": "primes"}, 40.0)],
-        "openwhisk_action_coldStarts_total": [({"action": "primes"}, 2.0)],
-        "openwhisk_action_duration_seconds_sum": [({"action": "primes"}, 4.0)],
-        "histogram_quantile(0.99, sum by (action, le) (rate(openwhisk_action_waitTime": [({"action": "primes"}, 0.05)],
-        "histogram_quantile(0.99, sum by (action, le) (rate(openwhisk_action_duration": [({"action": "primes"}, 0.2)],
-    }) as prometheus:
-        settings = settings_for(fake, monkeypatch, latency_source="prometheus", prometheus_url=prometheus.url)
+    events = UserEvents(NAMESPACE)
+    events.action("primes").record(wait_s=0.004, duration_s=0.08, times=10)
+    events.scrape(0.0)
+    events.action("primes").record(wait_s=0.004, duration_s=0.08, times=38)
+    events.action("primes").record(wait_s=0.04, duration_s=0.3, init_s=0.4, times=2)
+    events.scrape(10.0)
+    with FakePrometheusServer(answer=lambda expr, at: events(expr, at - ORIGIN_MS / 1000)) as prometheus:
+        settings = settings_for(fake, monkeypatch, latency_source="prometheus", prometheus_url=prometheus.url,
+                                lookback_s=10.0)
         backend = from_settings(settings, epoch_origin_ms=ORIGIN_MS)
         row = backend.observe(10.0).functions.row(0)
         queries = prometheus.calls_to("GET", r"^/api/v1/query$")
     assert isinstance(backend.prometheus, PrometheusLatency) and backend.prometheus.namespace == NAMESPACE
-    assert (row["completions"], row["cold_starts"], row["p99_latency_s"]) == (40, 2, pytest.approx(0.25))
-    assert {float(q.query["time"]) for q in queries} == {ORIGIN_MS / 1000 + 10.0}
+    assert (row["completions"], row["cold_starts"]) == (40, 2)
+    assert row["p99_latency_s"] > 0.4  # the cold starts' init and runs reach the 99th percentile
+    # The counters at the tick, and (the first time only) a tick earlier to difference with.
+    assert {float(q.query["time"]) for q in queries} == {ORIGIN_MS / 1000, ORIGIN_MS / 1000 + 10.0}
     assert all('namespace="guest"' in q.query["query"] for q in queries)
 
 

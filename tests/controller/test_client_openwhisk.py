@@ -162,8 +162,9 @@ def test_a_malformed_key_is_refused_at_construction(auth):
         (502, {"activationId": "a" * 32, "response": {"statusCode": 1}}, ow.ApplicationError, 1),
         (429, {"error": "Too many requests in the last minute"}, ow.Throttled, 4),
         (503, {"error": "System is overloaded"}, ow.Unavailable, 4),
+        (408, {"error": "request timed out"}, ow.Timeout, 1),
     ],
-    ids=["401", "403", "404", "400", "409", "500", "502", "429-exhausted", "503-exhausted"],
+    ids=["401", "403", "404", "400", "409", "500", "502", "429-exhausted", "503-exhausted", "408"],
 )
 def test_each_failed_status_raises_its_typed_error_after_the_allowed_attempts(fake, status, body, error, attempts):
     sleep = RecordingSleep()
@@ -253,3 +254,78 @@ def test_the_error_message_names_the_request_and_the_servers_words(fake):
         client.get_action("nope")
     text = str(caught.value)
     assert "GET" in text and "/actions/nope" in text and "404" in text and "does not exist" in text
+
+
+# --- kinds, credentials, deadlines --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [(401, "unauthorized"), (403, "unauthorized"), (404, "rejected"), (400, "rejected"), (408, "timeout"),
+     (429, "throttled"), (500, "server_error"), (502, "server_error"), (503, "server_error"), (504, "server_error")],
+    ids=lambda value: str(value),
+)
+def test_every_failed_answer_says_its_kind_so_the_daemon_never_counts_it_as_internal(fake, status, kind):
+    from controller.metrics import error_kind
+
+    client = make_client(fake.url, retry=ow.NO_RETRY)
+    fake.fail("GET", r"/activations$", status, {"error": "scripted"}, times=1)
+    with pytest.raises(ow.OpenWhiskError) as caught:
+        client.list_activations()
+    assert caught.value.kind == kind
+    assert error_kind(caught.value) == kind
+
+
+def test_a_refused_connection_is_unreachable_and_a_garbled_answer_malformed(fake):
+    refused = make_client(f"http://127.0.0.1:{free_port()}", retry=ow.NO_RETRY)
+    with pytest.raises(ow.Unavailable) as caught:
+        refused.list_activations()
+    assert caught.value.kind == "unreachable"
+    fake.fail("GET", r"/activations$", 200, raw=b"<html>proxy login</html>", times=1)
+    with pytest.raises(ow.MalformedResponse) as garbled:
+        make_client(fake.url).list_activations()
+    assert garbled.value.kind == "malformed"
+
+
+def test_a_password_in_the_api_url_is_never_sent_nor_named_in_an_error(fake):
+    host = fake.url.split("://", 1)[1]
+    client = make_client(f"http://operator:hunter2@{host}", retry=ow.NO_RETRY)
+    fake.fail("GET", r"/activations$", 500, {"error": "scripted"}, times=1)
+    with pytest.raises(ow.ServerError) as caught:
+        client.list_activations()
+    assert "hunter2" not in str(caught.value) and "operator" not in str(caught.value)
+    assert "hunter2" not in client.base_url and "hunter2" not in repr(client)
+    # The platform's key is what authenticates, never the URL's user.
+    assert fake.calls[-1].headers["authorization"] == fake.auth_header
+
+
+def test_inside_a_tick_deadline_a_hanging_read_gives_up_when_the_deadline_does(fake):
+    from controller.clients.errors import Deadline, deadline_scope
+
+    release = threading.Event()
+    sleep = RecordingSleep()
+    client = make_client(fake.url, sleep, read_timeout_s=30.0)
+    fake.fail("GET", r"/activations$", 200, [], times=5, hold=release)
+    now = [50.0]
+    try:
+        with deadline_scope(Deadline(at_s=50.2, clock=lambda: now[0])):
+            with pytest.raises(ow.Timeout, match="0.2 s"):
+                client.list_activations()
+            # The retry of an idempotent read would wait past the deadline: it is not made.
+            assert sleep.delays == []
+            now[0] = 51.0
+            with pytest.raises(ow.Timeout, match="deadline passed"):
+                client.list_activations()
+    finally:
+        release.set()
+    assert len(fake.calls_to("GET", r"/activations$")) == 1
+
+
+def test_a_window_too_large_to_page_through_is_refused_rather_than_read_in_part(fake):
+    client = make_client(fake.url)
+    deploy(client)
+    for _ in range(5):
+        client.invoke("hello")
+    with pytest.raises(ow.WindowTooLarge, match="window not read completely") as caught:
+        client.iter_activations(since_ms=0, upto_ms=1 << 62, page=2, max_pages=2)
+    assert caught.value.kind == "rejected"

@@ -22,10 +22,13 @@ from controller.clients.prometheus import (
     PromQLServerError,
     PromQLThrottled,
     PromQLTimeout,
+    PromQLUnauthorized,
     PromQLUnavailable,
     Sample,
     by_label,
+    histogram_quantile,
 )
+from controller.clients.errors import Deadline, deadline_scope
 
 
 @dataclass
@@ -100,7 +103,7 @@ def test_an_instant_vector_becomes_samples_with_labels_and_float_values(promethe
     assert path == "/api/v1/query"
     assert params["query"] == ["histogram_quantile(0.99, x)"]
     assert params["time"] == ["1700000000.500"]
-    assert params["timeout"] == ["5s"]
+    assert params["timeout"] == ["5.000"]  # seconds, as Prometheus parses a plain number
 
 
 def test_a_scalar_is_one_sample_without_labels(prometheus):
@@ -119,7 +122,7 @@ def test_a_range_query_returns_one_series_per_label_set(prometheus):
     path, params = prometheus.script.requests[0]
     assert path == "/api/v1/query_range"
     assert (params["start"], params["end"], params["step"], params["timeout"]) == (
-        ["100.000"], ["120.000"], ["10"], ["2s"])
+        ["100.000"], ["120.000"], ["10"], ["2.000"])
 
 
 def test_an_empty_vector_is_no_samples_not_zero(prometheus):
@@ -143,18 +146,19 @@ def _error(error_type: str, message: str) -> dict:
         (400, _error("bad_data", "parse error at char 5"), PromQLQueryError, "rejected"),
         (422, _error("execution", "many-to-many matching not allowed"), PromQLQueryError, "rejected"),
         (503, _error("timeout", "query timed out in expression evaluation"), PromQLTimeout, "timeout"),
-        (503, _error("unavailable", "TSDB not ready"), PromQLUnavailable, "unavailable"),
+        (503, _error("unavailable", "TSDB not ready"), PromQLServerError, "server_error"),
         (500, _error("internal", "oops"), PromQLServerError, "server_error"),
         (429, b"Too Many Requests", PromQLThrottled, "throttled"),
         (502, b"<html>Bad Gateway</html>", PromQLServerError, "server_error"),
-        (503, b"Service Unavailable", PromQLUnavailable, "unavailable"),
-        (200, b"<html>login</html>", PromQLBadResponse, "bad_response"),
-        (200, {"status": "success", "data": {"resultType": "matrix", "result": []}}, PromQLBadResponse, "bad_response"),
+        (503, b"Service Unavailable", PromQLServerError, "server_error"),
+        (401, b"Unauthorized", PromQLUnauthorized, "unauthorized"),
+        (200, b"<html>login</html>", PromQLBadResponse, "malformed"),
+        (200, {"status": "success", "data": {"resultType": "matrix", "result": []}}, PromQLBadResponse, "malformed"),
         (200, {"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "x"]}]}},
-         PromQLBadResponse, "bad_response"),
+         PromQLBadResponse, "malformed"),
     ],
     ids=["bad-query", "execution-error", "query-timeout", "not-ready", "internal", "throttled-429",
-         "proxy-502-html", "plain-503", "not-json", "wrong-result-type", "value-not-a-number"],
+         "proxy-502-html", "plain-503", "proxy-401", "not-json", "wrong-result-type", "value-not-a-number"],
 )
 def test_failures_become_typed_errors_with_a_bounded_kind(prometheus, status, body, error, kind):
     prometheus.script = Script(status=status, body=body)
@@ -174,14 +178,14 @@ def test_a_prometheus_that_never_answers_times_out_within_the_bound(prometheus):
     assert not prometheus.script.release.is_set()
 
 
-def test_a_prometheus_that_is_down_is_unavailable():
+def test_a_prometheus_that_is_down_is_unreachable():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     # Nothing listens on the port any more: the connection is refused.
     with pytest.raises(PromQLUnavailable, match="cannot connect") as raised:
         PrometheusReader(f"http://127.0.0.1:{port}", timeout_s=1).instant("up")
-    assert raised.value.kind == "unavailable"
+    assert raised.value.kind == "unreachable"
 
 
 def test_by_label_keys_samples_and_refuses_ambiguous_series():
@@ -197,3 +201,32 @@ def test_by_label_keys_samples_and_refuses_ambiguous_series():
 def test_a_reader_without_a_positive_timeout_is_refused(timeout_s):
     with pytest.raises(ValueError, match="timeout_s"):
         PrometheusReader("http://127.0.0.1:1", timeout_s=timeout_s)
+
+
+def test_inside_a_tick_deadline_the_query_waits_only_for_what_is_left_of_it(prometheus):
+    prometheus.script = Script(hang=True)
+    now = [100.0]
+    with deadline_scope(Deadline(at_s=100.3, clock=lambda: now[0])):
+        with pytest.raises(PromQLTimeout, match="no answer within 0.3 s"):
+            PrometheusReader(prometheus.url, timeout_s=5).instant("up")
+        assert prometheus.script.requests[0][1]["timeout"] == ["0.300"]
+        now[0] = 100.5  # past the deadline: nothing more is sent
+        with pytest.raises(PromQLTimeout, match="deadline passed"):
+            PrometheusReader(prometheus.url, timeout_s=5).instant("up")
+    assert len(prometheus.script.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("q", "buckets", "expected"),
+    [
+        (0.5, {0.1: 0.0, 0.5: 10.0, math.inf: 10.0}, 0.3),   # inside the second bucket, linearly
+        (0.99, {0.1: 5.0, 1.0: 5.0, math.inf: 10.0}, 1.0),   # in the +Inf bucket: the highest finite bound
+        (0.5, {0.2: 4.0, math.inf: 4.0}, 0.1),               # the first bucket starts at 0
+        (0.5, {0.1: 0.0, math.inf: 0.0}, math.nan),          # nothing observed
+        (0.5, {0.1: 3.0, 0.5: 3.0}, math.nan),               # no +Inf bucket: not a histogram
+    ],
+    ids=["interpolated", "in-the-inf-bucket", "first-bucket-from-zero", "empty", "no-inf-bucket"],
+)
+def test_histogram_quantile_interpolates_like_promql(q, buckets, expected):
+    got = histogram_quantile(q, buckets)
+    assert (math.isnan(got) and math.isnan(expected)) or got == pytest.approx(expected)

@@ -1,6 +1,7 @@
-"""Faults the daemon meets: the platform answering 500, 429, slowly or not at all, Prometheus down, a bad
-config file. The daemon keeps running, decides nothing on missing data, says why in logs and metrics,
-and recovers when the fault ends. Fake time and a fault-injecting fake backend: nothing sleeps."""
+"""Faults the daemon meets: observations that fail with each kind, rows without data, a slow platform, a
+bad config file. The daemon keeps running, decides nothing on missing data, says why once (then
+summarises), counts the kind, turns /healthz 503 when blind too long, and recovers when the fault
+ends. Fake time and a fault-injecting fake backend: nothing sleeps."""
 
 from __future__ import annotations
 
@@ -10,25 +11,33 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-import requests
 from conftest import make_snapshot
 from prometheus_client import CollectorRegistry
 from test_daemon_clock import FakeClock
 
 from controller.backends.base import ActionFailure
+from controller.clients.errors import ObservationError, ObservationKind, ObservationProblem
 from controller.daemon import ConfigWatcher, Daemon, build_daemon
-from controller.clients.prometheus import PromQLUnavailable
 from controller.settings import load_settings
 from policies.types import KEEP_SHARES, Decisions
 
 NAMES = ("a", "b", "c")
+URL = "http://127.0.0.1:3233/api/v1/namespaces/_/activations"
 
-
-def _http_error(status: int) -> requests.HTTPError:
-    response = requests.Response()
-    response.status_code = status
-    response.url = "http://openwhisk.test/api/v1/namespaces/_/activations"
-    return requests.HTTPError(f"{status} Server Error for url: {response.url}", response=response)
+#: What a real backend raises for each fault (the kinds its clients type where the failure happens).
+RAISED = {
+    "http_401": ObservationError(ObservationKind.UNAUTHORIZED, "activations",
+                                 f"GET {URL}: HTTP 401: The supplied authentication is invalid"),
+    "http_429": ObservationError(ObservationKind.THROTTLED, "activations", f"GET {URL}: HTTP 429: Too many requests"),
+    "http_500": ObservationError(ObservationKind.SERVER_ERROR, "activations", f"GET {URL}: HTTP 500: db down"),
+    "http_503": ObservationError(ObservationKind.SERVER_ERROR, "pools", f"GET {URL}: HTTP 503: overloaded"),
+    "no_answer": ObservationError(ObservationKind.TIMEOUT, "activations", f"GET {URL}: no answer within 5 s"),
+    "refused": ObservationError(ObservationKind.UNREACHABLE, "activations",
+                                f"GET {URL}: cannot connect: [Errno 111] Connection refused"),
+    "garbled": ObservationError(ObservationKind.MALFORMED, "pools", f"GET {URL}: expected a JSON array, got str"),
+    "prometheus_down": ObservationError(ObservationKind.UNREACHABLE, "prometheus",
+                                        "http://127.0.0.1:9090/api/v1/query: cannot connect"),
+}
 
 
 @dataclass
@@ -40,25 +49,27 @@ class FaultyBackend:
     slow_s: float = 2.5
     observed: int = 0
     applied_at: list[float] = field(default_factory=list)
+    problems: tuple[ObservationProblem, ...] = ()
     name: str = "faulty"
     function_names: tuple[str, ...] = NAMES
 
     def observe(self, now: float):
         fault = self.faults.get(self.observed)
         self.observed += 1
-        if fault == "http_500":
-            raise _http_error(500)
-        if fault == "http_429":
-            raise _http_error(429)
-        if fault == "no_answer":
-            raise requests.ReadTimeout("HTTPSConnectionPool(host='openwhisk.test'): Read timed out. (read timeout=5)")
-        if fault == "refused":
-            raise requests.ConnectionError("Failed to establish a new connection: [Errno 111] Connection refused")
-        if fault == "prometheus_unreachable":
-            raise PromQLUnavailable("http://prometheus.test/api/v1/query: cannot connect", url="http://prometheus.test")
+        self.problems = ()
+        if fault in RAISED:
+            raise RAISED[fault]
         if fault == "slow":
             self.clock.advance(self.slow_s)
-        valid = np.zeros(3, dtype=bool) if fault == "prometheus_rows_missing" else np.ones(3, dtype=bool)
+        valid = np.ones(3, dtype=bool)
+        if fault == "rows_missing":
+            valid[:] = False
+            self.problems = (ObservationProblem(None, "prometheus", "no series of openwhisk_action_activations_total",
+                                                NAMES),)
+        if fault == "one_row_garbled":
+            valid[1] = False
+            self.problems = (ObservationProblem(ObservationKind.MALFORMED, "activations",
+                                                "activation 'x': duration='forever' is not a time in ms", ("b",)),)
         p99 = np.where(valid, 0.5, np.nan)
         return make_snapshot(NAMES, time_s=now, valid=valid, p99_latency_s=p99, arrivals=np.full(3, 4.0),
                              completions=np.full(3, 4.0), containers=np.full(3, 1.0))
@@ -87,7 +98,8 @@ class AlternatingPolicy:
 
 
 def _daemon(clock: FakeClock, backend, *, config=None, **overrides) -> tuple[Daemon, CollectorRegistry]:
-    """A daemon on fake time; with ``config``, its file is watched with the same overrides as at start."""
+    """A daemon on fake time (the backend, not a worker thread, moves it); with ``config``, its file
+    is watched with the same overrides as at start."""
     overrides = {"daemon.backend": "openwhisk", "daemon.backoff_s": [2.0, 4.0], **overrides}
     if config is None:
         overrides.setdefault("daemon.interval_s", 1.0)
@@ -95,24 +107,28 @@ def _daemon(clock: FakeClock, backend, *, config=None, **overrides) -> tuple[Dae
     watcher = ConfigWatcher(config, overrides) if config is not None else None
     registry = CollectorRegistry()
     daemon = build_daemon(settings, backend=backend, policy=AlternatingPolicy(), registry=registry,
-                          clock=clock, watcher=watcher)
+                          clock=clock, watcher=watcher, deadline_threads=False)
     return daemon, registry
 
 
 FAULTS = [
     # (fault, error kind or None, no-decision reason, what the log says)
-    ("http_500", "server_error", "tick_failed", "500 Server Error"),
-    ("http_429", "throttled", "tick_failed", "429"),
-    ("no_answer", "timeout", "tick_failed", "Read timed out"),
-    ("refused", "unavailable", "tick_failed", "Connection refused"),
-    ("prometheus_unreachable", "unavailable", "tick_failed", "prometheus.test"),
-    ("prometheus_rows_missing", None, "no_data", "no data for 3 of 3 functions"),
+    ("http_401", "unauthorized", "tick_failed", "HTTP 401: The supplied authentication is invalid"),
+    ("http_429", "throttled", "tick_failed", "HTTP 429"),
+    ("http_500", "server_error", "tick_failed", "HTTP 500"),
+    ("http_503", "server_error", "tick_failed", "pools: GET"),
+    ("no_answer", "timeout", "tick_failed", "no answer within 5 s"),
+    ("refused", "unreachable", "tick_failed", "Connection refused"),
+    ("garbled", "malformed", "tick_failed", "expected a JSON array"),
+    ("prometheus_down", "unreachable", "tick_failed", "prometheus: http://127.0.0.1:9090"),
+    ("rows_missing", None, "no_data", "no data for 3 of 3 functions (a, b, c): prometheus: no series"),
 ]
 FAULT_IDS = [f[0] for f in FAULTS]
 
 
 @pytest.mark.parametrize(("fault", "kind", "reason", "said"), FAULTS, ids=FAULT_IDS)
-def test_a_fault_gives_no_decision_says_why_and_the_daemon_recovers_when_it_ends(caplog, fault, kind, reason, said):
+def test_a_fault_gives_no_decision_says_why_once_and_the_daemon_recovers_at_the_next_tick(
+        caplog, fault, kind, reason, said):
     clock = FakeClock()
     backend = FaultyBackend(clock, faults={1: fault, 2: fault})
     daemon, registry = _daemon(clock, backend)
@@ -124,17 +140,46 @@ def test_a_fault_gives_no_decision_says_why_and_the_daemon_recovers_when_it_ends
     assert backend.observed == 6
     get = registry.get_sample_value
     assert get("mfrm_no_decisions_total", {"reason": reason}) == 2 * len(NAMES)
+    assert caplog.text.count(said) == 1  # said once, with its cause; the repeat is not
     if kind is not None:
         assert get("mfrm_backend_errors_total", {"kind": kind}) == 2
+        assert get("mfrm_backend_errors_total", {"kind": "internal"}) == 0
         assert get("mfrm_ticks_total", {"result": "failed"}) == 2
-        assert "no decision this tick" in caplog.text
+        assert f"tick failed ({kind}, 1 in a row), no decision this tick" in caplog.text
         assert "recovered: tick 1 finished after 2 failed tick(s)" in caplog.text
     else:
         assert get("mfrm_ticks_total", {"result": "failed"}) == 0
         assert "data is back for all 3 functions" in caplog.text
-    assert said in caplog.text
     assert get("mfrm_ticks_total", {"result": "ok"}) == 6 - (2 if kind else 0)
+    assert daemon.saw_cluster and daemon.health.check(clock.monotonic())[0]
+
+
+def test_rows_lost_to_an_error_are_counted_by_kind_and_the_others_are_decided(caplog):
+    clock = FakeClock()
+    backend = FaultyBackend(clock, faults={1: "one_row_garbled", 2: "one_row_garbled"})
+    daemon, registry = _daemon(clock, backend)
+    with caplog.at_level(logging.INFO, logger="controller"):
+        daemon.driver.run(daemon.tick, max_ticks=4)
+    get = registry.get_sample_value
+    assert get("mfrm_backend_errors_total", {"kind": "malformed"}) == 2
+    assert get("mfrm_no_decisions_total", {"reason": "no_data"}) == 2
+    assert get("mfrm_ticks_total", {"result": "ok"}) == 4
+    assert caplog.text.count("no data for 1 of 3 functions (b): malformed: activations: activation 'x'") == 1
+    assert "data is back for all 3 functions" in caplog.text
     assert daemon.health.check(clock.monotonic())[0]
+
+
+def test_a_cause_that_lasts_is_summarised_every_log_repeat_s_with_its_count(caplog):
+    clock = FakeClock()
+    backend = FaultyBackend(clock, faults={i: "refused" for i in range(1, 40)})
+    daemon, registry = _daemon(clock, backend, **{"daemon.backoff_s": [1.0], "daemon.log_repeat_s": 10.0})
+    with caplog.at_level(logging.INFO, logger="controller"):
+        daemon.driver.run(daemon.tick, max_ticks=31)  # one good tick, then 30 failures one second apart
+    assert registry.get_sample_value("mfrm_backend_errors_total", {"kind": "unreachable"}) == 30
+    assert caplog.text.count("tick failed (unreachable") == 1
+    summaries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("still failing (unreachable)")]
+    assert len(summaries) == 2  # at 10 s and 20 s of the outage
+    assert "10 more failed tick(s) in the last 10 s, 11 in a row" in summaries[0]
 
 
 def test_failed_ticks_are_retried_along_the_backoff_sequence():
@@ -153,29 +198,60 @@ def test_failed_ticks_are_retried_along_the_backoff_sequence():
     assert np.diff(attempts) == pytest.approx([1.0, 2.0, 4.0, 4.0, 1.0])
 
 
-def test_a_slow_platform_skips_slots_but_every_tick_that_finishes_counts():
+def test_a_tick_past_its_deadline_is_counted_and_logged_and_missed_slots_are_skipped(caplog):
     clock = FakeClock()
-    backend = FaultyBackend(clock, faults={1: "slow"}, slow_s=2.5)
+    backend = FaultyBackend(clock, faults={1: "slow", 3: "slow"}, slow_s=2.5)
     daemon, registry = _daemon(clock, backend)
-    daemon.driver.run(daemon.tick, max_ticks=4)
-    assert daemon.driver.stats.skipped_slots == 2
-    assert registry.get_sample_value("mfrm_ticks_total", {"result": "ok"}) == 4
-    assert registry.get_sample_value("mfrm_tick_duration_seconds_sum") >= 2.5
-    assert registry.get_sample_value("mfrm_tick_duration_seconds_bucket", {"le": "5.0"}) == 4
+    with caplog.at_level(logging.INFO, logger="controller"):
+        daemon.driver.run(daemon.tick, max_ticks=5)
+    assert daemon.driver.stats.skipped_slots == 4
+    get = registry.get_sample_value
+    assert get("mfrm_tick_overruns_total") == 2
+    assert get("mfrm_ticks_total", {"result": "ok"}) == 5
+    assert get("mfrm_tick_duration_seconds_bucket", {"le": "1.0"}) == 3
+    assert caplog.text.count("past its deadline of 1 s (daemon.tick_deadline_s)") == 1
 
 
-def test_a_long_outage_turns_health_unhealthy_with_the_reason_and_recovery_turns_it_back():
+def test_a_long_outage_turns_health_blind_with_the_cause_and_the_first_good_tick_turns_it_back():
     clock = FakeClock()
-    backend = FaultyBackend(clock, faults={i: "refused" for i in range(1, 5)})
-    daemon, _ = _daemon(clock, backend)
-    daemon.driver.run(daemon.tick, max_ticks=3)  # one good tick, then two failures 2 s apart
-    clock.advance(daemon.driver.stats.last_wait_s)  # the 4 s backoff passes: 6 s since the good tick
+    backend = FaultyBackend(clock, faults={i: "http_401" for i in range(1, 6)})
+    daemon, registry = _daemon(clock, backend, **{"daemon.blind_after_s": 12.0})
+    daemon.driver.run(daemon.tick, max_ticks=4)  # one good tick at 1001 s, then failures at 1002, 1004, 1008 s
+    ok, why = daemon.health.check(clock.monotonic())
+    assert ok, why  # 7 s blind: not yet past the limit, although three ticks failed
+    clock.advance(6.0)  # the next try is due at 1012 s: 2 s late is not stuck, but 13 s without an observation is blind
     ok, why = daemon.health.check(clock.monotonic())
     assert not ok
-    assert "limit 3 s" in why and "last tick failed: unavailable" in why
+    assert why == ("blind: last observation of the cluster 13.0 s ago (limit 12 s): unauthorized: activations: "
+                   "GET http://127.0.0.1:3233/api/v1/namespaces/_/activations: HTTP 401: The supplied authentication is invalid")
     daemon.driver.run(daemon.tick, max_ticks=3)  # two more failures, then the platform is back
     ok, why = daemon.health.check(clock.monotonic())
     assert ok, why
+    assert registry.get_sample_value("mfrm_last_full_observation_timestamp_seconds") > 0
+
+
+def test_ticks_that_see_no_function_at_all_are_blind_even_though_they_finish():
+    clock = FakeClock()
+    backend = FaultyBackend(clock, faults={i: "rows_missing" for i in range(0, 20)})
+    daemon, registry = _daemon(clock, backend, **{"daemon.blind_after_s": 5.0})
+    daemon.driver.run(daemon.tick, max_ticks=6)
+    assert registry.get_sample_value("mfrm_ticks_total", {"result": "ok"}) == 6
+    ok, why = daemon.health.check(clock.monotonic())
+    assert not ok and "blind" in why and "no series of openwhisk_action_activations_total" in why
+    assert registry.get_sample_value("mfrm_last_full_observation_timestamp_seconds") == 0
+
+
+@pytest.mark.parametrize(("fault", "ok"), [(None, True), ("http_401", False), ("rows_missing", False)],
+                         ids=["observed", "failed", "saw-nothing"])
+def test_run_once_is_true_only_when_the_cluster_was_observed_and_says_why_not(fault, ok):
+    clock = FakeClock()
+    backend = FaultyBackend(clock, faults={0: fault} if fault else {})
+    daemon, _ = _daemon(clock, backend)
+    assert daemon.run_once() is ok
+    if fault == "http_401":
+        assert daemon.last_cause.startswith("unauthorized: activations: GET http://127.0.0.1:3233")
+    if fault == "rows_missing":
+        assert daemon.last_cause.startswith("no function had data: no data for 3 of 3 functions")
 
 
 def _write(path, text: str) -> None:
@@ -209,15 +285,17 @@ def test_a_bad_config_file_while_running_is_reported_and_ignored_until_it_is_fix
     assert daemon.settings.policy.name == "openwhisk-default"
 
 
-def test_a_reloaded_interval_changes_the_schedule_and_the_health_limit(tmp_path):
+def test_a_reloaded_interval_changes_the_schedule_the_health_limits_and_the_deadline(tmp_path):
     config = tmp_path / "mfrm.yaml"
     _write(config, "daemon:\n  interval_s: 1.0\n")
     clock = FakeClock()
     daemon, _ = _daemon(clock, FaultyBackend(clock), config=config)
-    _write(config, "daemon:\n  interval_s: 5.0\n")
+    _write(config, "daemon:\n  interval_s: 5.0\n  blind_after_s: 60\n  log_repeat_s: 30\n")
     assert daemon.tick(1.0)
     assert daemon.driver.interval_s == 5.0
     assert daemon.health.stale_after_s == 15.0
+    assert daemon.health.blind_after_s == 60.0
+    assert daemon.deadline_s == 5.0  # unset: the interval
 
 
 def test_an_unexpected_error_is_logged_with_its_traceback_and_counted_as_internal(caplog):

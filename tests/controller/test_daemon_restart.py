@@ -9,10 +9,12 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from controller.checkpoint import CheckpointError, read_checkpoint
@@ -124,15 +126,17 @@ class _HangingBackend:
         self.calls = 0
 
     def observe(self, now: float):
-        import threading
-
         from conftest import make_snapshot
 
         self.calls += 1
-        if self.calls >= 2:
+        if self.calls >= 2 and os.environ.get("DAEMON_TEST_HANG") == "backend":
             self.marker.touch()
             threading.Event().wait(120.0)  # bounded, so a stray process cannot live forever
-        return make_snapshot(self.function_names, time_s=now)
+        # Some load that changes from tick to tick, so that a learner has something to learn from.
+        load = 1.0 + (self.calls % 7)
+        return make_snapshot(self.function_names, time_s=now, arrivals=np.full(3, 4.0 * load),
+                             completions=np.full(3, 4.0 * load), containers=np.full(3, 2.0),
+                             cpu_shares=np.full(3, 256.0), p99_latency_s=np.full(3, 0.1 * load))
 
     def apply(self, decisions, now):
         return []
@@ -143,35 +147,76 @@ def hanging_backend(settings):
     return _HangingBackend(Path(os.environ["DAEMON_TEST_MARKER"]))
 
 
-def _start_hanging(tmp_path: Path, log: Path) -> subprocess.Popen:
+class _HangingPolicy:
+    """Decides once, then hangs in its second decision (something in the loop's own thread that never
+    ends: only the shutdown watchdog can end the process)."""
+
+    name = "hanging-policy"
+
+    def __init__(self, **params) -> None:
+        self.calls = 0
+
+    def decide(self, snapshot, mu):
+        import threading
+
+        from policies.types import Decisions
+
+        self.calls += 1
+        if self.calls >= 2:
+            Path(os.environ["DAEMON_TEST_MARKER"]).touch()
+            threading.Event().wait(120.0)
+        return Decisions.none(len(snapshot.functions), reason="hanging-policy decides nothing")
+
+    def feedback(self, snapshot, mu, rewards):
+        return {}
+
+
+def register_hanging_policy() -> None:
+    """Make ``hanging-policy`` a registered name in the daemon subprocess."""
+    from policies.registry import register
+
+    register("hanging-policy")(_HangingPolicy)
+
+
+def _start_in_process_backend(tmp_path: Path, log: Path, *args: str, hang: str = "none") -> subprocess.Popen:
+    """The daemon with ``--backend local`` served by :class:`_HangingBackend` (no platform), which hangs
+    in its second observation when ``hang`` is ``backend``."""
     tests = Path(__file__).resolve().parent
     script = (
         "import controller.assemble as a; from controller.commands.run import run_command; "
+        "import test_daemon_restart as t; t.register_hanging_policy(); "
         "a.BACKEND_FACTORIES['local'] = 'test_daemon_restart:hanging_backend'; "
         "run_command()"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MFRM_")}
     env["PYTHONPATH"] = os.pathsep.join([str(tests), str(tests.parent), env.get("PYTHONPATH", "")])
     env["DAEMON_TEST_MARKER"] = str(tmp_path / "hanging")
+    env["DAEMON_TEST_HANG"] = hang
     return subprocess.Popen(
-        [sys.executable, "-c", script, "--backend", "local", "--interval", "0.05", "--metrics-port", "0",
-         "--set", "daemon.shutdown_timeout_s=1", "--set", f"output.out_dir={tmp_path / 'out'}"],
+        [sys.executable, "-c", script, "--backend", "local", "--metrics-port", "0",
+         "--set", f"output.out_dir={tmp_path / 'out'}", "-v", *args],
         stdout=subprocess.DEVNULL, stderr=log.open("wb"), cwd=tmp_path, env=env,
     )
 
 
 @pytest.mark.parametrize(
-    ("signals", "status", "said"),
+    ("policy", "signals", "status", "said"),
     [
-        ([signal.SIGTERM], 1, "shutdown did not finish within 1 s"),
-        ([signal.SIGTERM, signal.SIGTERM], 128 + signal.SIGTERM, "second SIGTERM: exiting at once"),
-        ([signal.SIGINT, signal.SIGINT], 128 + signal.SIGINT, "second SIGINT: exiting at once"),
+        ("nac-linear", [signal.SIGTERM], 0, "the tick is abandoned; the final checkpoint follows"),
+        ("hanging-policy", [signal.SIGTERM], 1, "shutdown did not finish within 3 s"),
+        ("hanging-policy", [signal.SIGTERM, signal.SIGTERM], 128 + signal.SIGTERM, "second SIGTERM: exiting at once"),
+        ("hanging-policy", [signal.SIGINT, signal.SIGINT], 128 + signal.SIGINT, "second SIGINT: exiting at once"),
     ],
-    ids=["stuck-tick-hits-the-shutdown-bound", "second-sigterm", "second-ctrl-c"],
+    ids=["hung-platform-exits-0-with-a-checkpoint", "stuck-loop-hits-the-shutdown-bound", "second-sigterm",
+         "second-ctrl-c"],
 )
-def test_a_stuck_tick_cannot_hold_up_the_exit(tmp_path, signals, status, said):
+def test_a_hang_cannot_hold_up_the_exit(tmp_path, policy, signals, status, said):
     log = tmp_path / "daemon.log"
-    process = _start_hanging(tmp_path, log)
+    # The platform hangs in the backend (held to the tick's deadline, here far away: only the stop
+    # ends the wait); the policy hangs in the loop's own thread (only the watchdog ends that).
+    process = _start_in_process_backend(
+        tmp_path, log, "--interval", "0.05", "--policy", policy, "--set", "daemon.shutdown_timeout_s=3",
+        "--set", "daemon.tick_deadline_s=600", hang="backend" if policy == "nac-linear" else "none")
     try:
         _wait_for(lambda: (tmp_path / "hanging").exists(), process, START_TIMEOUT_S, "the tick to hang")
         process.send_signal(signals[0])
@@ -185,7 +230,52 @@ def test_a_stuck_tick_cannot_hold_up_the_exit(tmp_path, signals, status, said):
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
-    # The status and the message say which bound ended the process: the 1-s shutdown watchdog
-    # (status 1), or the second signal (128 + signal, at once), however busy the machine is.
-    assert returncode == status
-    assert said in log.read_text(errors="replace")
+    # The status and the message say which bound ended the process: the daemon's own exit (0, within
+    # daemon.shutdown_timeout_s, with its final checkpoint), the 3-s shutdown watchdog (status 1), or
+    # the second signal (128 + signal, at once), however busy the machine is.
+    text = log.read_text(errors="replace")
+    assert returncode == status, text[-3000:]
+    assert said in text
+    if status == 0:
+        checkpoint = tmp_path / "out" / "checkpoints" / "nac-linear.ckpt.npz"
+        assert _checkpoint_tick(checkpoint) == max(_finished_ticks(log)) == 1
+
+
+KILLS = 20
+
+
+@pytest.mark.slow
+def test_twenty_kill_9s_of_a_learning_daemon_some_mid_save_always_leave_a_loadable_checkpoint(tmp_path):
+    """Each round starts the daemon (resuming), waits until it has saved twice more, and kills it at a
+    moment drawn from a seeded generator; a checkpoint is saved every tick (``fsync`` included), so
+    some kills land inside a save, which a temporary file left behind shows."""
+    rng = np.random.default_rng(13)
+    checkpoint = tmp_path / "out" / "checkpoints" / "nac-linear.ckpt.npz"
+    config_every = 1
+    mid_save = 0
+    saved = 0
+    for round_ in range(KILLS):
+        log = tmp_path / f"round{round_}.log"
+        process = _start_in_process_backend(tmp_path, log, "--interval", "0.01", "--policy", "nac-linear",
+                                            "--set", f"loop.checkpoint_every_ticks={config_every}")
+        try:
+            _wait_for(lambda: (_checkpoint_tick(checkpoint) or 0) >= saved + 2, process, START_TIMEOUT_S,
+                      f"round {round_}: two more checkpoints")
+            threading.Event().wait(float(rng.uniform(0.0, 0.05)))  # where in the daemon's cycle the kill lands
+        finally:
+            process.kill()
+            process.wait(timeout=10)
+        leftovers = list(checkpoint.parent.glob(".*.tmp-*"))
+        mid_save += bool(leftovers)
+        for leftover in leftovers:  # a killed save leaves its temporary file; the target is intact
+            leftover.unlink()
+        loaded = read_checkpoint(checkpoint)  # raises if the file is not a whole checkpoint
+        tick = int(loaded[0]["tick"])
+        done = max(_finished_ticks(log), default=tick)
+        # Lost: the ticks finished after the last checkpoint; -1: the save happened, its log line did not.
+        assert -1 <= done - tick <= config_every, (round_, done, tick)
+        if round_:
+            assert f"resumed nac-linear from checkpoint {checkpoint} at tick {saved}" in log.read_text(errors="replace")
+        assert tick >= saved
+        saved = tick
+    assert mid_save >= 1, "no kill landed inside a checkpoint save; the test did not test that"
