@@ -22,6 +22,7 @@ import ipaddress
 import logging
 import os
 import platform
+import secrets
 import socket
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -40,6 +41,10 @@ TIMING_COLUMNS: tuple[str, ...] = ("key", "scenario", "point", "seed", "wall_s",
 #: Ray's switch for the address it gives itself: "0" makes it loopback (127.0.0.1), "1" the address
 #: other machines reach. Read once, when ``ray`` is first imported.
 RAY_LOOPBACK_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+#: Ray's authentication: ``token`` (every connection shows the cluster's token) or ``disabled``.
+RAY_AUTH_MODE_VARIABLE = "RAY_AUTH_MODE"
+#: The token itself, when it is given in the environment rather than in ``~/.ray/auth_token``.
+RAY_TOKEN_VARIABLE = "RAY_AUTH_TOKEN"
 
 
 class CallFailed(RuntimeError):
@@ -194,6 +199,12 @@ class RayExecutor:
         if self.address == "local":
             # Before Ray is imported: the processes it starts take their address from it.
             os.environ[RAY_LOOPBACK_VARIABLE] = "0"
+            if RAY_AUTH_MODE_VARIABLE not in os.environ:
+                # Loopback is open to every user of the machine: only holders of a token made for this
+                # run may submit tasks. Given in the environment, it is never written to ~/.ray, where
+                # every later Ray of this user would find it and turn authentication on.
+                os.environ[RAY_AUTH_MODE_VARIABLE] = "token"
+                os.environ.setdefault(RAY_TOKEN_VARIABLE, secrets.token_hex(32))
         elif self.address != "auto":
             host, sep, port = self.address.rpartition(":")
             if not sep or not host or not port.isdigit():
@@ -215,7 +226,8 @@ class RayExecutor:
             return
         try:
             if self.address == "local":
-                ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
+                # "local" always starts a new cluster; without an address Ray would join any it finds.
+                ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False,
                          _node_ip_address="127.0.0.1")
             else:
                 ray.init(address=self.address, log_to_driver=False, configure_logging=False)
@@ -408,5 +420,5 @@ def run_suite(cells: Sequence[Cell], out: Path, executor: Executor,
     return store.write_results(cells)
 
 
-__all__ = ["RAY_LOOPBACK_VARIABLE", "TIMING_COLUMNS", "CallFailed", "CellFailed", "ClusterUnusable", "Executor",
+__all__ = ["RAY_AUTH_MODE_VARIABLE", "RAY_LOOPBACK_VARIABLE", "RAY_TOKEN_VARIABLE", "TIMING_COLUMNS", "CallFailed", "CellFailed", "ClusterUnusable", "Executor",
            "LocalExecutor", "RayExecutor", "ResultStore", "run_suite"]
