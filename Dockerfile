@@ -1,15 +1,19 @@
-# syntax=docker/dockerfile:1
-#
 # The mfrm daemon (`mfrm run`) as a container image.
 #
 #   docker build -t mfrm:0.1.0 .
 #   docker build -t mfrm:0.1.0 --build-arg TORCH_INDEX_URL=<PyTorch's CPU wheel index> .
+#   docker build -t mfrm:0.1.0 --build-arg PYTHON_IMAGE=<base> --build-arg PIP_INDEX_URL=<index> .
 #
 # Two stages: `build` makes a virtual environment with mfrm and its runtime dependencies; `runtime`
 # copies that environment (and nothing else of the build) into a slim Python image, runs as an
 # unprivileged user and writes only under /var/lib/mfrm (the state volume: checkpoints and run
 # output) and /tmp. It works with a read-only root filesystem; docs/operator-guide.md explains.
+# Nothing here needs BuildKit: the classic builder (DOCKER_BUILDKIT=0) builds it as well, and no
+# frontend image is named, so that a build never has to reach a registry for one.
 
+# The base of both stages: any Debian-family image with python3 (3.11 or newer), its venv module,
+# and groupadd/useradd. The default is the official slim image; scripts/make-base-image.sh makes an
+# equivalent one from Debian's packages where no image can be pulled.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---------------------------------------------------------------------------------------------
@@ -23,24 +27,40 @@ ENV PIP_NO_CACHE_DIR=1 \
 # version depends on the CUDA libraries (several GB) that a CPU-only daemon never loads. Pass the
 # URL of PyTorch's CPU wheel index as TORCH_INDEX_URL to install the CPU-only build of the same
 # version first; the project install below then finds the pin already satisfied. Left empty, the
-# build still works and only the image is larger. PIP_INDEX_URL may name a local mirror.
+# build still works and only the image is larger.
 ARG TORCH_INDEX_URL=""
 ARG TORCH_VERSION=2.13.0
+# Where pip finds every other package (and the build backend, setuptools). Unset, pip uses PyPI; a
+# mirror, or an index of wheels on the building machine (scripts/build-image.sh serves one on
+# 127.0.0.1 and builds with --network host), keeps the build off the internet.
+ARG PIP_INDEX_URL
 
-RUN python -m venv /opt/mfrm
+# python3, not python: Debian's own python3 package (a base made from it) has no `python` command.
+RUN python3 -m venv /opt/mfrm
 ENV PATH=/opt/mfrm/bin:$PATH
 
 RUN if [ -n "$TORCH_INDEX_URL" ]; then \
         pip install --index-url "$TORCH_INDEX_URL" "torch==${TORCH_VERSION}"; \
     fi
 
-# The source tree is installed in place at /app (an editable install): the simulated backend reads
-# the shipped trace sample from data/ beside the packages, so the packages and data/ must keep their
-# layout. Only the runtime dependencies are installed: no [test] or [dev] extras. The Kubernetes and
-# Docker API clients are what the `openwhisk` backend uses to act on invokers (docs/backends.md,
+# The runtime dependencies first, from pyproject.toml alone, so that a change of the source reuses
+# this layer (about 1.5 GB with torch) instead of installing it again. Only [project].dependencies:
+# no [test] or [dev] extras. The Kubernetes and Docker API clients are what the `openwhisk` backend
+# uses to act on invokers; the image asks for the versions it was tested with (docs/backends.md,
 # "Dependencies", gives these bounds).
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
+RUN python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' \
+        > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt "kubernetes>=37" "docker>=7.1" \
+    && rm /tmp/requirements.txt
+
+# Then the source tree, installed in place at /app (an editable install): the simulated backend reads
+# the shipped trace sample from data/ beside the packages, so the packages and data/ must keep their
+# layout. (README.md is the package's long description.) --no-compile: the bytecode pip would write
+# for the install's one module in /opt/mfrm carries the time of the build, so /opt/mfrm would differ
+# from build to build and the runtime stage could never reuse its copy of it; /app is compiled here.
+COPY README.md ./
 COPY policies/ policies/
 COPY mfg/ mfg/
 COPY simulator/ simulator/
@@ -48,7 +68,7 @@ COPY workload/ workload/
 COPY controller/ controller/
 COPY localwhisk/ localwhisk/
 COPY data/ data/
-RUN pip install -e /app "kubernetes>=37" "docker>=7.1" \
+RUN pip install --no-deps --no-compile -e /app \
     && python -m compileall -q /app \
     && pip uninstall -y pip setuptools wheel
 

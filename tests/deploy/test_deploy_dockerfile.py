@@ -1,9 +1,12 @@
-"""The Dockerfile, read as text: no Docker engine runs here, so the image is never built in tests.
+"""The Dockerfile, read as text (tests/deploy/test_image.py runs the built image; .ci/image builds it).
 
 What is checked is what an image review would check: two stages, a final stage that only copies
 the built environment and runs as a numeric non-root user with ``mfrm run`` as its entry point,
 the version label equal to the package's version, no build tools or test dependencies in the
-final stage, and agreement with the Helm chart (user id, state volume, metrics port).
+final stage, and agreement with the Helm chart (user id, state volume, metrics port); and what lets
+the same file build on a machine that can pull nothing: the base image and the package indexes as
+build arguments, no BuildKit-only syntax, and the wheelhouse of scripts/build-image.sh holding what
+the Dockerfile installs.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from controller.settings import DaemonSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
+BUILD_SCRIPT = ROOT / "scripts" / "build-image.sh"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 CHART_VALUES = yaml.safe_load((ROOT / "deploy" / "helm" / "mfrm" / "values.yaml").read_text())
 
@@ -116,7 +120,7 @@ def test_the_build_stage_installs_no_test_dependency(package: str) -> None:
 
 
 def test_the_build_stage_leaves_no_packaging_tools_in_the_environment() -> None:
-    (install,) = [a for a in STAGES[0].all("RUN") if "pip install -e /app" in a]
+    (install,) = [a for a in STAGES[0].all("RUN") if "pip install --no-deps --no-compile -e /app" in a]
     assert "pip uninstall -y pip setuptools wheel" in install
 
 
@@ -193,3 +197,53 @@ def test_everything_the_image_copies_is_in_the_build_context() -> None:
             top = source.rstrip("/").split("/")[0]
             assert top not in ignored, f"{source} is copied but excluded by .dockerignore"
             assert (ROOT / source).exists(), f"{source} is copied but does not exist"
+
+
+def test_the_base_image_is_a_build_argument_whose_default_is_the_public_slim_python_image() -> None:
+    # The default serves an operator anywhere; a machine that can pull nothing passes a local base.
+    assert GLOBAL_ARGS["PYTHON_IMAGE"] == "python:3.11-slim-bookworm"
+    script = BUILD_SCRIPT.read_text()
+    assert '--build-arg "PYTHON_IMAGE=$MFRM_BASE_IMAGE"' in script
+
+
+def test_the_build_stage_calls_python3_which_both_the_official_and_a_debian_made_base_have() -> None:
+    runs = " ".join(STAGES[0].all("RUN"))
+    assert "python3 -m venv /opt/mfrm" in runs
+    assert not re.search(r"(^|[\s;&|])python -m venv", runs)
+
+
+def test_the_package_index_is_a_build_argument_that_is_unset_unless_passed() -> None:
+    # Unset, pip uses its own default index; an empty value would be an invalid index URL.
+    assert "PIP_INDEX_URL" in STAGES[0].all("ARG")
+    script = BUILD_SCRIPT.read_text()
+    assert '--build-arg "PIP_INDEX_URL=$INDEX_URL"' in script
+    assert '--build-arg "TORCH_INDEX_URL=$INDEX_URL"' in script
+
+
+def test_the_dockerfile_names_no_frontend_image_and_builds_with_the_classic_builder() -> None:
+    first = DOCKERFILE.read_text().splitlines()[0]
+    assert not first.lower().replace(" ", "").startswith("#syntax="), first
+    assert "DOCKER_BUILDKIT=0 docker build --network host" in BUILD_SCRIPT.read_text()
+
+
+def _requirement_names(requirements: list[str]) -> dict[str, str]:
+    return {re.split(r"[<>=!~ \[;]", r, maxsplit=1)[0].lower(): r for r in requirements}
+
+
+def test_the_dependencies_are_installed_from_pyproject_before_the_source_is_copied() -> None:
+    # A change of the source then reuses the layer of the dependencies (torch among them).
+    order = [(kw, args) for kw, args in STAGES[0].instructions if kw in ("COPY", "RUN")]
+    dependencies = next(i for i, (kw, args) in enumerate(order) if "pip install -r /tmp/requirements.txt" in args)
+    assert [args for kw, args in order[:dependencies] if kw == "COPY"] == ["pyproject.toml ./"]
+    assert '["project"]["dependencies"]' in order[dependencies][1]
+    assert any("pip install --no-deps --no-compile -e /app" in args for kw, args in order[dependencies + 1:])
+
+
+def test_the_wheelhouse_holds_what_the_dockerfile_installs_beside_the_project() -> None:
+    (install,) = [a for a in STAGES[0].all("RUN") if "pip install -r /tmp/requirements.txt" in a]
+    named = shlex.split(install.split("pip install -r /tmp/requirements.txt", 1)[1].split("&&", 1)[0])
+    (line,) = [x for x in BUILD_SCRIPT.read_text().splitlines() if x.startswith("DOCKERFILE_EXTRA_REQUIREMENTS=")]
+    downloaded = shlex.split(line.split("=", 1)[1].strip("()"))
+    assert named == downloaded
+    # and pyproject's own bounds do not exclude them (the wheelhouse resolves both together)
+    assert set(_requirement_names(named)) <= set(_requirement_names(PYPROJECT["project"]["dependencies"]))
