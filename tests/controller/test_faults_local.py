@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FixedPolicy
 from fakes.fault_proxy import Fault, FaultProxy
 from prometheus_client import CollectorRegistry
 
@@ -32,7 +33,9 @@ from controller.checkpoint import read_checkpoint
 from controller.clock import RealClock
 from controller.daemon import Daemon, DeadlineBackend, EndpointServer, build_daemon
 from controller.settings import load_settings
-from localwhisk.testing import TEST_AUTH, running_platform, wait_until
+from localwhisk.config import PlatformConfig, Subject
+from localwhisk.server import LocalWhisk
+from localwhisk.testing import TEST_AUTH, WhiskClient, free_port, running_platform, wait_until
 from policies.types import KEEP_SHARES, UNMANAGED, Decisions
 
 NAMES = ("hello", "echo")
@@ -230,6 +233,36 @@ def test_healthz_over_http_is_503_with_the_cause_while_the_daemon_is_blind(platf
         assert "unauthorized: pools: GET http://127.0.0.1" in body and "HTTP 401" in body
     finally:
         server.close()
+
+
+def test_after_a_platform_restart_the_observed_state_returns_to_the_targets_within_one_tick(tmp_path):
+    config = PlatformConfig(subject=Subject.parse(TEST_AUTH), state_dir=tmp_path / "state", port=free_port(),
+                            cgroups="off")
+    whisk = LocalWhisk(config).start()
+    try:
+        client = WhiskClient(whisk.url)
+        for name in NAMES:
+            assert client.put_action(name, CODE)[0] == 200
+        slo_file = tmp_path / "slo.json"
+        slo_file.write_text(json.dumps({"functions": [{"function": name, "slo_ms": 500.0} for name in NAMES]}))
+        platform = Platform(whisk, client, FaultProxy(whisk.url), slo_file)
+        settings = daemon_settings(platform, tmp_path, **{"local.api_host": whisk.url})
+        daemon = build_daemon(settings, backend=local_backend(settings), policy=FixedPolicy(containers=2, shares=512),
+                              registry=CollectorRegistry(), clock=ShiftedClock())
+
+        def held() -> list[tuple[int, int]]:
+            return [(pool["containers"], pool["cpuShares"]) for pool in (client.resources(n)[1] for n in NAMES)]
+
+        assert daemon.tick(1.0)
+        assert held() == [(2, 512), (2, 512)]
+        whisk.stop()  # the platform restarts: its actions are kept, its pools start again from its defaults
+        whisk = LocalWhisk(config).start()
+        client.close()
+        assert held() != [(2, 512), (2, 512)]
+        assert daemon.tick(2.0)
+        assert held() == [(2, 512), (2, 512)]
+    finally:
+        whisk.stop()
 
 
 # --- the command line: the pre-flight and a SIGTERM while the platform hangs -------------------------

@@ -102,7 +102,8 @@ def build(setup: Setup, tmp_path: Path) -> tuple[Daemon, CollectorRegistry, Reco
     return daemon, registry, policy, clock
 
 
-def test_scraped_as_often_as_it_ticks_the_daemon_sees_every_invocation_and_no_series_is_no_data(setup, proxy, tmp_path):
+def test_scraped_as_often_as_it_ticks_the_daemon_sees_every_invocation_and_no_series_is_no_data(
+        setup, proxy, tmp_path, record_property):
     daemon, registry, policy, _ = build(setup, tmp_path)
     sent = 0
     done = threading.Event()
@@ -123,6 +124,9 @@ def test_scraped_as_often_as_it_ticks_the_daemon_sees_every_invocation_and_no_se
     daemon.driver.run(daemon.tick, max_ticks=3)  # the last scrapes reach the daemon
     worker.join(timeout=60)
     seen = registry.get_sample_value("mfrm_invocations_total", {"function": "hello"})
+    record_property("sent", sent)
+    record_property("seen", seen)
+    record_property("ticks", len(policy.decided))
     assert sent == 240
     # Each tick counts the rate between its two scrapes over its own length, so the sum is close to what
     # ran, not exact: a tick that met no new scrape has no data, a late tick stretches the last rate.
