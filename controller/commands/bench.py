@@ -32,19 +32,32 @@ log = logging.getLogger(__name__)
 DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
 
 
-def _seeds(values: tuple[int, ...]) -> tuple[int, ...]:
-    seeds = tuple(dict.fromkeys(values)) or DEFAULT_SEEDS
-    if any(s < 0 for s in seeds):
-        raise click.BadParameter("seeds must be >= 0", param_hint="--seeds")
-    return seeds
+def parse_seeds(text: str | None) -> tuple[int, ...]:
+    """``--seeds``: a comma-separated list of seeds and ranges, e.g. ``0-4`` or ``0,1,7``."""
+    if text is None:
+        return DEFAULT_SEEDS
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        low, dash, high = part.partition("-")
+        try:
+            values = range(int(low), int(high) + 1) if dash else [int(part)]
+        except ValueError:
+            raise click.BadParameter(f"{part!r} is not a seed or a range like 0-4", param_hint="--seeds") from None
+        if dash and int(high) < int(low):
+            raise click.BadParameter(f"{part!r}: a range runs from low to high", param_hint="--seeds")
+        seeds.extend(values)
+    if not seeds or any(s < 0 for s in seeds):
+        raise click.BadParameter("seeds are whole numbers >= 0", param_hint="--seeds")
+    return tuple(dict.fromkeys(seeds))
 
 
 @click.command("bench")
 @click.argument("scenario_files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--quick", is_flag=True, default=False,
               help="Each scenario's short windows and three points per family (the docs' headline table).")
-@click.option("--seeds", "seed_values", type=int, multiple=True,
-              help="Seeds, repeatable; paired across points [default: 0 1 2 3 4].")
+@click.option("--seeds", "seed_values", metavar="LIST",
+              help="Seeds, paired across points: a list and ranges, e.g. 0-4 or 0,1,7 [default: 0-4].")
 @click.option("--families", help=f"Comma-separated families to run [default: all: {', '.join(FAMILIES)}].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder; a rerun skips finished cells [default: runs/bench, or runs/bench-quick].")
@@ -56,7 +69,7 @@ def _seeds(values: tuple[int, ...]) -> tuple[int, ...]:
 @click.option("--episodes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Training episodes of each learner over its scenario's training window.")
 @click.option("-v", "--verbose", is_flag=True, default=False, help="Log at INFO.")
-def bench_command(scenario_files: tuple[Path, ...], quick: bool, seed_values: tuple[int, ...], families: str | None,
+def bench_command(scenario_files: tuple[Path, ...], quick: bool, seed_values: str | None, families: str | None,
                   out: Path | None, workers: int, ray_address: str | None, frozen: bool, episodes: int,
                   verbose: bool) -> None:
     """Run the evaluation suite: every scenario (default: the shipped ones), every family swept over
@@ -79,7 +92,7 @@ def bench_command(scenario_files: tuple[Path, ...], quick: bool, seed_values: tu
         points = suite_points([f.strip() for f in families.split(",")] if families else None, quick=quick)
     except ValueError as error:
         raise UsageProblem(f"--families: {error}") from None
-    seeds = _seeds(seed_values)
+    seeds = parse_seeds(seed_values)
     out = out or Path("runs/bench-quick" if quick else "runs/bench")
     cells = [Cell(scenario, point, seed, quick=quick, learn_online=not frozen, episodes=episodes)
              for scenario in scenarios for point in points for seed in seeds]
@@ -130,4 +143,4 @@ def bench_command(scenario_files: tuple[Path, ...], quick: bool, seed_values: tu
         click.echo(f"plot           {plot}")
 
 
-__all__ = ["DEFAULT_SEEDS", "bench_command"]
+__all__ = ["DEFAULT_SEEDS", "bench_command", "parse_seeds"]

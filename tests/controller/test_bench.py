@@ -185,3 +185,21 @@ def test_summaries_pool_each_point_over_its_seeds(tmp_path):
     results = run_suite(cells, tmp_path / "out", LocalExecutor(workers=1))
     summaries = summarise(read_rows(results))["tiny"]
     assert len(summaries) == 3 and all(p.seeds == (0, 1) for p in summaries)
+
+
+@pytest.mark.parametrize(("text", "seeds"), [(None, (0, 1, 2, 3, 4)), ("0-4", (0, 1, 2, 3, 4)), ("0,1,7", (0, 1, 7)),
+                                              ("3, 1-2, 3", (3, 1, 2))])
+def test_seeds_are_a_list_and_ranges(text, seeds):
+    from controller.commands.bench import parse_seeds
+
+    assert parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["a", "4-1", "-3", "1,,2"])
+def test_bad_seeds_are_refused_by_name(text):
+    import click
+
+    from controller.commands.bench import parse_seeds
+
+    with pytest.raises(click.BadParameter):
+        parse_seeds(text)
