@@ -357,3 +357,27 @@ def _prepare_v2(mount: _Mount, own: str, parent_name: str) -> CgroupDriver:
         return NoCgroups(f"cannot prepare {parent} for cpu control (cgroup v2): {error.strerror or error}")
     memory = "memory" in wanted
     return V2Driver(parent, memory, "" if memory else f"the memory controller is not available in {base}")
+
+
+def process_cgroup_dirs(
+    pid: int, mountinfo_path: Path = Path("/proc/self/mountinfo"), proc: Path = Path("/proc")
+) -> tuple[Path | None, Path | None]:
+    """The cpu and the memory cgroup directories of process ``pid`` as this process sees them (a
+    container's, made by its engine); on cgroup v2 both are its one directory. None where unknown."""
+    try:
+        mounts = _mounts(mountinfo_path.read_text())
+        paths = _own_paths((proc / str(pid) / "cgroup").read_text())
+    except OSError:
+        return None, None
+    v1 = {opt: m for m in mounts if m.fs_type == "cgroup" for opt in m.options}
+    if "cpu" in v1 or "memory" in v1:
+        found = [
+            _under(v1[controller], paths[controller]) if controller in v1 and controller in paths else None
+            for controller in ("cpu", "memory")
+        ]
+        return found[0], found[1]
+    unified = next((m for m in mounts if m.fs_type == "cgroup2"), None)
+    if unified is None or "" not in paths:
+        return None, None
+    directory = _under(unified, paths[""])
+    return directory, directory

@@ -24,6 +24,7 @@ from click.core import ParameterSource
 from localwhisk import __version__
 from localwhisk.config import (
     CGROUP_MODES,
+    CONTAINER_RUNTIMES,
     ActionLimitRanges,
     ConfigError,
     LimitRange,
@@ -106,6 +107,13 @@ _MEMORY = ActionLimitRanges().memory_mb
               help=f"Largest memory limit an action may ask for, MB (at least the default action memory, {_MEMORY.default}).")
 @setting("--invocations-per-minute", ThrottleConfig, "invocations_per_minute", "Invocations admitted per minute; beyond, 429.", type=int)
 @setting("--concurrent-invocations", ThrottleConfig, "concurrent_invocations", "Invocations queued or running at once; beyond, 429.", type=int)
+@setting("--containers", PlatformConfig, "containers",
+         "'process': a worker process per container, in cgroups of its own; 'docker': a Docker container per "
+         "container, named and limited as OpenWhisk's Docker factory does.", type=click.Choice(CONTAINER_RUNTIMES))
+@setting("--docker-host", PlatformConfig, "docker_host",
+         "Engine that runs the containers with --containers docker: a unix:// socket on this machine.")
+@setting("--docker-image", PlatformConfig, "docker_image",
+         "Image of the containers with --containers docker (python3 on its PATH; made by scripts/localwhisk-image.sh).")
 @setting("--cgroups", PlatformConfig, "cgroups", "'auto': cgroups where writable (v1 or v2), else none; 'off': never touch cgroups.",
          type=click.Choice(CGROUP_MODES))
 @setting("--cgroup-parent", PlatformConfig, "cgroup_parent", "Cgroup created under the platform's own, parent of every container's.")
@@ -183,6 +191,7 @@ def non_default_settings(config: PlatformConfig) -> str:
 
 def serve(config: PlatformConfig) -> None:
     """Start the platform, wait for SIGTERM or SIGINT, stop it gracefully."""
+    from localwhisk.containers import EngineError
     from localwhisk.leftovers import StateDirBusy
     from localwhisk.server import LocalWhisk
 
@@ -192,7 +201,7 @@ def serve(config: PlatformConfig) -> None:
     )
     try:
         whisk = LocalWhisk(config).start()
-    except StateDirBusy as error:
+    except (StateDirBusy, EngineError) as error:
         raise click.ClickException(str(error)) from None
     except OSError as error:
         raise click.ClickException(f"cannot listen on {config.host}:{config.port}: {error.strerror or error}") from None

@@ -16,6 +16,9 @@ _NAMESPACE = re.compile(r"^[\w][\w@.-]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Values of ``PlatformConfig.cgroups``.
 CGROUP_MODES = ("auto", "off")
+#: Values of ``PlatformConfig.containers``.
+CONTAINER_RUNTIMES = ("process", "docker")
+_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
 
 
 class ConfigError(ValueError):
@@ -179,6 +182,20 @@ class PlatformConfig:
     its children."""
     drain_timeout_s: float = 10.0
     """On shutdown, how long running activations may finish before their containers are killed, s."""
+    containers: str = "process"
+    """What an action container is. ``process``: a worker process on this machine in cgroups of its
+    own (``cgroups``, ``cgroup_parent``); nothing but Python is needed. ``docker``: a Docker container
+    on the engine at ``docker_host``, from ``docker_image``, named, limited, paused and removed as
+    OpenWhisk's Docker container factory does it (the cgroup options then do not apply: the engine
+    makes the cgroups). Process is the default because it needs no engine."""
+    docker_host: str = "unix:///var/run/docker.sock"
+    """Engine API of the Docker engine that runs the containers when ``containers`` is ``docker``:
+    a ``unix://`` socket, because each container mounts its working directory from the state
+    directory and so must run on this machine. Docker's own default socket."""
+    docker_image: str = "localwhisk/action-python:3.11"
+    """Image of every container when ``containers`` is ``docker``: it needs ``python3`` (3.11 or
+    newer) on its PATH and the modules the actions import. ``scripts/localwhisk-image.sh`` makes this
+    one (Debian bookworm's python3, standard library only); nothing is pulled."""
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, float, float, float]] = [
@@ -201,6 +218,15 @@ class PlatformConfig:
                 raise ConfigError(f"must be in [{low}, {high}], got {value}", name)
         if self.cgroups not in CGROUP_MODES:
             raise ConfigError(f"must be 'auto' or 'off', got {self.cgroups!r}", "cgroups")
+        if self.containers not in CONTAINER_RUNTIMES:
+            raise ConfigError(f"must be 'process' or 'docker', got {self.containers!r}", "containers")
+        socket_path = self.docker_host.removeprefix("unix://")
+        if not self.docker_host.startswith("unix://") or not socket_path.startswith("/"):
+            raise ConfigError(
+                f"must be a unix:// socket with an absolute path (containers mount the state directory, so the "
+                f"engine must run on this machine), got {self.docker_host!r}", "docker_host")
+        if not _IMAGE.match(self.docker_image):
+            raise ConfigError(f"must be an image reference such as name:tag, got {self.docker_image!r}", "docker_image")
         if not _NAMESPACE.match(self.cgroup_parent):
             raise ConfigError(f"must be a plain directory name, got {self.cgroup_parent!r}", "cgroup_parent")
         for name in self.pass_env:

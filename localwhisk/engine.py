@@ -17,8 +17,9 @@ from localwhisk.actions import Action, check_entity_name, parse_put
 from localwhisk.cgroups import CgroupDriver, NoCgroups, detect
 from localwhisk.clock import Clock, SystemClock
 from localwhisk.config import PlatformConfig
+from localwhisk.containers import ContainerFactory, ProcessContainers
 from localwhisk.errors import conflict, not_found
-from localwhisk.leftovers import claim_state_dir, remove_leftovers
+from localwhisk.leftovers import claim_state_dir
 from localwhisk.metrics import PlatformMetrics
 from localwhisk.outcomes import activation_record
 from localwhisk.scheduler import Job, PoolView, Scheduler
@@ -32,30 +33,43 @@ class Platform:
     """One localwhisk instance's state and behaviour."""
 
     def __init__(self, config: PlatformConfig, clock: Clock | None = None, cgroups: CgroupDriver | None = None) -> None:
+        """``cgroups`` replaces the driver detected for worker processes (``containers="process"``);
+        raises ``StateDirBusy`` while another platform holds the state directory and, with
+        ``containers="docker"``, ``EngineError`` when the engine or its image is missing."""
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.instance_id = secrets.token_hex(3)
         config.state_dir.mkdir(parents=True, exist_ok=True)
-        # Raises StateDirBusy while another platform runs on this directory.
         self._claim = claim_state_dir(config.state_dir, self.instance_id)
-        if cgroups is None:
-            cgroups = (
-                detect(config.cgroup_parent) if config.cgroups == "auto" else NoCgroups("cgroups are off by configuration")
-            )
-        self.cgroups = cgroups
-        remove_leftovers(config.state_dir, self._claim.previous_instance, cgroups)
+        try:
+            self.containers = self._container_factory(config, cgroups)
+            self.containers.remove_leftovers(self._claim.previous_instance)
+        except BaseException:
+            self._claim.release()
+            raise
         self.actions = ActionStore(config.state_dir)
         self.activations = ActivationStore(config.max_stored_activations)
         self.throttle = Throttle(config.throttle)
         self.metrics = PlatformMetrics()
-        self.scheduler = Scheduler(config, cgroups, self.clock, self._on_complete, self.instance_id)
-        self.metrics.attach_pools(self.scheduler.views, cgroups.status.cpu_control, lambda: self.scheduler.reserved_mb)
+        self.scheduler = Scheduler(config, self.containers, self.clock, self._on_complete)
+        self.metrics.attach_pools(self.scheduler.views, self.containers.status.cpu_control,
+                                  lambda: self.scheduler.reserved_mb)
         self._pending: dict[str, Job] = {}
         self._pending_lock = threading.Lock()
         self._janitor_stop = threading.Event()
         self._janitor: threading.Thread | None = None
         for action in self.actions.all():
             self.scheduler.set_action(action)
+
+    def _container_factory(self, config: PlatformConfig, cgroups: CgroupDriver | None) -> ContainerFactory:
+        if config.containers == "docker":
+            # Imported here: the docker SDK is loaded only by a platform that uses it.
+            from localwhisk.docker_containers import DockerContainers
+
+            return DockerContainers(config, self.instance_id)
+        if cgroups is None:
+            cgroups = detect(config.cgroup_parent) if config.cgroups == "auto" else NoCgroups("cgroups are off by configuration")
+        return ProcessContainers(config, cgroups, self.instance_id)
 
     # --- actions ---------------------------------------------------------------------------
 
@@ -175,7 +189,8 @@ class Platform:
         views = self.scheduler.views()
         return {
             "instance": self.instance_id,
-            "cgroups": self.cgroups.status.to_json(),
+            "containerRuntime": self.config.containers,
+            "cgroups": self.containers.status.to_json(),
             "userMemoryMB": self.config.user_memory_mb,
             "reservedMemoryMB": self.scheduler.reserved_mb,
             "containers": sum(v.counts["total"] for v in views),
@@ -189,6 +204,11 @@ class Platform:
     def tick(self) -> None:
         """One janitor pass at the clock's current time (pause, evict, reconcile)."""
         self.scheduler.tick()
+
+    def settle(self) -> None:
+        """Wait until the containers' engine has carried out every pause, resume and shares change
+        asked so far (see :meth:`Scheduler.settle`)."""
+        self.scheduler.settle()
 
     def start_janitor(self) -> None:
         def loop() -> None:

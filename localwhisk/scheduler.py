@@ -21,11 +21,8 @@ does not fit first evicts idle containers of unpinned pools (least recently used
 from __future__ import annotations
 
 import enum
-import itertools
 import logging
-import os
 import queue
-import re
 import threading
 import time
 from collections import deque
@@ -34,10 +31,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from localwhisk.actions import Action
-from localwhisk.cgroups import MAX_SHARES, MIN_SHARES, CgroupDriver, ContainerCgroup, clamp_shares
+from localwhisk.cgroups import MAX_SHARES, MIN_SHARES, clamp_shares
 from localwhisk.clock import Clock
 from localwhisk.config import PlatformConfig
-from localwhisk.containers import WorkerDied, WorkerProcess, WorkerTimeout, worker_environment
+from localwhisk.containers import ContainerFactory, Worker, WorkerDied, WorkerTimeout
 from localwhisk.errors import bad_request, not_found, unavailable
 from localwhisk.outcomes import DEVELOPER_ERROR, INTERNAL_ERROR, Outcome, classify_result
 
@@ -49,7 +46,6 @@ ON_DEMAND = -1
 KEEP_SHARES = -1
 #: One core's worth of CPU shares (Docker's and Kubernetes' unit).
 SHARES_PER_CORE = 1024
-_SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def default_shares(memory_mb: int, user_memory_mb: int) -> int:
@@ -96,8 +92,7 @@ class Container:
     revision: int
     memory_mb: int
     shares: int
-    worker: WorkerProcess | None = None
-    cgroup: ContainerCgroup | None = None
+    worker: Worker | None = None
     state: State = State.STARTING
     idle_since: float = 0.0
     retire: bool = False
@@ -189,25 +184,20 @@ class Scheduler:
     def __init__(
         self,
         config: PlatformConfig,
-        cgroups: CgroupDriver,
+        containers: ContainerFactory,
         clock: Clock,
         on_complete: Callable[[Job], None],
-        instance_id: str,
     ) -> None:
         self._config = config
-        self._cgroups = cgroups
+        self._containers = containers
         self._clock = clock
         self._on_complete = on_complete
-        self._instance = instance_id
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._pools: dict[tuple[str, str], Pool] = {}
         self._reserved_mb = 0
-        self._sequence = itertools.count(1)
         self._closing = False
         self._threads: list[threading.Thread] = []
-        self._rlimit_as = cgroups.status.memory_control is False
-        self._worker_env = worker_environment(os.environ, config.pass_env, config.subject.key)
 
     # --- actions ---------------------------------------------------------------------------
 
@@ -302,8 +292,8 @@ class Scheduler:
                 for container in pool.containers:
                     if container.state is not State.REMOVED:
                         container.shares = cpu_shares
-                        if container.cgroup is not None:
-                            container.cgroup.set_shares(cpu_shares)
+                        if container.worker is not None:
+                            container.worker.set_shares(cpu_shares)
             elif cpu_shares is not None:
                 pool.shares = cpu_shares
             self._reconcile(pool)
@@ -327,6 +317,15 @@ class Scheduler:
         poll with sleeps."""
         with self._lock:
             return self._changed.wait_for(lambda: predicate([self._view(p) for p in self._pools.values()]), timeout_s)
+
+    def settle(self) -> None:
+        """Wait until every pause, resume and shares change asked of the containers so far has been
+        carried out (at once for worker processes; a Docker engine's calls are queued). For embedding
+        programs and tests, which then read the containers' state from the engine."""
+        with self._lock:
+            workers = [c.worker for p in self._pools.values() for c in p.containers if c.worker is not None]
+        for worker in workers:
+            worker.settle()
 
     @property
     def reserved_mb(self) -> int:
@@ -378,7 +377,7 @@ class Scheduler:
             self._complete(job, _internal_error(job, "the platform shut down before the activation could run"))
         for thread in threads:
             thread.join(timeout=10.0)
-        self._cgroups.close()
+        self._containers.close()
 
     # --- decisions (lock held) -------------------------------------------------------------
 
@@ -454,9 +453,8 @@ class Scheduler:
 
     def _start(self, pool: Pool, job: Job | None) -> None:
         action = pool.action
-        slug = _SLUG.sub("_", action.name)[:40]
         container = Container(
-            name=f"{self._instance}-{next(self._sequence):05d}-{slug}",
+            name=self._containers.new_name(action.namespace, action.name),
             pool=pool,
             revision=action.revision,
             memory_mb=action.limits.memory_mb,
@@ -500,8 +498,8 @@ class Scheduler:
                     pid=c.worker.pid if c.worker else None,
                     cpu_shares=c.shares,
                     memory_mb=c.memory_mb,
-                    cpu_cgroup=str(getattr(c.cgroup, "cpu_dir", getattr(c.cgroup, "directory", "")) or ""),
-                    memory_cgroup=str(getattr(c.cgroup, "memory_dir", getattr(c.cgroup, "directory", "")) or ""),
+                    cpu_cgroup=c.worker.cpu_dir if c.worker is not None else "",
+                    memory_cgroup=c.worker.memory_dir if c.worker is not None else "",
                 )
             )
         counts["total"] = len(views)
@@ -548,8 +546,6 @@ class Scheduler:
         finally:
             if container.worker is not None:
                 container.worker.close()
-            elif container.cgroup is not None:
-                container.cgroup.remove()
             # The last reading taken before the kill: CPU counters stay monotonic across removal.
             cpu_s = container.worker.cpu_seconds() if container.worker else 0.0
             with self._lock:
@@ -560,24 +556,27 @@ class Scheduler:
                 self._changed.notify_all()
 
     def _boot(self, container: Container, action: Action) -> tuple[int, str] | None:
-        """Create the cgroup, start the process, load the code. None on success, else (status, why)."""
-        memory_bytes = action.limits.memory_mb * 1024 * 1024
+        """Create the container, start it, load the code. None on success, else (status, why)."""
+        shares = clamp_shares(container.shares)
         try:
-            container.cgroup = self._cgroups.create(container.name, clamp_shares(container.shares), memory_bytes)
-            worker = WorkerProcess(
-                container.name,
-                self._config.state_dir / "containers" / container.name,
-                container.cgroup,
-                self._worker_env,
-                rlimit_as_bytes=memory_bytes if self._rlimit_as else 0,
-            )
-            with self._lock:
-                if container.state is State.REMOVED:
-                    return INTERNAL_ERROR, "the container was removed while starting"
+            worker = self._containers.create(container.name, action.namespace, action.name, shares, action.limits.memory_mb)
+        except OSError as error:
+            return INTERNAL_ERROR, f"could not start container {container.name}: {error}"
+        with self._lock:
+            removed = container.state is State.REMOVED
+            if not removed:
                 container.worker = worker
+                if container.shares != shares:  # changed through the resource API meanwhile
+                    worker.set_shares(container.shares)
+        if removed:
+            worker.close()
+            return INTERNAL_ERROR, "the container was removed while starting"
+        try:
             worker.start()
         except OSError as error:
             return INTERNAL_ERROR, f"could not start container {container.name}: {error}"
+        with self._lock:
+            container.name = worker.name  # a Docker container takes another number when its name is in use
         try:
             reply = worker.request({"op": "init", "code": action.code, "main": action.entry}, action.limits.timeout_ms / 1000)
         except WorkerTimeout:
@@ -608,6 +607,10 @@ class Scheduler:
         """Run one activation; also says whether the container can be used again (not after a
         time-out, which killed nothing yet but left the action running, nor after the process died)."""
         action = job.action
+        assert container.worker is not None
+        # A paused container's resume is carried out before the run: its time counts as waiting, as
+        # in OpenWhisk, where the invoker resumes the container before it sends the run.
+        container.worker.settle()
         started = time.perf_counter() if cold_started is None else cold_started
         run_started = time.perf_counter()
         wait_ms = round((started - job.arrival_perf) * 1000)
@@ -619,7 +622,6 @@ class Scheduler:
         }
         timed_out = False
         healthy = True
-        assert container.worker is not None
         try:
             reply = container.worker.request(request, action.limits.timeout_ms / 1000)
         except WorkerTimeout:

@@ -392,18 +392,10 @@ class LocalWhisk:
         self._front = front
         self.api.api_host = self.url
         self.platform.start_janitor()
-        status = self.platform.cgroups.status
-        if status.cpu_control:
-            log.info(
-                "localwhisk %s listening on %s; cgroups %s (cpu: %s, memory: %s)%s",
-                __version__, self.url, status.mode, status.cpu_dir, status.memory_dir or "RLIMIT_AS",
-                f"; note: {status.reason}" if status.reason else "",
-            )
-        else:
-            log.warning(
-                "localwhisk %s listening on %s WITHOUT CPU control (CPU shares are recorded but not enforced): %s",
-                __version__, self.url, status.reason,
-            )
+        containers = self.platform.containers
+        # A platform without CPU control says so at the level operators watch.
+        level = logging.INFO if containers.status.cpu_control else logging.WARNING
+        log.log(level, "localwhisk %s listening on %s; containers: %s", __version__, self.url, containers.describe())
         return self
 
     def stop(self) -> None:

@@ -143,6 +143,43 @@ def running_platform(
         whisk.stop()
 
 
+# --- the test suite's Docker engine (--containers docker) -----------------------------------
+
+#: Where ``scripts/docker-engine.sh`` writes how to reach the test suite's engine (``KEY=VALUE``
+#: lines); ``TEST_DOCKER_STATE_DIR`` moves the folder, as it moves the script's.
+DOCKER_ENGINE_ENV = Path(os.environ.get("TEST_DOCKER_STATE_DIR", "/var/lib/mfrm-docker-engine")) / "env"
+#: What to run when the engine or the image is missing.
+MAKE_THE_ENGINE = "run `scripts/docker-engine.sh` as root first (it starts the test Docker engine)"
+MAKE_THE_IMAGE = "run `scripts/localwhisk-image.sh` as root first (it makes the image of localwhisk's containers)"
+
+
+class NoDockerEngine(RuntimeError):
+    """The test engine or the image of localwhisk's containers is missing; the message says what to run."""
+
+
+def docker_engine_for_tests(image: str = PlatformConfig.docker_image, env_file: Path = DOCKER_ENGINE_ENV) -> dict[str, str]:
+    """The variables of the test engine's env file (``TEST_DOCKER_SOCKET``: its ``unix://`` URL, and
+    the others ``scripts/docker-engine.sh`` writes), once the engine answers and holds ``image``;
+    :class:`NoDockerEngine` naming the script to run otherwise."""
+    import docker  # only Docker-mode tests need the SDK
+    import docker.errors
+
+    if not env_file.is_file():
+        raise NoDockerEngine(f"no Docker engine for the tests: {env_file} is missing; {MAKE_THE_ENGINE}")
+    values = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line and not line.startswith("#"))
+    socket_url = values.get("TEST_DOCKER_SOCKET")
+    if not socket_url:
+        raise NoDockerEngine(f"{env_file} has no TEST_DOCKER_SOCKET; {MAKE_THE_ENGINE}")
+    try:
+        with docker.APIClient(base_url=socket_url, version="auto", timeout=30) as api:
+            api.inspect_image(image)
+    except docker.errors.ImageNotFound:
+        raise NoDockerEngine(f"the Docker engine at {socket_url} has no image {image}; {MAKE_THE_IMAGE}") from None
+    except docker.errors.DockerException as error:
+        raise NoDockerEngine(f"no Docker engine answers at {socket_url} ({error}); {MAKE_THE_ENGINE}") from None
+    return values
+
+
 # --- child processes on loopback: shared by the live tests and benchmarks/live_compare.py ---
 
 

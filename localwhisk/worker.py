@@ -6,6 +6,11 @@ It talks to the platform in JSON lines over its standard input and output, which
 file descriptors at start; file descriptors 1 and 2 then point at the container's log file, so output
 the action writes outside Python's ``sys.stdout`` cannot corrupt the protocol.
 
+In a Docker container (:mod:`localwhisk.docker_containers`) it runs as ``python3 -m localwhisk.worker
+--connect SOCKET --log FILE``: the protocol goes over the unix socket ``SOCKET``, which the platform
+listens on, and file descriptors 1 and 2 point at ``FILE``. It exits when the platform closes the
+connection, or dies: a container then ends with its platform.
+
 Requests and replies (one JSON object per line):
 
 * ``{"op": "init", "code": str, "main": str}`` -> ``{"ok": true}`` or ``{"ok": false, "error": str}``
@@ -173,9 +178,20 @@ def main(argv: list[str]) -> None:
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (rlimit_as, rlimit_as))
-    # Move the protocol off fds 0/1, then point 0 at /dev/null and 1 at the log file (fd 2).
-    proto_in = os.fdopen(os.dup(0), "rb")
-    proto_out = os.fdopen(os.dup(1), "wb")
+    if "--log" in options:
+        log_fd = os.open(options["--log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
+    if "--connect" in options:
+        import socket  # only a container's worker needs it
+
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connection.connect(options["--connect"])
+        proto_in, proto_out = connection.makefile("rb"), connection.makefile("wb")
+    else:
+        # Move the protocol off fds 0/1; 0 then points at /dev/null and 1 at the log file (fd 2).
+        proto_in = os.fdopen(os.dup(0), "rb")
+        proto_out = os.fdopen(os.dup(1), "wb")
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
