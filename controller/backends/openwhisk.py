@@ -138,16 +138,17 @@ class PrometheusLatency:
     the difference with the function's previous reading itself, rather than asking PromQL for
     ``increase(x[tick])``: a range as short as the tick holds fewer than two samples whenever
     Prometheus scrapes about as often as the daemon ticks, and ``increase`` then returns nothing,
-    which used to be read as no traffic. The difference covers the time between the two scrapes;
+    which is no answer, not zero traffic. The difference covers the time between the two scrapes;
     its counts are spread over the tick in proportion (``tick / (scrape now − scrape before)``), so
     a tick whose scrape interval drifted does not carry a lump of two intervals. A counter that
     went down was reset (the exporter restarted): what it holds now is new.
 
     No data is never zero traffic. A function gets no row (its cause in the second result of
     :meth:`read`) when Prometheus has no series of it (never invoked since the exporter started,
-    or its target is not scraped), when no scrape happened since its previous reading, and on
-    the tick its series reappears after a gap (that reading only starts counting again). A series
-    seen for the first time counts everything it holds: it appeared since the previous reading.
+    or its target is not scraped), when no scrape happened since its previous reading, on the
+    first tick for a series the look-back did not see (it began at an unknown time), and on the
+    tick its series reappears after a gap (that reading only starts counting again). A series that
+    appears after the first tick counts everything it holds: it appeared since the previous reading.
 
     A latency quantile is estimated as the sum of the quantiles of wait, init (over every
     activation, warm ones as 0) and run: the metrics have no histogram of the sum, and a sum of

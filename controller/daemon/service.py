@@ -132,9 +132,9 @@ class Daemon:
         self.health.ended(finished, self.driver.interval_s)
         if self.failures_in_a_row:
             ended = self._failures.keep_only(set())
-            lasted = max((seen.total for seen in ended.values()), default=0)
-            log.warning("recovered: tick %d finished after %d failed tick(s)%s", report.tick, self.failures_in_a_row,
-                        "" if lasted == self.failures_in_a_row else f" ({lasted} with the last cause)")
+            since = min((seen.first_s for seen in ended.values()), default=finished)
+            log.warning("recovered: tick %d finished after %d failed tick(s) over %.1f s", report.tick,
+                        self.failures_in_a_row, finished - since)
             self.failures_in_a_row = 0
         problems = problems_of(backend)
         self.exporter.on_observation_problems(problems)
