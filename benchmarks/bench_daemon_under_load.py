@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         wait_until("the daemon's first tick", lambda: TICK_LINE.search(log.read_text(errors="replace")), 120, daemon)
         before = completed(url)
         load_started = time.monotonic()
-        generator = subprocess.run(  # noqa: PLW1510 - check=True below
+        generator = subprocess.run(
             [sys.executable, __file__, "--generate", url, "--rate", str(args.rate), "--seconds", str(args.seconds),
              "--functions", str(args.functions), "--threads", str(args.threads)],
             capture_output=True, text=True, check=True)

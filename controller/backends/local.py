@@ -43,8 +43,8 @@ from urllib.parse import quote
 
 import numpy as np
 
-from controller.backends.base import ActionFailure, FailureKind
 from controller.backends.activations import ActivationWindow, fill_activation_columns, summarise
+from controller.backends.base import ActionFailure, FailureKind
 from controller.clients.errors import ObservationError, ObservationKind, ObservationProblem
 from controller.clients.openwhisk import (
     NotFound,
@@ -262,7 +262,8 @@ class LocalBackend:
 def _number(doc: Any, key: str, default: float | None = None) -> float:
     """``doc[key]`` as a finite number >= 0 (``default`` when absent); ``ValueError`` naming the key otherwise."""
     if not isinstance(doc, dict):
-        raise ValueError(f"expected an object holding {key!r}, got {type(doc).__name__}")
+        # A ValueError like every other garbled value: the caller makes the row invalid on it.
+        raise ValueError(f"expected an object holding {key!r}, got {type(doc).__name__}")  # noqa: TRY004
     raw = doc.get(key)
     if raw is None and default is not None:
         return default

@@ -54,7 +54,6 @@ import numpy as np
 from controller.backends.activations import ActivationWindow, fill_activation_columns, summarise
 from controller.backends.base import ActionFailure, FailureKind
 from controller.backends.runtime import (
-    ContainerInfo,
     ContainerRuntime,
     RuntimeRejected,
     RuntimeUnavailable,
@@ -82,6 +81,7 @@ from policies.types import (
     FunctionStats,
     InvokerStats,
 )
+
 
 class PromQuery(Protocol):
     """The PromQL reader's instant query: ``query(expr, time) -> [(labels, value)]``."""

@@ -43,7 +43,13 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from controller.clients.errors import ObservationKind, bounded_timeout, kind_of_status, remaining_s, transport_cause
+from controller.clients.errors import (
+    ObservationKind,
+    bounded_timeout,
+    kind_of_status,
+    remaining_s,
+    transport_cause,
+)
 
 #: The namespace OpenWhisk resolves to the caller's own.
 OWN_NAMESPACE = "_"

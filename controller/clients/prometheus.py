@@ -308,7 +308,7 @@ class PrometheusReader:
         params = {**params, "timeout": f"{timeout_s:.3f}"}  # seconds; Prometheus takes a plain float
         try:
             response = self.session.get(url, params=params, timeout=(timeout_s, timeout_s))
-        except requests.Timeout as error:
+        except requests.Timeout:
             raise PromQLTimeout(f"{url}: no answer within {timeout_s:.3g} s", url=url) from None
         except requests.ConnectionError as error:
             if error.args and isinstance(error.args[0], urllib3.exceptions.ReadTimeoutError):

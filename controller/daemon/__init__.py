@@ -5,7 +5,13 @@ command lives in ``controller.commands.run``."""
 
 from controller.daemon.deadline import DeadlineBackend, Interrupted
 from controller.daemon.health import EndpointServer, HealthState
-from controller.daemon.reload import ConfigWatcher, interval_of, settings_changes, tick_deadline_of, with_live_changes
+from controller.daemon.reload import (
+    ConfigWatcher,
+    interval_of,
+    settings_changes,
+    tick_deadline_of,
+    with_live_changes,
+)
 from controller.daemon.repeats import RepeatLog
 from controller.daemon.service import (
     EXIT_FAILED,

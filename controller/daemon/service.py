@@ -42,7 +42,13 @@ from controller.clients.errors import ObservationProblem, problems_of
 from controller.clock import BackoffPolicy, Clock, IntervalDriver, TimeScale
 from controller.daemon.deadline import DeadlineBackend, Interrupted
 from controller.daemon.health import HealthState
-from controller.daemon.reload import ConfigWatcher, interval_of, settings_changes, tick_deadline_of, with_live_changes
+from controller.daemon.reload import (
+    ConfigWatcher,
+    interval_of,
+    settings_changes,
+    tick_deadline_of,
+    with_live_changes,
+)
 from controller.daemon.repeats import RepeatLog
 from controller.guard import GuardBounds
 from controller.loop import ControlLoop, LoopCounters, TickReport

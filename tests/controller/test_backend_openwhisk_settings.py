@@ -21,6 +21,7 @@ from fakes.openwhisk import AUTH, NAMESPACE, FakeOpenWhisk
 from fakes.server import Call, FakeServer, Reply, json_reply
 from fakes.user_events import UserEvents
 
+from controller.assemble import build_backend
 from controller.backends.docker_runtime import DockerRuntime
 from controller.backends.kube_runtime import KubeRuntime
 from controller.backends.openwhisk import (
@@ -30,10 +31,9 @@ from controller.backends.openwhisk import (
     from_settings,
     promql_query,
 )
-from controller.assemble import build_backend
-from controller.commands.run import run_command
 from controller.clients.openwhisk import NO_RETRY, OpenWhiskClient
 from controller.clients.prometheus import PrometheusReader
+from controller.commands.run import run_command
 from controller.settings import OpenWhiskSettings, Settings, SettingsError, load_settings
 from policies.types import KEEP_SHARES, UNMANAGED, Decisions
 

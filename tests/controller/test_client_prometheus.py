@@ -7,7 +7,6 @@ import json
 import math
 import socket
 import threading
-import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
+from controller.clients.errors import Deadline, deadline_scope
 from controller.clients.prometheus import (
     PrometheusReader,
     PromQLBadResponse,
@@ -28,7 +28,6 @@ from controller.clients.prometheus import (
     by_label,
     histogram_quantile,
 )
-from controller.clients.errors import Deadline, deadline_scope
 
 
 @dataclass

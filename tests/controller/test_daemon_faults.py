@@ -232,7 +232,7 @@ def test_a_long_outage_turns_health_blind_with_the_cause_and_the_first_good_tick
 
 def test_ticks_that_see_no_function_at_all_are_blind_even_though_they_finish():
     clock = FakeClock()
-    backend = FaultyBackend(clock, faults={i: "rows_missing" for i in range(0, 20)})
+    backend = FaultyBackend(clock, faults={i: "rows_missing" for i in range(20)})
     daemon, registry = _daemon(clock, backend, **{"daemon.blind_after_s": 5.0})
     daemon.driver.run(daemon.tick, max_ticks=6)
     assert registry.get_sample_value("mfrm_ticks_total", {"result": "ok"}) == 6

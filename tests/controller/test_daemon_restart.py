@@ -262,8 +262,8 @@ def test_twenty_kill_9s_of_a_learning_daemon_some_mid_save_always_leave_a_loadab
         process = _start_in_process_backend(tmp_path, log, "--interval", "0.01", "--policy", "nac-linear",
                                             "--set", f"loop.checkpoint_every_ticks={every}")
         try:
-            _wait_for(lambda: (_checkpoint_tick(checkpoint) or 0) >= saved + 2, process, START_TIMEOUT_S,
-                      f"round {round_}: two more checkpoints")
+            _wait_for(lambda before=saved: (_checkpoint_tick(checkpoint) or 0) >= before + 2, process,
+                      START_TIMEOUT_S, f"round {round_}: two more checkpoints")
             if round_ % 2 == 0:
                 # Poll for a save in progress (bounded); the kill follows the moment one is seen.
                 for _ in range(20_000):

@@ -176,7 +176,7 @@ def test_a_platform_fault_gives_no_decision_a_typed_cause_a_blind_503_and_recove
 
 
 def test_after_a_fault_the_first_good_tick_counts_what_ran_during_it_once(platform, proxy, tmp_path):
-    daemon, registry, policy, clock = build(platform, tmp_path)
+    daemon, registry, _, _ = build(platform, tmp_path)
     platform.invoke("hello", 3)
     assert daemon.tick(1.0)
     proxy.set(Fault("status", status=500))
@@ -289,7 +289,7 @@ def test_run_once_exits_non_zero_with_the_cause_when_it_cannot_observe(platform,
         proxy.set(fault)
     process = _run(platform, tmp_path, "--once", "--dry-run", "--set", "daemon.tick_deadline_s=2",
                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = process.communicate(timeout=120)  # a harness bound only
+    _, err = process.communicate(timeout=120)  # a harness bound only
     if fault is None:
         assert process.returncode == 0, err[-2000:]
         return

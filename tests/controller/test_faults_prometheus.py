@@ -29,7 +29,14 @@ from test_faults_local import RecordingPolicy, ShiftedClock
 from controller.backends.openwhisk import from_settings as openwhisk_backend
 from controller.daemon import Daemon, build_daemon
 from controller.settings import load_settings
-from localwhisk.testing import TEST_AUTH, free_port, http_get, running_platform, stop_process_group, wait_until
+from localwhisk.testing import (
+    TEST_AUTH,
+    free_port,
+    http_get,
+    running_platform,
+    stop_process_group,
+    wait_until,
+)
 
 INSTALL_PROMETHEUS = "apt-get update && apt-get install -y prometheus"
 NAMES = ("hello", "echo", "idle")
@@ -170,3 +177,11 @@ def test_a_prometheus_fault_fails_the_tick_with_its_kind_and_the_next_tick_after
     assert daemon.saw_cluster and policy.decided[-1][1]
     assert "recovered: tick 2 finished after 2 failed tick(s)" in caplog.text
     assert daemon.health.check(clock.monotonic())[0]
+
+
+def test_run_once_with_prometheus_down_is_false_and_names_the_cause(setup, proxy, tmp_path):
+    proxy.set(Fault("refuse"))
+    daemon, _, policy, _ = build(setup, tmp_path)
+    assert daemon.run_once() is False
+    assert daemon.last_cause.startswith("unreachable: prometheus: http://127.0.0.1:")
+    assert "cannot connect" in daemon.last_cause and policy.decided == []

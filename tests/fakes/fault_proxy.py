@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 #: Headers that belong to one connection and are not forwarded.
@@ -94,7 +94,7 @@ class FaultProxy:
         elif fault.kind != "refuse" and previous.kind == "refuse":
             self._listen()
 
-    def start(self) -> FaultProxy:
+    def start(self) -> Self:
         self._listen()
         return self
 
@@ -102,7 +102,7 @@ class FaultProxy:
         self._released.set()
         self._close()
 
-    def __enter__(self) -> FaultProxy:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
