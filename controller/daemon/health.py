@@ -1,4 +1,4 @@
-"""The daemon's health and its HTTP endpoints: ``/metrics`` and ``/healthz``, served from a thread.
+"""The daemon's health and its HTTP endpoints: ``/metrics``, ``/healthz`` and ``/livez``, served from a thread.
 
 :class:`HealthState` is shared between the loop's thread (which reports finished and failed ticks)
 and the HTTP thread (which answers ``/healthz`` from it); :class:`EndpointServer` serves both paths.
@@ -79,8 +79,10 @@ class HealthState:
         with self._lock:
             self._stopping = True
 
-    def check(self, now_s: float) -> tuple[bool, str]:
-        """(healthy, why) at monotonic time ``now_s`` (see the class docstring)."""
+    def check(self, now_s: float, *, alive_only: bool = False) -> tuple[bool, str]:
+        """(healthy, why) at monotonic time ``now_s`` (see the class docstring). ``alive_only``: judge
+        only whether the loop runs (stuck or shutting down), not whether it sees the cluster — what
+        a liveness probe should ask, since a restart cures a stuck loop but not a platform outage."""
         with self._lock:
             if self._stopping:
                 return False, "shutting down"
@@ -90,6 +92,9 @@ class HealthState:
                 return False, (f"stuck: no tick has ended {since} ({late:.1f} s after one was due, "
                                f"limit {self.stale_after_s:g} s)")
             cause = f": {self._blind_cause}" if self._blind_cause else ""
+            if alive_only:
+                since = "no tick yet" if self._ended_s is None else f"last tick ended {now_s - self._ended_s:.1f} s ago"
+                return True, f"alive: {since}"
             if self._observed_s is None:
                 age = now_s - self._started_s
                 if age > self.blind_after_s:
@@ -104,7 +109,8 @@ class HealthState:
 
 
 class EndpointServer:
-    """``/metrics`` (Prometheus text or OpenMetrics, by the Accept header) and ``/healthz`` in a thread."""
+    """``/metrics`` (Prometheus text or OpenMetrics, by the Accept header), ``/healthz`` (stuck or blind:
+    503) and ``/livez`` (stuck: 503; for a liveness probe) in a thread."""
 
     def __init__(self, registry: CollectorRegistry, health: HealthState, clock: Clock, host: str, port: int) -> None:
         def handler_factory(*args: Any) -> http.server.BaseHTTPRequestHandler:
@@ -141,11 +147,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if path == "/metrics":
             encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
             self._send(200, content_type, encoder(self._registry))
-        elif path == "/healthz":
-            ok, why = self._health.check(self._clock.monotonic())
+        elif path in ("/healthz", "/livez"):
+            ok, why = self._health.check(self._clock.monotonic(), alive_only=path == "/livez")
             self._send(200 if ok else 503, "text/plain; charset=utf-8", f"{'ok' if ok else 'unhealthy'}: {why}\n".encode())
         else:
-            self._send(404, "text/plain; charset=utf-8", b"not found: try /metrics or /healthz\n")
+            self._send(404, "text/plain; charset=utf-8", b"not found: try /metrics, /healthz or /livez\n")
 
     def _send(self, status: int, content_type: str, body: bytes) -> None:
         self.send_response(status)

@@ -98,6 +98,20 @@ def test_healthz_answers_200_then_503_with_the_cause_once_the_daemon_is_blind(se
     assert body.startswith("unhealthy: blind: last observation of the cluster 129.0 s ago (limit 120 s): unauthorized")
 
 
+def test_livez_asks_only_whether_the_loop_runs_so_a_liveness_probe_does_not_restart_a_blind_daemon(served):
+    clock, health, url = served
+    health.ended(101.0, 10.0)
+    health.failed("unreachable: pools: cannot connect")
+    clock.advance(125.0)  # blind past the limit, but the loop...
+    health.ended(clock.monotonic(), 10.0)  # ...still ends its ticks
+    assert _get(url + "/healthz")[0] == 503
+    status, _, body = _get(url + "/livez")
+    assert (status, body) == (200, "ok: alive: last tick ended 0.0 s ago\n")
+    clock.advance(45.0)  # now no tick ends any more: stuck
+    status, _, body = _get(url + "/livez")
+    assert status == 503 and body.startswith("unhealthy: stuck: no tick has ended since 45.0 s ago")
+
+
 def test_metrics_are_served_in_the_prometheus_text_format_or_openmetrics_on_request(served):
     _, _, url = served
     status, content_type, body = _get(url + "/metrics")
