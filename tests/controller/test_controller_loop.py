@@ -61,7 +61,8 @@ def test_invalid_rows_get_no_decision_applied():
 def test_a_failed_action_only_warns_counts_its_kind_and_is_retried_next_tick(caplog):
     backend = FakeBackend(snapshots=holding(2.0), fail={"b": FailureKind.UNAVAILABLE})
     loop = _loop(backend, FixedPolicy(containers=2))
-    report = loop.step(10.0)
+    with caplog.at_level("WARNING", logger="controller.loop"):
+        report = loop.step(10.0)
     assert [f.function for f in report.failures] == ["b"]
     assert "b: action failed (unavailable)" in caplog.text
     loop.step(20.0)
