@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import ipaddress
 import logging
+import multiprocessing
 import os
 import platform
 import secrets
@@ -27,6 +28,7 @@ import socket
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, Self
@@ -94,9 +96,28 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
+#: A worker's numeric libraries run one thread each: a cell is single-threaded, and two cells on two
+#: cores beat two cells whose BLAS threads spin against each other (a local pool forked from a process
+#: whose OpenBLAS had a thread per core ran paper-12's quick cells 3 to 5 times slower on a loaded
+#: machine). OpenBLAS and OpenMP read it when they load, so a worker must start with it; Ray sets the
+#: same for a task of one CPU. A value the user set is kept.
+WORKER_THREADS = {"OMP_NUM_THREADS": "1"}
+
+
+@contextmanager
+def _worker_environment() -> Iterator[None]:
+    """:data:`WORKER_THREADS` in this process's environment while workers are started from it."""
+    added = {name: value for name, value in WORKER_THREADS.items() if name not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
 def _worker_init() -> None:
-    # A cell is single-threaded: two cells on two cores beat one cell whose BLAS fights the other.
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.update({k: v for k, v in WORKER_THREADS.items() if k not in os.environ})
     # The per-function notes of a run (the guard's first cut of each function) are counted in the
     # results; in a suite of hundreds of runs they would only bury the progress bars.
     logging.getLogger("controller.loop").setLevel(logging.ERROR)
@@ -110,7 +131,8 @@ def _worker_init() -> None:
 
 @dataclass
 class LocalExecutor:
-    """A pool of worker processes on this machine (in-process with one worker)."""
+    """A pool of worker processes on this machine (in-process with one worker, whose libraries keep the
+    threads this process gave them)."""
 
     workers: int = 2
     """Processes at once. 2: the cores of the machines this project is developed on."""
@@ -124,8 +146,12 @@ class LocalExecutor:
                     raise CallFailed(index, _one_line(error), traceback.format_exc()) from error
                 yield index, answer
             return
-        with ProcessPoolExecutor(max_workers=self.workers, initializer=_worker_init) as pool:
-            pending = {pool.submit(function, *args): index for index, args in enumerate(calls)}
+        # Started afresh rather than forked, so that their libraries load with WORKER_THREADS; every
+        # worker starts during the submissions, all made at once.
+        with ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_worker_init) as pool:
+            with _worker_environment():
+                pending = {pool.submit(function, *args): index for index, args in enumerate(calls)}
             try:
                 while pending:
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -172,7 +198,7 @@ class RayExecutor:
     """Ray tasks, one CPU each, on an existing cluster or on one started here on loopback.
 
     Connects on first use (so a bad address is one line in the command's error handling) and refuses a
-    cluster on which some node runs other versions of the code or of the numeric libraries, since that
+    cluster on which some node runs another version of mfrm, Python or the numeric libraries, since that
     node's cells would give other numbers. Needs the optional extra: ``pip install 'mfrm[ray]'``.
     """
 
@@ -191,6 +217,7 @@ class RayExecutor:
     """How long every node may take to start a worker and report its versions, s: a worker's start
     imports numpy, numba and torch (a few seconds) and may queue behind other jobs' tasks."""
     _connected: bool = field(default=False, init=False, repr=False)
+    """Whether this executor opened Ray's connection (and so closes it)."""
 
     def connect(self) -> None:
         """Start or join the cluster and check its nodes (done by the first :meth:`run`)."""
@@ -231,7 +258,7 @@ class RayExecutor:
                          _node_ip_address="127.0.0.1")
             else:
                 ray.init(address=self.address, log_to_driver=False, configure_logging=False)
-        except ConnectionError as error:
+        except (ConnectionError, RuntimeError) as error:  # no cluster, another Ray version, a missing token
             raise ClusterUnusable(f"--ray {self.address}: {_one_line(error)}") from None
         self._connected = True
         try:
@@ -257,6 +284,10 @@ class RayExecutor:
         except ray.exceptions.GetTimeoutError:
             raise ClusterUnusable(f"--ray {self.address}: the nodes did not report their versions within "
                                   f"{self.probe_timeout_s:g} s") from None
+        except ray.exceptions.RayError as error:  # e.g. a node that cannot import mfrm
+            cause = getattr(error, "cause", None)
+            raise ClusterUnusable(f"--ray {self.address}: a node cannot run mfrm: "
+                                  f"{_one_line(cause if isinstance(cause, BaseException) else error)}") from None
         mine = _fingerprint()
         for node, theirs in sorted(found.items()):
             differ = [f"{name} {theirs.get(name)} (here {value})" for name, value in mine.items()
@@ -420,5 +451,6 @@ def run_suite(cells: Sequence[Cell], out: Path, executor: Executor,
     return store.write_results(cells)
 
 
-__all__ = ["RAY_AUTH_MODE_VARIABLE", "RAY_LOOPBACK_VARIABLE", "RAY_TOKEN_VARIABLE", "TIMING_COLUMNS", "CallFailed", "CellFailed", "ClusterUnusable", "Executor",
-           "LocalExecutor", "RayExecutor", "ResultStore", "run_suite"]
+__all__ = ["RAY_AUTH_MODE_VARIABLE", "RAY_LOOPBACK_VARIABLE", "RAY_TOKEN_VARIABLE", "TIMING_COLUMNS", "WORKER_THREADS",
+           "CallFailed", "CellFailed", "ClusterUnusable", "Executor", "LocalExecutor", "RayExecutor", "ResultStore",
+           "run_suite"]
