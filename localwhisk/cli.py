@@ -108,8 +108,8 @@ _MEMORY = ActionLimitRanges().memory_mb
 @setting("--invocations-per-minute", ThrottleConfig, "invocations_per_minute", "Invocations admitted per minute; beyond, 429.", type=int)
 @setting("--concurrent-invocations", ThrottleConfig, "concurrent_invocations", "Invocations queued or running at once; beyond, 429.", type=int)
 @setting("--containers", PlatformConfig, "containers",
-         "'process': a worker process per container, in cgroups of its own; 'docker': a Docker container per "
-         "container, named and limited as OpenWhisk's Docker factory does.", type=click.Choice(CONTAINER_RUNTIMES))
+         "What an action container is. 'process': a worker process in cgroups of its own; 'docker': a Docker "
+         "container, named, limited and paused as OpenWhisk's invoker makes them.", type=click.Choice(CONTAINER_RUNTIMES))
 @setting("--docker-host", PlatformConfig, "docker_host",
          "Engine that runs the containers with --containers docker: a unix:// socket on this machine.")
 @setting("--docker-image", PlatformConfig, "docker_image",
