@@ -84,10 +84,10 @@ def make_handler(index: dict[str, dict[str, IndexedFile]]) -> type[BaseHTTPReque
     class IndexHandler(BaseHTTPRequestHandler):
         server_version = "mfrm-wheel-index"
 
-        def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+        def do_GET(self) -> None:  # the name http.server calls
             self._answer(send_body=True)
 
-        def do_HEAD(self) -> None:  # noqa: N802
+        def do_HEAD(self) -> None:
             self._answer(send_body=False)
 
         def _answer(self, send_body: bool) -> None:
@@ -123,7 +123,7 @@ def make_handler(index: dict[str, dict[str, IndexedFile]]) -> type[BaseHTTPReque
                 for chunk in iter(lambda: stream.read(CHUNK_BYTES), b""):
                     self.wfile.write(chunk)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (http.server's name)
+        def log_message(self, format: str, *args: object) -> None:  # http.server's signature
             sys.stderr.write(f"serve-wheels: {self.address_string()} {format % args}\n")
 
     return IndexHandler
@@ -152,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     server.daemon_threads = True
     # The signal handler runs on the main thread, which is inside serve_forever: shutdown() waits for
     # that loop to end, so it is called from another thread.
-    stop = lambda *_: threading.Thread(target=server.shutdown).start()  # noqa: E731
+    def stop(signum: int, frame: object) -> None:
+        threading.Thread(target=server.shutdown).start()
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     count = sum(len(project) for project in index.values())

@@ -51,6 +51,7 @@ needs_image = pytest.mark.skipif(
 class WheelIndex:
     url: str
     files: dict[str, bytes]
+    process: subprocess.Popen[str]
 
 
 @pytest.fixture
@@ -70,7 +71,7 @@ def wheel_index(tmp_path: Path) -> Iterator[WheelIndex]:
         ready = server.stdout.readline()  # the line comes once the server listens (or EOF if it failed)
         match = re.search(r"(http://127\.0\.0\.1:\d+/simple/)$", ready.strip())
         assert match, f"serve-wheels did not report an address: {ready!r}"
-        yield WheelIndex(match.group(1), files)
+        yield WheelIndex(match.group(1), files, server)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -120,9 +121,14 @@ def test_anything_not_in_the_wheelhouse_is_not_found(wheel_index: WheelIndex, pa
     assert status == 404
 
 
+def test_sigterm_stops_the_index_with_status_0(wheel_index: WheelIndex) -> None:
+    wheel_index.process.terminate()
+    assert wheel_index.process.wait(timeout=30) == 0
+
+
 def test_a_folder_without_distributions_is_refused_in_one_line(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "serve-wheels.py"), str(tmp_path)],
-                            capture_output=True, text=True, timeout=60)
+                            check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == f"serve-wheels: error: {tmp_path} holds no .whl, .tar.gz or .zip file"
 
@@ -130,7 +136,7 @@ def test_a_folder_without_distributions_is_refused_in_one_line(tmp_path: Path) -
 # --- the image, run -------------------------------------------------------------------------------
 
 def docker(*args: str, check: bool = True, timeout: float = DOCKER_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(["docker", *args], check=False, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         pytest.fail(f"docker {' '.join(args)} exited with {result.returncode}: {result.stderr.strip()}")
     return result
@@ -174,7 +180,7 @@ def container_names() -> Iterator[Callable[[], str]]:
 
 HTTP_PROBE = (
     "import sys, urllib.request, urllib.error\n"
-    "url = 'http://127.0.0.1:%d' + sys.argv[1]\n"
+    f"url = 'http://127.0.0.1:{METRICS_PORT}' + sys.argv[1]\n"
     "try:\n"
     "    answer = urllib.request.urlopen(url, timeout=5)\n"
     "    print(answer.status); print(answer.read().decode())\n"
@@ -182,7 +188,7 @@ HTTP_PROBE = (
     "    print(error.code); print(error.read().decode())\n"
     "except OSError as error:\n"
     "    print(0); print(error)\n"
-) % METRICS_PORT
+)
 
 
 def ask_inside(container: str, path: str) -> tuple[int, str]:
@@ -200,7 +206,7 @@ def wait_for(condition: Callable[[], object], container: str, timeout_s: float, 
         if value:
             return value
         try:  # paces the poll, and notices an early exit
-            subprocess.run(["docker", "wait", container], capture_output=True, timeout=0.5)
+            subprocess.run(["docker", "wait", container], check=False, capture_output=True, timeout=0.5)
         except subprocess.TimeoutExpired:
             continue
         logs = docker("logs", container, check=False)
