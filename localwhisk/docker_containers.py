@@ -303,14 +303,15 @@ class DockerWorker:
                 )
             except docker.errors.APIError as error:
                 listener.close()
+                self._abandon_workdir()
                 if error.status_code == 409:  # the name is in use on the engine
-                    self._abandon_workdir()
                     self.name = self._factory.new_name(self._namespace, self._action)
                     self._replies.name = self.name
                     continue
                 raise EngineError(f"the engine did not create container {self.name}: {_one_line(error.explanation)}") from None
             except _engine_errors() as error:
                 listener.close()
+                self._abandon_workdir()
                 raise EngineError(f"the engine did not create container {self.name}: {_one_line(error)}") from None
             with self._lock:
                 self._id = created["Id"]
@@ -485,7 +486,9 @@ class DockerContainers:
         self.containers_dir = self.state_dir / "containers"
         """Parent of the containers' working directories."""
         self.instance = instance_id
+        """The platform instance's id (a label of every container)."""
         self.host = config.docker_host
+        """The engine's ``unix://`` URL."""
         self.api, self.engine = connect_engine(config.docker_host)
         """The Engine API client, at the negotiated version; the engine's ``GET /version`` answer."""
         try:

@@ -43,7 +43,11 @@ class Platform:
         self._claim = claim_state_dir(config.state_dir, self.instance_id)
         try:
             self.containers = self._container_factory(config, cgroups)
-            self.containers.remove_leftovers(self._claim.previous_instance)
+            try:
+                self.containers.remove_leftovers(self._claim.previous_instance)
+            except BaseException:
+                self.containers.close()
+                raise
         except BaseException:
             self._claim.release()
             raise

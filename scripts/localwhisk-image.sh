@@ -71,4 +71,5 @@ tar --numeric-owner -C "$ROOT" -c . | docker_cli import \
     --change 'CMD ["python3"]' \
     - "$IMAGE" >/dev/null
 [ "$(current_recipe)" = "$RECIPE" ] || die "docker import did not leave $IMAGE with its recipe label"
+rm -rf "$WORK"  # here, so that the time below includes it
 say "made $IMAGE in ${SECONDS} s ($(docker_cli image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1 / 1e6}'))"
