@@ -25,8 +25,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
+# The Python whose pip downloads the wheels: the one the project's commands use (`python`, as in the
+# README), else python3. Its version must be the base's (3.11): wheels are chosen for it.
+PYTHON=$(command -v python || command -v python3) || { echo "build-image: error: no python or python3 on PATH" >&2; exit 1; }
 
-VERSION=$(python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
+VERSION=$("$PYTHON" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
 IMAGE=${MFRM_IMAGE:-mfrm-ci/mfrm:$VERSION}
 export MFRM_BASE_IMAGE=${MFRM_BASE_IMAGE:-mfrm-ci/python-base:3.11-bookworm}
 STATE_DIR=${MFRM_IMAGE_STATE_DIR:-/var/cache/mfrm-image}
@@ -50,18 +53,18 @@ bash scripts/make-base-image.sh >&2
 # --- 2. the wheelhouse ----------------------------------------------------------------------------
 # The requirements, one a line: the project's dependencies and build backend from pyproject.toml,
 # then the Dockerfile's extras. The project itself is built inside the image from its source.
-requirements=$(python3 - "${DOCKERFILE_EXTRA_REQUIREMENTS[@]}" <<'EOF'
+requirements=$("$PYTHON" - "${DOCKERFILE_EXTRA_REQUIREMENTS[@]}" <<'EOF'
 import sys, tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))
 for requirement in project["build-system"]["requires"] + project["project"]["dependencies"] + sys.argv[1:]:
     print(requirement)
 EOF
 )
-python_tag=$(python3 -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+python_tag=$("$PYTHON" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
 key=$(printf '%s\n%s\n' "$python_tag" "$requirements" | sha256sum | cut -c 1-16)
 if [ "$python_tag" != cp311 ]; then
-    die "this machine's python3 is $python_tag; the base image runs Python 3.11 (cp311), so the wheels" \
-        "pip downloads here would not install there. Run with a Python 3.11 first on PATH"
+    die "$PYTHON is $python_tag; the base image runs Python 3.11 (cp311), so the wheels its pip" \
+        "downloads would not install there. Put a Python 3.11 first on PATH"
 fi
 
 if [ "$(cat "$WHEELS/.requirements-key" 2>/dev/null)" = "$key" ]; then
@@ -72,7 +75,7 @@ else
     printf '%s\n' "$requirements" >"$WHEELS.new/requirements.txt"
     # Binary wheels only: the build stage has no compiler, and a wheel pip built here could link
     # against libraries the base does not have.
-    python3 -m pip download --quiet --dest "$WHEELS.new" --only-binary=:all: -r "$WHEELS.new/requirements.txt" \
+    "$PYTHON" -m pip download --quiet --dest "$WHEELS.new" --only-binary=:all: -r "$WHEELS.new/requirements.txt" \
         >"$STATE_DIR/pip-download.log" 2>&1 \
         || { tail -n 20 "$STATE_DIR/pip-download.log" >&2; die "pip download failed; log in $STATE_DIR/pip-download.log"; }
     # A CUDA build of torch brings nvidia-* and triton wheels (several GB) that the daemon never loads.
@@ -86,7 +89,7 @@ fi
 
 # --- 3. the index on loopback ---------------------------------------------------------------------
 INDEX_LOG=$STATE_DIR/index.log
-python3 scripts/serve-wheels.py "$WHEELS" --port "$PORT" >"$INDEX_LOG" 2>&1 &
+"$PYTHON" scripts/serve-wheels.py "$WHEELS" --port "$PORT" >"$INDEX_LOG" 2>&1 &
 INDEX_PID=$!
 stop_index() { kill -TERM "$INDEX_PID" 2>/dev/null || true; wait "$INDEX_PID" 2>/dev/null || true; }
 trap stop_index EXIT
