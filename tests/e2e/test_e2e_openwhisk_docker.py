@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import docker.errors
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -158,7 +159,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRun]:
     api = docker.APIClient(base_url=socket_url, version="auto", timeout=30)
 
     def ours() -> list[dict[str, Any]]:
-        return [api.inspect_container(c["Id"]) for c in api.containers(all=True, filters={"label": label})]
+        found = []
+        for listed in api.containers(all=True, filters={"label": label}):
+            with contextlib.suppress(docker.errors.NotFound):  # removed since it was listed
+                found.append(api.inspect_container(listed["Id"]))
+        return found
 
     invocations: list[tuple[str, int, int, dict[str, Any]]] = []
     exits: dict[str, int | None] = {}
@@ -226,7 +231,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRun]:
             daemon_log = daemon.text()
     finally:
         for container in ours():  # only if the platform failed to: this run's containers, by label
-            api.remove_container(container["Id"], force=True)
+            with contextlib.suppress(docker.errors.NotFound):
+                api.remove_container(container["Id"], force=True)
         api.close()
     yield DockerRun(invocations, listed, samples, daemon_log, containers, cgroup_shares, pools, left, exits)
 
