@@ -169,7 +169,8 @@ def known_counts(values: np.ndarray) -> np.ndarray:
 
 def room_for_one(snapshot: ClusterSnapshot, memory_mb: np.ndarray) -> np.ndarray:
     """Per function, whether an invoker observed this tick has free memory for one more of its
-    containers: True, False, or None-like unknown as NaN (1.0 / 0.0 / NaN)."""
+    containers: 1.0 where one has, 0.0 where none has, NaN where that cannot be told (the
+    function's memory unknown, or no room on the invokers seen while another was not seen)."""
     inv = snapshot.invokers
     free = known_counts(inv.memory_mb) - known_counts(inv.memory_used_mb)
     seen = inv.valid & np.isfinite(free)
