@@ -247,3 +247,12 @@ def test_the_wheelhouse_holds_what_the_dockerfile_installs_beside_the_project() 
     assert named == downloaded
     # and pyproject's own bounds do not exclude them (the wheelhouse resolves both together)
     assert set(_requirement_names(named)) <= set(_requirement_names(PYPROJECT["project"]["dependencies"]))
+
+
+def test_the_environment_the_runtime_stage_copies_does_not_change_with_the_readme_or_the_build_time() -> None:
+    # The copy of /opt/mfrm (1.5 GB) is reused only while its bytes are the same as at the last build.
+    copied = [args.split()[0] for args in STAGES[0].all("COPY")]
+    assert "README.md" not in copied
+    assert any(args.startswith("echo ") and args.endswith("> README.md") for args in STAGES[0].all("RUN"))
+    (install,) = [a for a in STAGES[0].all("RUN") if "-e /app" in a]
+    assert "--no-compile" in install
