@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -47,8 +48,8 @@ FAMILIES = "ensure,nac-nn"
 
 #: How long Ray's own processes may take to end once asked, s (they end in about 2 s).
 STOP_TIMEOUT_S = 60.0
-#: How long a driver may take to start or join a cluster and run its call before the test gives up on
-#: it, s (about 10 s here): a guard against a hang, far above any normal run.
+#: How long a driver may take to start or join a cluster and run its calls before it gives up and ends
+#: with its stack on stderr, s (about 10 s here): a guard against a hang, far above any normal run.
 DRIVER_TIMEOUT_S = 300.0
 
 
@@ -263,10 +264,12 @@ def test_a_cell_that_fails_in_a_ray_task_stops_the_suite_with_an_error_naming_th
         "workload.trace_dir: trace folder not found" in ray.stderr, ray.stderr
 
 
-#: A driver that joins (or starts) a cluster through the executor, runs one call, reports, then
-#: waits for a line on stdin before it disconnects: the test looks at the processes meanwhile.
+#: A driver that joins (or starts) a cluster through the executor, runs its calls and prints a JSON
+#: report; in ``listen`` mode it then waits for a line on stdin before it disconnects, while the test
+#: looks at the processes. A hang ends it after ``argv[3]`` seconds with its stack on stderr.
 DRIVER = """\
-import json, os, sys
+import faulthandler, json, os, sys
+faulthandler.dump_traceback_later(float(sys.argv[3]), exit=True)
 from controller.bench.execute import CallFailed, RayExecutor
 
 def double(x):
@@ -284,6 +287,7 @@ try:
             print(json.dumps({"index": failure.index, "reason": failure.reason}), flush=True)
     else:
         print(json.dumps({"pid": os.getpid(), "answers": list(executor.run(double, [(1,), (2,)]))}), flush=True)
+        faulthandler.cancel_dump_traceback_later()
         sys.stdin.readline()
 finally:
     executor.close()
@@ -291,16 +295,18 @@ finally:
 
 
 def _driver(address: str, mode: str, cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", DRIVER, address, mode], cwd=cwd,
+    return subprocess.Popen([sys.executable, "-c", DRIVER, address, mode, str(DRIVER_TIMEOUT_S)], cwd=cwd,
                             env=_environment(token=address != "local"),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _first_line(driver: subprocess.Popen[str]) -> str:
-    """The driver's report, or "" if it ended or said nothing for ``DRIVER_TIMEOUT_S`` (a hang fails the
-    test with the driver's stderr instead of holding the suite)."""
-    ready, _, _ = select.select([driver.stdout], [], [], DRIVER_TIMEOUT_S)
-    return driver.stdout.readline() if ready else ""
+def _report(driver: subprocess.Popen[str]) -> dict[str, Any]:
+    """The driver's JSON report ({} if it ended without one). Ray prints notes of its own on the same
+    stdout (a dead worker, for one), so the report is the line that starts with a brace."""
+    for line in driver.stdout:
+        if line.startswith("{"):
+            return json.loads(line)
+    return {}
 
 
 def _finish(driver: subprocess.Popen[str]) -> str:
@@ -321,12 +327,12 @@ def test_a_driver_joining_the_head_and_the_head_listen_on_loopback_only(tmp_path
     driver = _driver(head.address, "listen", tmp_path)
     listening: dict[str, int] = {}
     try:
-        line = _first_line(driver)
-        if line:
-            listening = listening_addresses([json.loads(line)["pid"], head.pid, *descendants(head.pid)])
+        report = _report(driver)
+        if report:
+            listening = listening_addresses([report["pid"], head.pid, *descendants(head.pid)])
     finally:
         stderr = _finish(driver)
-    assert driver.returncode == 0 and line and sorted(json.loads(line)["answers"]) == [[0, 2], [1, 4]], stderr
+    assert driver.returncode == 0 and sorted(report.get("answers", [])) == [[0, 2], [1, 4]], stderr
     assert _port(head.address) in {_port(a) for a in listening}  # the head's GCS: the scan sees Ray's sockets
     assert [a for a in listening if not is_loopback(a)] == []
 
@@ -338,8 +344,8 @@ def test_ray_local_starts_a_cluster_on_loopback_only_and_stops_every_process_it_
     listening: dict[str, int] = {}
     handles: dict[int, int] = {}
     try:
-        line = _first_line(driver)
-        if line:
+        report = _report(driver)
+        if report:
             started = descendants(driver.pid)
             handles = open_handles(started)
             listening = listening_addresses([driver.pid, *started])
@@ -347,7 +353,7 @@ def test_ray_local_starts_a_cluster_on_loopback_only_and_stops_every_process_it_
         stderr = _finish(driver)
         survivors = wait_ended(handles, STOP_TIMEOUT_S)
         kill_and_close(handles, survivors)
-    assert driver.returncode == 0 and line and sorted(json.loads(line)["answers"]) == [[0, 2], [1, 4]], stderr
+    assert driver.returncode == 0 and sorted(report.get("answers", [])) == [[0, 2], [1, 4]], stderr
     assert any(pid != driver.pid for pid in listening.values())  # Ray's own processes were seen
     assert [a for a in listening if not is_loopback(a)] == []
     assert survivors == []
@@ -357,7 +363,7 @@ def test_ray_local_starts_a_cluster_on_loopback_only_and_stops_every_process_it_
 def test_a_worker_that_dies_in_a_ray_task_is_reported_with_its_call_not_waited_for(tmp_path, head):
     driver = _driver(head.address, "crash", tmp_path)
     try:
-        report = json.loads(_first_line(driver) or "{}")
+        report = _report(driver)
     finally:
         stderr = _finish(driver)
     assert driver.returncode == 0, stderr
