@@ -35,8 +35,8 @@ export MFRM_BASE_IMAGE=${MFRM_BASE_IMAGE:-mfrm-ci/python-base:3.11-bookworm}
 STATE_DIR=${MFRM_IMAGE_STATE_DIR:-/var/cache/mfrm-image}
 PORT=${MFRM_WHEEL_PORT:-23771}
 WHEELS=$STATE_DIR/wheels
-# What the Dockerfile's `pip install -e /app` names beside the project (tests/deploy checks that the
-# two lists agree).
+# What the Dockerfile installs beside pyproject.toml's dependencies (its `pip install -r
+# /tmp/requirements.txt ...` line; tests/deploy/test_deploy_dockerfile.py checks that the two agree).
 DOCKERFILE_EXTRA_REQUIREMENTS=("kubernetes>=37" "docker>=7.1")
 READY_DEADLINE_S=30  # the index hashes ~350 MB of wheels before it answers: a few seconds
 
