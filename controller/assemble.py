@@ -208,7 +208,7 @@ def build_workload(settings: Settings) -> Any:
     [start_minute, start_minute + minutes). So a training run over one window and an evaluation run
     over another see the same functions, playing the same benchmarks, with the same scaled counts.
     """
-    from workload.arrivals import scale_minute_counts
+    from workload.arrivals import CountOverflow, scale_minute_counts
     from workload.sampler import Workload
 
     w = settings.workload
@@ -436,6 +436,7 @@ def build_loop(settings: Settings, backend: Backend, policy: Any, *, sinks: Sequ
         estimator=PopulationEstimator(bins=settings.estimator.bins, beta=settings.estimator.beta),
         bounds=GuardBounds.from_settings(settings.guard),
         reward_alpha=settings.reward.alpha,
+        reward_kind=settings.reward.kind,
         reward_charge_memory=settings.reward.charge_memory,
         sinks=list(sinks),
         checkpointer=checkpointer,

@@ -40,7 +40,7 @@ from controller.backends.base import ActionFailure, Backend, FailureKind
 from controller.checkpoint import Checkpointer
 from controller.estimator import PopulationEstimator
 from controller.guard import AppliedTargets, GuardBounds, GuardResult, ReconcileState, guard
-from policies.reward import DEFAULT_ALPHA, reward
+from policies.reward import DEFAULT_ALPHA, operator_reward, reward
 from policies.types import KEEP_SHARES, UNMANAGED, ClusterSnapshot, Decisions, Policy
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,14 @@ def _describe_reapply(name: str, observed_k: float, target_k: int, observed_s: f
     return f"{name}: re-applied " + ", ".join(wanted) + " (observed " + ", ".join(seen) + ")"
 
 
+def invoker_memory_mb(snapshot: ClusterSnapshot) -> float:
+    """The user memory of a typical invoker (the median of the known ones; 2048 MB, OpenWhisk's
+    default, when none is known): the scale the operator reward prices idle memory against."""
+    memory = np.asarray(snapshot.invokers.memory_mb, dtype=float)
+    memory = memory[np.isfinite(memory) & (memory > 0)]
+    return float(np.median(memory)) if memory.size else 2048.0
+
+
 def cores_per_mb(snapshot: ClusterSnapshot) -> float:
     """Invoker cores per MB of invoker (user) memory over all invokers; 0 without memory.
 
@@ -171,6 +179,9 @@ class ControlLoop:
     """The guard's limits."""
     reward_alpha: float = DEFAULT_ALPHA
     """α of the reward (see ``policies.reward``)."""
+    reward_kind: str = "paper"
+    """Which reward the learner gets: ``paper`` (``policies.reward.reward``) or ``operator``
+    (``policies.reward.operator_reward``: latency against idle memory, priced per invoker's memory)."""
     reward_charge_memory: bool = False
     """Measure the reward's u against the CPU the containers' memory reserves as well
     (``controller.settings.RewardSettings.charge_memory``)."""
@@ -294,12 +305,16 @@ class ControlLoop:
 
     def _rewards(self, snapshot: ClusterSnapshot) -> tuple[np.ndarray, np.ndarray]:
         n = len(snapshot.functions)
-        rewards = reward(
-            snapshot.functions,
-            self.reward_alpha,
-            cores_per_mb=cores_per_mb(snapshot) if self.reward_charge_memory else 0.0,
-            tick_s=snapshot.tick_s,
-        )
+        if self.reward_kind == "operator":
+            rewards = operator_reward(snapshot.functions, self.reward_alpha,
+                                      memory_scale_mb=invoker_memory_mb(snapshot))
+        else:
+            rewards = reward(
+                snapshot.functions,
+                self.reward_alpha,
+                cores_per_mb=cores_per_mb(snapshot) if self.reward_charge_memory else 0.0,
+                tick_s=snapshot.tick_s,
+            )
         # In a dry run nothing was applied, so the reward does not follow from the policy's action:
         # the learner gets NaN (no transition) rather than learning from decisions that never happened.
         decided_before = _pad(self._previous, n, False) & (not self.dry_run)

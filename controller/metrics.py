@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from controller.backends.base import FailureKind
 from controller.clients.errors import OBSERVATION_KINDS, ObservationProblem
 from controller.loop import TickReport
+from policies.fallback import FALLBACK_REASONS
 from policies.types import KEEP_SHARES, UNMANAGED
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "mfrm_slo_violations_total",
     "mfrm_learner_diagnostic",
     "mfrm_guard_decisions_total",
+    "mfrm_fallback_active",
     "mfrm_backend_errors_total",
     "mfrm_checkpoints_total",
     "mfrm_config_reloads_total",
@@ -227,6 +229,10 @@ class MetricsExporter:
         self.slo_violations = counter("mfrm_slo_violations_total", "Completions slower than the function's SLO.",
                                       ("function",))
         self.diagnostics = gauge("mfrm_learner_diagnostic", "Learner diagnostics of the last update.", ("name",))
+        self.fallback_active = gauge("mfrm_fallback_active",
+                                     "1 while a learner has handed control to its heuristic, by why (violations: "
+                                     "measurably more SLO violations than the heuristic would have had; memory: "
+                                     "more memory without fewer violations); 0 otherwise.", ("reason",))
         self.guard_decisions = counter("mfrm_guard_decisions_total",
                                        "Decisions the guard changed or held back, by outcome (clamped: cut by a "
                                        "bound, step limit or capacity; unchanged: equal to the targets in force; "
@@ -253,6 +259,8 @@ class MetricsExporter:
             self.config_reloads.labels(result)
         for outcome in GUARD_OUTCOMES:
             self.guard_decisions.labels(outcome)
+        for reason in FALLBACK_REASONS:  # 0 unless a learner with a safety net hands over control
+            self.fallback_active.labels(reason).set(0)
         for name in self.diagnostic_names:
             self.diagnostics.labels(name).set(float("nan"))
         self.config_ok.set(1)
@@ -351,6 +359,9 @@ class MetricsExporter:
         self._export_diagnostics(report.diagnostics)
 
     def _export_diagnostics(self, diagnostics: Any) -> None:
+        if "fallback_active" in diagnostics:
+            for reason in FALLBACK_REASONS:
+                self.fallback_active.labels(reason).set(float(diagnostics.get(f"fallback_reason_{reason}", 0.0)))
         for key, value in diagnostics.items():
             if key in self.diagnostic_names:
                 self.diagnostics.labels(key).set(float(value))

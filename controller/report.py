@@ -71,6 +71,8 @@ class RunResult:
     """What the guard did to the policy's decisions, per function."""
     failures: Mapping[str, int] = field(default_factory=dict)
     """Failed actions per failure kind."""
+    end_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """When each completed activation ended, s of the run, shape (A,) (empty when not recorded)."""
     wall_s: float = float("nan")
     """Wall time the run took, s (measured by the command, for the record only)."""
     decide_ms: float = float("nan")
@@ -148,7 +150,7 @@ class RunRecorder:
 
     def result(self, policy: str, latency_s: np.ndarray, function_index: np.ndarray, cold: np.ndarray,
                held: Mapping[str, np.ndarray], wall_s: float = float("nan"), decide_ms: float = float("nan"),
-               update_ms: float = float("nan")) -> RunResult:
+               update_ms: float = float("nan"), end_s: np.ndarray | None = None) -> RunResult:
         """The run's result, with the activation columns and, in ``held``, the backend's exact
         per-function ``arrivals``, ``unfinished``, ``dropped``, ``memory_mb_s``, ``idle_memory_mb_s``
         and ``container_s`` over the run (``controller.costs.Usage``; the CPU columns come from the
@@ -179,6 +181,7 @@ class RunRecorder:
             usage=usage,
             cuts=self.cuts(),
             failures=dict(self._failures),
+            end_s=np.zeros(0) if end_s is None else np.asarray(end_s, dtype=float),
             wall_s=wall_s,
             decide_ms=decide_ms,
             update_ms=update_ms,

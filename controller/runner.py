@@ -89,6 +89,7 @@ def run_policy(settings: Settings, workload: Any, slo_s: np.ndarray, policy_name
     return recorder.result(
         spec.name,
         latency_s=records["end_s"] - records["arrival_s"],
+        end_s=records["end_s"],
         function_index=records["fn"],
         cold=records["cold"],
         held={"arrivals": held.arrivals, "unfinished": held.queued + held.in_flight, "dropped": held.dropped,

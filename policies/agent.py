@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from policies.serverless_features import (
+    N_ACTIONS,
     ActionSettings,
     FeatureSettings,
     actions_to_decisions,
@@ -36,6 +37,14 @@ from policies.serverless_features import (
     sample_actions,
     smooth_load,
     state_features,
+)
+from policies.staffing import (
+    ENSURE_ACTION,
+    N_STAFFING_ACTIONS,
+    STAFFING_FEATURES,
+    StaffingSettings,
+    staffing_decisions,
+    staffing_features,
 )
 from policies.types import ClusterSnapshot, Decisions
 
@@ -107,6 +116,11 @@ class SharedLearner(Protocol):
         """The shapes a checkpoint must agree with (feature dimension, actions, network sizes)."""
         ...
 
+    def prefer(self, action: int, logit: float, bias_entry: float) -> None:
+        """Start the policy preferring ``action`` by ``logit`` over every other action, in every state
+        (a warm start; learning moves it from there); ``bias_entry`` is x(s)'s constant first entry."""
+        ...
+
 
 @dataclass(frozen=True, eq=False)
 class AgentStep:
@@ -158,9 +172,57 @@ class AgentSettings:
     0.01 per tick averages over ~100 ticks (17 minutes): long against one burst, short against
     the diurnal swing of the trace."""
 
+    scheme: str = "moves"
+    """How an action becomes targets: ``moves`` (the nine moves of ``policies.serverless_features``:
+    the pool and the shares one step up, down or held, inside the staffing band) or ``staffing``
+    (``policies.staffing``: per function a staffing constant or the platform's keep-alive, and a
+    CPU level)."""
+    warm_start: str = "none"
+    """Where the policy starts: ``none`` (θ₀ = 0, the uniform policy, as Algorithm 1 does) or
+    ``ensure`` (``staffing`` scheme only: the policy starts as ENSURE's pool rule, its default
+    constant with OpenWhisk's shares, chosen with probability ``warm_start_probability`` in every
+    state), so a fresh deployment is not worse than ENSURE from its first tick."""
+    warm_start_probability: float = 0.9
+    """With ``warm_start=ensure``: the initial probability of ENSURE's action in every state. 0.9
+    keeps some exploration of the others from the start."""
+    fallback: str = "none"
+    """``ensure``: while learning online, hand control to ENSURE whenever the learner is measurably
+    worse than ENSURE would have been, and take it back when it no longer is
+    (``policies.fallback``); ``none``: the learner always decides."""
+
     def __post_init__(self) -> None:
         if not (math.isfinite(self.reward_centering) and 0 <= self.reward_centering <= 1):
             raise ValueError(f"AgentSettings.reward_centering={self.reward_centering}: must be in [0, 1]")
+        if self.scheme not in ACTION_SCHEMES:
+            raise ValueError(f"AgentSettings.scheme={self.scheme!r}: must be one of {', '.join(ACTION_SCHEMES)}")
+        if self.warm_start not in ("none", "ensure"):
+            raise ValueError(f"AgentSettings.warm_start={self.warm_start!r}: must be none or ensure")
+        if self.warm_start == "ensure" and self.scheme != "staffing":
+            raise ValueError("AgentSettings.warm_start=ensure needs scheme=staffing (ENSURE's rule is one of its actions)")
+        if self.fallback not in ("none", "ensure"):
+            raise ValueError(f"AgentSettings.fallback={self.fallback!r}: must be none or ensure")
+        if not 0 < self.warm_start_probability < 1:
+            raise ValueError(f"AgentSettings.warm_start_probability={self.warm_start_probability}: must be in (0, 1)")
+
+    @property
+    def n_actions(self) -> int:
+        """How many actions the scheme has (the learner's A)."""
+        return ACTION_SCHEMES[self.scheme]
+
+    def state_dim(self, features: FeatureSettings) -> int:
+        """Length of the state vector x(s) under this scheme: the game's features, and the staffing
+        scheme's own (``policies.staffing.STAFFING_FEATURES``) after them."""
+        return features.state_dim + (len(STAFFING_FEATURES) if self.scheme == "staffing" else 0)
+
+    def warm_start_logit(self) -> float:
+        """The preference of the warm-start action over every other that gives it
+        ``warm_start_probability``: log(p (A − 1) / (1 − p))."""
+        p, a = self.warm_start_probability, self.n_actions
+        return math.log(p * (a - 1) / (1 - p))
+
+
+#: The action schemes and their number of actions.
+ACTION_SCHEMES: dict[str, int] = {"moves": N_ACTIONS, "staffing": N_STAFFING_ACTIONS}
 
 
 class SharedPolicyAgent:
@@ -184,6 +246,7 @@ class SharedPolicyAgent:
         actions: ActionSettings,
         agent: AgentSettings,
         seed: int,
+        staffing: StaffingSettings | None = None,
         settings_record: Mapping[str, Any],
         diagnostics: Sequence[str] | None = None,
     ) -> None:
@@ -203,7 +266,11 @@ class SharedPolicyAgent:
         self.actions = actions
         """How the nine moves become container and CPU-share targets."""
         self.agent = agent
-        """How the driver uses the learner (frozen, greedy, reward centring)."""
+        """How the driver uses the learner (frozen, greedy, reward centring, action scheme)."""
+        self.staffing = staffing or StaffingSettings()
+        """The staffing scheme's constants (``agent.scheme == "staffing"``)."""
+        if agent.warm_start == "ensure":
+            learner.prefer(ENSURE_ACTION, agent.warm_start_logit(), self._bias_entry())
         self.seed = seed
         """The seed the driver's and the learner's generators were spawned from."""
         self.settings_record = dict(settings_record)
@@ -228,13 +295,30 @@ class SharedPolicyAgent:
         self.load_time: float | None = None
         """Snapshot time ``load`` was last advanced at (once per tick, however often decide runs)."""
 
-    def _observe(self, snapshot: ClusterSnapshot, mu: np.ndarray) -> AgentStep:
+    def _bias_entry(self) -> float:
+        """The value of x(s)'s first entry (the bias) in every state, under this scheme's scaling."""
+        base = self.features.state_dim - self.features.mu_bins + 1  # the squared-norm bound of x(s)
+        if self.agent.scheme == "staffing":
+            return 1.0 / math.sqrt(base + len(STAFFING_FEATURES))
+        return 1.0 / math.sqrt(base)
+
+    def _state(self, snapshot: ClusterSnapshot, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The state vectors x(s) of every function (‖x‖ <= 1) and which rows are usable."""
         feats = state_features(snapshot, mu, self.features)
-        probs = self.learner.probabilities(feats.x)
+        if self.agent.scheme != "staffing":
+            return feats.x, feats.usable
+        # The game's vector is scaled by 1/sqrt(b) (b its squared-norm bound); the staffing entries
+        # (each in [0, 1]) join it and the whole is rescaled by 1/sqrt(b + 3), keeping ‖x‖ <= 1.
+        bound = self.features.state_dim - self.features.mu_bins + 1
+        extra = staffing_features(snapshot, self._staffing_load(snapshot))
+        x = np.hstack([feats.x * math.sqrt(bound), extra]) / math.sqrt(bound + len(STAFFING_FEATURES))
+        return np.where(feats.usable[:, None], x, 0.0), feats.usable
+
+    def _observe(self, snapshot: ClusterSnapshot, mu: np.ndarray) -> AgentStep:
+        x, usable = self._state(snapshot, mu)
+        probs = self.learner.probabilities(x)
         chosen = greedy_actions(probs) if self.agent.greedy else sample_actions(probs, self.rng)
-        return AgentStep(
-            float(snapshot.time_s), snapshot.functions.names, feats.x, feats.usable, chosen, probs
-        )
+        return AgentStep(float(snapshot.time_s), snapshot.functions.names, x, usable, chosen, probs)
 
     def decide(self, snapshot: ClusterSnapshot, mu: np.ndarray) -> Decisions:
         step = self._prepared
@@ -243,15 +327,19 @@ class SharedPolicyAgent:
         self._prepared = None
         if self._latest is None or self._latest.time_s != step.time_s:
             self._before, self._latest = self._latest, step
-        decisions = actions_to_decisions(
-            snapshot.functions,
-            step.actions,
-            step.usable,
-            self.actions,
-            self.agent.label,
-            snapshot.tick_s,
-            load=self._staffing_load(snapshot),
-        )
+        if self.agent.scheme == "staffing":
+            decisions = staffing_decisions(snapshot, step.actions, step.usable, self._staffing_load(snapshot),
+                                           self.staffing, self.agent.label, self.actions.idle_load)
+        else:
+            decisions = actions_to_decisions(
+                snapshot.functions,
+                step.actions,
+                step.usable,
+                self.actions,
+                self.agent.label,
+                snapshot.tick_s,
+                load=self._staffing_load(snapshot),
+            )
         if self._latest is not None and self._latest.time_s == step.time_s and self._latest.acted is None:
             self._latest = replace(self._latest, acted=np.asarray(decisions.action) >= 0)
         return decisions
@@ -412,6 +500,17 @@ def pair_transitions(
         probs_next=current.probs[idx],
     )
     return batch, int(had_decision.sum() - has_reward.sum()), int(has_reward.sum() - ok.sum())
+
+
+def with_fallback(policy: SharedPolicyAgent, params: Mapping[str, Any]) -> Any:
+    """``policy`` as it runs: wrapped in ENSURE's safety net when its agent settings ask for one
+    (``AgentSettings.fallback``), the ``FallbackSettings`` fields taken from ``params``."""
+    if policy.agent.fallback == "none":
+        return policy
+    from policies.baselines.ensure import make_ensure
+    from policies.fallback import FallbackLearner, FallbackSettings
+
+    return FallbackLearner(policy, make_ensure(), FallbackSettings(**params))
 
 
 def field_names(cls: type, exclude: tuple[str, ...] = ()) -> frozenset[str]:

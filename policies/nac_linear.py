@@ -34,7 +34,9 @@ from policies.agent import (
     Transitions,
     field_names,
     split_params,
+    with_fallback,
 )
+from policies.fallback import FallbackSettings
 from policies.kl_step import (
     KL_STEP_DIAGNOSTICS,
     Adam,
@@ -57,6 +59,7 @@ from policies.nac import (
 )
 from policies.registry import register
 from policies.serverless_features import N_ACTIONS, ActionSettings, FeatureSettings
+from policies.staffing import StaffingSettings
 
 LINEAR_MODES = ("natural", "kl")
 """The values of the factory's ``mode``: Algorithm 1's natural step, or the KL-penalised one."""
@@ -134,6 +137,11 @@ class LinearKLLearner:
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         return softmax_rows(x, self.theta)
+
+    def prefer(self, action: int, logit: float, bias_entry: float) -> None:
+        # x(s)'s first entry is the bias, the same in every state: a weight of logit / that entry on
+        # it adds ``logit`` to the action's preference everywhere.
+        self.theta[action, 0] += logit / bias_entry
 
     def update(self, batch: Transitions) -> dict[str, float]:
         s = self.settings
@@ -257,22 +265,26 @@ class NaturalLinearLearner:
 
     @classmethod
     def create(
-        cls, state_dim: int, params: Mapping[str, Any], rng: np.random.Generator
+        cls, state_dim: int, params: Mapping[str, Any], rng: np.random.Generator, n_actions: int = N_ACTIONS
     ) -> NaturalLinearLearner:
-        hp = NACHyperparameters(n_features=N_ACTIONS * state_dim, n_actions=N_ACTIONS, **params)
+        hp = NACHyperparameters(n_features=n_actions * state_dim, n_actions=n_actions, **params)
         return cls(NaturalActorCritic(hp, rng), state_dim)
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         # θᵀφ(s, a) = Θ[a] · x(s) with Θ = θ viewed as (A, d): the core's softmax, never materialising φ.
         return softmax_rows(x, self.core.theta.reshape(self.n_actions, self.state_dim))
 
+    def prefer(self, action: int, logit: float, bias_entry: float) -> None:
+        # θ viewed as (A, d): the bias entry of x(s) (see LinearKLLearner.prefer) of the action's block.
+        self.core.theta.reshape(self.n_actions, self.state_dim)[action, 0] += logit / bias_entry
+
     def update(self, batch: Transitions) -> dict[str, float]:
         return self.core.update(
             TransitionBatch(
-                features=BlockFeatures(batch.x, N_ACTIONS),
+                features=BlockFeatures(batch.x, self.n_actions),
                 actions=batch.action,
                 rewards=batch.reward,
-                next_features=BlockFeatures(batch.x_next, N_ACTIONS),
+                next_features=BlockFeatures(batch.x_next, self.n_actions),
                 next_actions=batch.action_next,
             )
         )
@@ -292,20 +304,20 @@ class NaturalLinearLearner:
         }
 
 
-def _linear_record(mode: str, params: Mapping[str, Any], state_dim: int) -> dict[str, Any]:
+def _linear_record(mode: str, params: Mapping[str, Any], state_dim: int, n_actions: int = N_ACTIONS) -> dict[str, Any]:
     if mode == "kl":
         return asdict(KLStepSettings(**params))
-    return asdict(NACHyperparameters(n_features=N_ACTIONS * state_dim, n_actions=N_ACTIONS, **params))
+    return asdict(NACHyperparameters(n_features=n_actions * state_dim, n_actions=n_actions, **params))
 
 
 def build_linear_learner(
-    mode: str, state_dim: int, params: Mapping[str, Any], rng: np.random.Generator
+    mode: str, state_dim: int, params: Mapping[str, Any], rng: np.random.Generator, n_actions: int = N_ACTIONS
 ) -> SharedLearner:
-    """The linear learner of ``mode`` with its own hyperparameters from ``params``."""
+    """The linear learner of ``mode`` with its own hyperparameters from ``params``, over ``n_actions``."""
     if mode == "kl":
-        return LinearKLLearner(state_dim=state_dim, settings=KLStepSettings(**params), rng=rng)
+        return LinearKLLearner(state_dim=state_dim, settings=KLStepSettings(**params), rng=rng, n_actions=n_actions)
     if mode == "natural":
-        return NaturalLinearLearner.create(state_dim, params, rng)
+        return NaturalLinearLearner.create(state_dim, params, rng, n_actions)
     raise ValueError(f"nac-linear mode={mode!r}: must be one of {LINEAR_MODES}")
 
 
@@ -331,24 +343,29 @@ def nac_linear(*, seed: int = 0, mode: str = "natural", **params: Any) -> Shared
             "features": field_names(FeatureSettings),
             "actions": field_names(ActionSettings),
             "agent": field_names(AgentSettings),
+            "staffing": field_names(StaffingSettings),
+            "fallback": field_names(FallbackSettings),
             "learner": learner_fields,
         },
     )
     features = FeatureSettings(**routed["features"])
     actions = ActionSettings(**routed["actions"])
     agent = AgentSettings(**routed["agent"])
+    staffing = StaffingSettings(**routed["staffing"])
     if mode == "natural":
         routed["learner"] = {**SERVERLESS_NAC_DEFAULTS, **routed["learner"]}
     learner_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1])
-    learner = build_linear_learner(mode, features.state_dim, routed["learner"], learner_rng)
+    learner = build_linear_learner(mode, agent.state_dim(features), routed["learner"], learner_rng, agent.n_actions)
     record = {
         "mode": mode,
         "features": asdict(features),
         "actions": asdict(actions),
         "agent": asdict(agent),
-        "learner": _linear_record(mode, routed["learner"], features.state_dim),
+        "learner": _linear_record(mode, routed["learner"], agent.state_dim(features), agent.n_actions),
     }
-    return SharedPolicyAgent(
+    if agent.scheme == "staffing":
+        record["staffing"] = asdict(staffing)
+    return with_fallback(SharedPolicyAgent(
         "nac-linear",
         learner,
         features=features,
@@ -357,4 +374,5 @@ def nac_linear(*, seed: int = 0, mode: str = "natural", **params: Any) -> Shared
         seed=seed,
         settings_record=record,
         diagnostics=NAC_LINEAR_DIAGNOSTICS,
-    )
+        staffing=staffing,
+    ), routed["fallback"])

@@ -30,7 +30,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from policies.agent import AgentSettings, SharedPolicyAgent, Transitions, field_names, split_params
+from policies.agent import (
+    AgentSettings,
+    SharedPolicyAgent,
+    Transitions,
+    field_names,
+    split_params,
+    with_fallback,
+)
+from policies.fallback import FallbackSettings
 from policies.kl_step import (
     KL_STEP_DIAGNOSTICS,
     KLStepSettings,
@@ -41,6 +49,7 @@ from policies.kl_step import (
 )
 from policies.registry import register
 from policies.serverless_features import N_ACTIONS, ActionSettings, FeatureSettings
+from policies.staffing import StaffingSettings
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
@@ -109,6 +118,7 @@ class TorchKLLearner:
         network: NetworkSettings,
         seed: int,
         rng: np.random.Generator,
+        n_actions: int = N_ACTIONS,
     ) -> None:
         torch.set_num_threads(network.threads)
         if network.deterministic:
@@ -116,21 +126,26 @@ class TorchKLLearner:
         self.state_dim = state_dim
         self.settings = settings
         self.network = network
-        self.n_actions = N_ACTIONS
+        self.n_actions = n_actions
         self.rng = rng
         generator = torch.Generator().manual_seed(seed)
-        self.actor = _mlp(state_dim, network.hidden, network.activation, N_ACTIONS, ACTOR_OUT_GAIN, generator)
+        self.actor = _mlp(state_dim, network.hidden, network.activation, n_actions, ACTOR_OUT_GAIN, generator)
         # The critic's output gain is small for the same reason: the advantage compares q̂ across
         # actions, so q̂₀ must be (nearly) equal for all of them, as the linear critic's ψ₀ = 0 is. With
         # gain 1 the initial q̂ differed by O(1) between actions, far more than the rewards do (values
         # in [0, 1]), and the normalised advantage made the actor follow that random ranking: on a
         # bandit that pays 0.8 for 3 of the 9 moves and 0.6 for the rest, their probability fell from
         # 1/3 to 0.006 in 50 updates; with 0.01 it rose to 0.995 (docs/results-agents.md).
-        self.critic = _mlp(state_dim, network.hidden, network.activation, N_ACTIONS, CRITIC_OUT_GAIN, generator)
+        self.critic = _mlp(state_dim, network.hidden, network.activation, n_actions, CRITIC_OUT_GAIN, generator)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=settings.learning_rate, foreach=True)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=settings.learning_rate, foreach=True)
         self.kl_coef = settings.kl_coef_init
         self.updates = 0
+
+    def prefer(self, action: int, logit: float, bias_entry: float) -> None:
+        # The actor's output layer bias: a constant preference in every state.
+        with torch.no_grad():
+            self.actor[-1].bias[action] += logit
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -305,6 +320,8 @@ def nac_nn(*, seed: int = 0, **params: Any) -> SharedPolicyAgent:
             "features": field_names(FeatureSettings),
             "actions": field_names(ActionSettings),
             "agent": field_names(AgentSettings),
+            "staffing": field_names(StaffingSettings),
+            "fallback": field_names(FallbackSettings),
             "learner": field_names(KLStepSettings),
             "network": field_names(NetworkSettings),
         },
@@ -312,10 +329,11 @@ def nac_nn(*, seed: int = 0, **params: Any) -> SharedPolicyAgent:
     features = FeatureSettings(**routed["features"])
     actions = ActionSettings(**routed["actions"])
     agent = AgentSettings(**routed["agent"])
+    staffing = StaffingSettings(**routed["staffing"])
     kl = KLStepSettings(**routed["learner"])
     network = NetworkSettings(**routed["network"])
     learner_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1])
-    learner = TorchKLLearner(features.state_dim, kl, network, seed, learner_rng)
+    learner = TorchKLLearner(agent.state_dim(features), kl, network, seed, learner_rng, agent.n_actions)
     record = {
         "features": asdict(features),
         "actions": asdict(actions),
@@ -323,6 +341,9 @@ def nac_nn(*, seed: int = 0, **params: Any) -> SharedPolicyAgent:
         "learner": asdict(kl),
         "network": asdict(network),
     }
-    return SharedPolicyAgent(
-        "nac-nn", learner, features=features, actions=actions, agent=agent, seed=seed, settings_record=record
-    )
+    if agent.scheme == "staffing":
+        record["staffing"] = asdict(staffing)
+    return with_fallback(SharedPolicyAgent(
+        "nac-nn", learner, features=features, actions=actions, agent=agent, seed=seed, settings_record=record,
+        staffing=staffing,
+    ), routed["fallback"])

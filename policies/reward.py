@@ -133,6 +133,60 @@ def reward_columns(
     return np.where(known, r, np.nan)
 
 
+#: The cost at which the operator reward reaches 0 (see :func:`operator_reward`): as much work late
+#: as the population's average function does in a tick, or one invoker's memory held idle. Larger
+#: costs (a busy function's bad tick) all give 0; a larger cap would keep them apart but shrink every
+#: difference a learner must see against its entropy term (rewards near 1 with differences of 1e-3
+#: taught nothing in 720 ticks).
+OPERATOR_COST_CAP = 1.0
+
+
+def operator_reward(functions: FunctionStats, alpha: float = DEFAULT_ALPHA, *, memory_scale_mb: float) -> np.ndarray:
+    """The reward that prices what an operator pays, per function, shape (n_functions,):
+
+        cost = (1 − α) · late / V  +  α · idle / M,        r = 1 − min(cost, C) / C ∈ [0, 1]
+
+    * ``late``: the tick's invocations that violated the SLO plus those still waiting at its end
+      (counts); ``V``: the population's average work per function in the tick (completions +
+      queued, at least 1), so violations are priced in the same currency for every function and a
+      busy function's violations weigh as much as they do in the pooled violation rate;
+    * ``idle``: the memory its containers hold while executing nothing (idle containers at the
+      snapshot x the function's memory, MB); ``M`` = ``memory_scale_mb`` (one invoker's user memory):
+      a container of a large function costs more than one of a small function;
+    * ``C`` = :data:`OPERATOR_COST_CAP` keeps r in [0, 1], linear in both costs below it (where the sum
+      over functions is the operator's cost).
+
+    Neither term reads the CPU shares a policy asks for, so asking for fewer shares cannot raise it
+    (unlike the paper's u = CPU used / CPU allocated). NaN, no reward, where a number it reads is
+    unknown or the row is invalid.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"reward alpha must be in [0, 1], got {alpha}")
+    if not (np.isfinite(memory_scale_mb) and memory_scale_mb > 0):
+        raise ValueError(f"memory_scale_mb={memory_scale_mb}: must be a finite number > 0")
+    f = functions
+    completions = np.asarray(f.completions, dtype=float)
+    violations = np.asarray(f.slo_violations, dtype=float)
+    queued = np.asarray(f.queued, dtype=float)
+    containers = np.asarray(f.containers, dtype=float)
+    busy = np.asarray(f.busy_containers, dtype=float)
+    memory = np.asarray(f.memory_mb, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        known = (np.asarray(f.valid, dtype=bool) & _known(completions) & _known(violations) & _known(queued)
+                 & _known(containers) & _known(busy) & np.isfinite(memory) & (memory > 0))
+        work = completions + queued
+        average = max(1.0, float(np.mean(work[known]))) if known.any() else 1.0
+        late = (violations + queued) / average
+        idle = np.maximum(containers - busy, 0.0) * memory / memory_scale_mb
+        cost = (1.0 - alpha) * late + alpha * idle
+    r = 1.0 - np.minimum(cost, OPERATOR_COST_CAP) / OPERATOR_COST_CAP
+    return np.where(known, r, np.nan)
+
+
+#: The rewards a run can give its learner (``controller.settings`` ``reward.kind``).
+REWARD_KINDS: tuple[str, ...] = ("paper", "operator")
+
+
 def _known(values: np.ndarray | float) -> np.ndarray:
     """Where ``values`` are finite numbers >= 0 (a count, a time or an amount that is known)."""
     values = np.asarray(values, dtype=float)
@@ -173,4 +227,5 @@ def reward(
     )
 
 
-__all__ = ["DEFAULT_ALPHA", "memory_reserved_core_s", "quality", "reward", "reward_columns", "utilisation"]
+__all__ = ["DEFAULT_ALPHA", "OPERATOR_COST_CAP", "REWARD_KINDS", "memory_reserved_core_s", "operator_reward", "quality", "reward",
+           "reward_columns", "utilisation"]

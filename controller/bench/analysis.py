@@ -292,3 +292,44 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
 
 __all__ = ["PLANES", "Paired", "PointSummary", "dominance_rows", "dominance_table", "frontier", "paired",
            "plot_frontiers", "read_rows", "relation", "summarise", "t95", "write_csv"]
+
+
+def safety_rows(windows: Iterable[Mapping[str, Any]], heuristic_point: str = "ensure c=1.06",
+                factor: float = 1.1) -> list[dict[str, Any]]:
+    """The online-learning safety check, per learner cell: in how many of its windows its violations
+    were at most ``factor`` x those of ``heuristic_point`` (the warm-start heuristic) on the same
+    scenario, seed and window — the same arrivals — or its fallback was active.
+
+    ``windows`` are rows of ``windows.csv`` (scenario, point, family, seed, window, violations,
+    fallback_active).
+    """
+    by_key: dict[tuple[str, str, int], dict[int, Mapping[str, Any]]] = defaultdict(dict)
+    for row in windows:
+        by_key[(str(row["scenario"]), str(row["point"]), int(row["seed"]))][int(row["window"])] = row
+    out = []
+    for (scenario, point, seed), rows in sorted(by_key.items()):
+        family = str(next(iter(rows.values()))["family"])
+        if not family.startswith("nac-"):
+            continue
+        reference = by_key.get((scenario, heuristic_point, seed))
+        if reference is None:
+            continue
+        checked = ok = fallback = 0
+        worst = 0.0
+        for window, row in rows.items():
+            base = reference.get(window)
+            if base is None:
+                continue
+            checked += 1
+            mine, theirs = float(row["violations"]), float(base["violations"])
+            active = str(row["fallback_active"]).lower() == "true"
+            fallback += active
+            if mine <= factor * theirs or active:
+                ok += 1
+            elif theirs > 0:
+                worst = max(worst, mine / theirs)
+            else:
+                worst = max(worst, math.inf)
+        out.append({"scenario": scenario, "point": point, "seed": seed, "windows": checked, "safe_windows": ok,
+                    "fallback_windows": fallback, "worst_ratio_unsafe": worst})
+    return out

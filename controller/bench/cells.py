@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from controller.assemble import PolicySpec, build_workload, measure_slos
 from controller.bench.scenarios import Scenario
 from controller.bench.suite import Point
@@ -42,20 +44,24 @@ class Cell:
     quick: bool = False
     """The scenario's shortened windows."""
     learn_online: bool = True
-    """Learners keep learning while they are judged (the paper's setting); off: frozen."""
+    """Learner points marked ``online`` keep learning while they are judged (the paper's setting);
+    off: every learner is judged frozen."""
     episodes: int = 1
     """Training episodes of a learner over the training window."""
 
     def settings(self, part: str = "evaluate") -> Settings:
         """The cell's settings for its ``train`` or ``evaluate`` run."""
-        return self.scenario.settings(part, self.quick, {**self.point.overrides, "seed": self.seed,
+        overrides = self.point.overrides
+        if part == "train" and self.point.training is not None:
+            overrides = self.point.training
+        return self.scenario.settings(part, self.quick, {**overrides, "seed": self.seed,
                                                          "output.plots": False, "output.workers": 1})
 
     def key(self) -> str:
         """A digest of everything that decides the cell's row: rerunning a cell with this key is never
         needed, and a changed scenario file or setting gives a new key rather than a stale row."""
         parts = {"scenario": self.scenario.name, "point": self.point.label, "seed": self.seed, "quick": self.quick,
-                 "settings": self.settings().logged(), "learn_online": self.learn_online}
+                 "settings": self.settings().logged(), "learn_online": self.learn_online and self.point.online}
         if self.point.learned:
             parts["train"] = self.settings("train").logged()
             parts["episodes"] = self.episodes
@@ -68,8 +74,9 @@ class Cell:
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
     def checkpoint_path(self, directory: Path) -> Path:
-        """Where the learner's trained checkpoint is kept (named by what decides it)."""
-        return directory / self.scenario.name / f"{self.point.label}-seed{self.seed}-{self.training_key()}.ckpt.npz"
+        """Where the learner's trained checkpoint is kept, named by what decides it (so points that
+        train alike — a learner judged frozen and online — share one)."""
+        return directory / self.scenario.name / f"{self.point.policy}-seed{self.seed}-{self.training_key()}.ckpt.npz"
 
 
 def train_cell(cell: Cell, directory: Path) -> dict[str, Any]:
@@ -95,9 +102,11 @@ def run_cell(cell: Cell, checkpoint: str | None = None) -> tuple[dict[str, Any],
     started = time.perf_counter()
     workload = build_workload(settings)
     slo_s = measure_slos(settings, workload)
-    spec = PolicySpec(cell.point.policy, Path(checkpoint) if checkpoint else None, frozen=not cell.learn_online) \
-        if cell.point.learned else PolicySpec(cell.point.policy)
-    result = run_policy(settings, workload, slo_s, spec, save_learner=False)
+    online = cell.point.online and cell.learn_online
+    spec = PolicySpec(cell.point.policy, Path(checkpoint) if checkpoint else None, frozen=not online,
+                      greedy=not online) if cell.point.learned else PolicySpec(cell.point.policy)
+    fallback = _FallbackRecorder()
+    result = run_policy(settings, workload, slo_s, spec, save_learner=False, sinks=[fallback])
     metrics = overall_metrics(result)
     row: dict[str, Any] = {
         "scenario": cell.scenario.name, "family": cell.point.family, "point": cell.point.label,
@@ -106,8 +115,45 @@ def run_cell(cell: Cell, checkpoint: str | None = None) -> tuple[dict[str, Any],
         "default": str(cell.point.default).lower(), "seed": cell.seed, "functions": len(workload.functions),
     }
     row.update({key: metrics[key] for key, _ in COST_COLUMNS})
-    timing = {"wall_s": time.perf_counter() - started, "decide_ms": result.decide_ms, "update_ms": result.update_ms}
+    timing = {"wall_s": time.perf_counter() - started, "decide_ms": result.decide_ms, "update_ms": result.update_ms,
+              "windows": window_rows(result, fallback.active_times)}
     return row, timing
+
+
+#: Length of the windows online learning is judged over (the safety check), s.
+SAFETY_WINDOW_S = 600.0
+
+
+class _FallbackRecorder:
+    """Notes the ticks at which a learner's fallback was active (from its diagnostics)."""
+
+    def __init__(self) -> None:
+        self.active_times: list[float] = []
+
+    def on_tick(self, report: Any) -> None:
+        if report.diagnostics.get("fallback_active", 0.0) >= 1.0:
+            self.active_times.append(float(report.time_s))
+
+
+def window_rows(result: Any, fallback_times: list[float], window_s: float = SAFETY_WINDOW_S) -> list[dict[str, Any]]:
+    """Per window of ``window_s`` of the run: invocations completed, SLO violations among them, and
+    whether a learner's fallback was active at any tick of it."""
+    if result.times_s.size == 0:
+        return []
+    end = float(result.times_s[-1])
+    count = max(1, int(np.ceil(end / window_s)))
+    # A completion belongs to the window it ended in.
+    index = result.function_index
+    over = result.latency_s > result.slo_s[index] if index.size else np.zeros(0, dtype=bool)
+    done_at = result.end_s
+    which = np.minimum((done_at // window_s).astype(np.int64), count - 1) if done_at.size else np.zeros(0, dtype=np.int64)
+    completed = np.bincount(which, minlength=count)
+    violations = np.bincount(which, weights=over.astype(float), minlength=count)
+    active = np.zeros(count, dtype=bool)
+    for t in fallback_times:
+        active[min(int((t - 1e-9) // window_s), count - 1)] = True
+    return [{"window": w, "completed": int(completed[w]), "violations": int(violations[w]),
+             "fallback_active": bool(active[w])} for w in range(count)]
 
 
 __all__ = ["CELL_COLUMNS", "RESULT_COLUMNS", "Cell", "run_cell", "train_cell"]

@@ -118,9 +118,6 @@ def _worker_environment() -> Iterator[None]:
 
 def _worker_init() -> None:
     os.environ.update({k: v for k, v in WORKER_THREADS.items() if k not in os.environ})
-    # The per-function notes of a run (the guard's first cut of each function) are counted in the
-    # results; in a suite of hundreds of runs they would only bury the progress bars.
-    logging.getLogger("controller.loop").setLevel(logging.ERROR)
     try:
         import torch
 

@@ -51,6 +51,12 @@ class Point:
     """Settings overrides of this point (the knob and anything the family needs)."""
     default: bool = False
     """Whether this is the family's default setting."""
+    online: bool = False
+    """Learners only: keep learning while judged, sampling its moves (with its safety net), instead
+    of deciding frozen and greedily with what it learned in training."""
+    training: Mapping[str, Any] | None = None
+    """Learners only: settings overrides of its training run when they differ from ``overrides``
+    (e.g. an ablation judged frozen but trained the usual way); None: the same."""
 
     @property
     def learned(self) -> bool:
@@ -77,6 +83,16 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:g}min"
 
 
+#: The reward weights α a learner is trained and judged at: its own frontier (0.3 is the paper's α).
+LEARNER_ALPHAS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7)
+
+
+def _learner_sweep(policy: str) -> list[Point]:
+    """A learner at every α of :data:`LEARNER_ALPHAS`, trained at that α and judged frozen and greedy."""
+    return [Point(family=policy, label=f"{policy} alpha={alpha:g}", policy=policy, knob="reward.alpha",
+                  value=alpha, overrides={"reward.alpha": alpha}, default=alpha == 0.3) for alpha in LEARNER_ALPHAS]
+
+
 #: Every family of the suite and its points, in table order.
 FAMILIES: dict[str, list[Point]] = {
     "fixed-keepalive": _sweep("fixed-keepalive", "openwhisk-default", "cluster.idle_timeout_s", "keepalive",
@@ -88,13 +104,20 @@ FAMILIES: dict[str, list[Point]] = {
     "hpa": _sweep("hpa", "hpa", "policy.params.hpa.target_utilisation", "target", [0.4, 0.55, 0.7, 0.85, 1.0], 0.7),
     "hybrid-histogram": _sweep("hybrid-histogram", "hybrid-histogram", "policy.params.hybrid-histogram.tail_percentile",
                                "tail", [0.9, 0.95, 0.99, 0.999], 0.99),
-    "nac-linear": [Point(family="nac-linear", label="nac-linear", policy="nac-linear", default=True)],
-    "nac-nn": [Point(family="nac-nn", label="nac-nn", policy="nac-nn", default=True)],
+    "nac-linear": _learner_sweep("nac-linear"),
+    "nac-nn": _learner_sweep("nac-nn"),
+    "nac-linear-online": [Point(family="nac-linear-online", label="nac-linear online", policy="nac-linear",
+                                default=True, online=True)],
+    "nac-nn-online": [Point(family="nac-nn-online", label="nac-nn online", policy="nac-nn", default=True,
+                            online=True)],
 }
 
 
 def quick_points(points: Sequence[Point]) -> list[Point]:
-    """The lowest, the default and the highest point of a family (all of a family of three or fewer)."""
+    """The lowest, the default and the highest point of a family (all of a family of three or fewer);
+    a learner's default alone (each point of a learner is a training run)."""
+    if points and points[0].learned:
+        return [p for p in points if p.default]
     if len(points) <= 3:
         return list(points)
     keep = {0, len(points) - 1, next(i for i, p in enumerate(points) if p.default)}

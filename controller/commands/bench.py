@@ -65,7 +65,8 @@ def parse_seeds(text: str | None) -> tuple[int, ...]:
 @click.option("--ray", "ray_address", metavar="ADDRESS",
               help="Run the cells as Ray tasks on this cluster (host:port, auto, or local); needs mfrm[ray].")
 @click.option("--frozen", is_flag=True, default=False,
-              help="Learners only decide while they are judged (default: they keep learning online).")
+              help="The online learner points (nac-*-online) are judged frozen too, as every other learner "
+                   "point is (default: they keep learning, with their fallback, while judged).")
 @click.option("--episodes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Training episodes of each learner over its scenario's training window.")
 @click.option("-v", "--verbose", is_flag=True, default=False, help="Log at INFO.")
@@ -78,6 +79,11 @@ def bench_command(scenario_files: tuple[Path, ...], quick: bool, seed_values: st
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     configure_logging(logging.INFO if verbose else logging.WARNING)
+    if not verbose:
+        # The per-function notes of a run (the guard's first cut of each function) are counted in the
+        # results; in a suite of hundreds of runs they would only bury the progress bars. Worker
+        # processes are forked from this one and keep the setting.
+        logging.getLogger("controller.loop").setLevel(logging.ERROR)
     files = list(scenario_files) or shipped_scenarios()
     if not files:
         raise UsageProblem("no scenario files given, and none shipped in scenarios/")

@@ -133,6 +133,12 @@ class GuardSettings(SettingsGroup):
     """Largest change of one function's CPU shares in one tick: one core's worth (1024)."""
     respect_capacity: Live[bool] = True
     """Trim container increases so that the memory of all targets fits the cluster's user memory."""
+    max_reapply_per_tick: Live[int] = Field(32, ge=0, le=100_000)
+    """Most functions whose targets in force are written again in one tick because the observed
+    state differs from them (0: never; a platform that lost them then keeps its own defaults). 32:
+    at the ~50 ms a remote write costs (a Docker update on an invoker), 32 writes take under 2 s, a
+    fifth of a 10-s tick, and N managed functions are healed after a platform restart within
+    ⌈N / 32⌉ ticks."""
 
     @model_validator(mode="after")
     def _ordered(self) -> GuardSettings:
@@ -156,10 +162,17 @@ class EstimatorSettings(SettingsGroup):
 
 
 class RewardSettings(SettingsGroup):
-    """The reward r = (1 − α)q + αu and the SLO it is measured against."""
+    """The learners' reward and the SLO it is measured against."""
 
+    kind: Literal["paper", "operator"] = "paper"
+    """``paper``: r = (1 − α)q + αu with u = CPU used / CPU allocated (the paper's Appendix E; the
+    policy raises u by asking for fewer shares, without saving anything). ``operator``: r = (1 − α)q
+    + αe with q the share of the tick's work served within the SLO and e the idle memory held,
+    priced per invoker's memory (``policies.reward.operator_reward``): what an operator pays.
+    The baselines do not read the reward; it only decides what the learners learn and the runs'
+    mean reward column."""
     alpha: Live[float] = Field(0.3, ge=0, le=1)
-    """Weight α of CPU utilisation against latency quality. 0.3, the paper's best (Appendix E)."""
+    """Weight α of the resource term against latency quality. 0.3, the paper's best (Appendix E)."""
     charge_memory: bool = False
     """Multiply u by the use of the CPU the containers' memory reserves (cores x memory / invoker
     memory, ``policies.reward.memory_reserved_core_s``). Off by default, so the reward is

@@ -98,7 +98,7 @@ def test_every_family_is_swept_around_its_default_and_quick_keeps_its_ends_and_d
             assert kept[0] is points[0] and kept[-1] is points[-1] and any(p.default for p in kept)
     labels = [p.label for p in suite_points()]
     assert "fixed-keepalive keepalive=10min" in labels and "fixed-keepalive keepalive=20min" in labels
-    assert any(p.startswith("faascache ") for p in labels) and "nac-linear" in labels
+    assert any(p.startswith("faascache ") for p in labels) and "nac-linear alpha=0.3" in labels and "nac-nn online" in labels
     with pytest.raises(ValueError, match="unknown family nope"):
         suite_points(["nope"])
 

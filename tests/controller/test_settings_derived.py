@@ -40,7 +40,8 @@ def no_mfrm_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_live_keys_are_every_guard_field_the_reward_alpha_the_tick_and_the_daemons_clock_in_field_order():
     guard = [f"guard.{name}" for name in GuardSettings.model_fields]
     assert live_keys() == ("loop.tick_s", *guard, "reward.alpha", "daemon.interval_s",
-                           "daemon.health_stale_intervals", "daemon.backoff_s")
+                           "daemon.health_stale_intervals", "daemon.blind_after_s", "daemon.tick_deadline_s",
+                           "daemon.log_repeat_s", "daemon.backoff_s")
 
 
 @pytest.mark.parametrize("key, live", [

@@ -90,7 +90,11 @@ class FakeServer:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _serve
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class _Server(ThreadingHTTPServer):
+            # A burst of clients (a replay's workers start together) must queue, not be refused.
+            request_queue_size = 128
+
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

@@ -1,0 +1,266 @@
+"""Safe online learning: a learner that hands control to a heuristic while it is measurably worse.
+
+:class:`FallbackLearner` wraps a learned policy and a heuristic (ENSURE). Every tick both decide
+(the heuristic's decisions are a shadow while the learner is in control, and the other way round),
+and a running comparison says whether the learner is worse than the heuristic would have been:
+
+* **Violations.** The learner's are counted (``FunctionStats.slo_violations`` of the ticks it
+  controlled). The heuristic's are estimated: with a queueing model each side's expected violations
+  are computed from the pool it chose — an arrival waits in an M/M/k queue with k containers and
+  offered load R (Erlang C), and a wait beyond the SLO's slack over the mean execution time is a
+  violation — and the heuristic's estimate is the learner's count plus the model's difference
+  between the two pools (a difference estimator: what the model cannot explain, cold starts or
+  contention, is common to both and cancels).
+* **Memory.** The learner's held memory (containers x memory) against the heuristic's targets x memory.
+
+Over the last ``window_ticks`` of learner control, the learner falls back when its violations
+exceed (1 + ``margin``) x the heuristic's estimate + ``min_violations``, or when it held more than
+(1 + ``margin``) x the heuristic's memory without fewer violations. Falling back is logged and
+reported (``fallback_active`` in the diagnostics, with the reason). After at least ``hold_ticks``
+in fallback, it returns once the model says the learner's own (shadow) decisions of the last window
+would have been no worse. While in fallback the learner makes no transitions: its decisions were
+not applied, so no reward follows from them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from policies.types import UNMANAGED, ClusterSnapshot, Decisions, Policy
+
+log = logging.getLogger(__name__)
+
+#: Why the learner is in fallback (the ``reason`` of its diagnostics and of the daemon's metric).
+FALLBACK_REASONS: tuple[str, ...] = ("violations", "memory")
+
+#: Keys the wrapper adds to the learner's diagnostics.
+FALLBACK_DIAGNOSTICS: tuple[str, ...] = (
+    "fallback_active",
+    "fallback_reason_violations",
+    "fallback_reason_memory",
+    "fallback_learner_violations",
+    "fallback_heuristic_violations",
+    "fallback_learner_memory_gb",
+    "fallback_heuristic_memory_gb",
+)
+
+
+@dataclass(frozen=True)
+class FallbackSettings:
+    """When a learner hands control to its heuristic, and when it takes it back."""
+
+    window_ticks: int = 60
+    """Ticks compared (60 = 10 minutes at 10-s ticks): long enough that a few unlucky arrivals do
+    not trip it, short enough that a bad policy is caught within one window."""
+    margin: float = 0.1
+    """How much worse than the heuristic the learner may be before it falls back: 10%."""
+    min_violations: float = 5.0
+    """Violations in a window the learner may exceed the heuristic's estimate by, on top of the
+    margin, before it falls back: below that, a difference is noise."""
+    hold_ticks: int = 60
+    """Ticks in fallback before the learner may take control back (one window)."""
+
+    def __post_init__(self) -> None:
+        if self.window_ticks < 1 or self.hold_ticks < 0:
+            raise ValueError("FallbackSettings: window_ticks must be >= 1 and hold_ticks >= 0")
+        if not (math.isfinite(self.margin) and self.margin >= 0):
+            raise ValueError(f"FallbackSettings.margin={self.margin}: must be a finite number >= 0")
+        if not (math.isfinite(self.min_violations) and self.min_violations >= 0):
+            raise ValueError(f"FallbackSettings.min_violations={self.min_violations}: must be >= 0")
+
+
+def erlang_c(servers: np.ndarray, load: np.ndarray) -> np.ndarray:
+    """Probability that an arrival waits in an M/M/k queue with ``servers`` k and offered load R
+    (busy servers): 1 where R >= k (the queue grows), vectorised over functions.
+
+    Erlang B by its stable recursion B(j) = R B(j-1) / (j + R B(j-1)), then C = k B / (k - R (1 - B)).
+    """
+    k = np.asarray(servers, dtype=float)
+    r = np.maximum(np.asarray(load, dtype=float), 0.0)
+    b = np.ones_like(r)
+    top = int(np.max(k)) if k.size and np.isfinite(k).all() else 0
+    for j in range(1, top + 1):
+        step = r * b / (j + r * b)
+        b = np.where(j <= k, step, b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = k * b / (k - r * (1.0 - b))
+    return np.where((k <= 0) | (r >= k), 1.0, np.clip(c, 0.0, 1.0))
+
+
+def expected_violations(pool: np.ndarray, functions: Any, load: np.ndarray) -> np.ndarray:
+    """Expected SLO violations of each function's tick with ``pool`` containers (UNMANAGED: the
+    containers observed, which the platform grows on demand through cold starts): arrivals x
+    P(wait) x P(the wait exceeds the SLO's slack over the mean execution time)."""
+    arrivals = np.nan_to_num(np.asarray(functions.arrivals, dtype=float))
+    exec_s = np.where(np.isfinite(functions.mean_exec_s), functions.mean_exec_s, functions.recent_exec_s)
+    exec_s = np.where(np.isfinite(exec_s) & (exec_s > 0), exec_s, np.nan)
+    slack = np.maximum(np.asarray(functions.slo_s, dtype=float) - np.nan_to_num(exec_s), 0.0)
+    observed = np.nan_to_num(np.asarray(functions.containers, dtype=float))
+    k = np.where(np.asarray(pool) == UNMANAGED, observed, np.asarray(pool, dtype=float))
+    k = np.maximum(np.floor(k), 0.0)
+    wait = erlang_c(k, load)
+    with np.errstate(invalid="ignore", over="ignore"):
+        beyond = np.exp(-np.maximum(k - load, 0.0) * slack / exec_s)
+    p = np.where(np.isfinite(beyond), wait * beyond, wait)
+    return np.where(np.isfinite(load), arrivals * p, 0.0)
+
+
+def _memory_gb(pool: np.ndarray, functions: Any, tick_s: float) -> float:
+    observed = np.nan_to_num(np.asarray(functions.containers, dtype=float))
+    k = np.where(np.asarray(pool) == UNMANAGED, observed, np.asarray(pool, dtype=float))
+    memory = np.nan_to_num(np.asarray(functions.memory_mb, dtype=float))
+    return float(np.sum(np.maximum(k, 0.0) * memory)) * tick_s / 1024.0
+
+
+class FallbackLearner:
+    """A learner with ENSURE (or another heuristic) as its safety net (see the module docstring)."""
+
+    def __init__(self, learner: Any, heuristic: Policy, settings: FallbackSettings) -> None:
+        self.learner = learner
+        """The learned policy (a ``policies.types.Learner``)."""
+        self.heuristic = heuristic
+        """The policy that takes over while the learner is worse; it decides every tick (its state
+        stays current) whoever is in control."""
+        self.settings = settings
+        """When to fall back and return."""
+        self.name = learner.name
+        self.seed = learner.seed
+        self.diagnostics: tuple[str, ...] = (*learner.diagnostics, *FALLBACK_DIAGNOSTICS)
+        self.active = False
+        """Whether the heuristic is in control."""
+        self.reason = ""
+        """Why it is (one of :data:`FALLBACK_REASONS`), "" while the learner is in control."""
+        self.ticks_in_fallback = 0
+        self._window: deque[tuple[float, float, float, float, bool]] = deque(maxlen=settings.window_ticks)
+        self._pending: tuple[np.ndarray, np.ndarray, bool] | None = None
+        self._last_time: float | None = None
+
+    @property
+    def settings_record(self) -> Mapping[str, Any]:
+        return {**dict(self.learner.settings_record), "fallback": asdict(self.settings)}
+
+    # ---- deciding
+
+    def decide(self, snapshot: ClusterSnapshot, mu: np.ndarray) -> Decisions:
+        mine = self.learner.decide(snapshot, mu)
+        theirs = self.heuristic.decide(snapshot, mu)
+        self._pending = (np.asarray(mine.containers).copy(), np.asarray(theirs.containers).copy(), self.active)
+        if not self.active:
+            return mine
+        reasons = tuple(f"fallback to {self.heuristic.name} ({self.reason}): {r}" for r in theirs.reasons)
+        return Decisions(containers=theirs.containers, cpu_shares=theirs.cpu_shares, valid=theirs.valid,
+                         reasons=reasons, action=np.full(len(theirs), -1))
+
+    # ---- learning and watching
+
+    def feedback(self, snapshot: ClusterSnapshot, mu: np.ndarray, rewards: np.ndarray) -> Mapping[str, float]:
+        if self._last_time == snapshot.time_s:
+            return {"fallback_active": float(self.active)}
+        self._last_time = snapshot.time_s
+        pending, self._pending = self._pending, None
+        was_active = pending[2] if pending is not None else self.active
+        out: dict[str, float] = {}
+        if was_active:
+            # The heuristic's decision was applied: no reward follows from the learner's.
+            self.learner.feedback(snapshot, mu, np.full(len(snapshot.functions), np.nan))
+        else:
+            out.update(self.learner.feedback(snapshot, mu, rewards))
+        if pending is not None:
+            self._watch(snapshot, pending)
+        out.update(self._report())
+        return out
+
+    def _watch(self, snapshot: ClusterSnapshot, pending: tuple[np.ndarray, np.ndarray, bool]) -> None:
+        learner_pool, heuristic_pool, was_active = pending
+        f = snapshot.functions
+        n = min(len(f), len(learner_pool), len(heuristic_pool))
+        if n < len(f):
+            return  # the function set changed between the two ticks: nothing comparable
+        tick_s = float(snapshot.tick_s)
+        exec_s = np.where(np.isfinite(f.mean_exec_s), f.mean_exec_s, f.recent_exec_s)
+        load = np.nan_to_num(f.arrivals / tick_s * exec_s, nan=0.0)
+        model_l = float(np.nansum(expected_violations(learner_pool, f, load)))
+        model_h = float(np.nansum(expected_violations(heuristic_pool, f, load)))
+        realized = float(np.nansum(np.where(f.valid, f.slo_violations, 0.0)))
+        if was_active:
+            # The heuristic ran: the learner's shadow is judged by the model alone.
+            learner_violations, heuristic_violations = realized + model_l - model_h, realized
+        else:
+            learner_violations, heuristic_violations = realized, max(realized + model_h - model_l, 0.0)
+        memory_l = _memory_gb(learner_pool, f, tick_s)
+        memory_h = _memory_gb(heuristic_pool, f, tick_s)
+        self._window.append((learner_violations, heuristic_violations, memory_l, memory_h, was_active))
+        self._decide_control()
+
+    def _sums(self) -> tuple[float, float, float, float]:
+        rows = np.array([row[:4] for row in self._window]) if self._window else np.zeros((0, 4))
+        return tuple(float(v) for v in rows.sum(axis=0)) if len(rows) else (0.0, 0.0, 0.0, 0.0)  # type: ignore[return-value]
+
+    def _worse(self) -> str:
+        s = self.settings
+        learner_v, heuristic_v, learner_m, heuristic_m = self._sums()
+        if learner_v > (1.0 + s.margin) * heuristic_v + s.min_violations:
+            return "violations"
+        if learner_m > (1.0 + s.margin) * heuristic_m and learner_v >= heuristic_v:
+            return "memory"
+        return ""
+
+    def _decide_control(self) -> None:
+        s = self.settings
+        if len(self._window) < s.window_ticks:
+            return
+        worse = self._worse()
+        if not self.active and worse:
+            self.active, self.reason, self.ticks_in_fallback = True, worse, 0
+            learner_v, heuristic_v, learner_m, heuristic_m = self._sums()
+            log.warning("%s falls back to %s (%s): %.0f violations against ~%.0f, %.0f GB-s against ~%.0f over "
+                        "the last %d ticks", self.name, self.heuristic.name, worse, learner_v, heuristic_v,
+                        learner_m, heuristic_m, len(self._window))
+        elif self.active:
+            self.ticks_in_fallback += 1
+            if self.ticks_in_fallback >= s.hold_ticks and not worse:
+                log.warning("%s takes control back from %s after %d ticks: its own decisions would have been "
+                            "no worse over the last %d", self.name, self.heuristic.name, self.ticks_in_fallback,
+                            len(self._window))
+                self.active, self.reason, self.ticks_in_fallback = False, "", 0
+
+    def _report(self) -> dict[str, float]:
+        learner_v, heuristic_v, learner_m, heuristic_m = self._sums()
+        return {
+            "fallback_active": float(self.active),
+            "fallback_reason_violations": float(self.reason == "violations"),
+            "fallback_reason_memory": float(self.reason == "memory"),
+            "fallback_learner_violations": learner_v,
+            "fallback_heuristic_violations": heuristic_v,
+            "fallback_learner_memory_gb": learner_m,
+            "fallback_heuristic_memory_gb": heuristic_m,
+        }
+
+    # ---- checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        state = dict(self.learner.state_dict())
+        state["fallback/active"] = self.active
+        state["fallback/reason"] = self.reason
+        state["fallback/ticks"] = self.ticks_in_fallback
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.learner.load_state_dict({k: v for k, v in state.items() if not k.startswith("fallback/")})
+        self.active = bool(state.get("fallback/active", False))
+        self.reason = str(state.get("fallback/reason", ""))
+        self.ticks_in_fallback = int(state.get("fallback/ticks", 0))
+
+    def checkpoint_signature(self) -> Mapping[str, Any]:
+        return {**dict(self.learner.checkpoint_signature()), "fallback": self.heuristic.name}
+
+
+__all__ = ["FALLBACK_DIAGNOSTICS", "FALLBACK_REASONS", "FallbackLearner", "FallbackSettings", "erlang_c",
+           "expected_violations"]

@@ -1,0 +1,127 @@
+"""Safe online learning: the learner hands control to its heuristic while it is worse, and takes it back."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import make_snapshot
+
+from policies.fallback import FallbackLearner, FallbackSettings, erlang_c, expected_violations
+from policies.registry import make
+from policies.staffing import action_index
+from policies.types import KEEP_SHARES, Decisions
+
+MU = np.full(10, 0.1)
+
+
+class FixedPool:
+    """A policy that always asks for ``pool`` containers (a fake learner or heuristic)."""
+
+    def __init__(self, name: str, pool: int) -> None:
+        self.name, self.pool, self.seed = name, pool, 0
+        self.diagnostics: tuple[str, ...] = ("transitions",)
+        self.settings_record = {"pool": pool}
+        self.fed: list[float] = []
+
+    def decide(self, snapshot, mu):
+        n = len(snapshot.functions)
+        return Decisions(containers=np.full(n, self.pool), cpu_shares=np.full(n, KEEP_SHARES),
+                         valid=np.ones(n, dtype=bool), reasons=(f"{self.name}",) * n)
+
+    def feedback(self, snapshot, mu, rewards):
+        self.fed.append(float(np.nansum(rewards)))
+        return {"transitions": float(np.isfinite(rewards).sum())}
+
+    def state_dict(self):
+        return {"pool": np.array([self.pool])}
+
+    def load_state_dict(self, state):
+        self.pool = int(np.asarray(state["pool"])[0])
+
+    def checkpoint_signature(self):
+        return {"policy": self.name}
+
+
+def tick(t: int, rate_per_s: float, violations: float) -> object:
+    """One function, 0.5-s invocations at ``rate_per_s``, with ``violations`` counted this tick."""
+    arrivals = rate_per_s * 10.0
+    return make_snapshot(("f",), time_s=10.0 * t, arrivals=np.array([arrivals]),
+                         completions=np.array([arrivals]), slo_violations=np.array([violations]),
+                         mean_exec_s=np.array([0.5]), recent_exec_s=np.array([0.5]), containers=np.array([4.0]),
+                         busy_containers=np.array([4.0]), slo_s=np.array([0.6]), memory_mb=np.array([256.0]))
+
+
+def run(wrapper: FallbackLearner, ticks: range, rate_per_s: float, violations: float) -> list[bool]:
+    control = []
+    for t in ticks:
+        snapshot = tick(t, rate_per_s, violations)
+        decisions = wrapper.decide(snapshot, MU)
+        control.append(decisions.reasons[0].startswith("fallback"))
+        wrapper.feedback(snapshot, MU, np.array([0.5]))
+    return control
+
+
+def test_erlang_c_matches_known_values():
+    # M/M/1 at load 0.5: an arrival waits with probability 0.5; M/M/2 at load 1: 1/3.
+    assert erlang_c(np.array([1.0, 2.0]), np.array([0.5, 1.0])) == pytest.approx([0.5, 1 / 3])
+    assert erlang_c(np.array([3.0]), np.array([3.5]))[0] == 1.0  # overloaded: everyone waits
+
+
+def test_the_model_expects_more_violations_from_a_smaller_pool():
+    snapshot = tick(1, rate_per_s=16.0, violations=0.0)  # R = 8 busy containers
+    few, many = (expected_violations(np.array([k]), snapshot.functions, np.array([8.0]))[0] for k in (9, 14))
+    assert few > many > 0
+
+
+def test_a_worse_learner_falls_back_and_takes_control_back_once_it_is_no_worse():
+    settings = FallbackSettings(window_ticks=6, margin=0.1, min_violations=5.0, hold_ticks=6)
+    learner, heuristic = FixedPool("learner", 9), FixedPool("ensure", 12)
+    wrapper = FallbackLearner(learner, heuristic, settings)
+    # Busy (R = 8): the learner's 9 containers queue, 30 violations a tick against the heuristic's 12.
+    busy = run(wrapper, range(1, 13), rate_per_s=16.0, violations=30.0)
+    assert not busy[0] and any(busy), busy
+    assert wrapper.active and wrapper.reason == "violations"
+    assert math.isnan(learner.fed[-1]) or learner.fed[-1] == 0.0  # no reward for decisions not applied
+    # Quiet (R = 0.05): both pools serve everyone at once; after the hold the learner takes over again.
+    quiet = run(wrapper, range(13, 40), rate_per_s=0.1, violations=0.0)
+    assert quiet[0] and not quiet[-1], quiet
+    assert not wrapper.active
+
+
+def test_a_learner_no_worse_than_its_heuristic_keeps_control():
+    settings = FallbackSettings(window_ticks=6, hold_ticks=6)
+    wrapper = FallbackLearner(FixedPool("learner", 14), FixedPool("ensure", 12), settings)
+    assert not any(run(wrapper, range(1, 30), rate_per_s=16.0, violations=1.0))
+
+
+def test_falling_back_is_reported_in_the_diagnostics_with_its_reason():
+    wrapper = FallbackLearner(FixedPool("learner", 9), FixedPool("ensure", 12),
+                              FallbackSettings(window_ticks=3, hold_ticks=100))
+    run(wrapper, range(1, 8), rate_per_s=16.0, violations=30.0)
+    snapshot = tick(8, 16.0, 30.0)
+    wrapper.decide(snapshot, MU)
+    out = wrapper.feedback(snapshot, MU, np.array([0.5]))
+    assert out["fallback_active"] == 1.0 and out["fallback_reason_violations"] == 1.0
+    assert out["fallback_learner_violations"] > out["fallback_heuristic_violations"]
+    assert set(out) <= set(wrapper.diagnostics)
+
+
+def test_the_fallback_state_survives_a_checkpoint():
+    wrapper = FallbackLearner(FixedPool("learner", 9), FixedPool("ensure", 12),
+                              FallbackSettings(window_ticks=3, hold_ticks=100))
+    run(wrapper, range(1, 8), rate_per_s=16.0, violations=30.0)
+    fresh = FallbackLearner(FixedPool("learner", 1), FixedPool("ensure", 12), FallbackSettings(window_ticks=3))
+    fresh.load_state_dict(wrapper.state_dict())
+    assert fresh.active and fresh.reason == "violations" and fresh.learner.pool == 9
+
+
+def test_the_registered_learners_take_a_fallback_and_start_from_ensure():
+    for name in ("nac-linear", "nac-nn"):
+        policy = make(name, seed=3, scheme="staffing", warm_start="ensure", fallback="ensure", window_ticks=30)
+        assert isinstance(policy, FallbackLearner) and policy.heuristic.name == "ensure"
+        assert "fallback_active" in policy.diagnostics
+    with pytest.raises(ValueError, match="warm_start=ensure needs scheme=staffing"):
+        make("nac-linear", warm_start="ensure")
+    assert action_index("c=1.06") != action_index("platform")

@@ -1,0 +1,99 @@
+"""The staffing action scheme: a per-function staffing constant or the platform, and a CPU level."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import make_invokers, make_snapshot
+
+from policies.staffing import (
+    ENSURE_ACTION,
+    N_STAFFING_ACTIONS,
+    POOL_LEVELS,
+    SHARE_FACTORS,
+    STAFFING_LEVELS,
+    StaffingSettings,
+    action_index,
+    staffing_decisions,
+    staffing_features,
+)
+from policies.types import KEEP_SHARES, UNMANAGED
+
+
+def snapshot(n=3, **columns):
+    values = {"arrivals": np.full(n, 100.0), "mean_exec_s": np.full(n, 0.5), "memory_mb": np.full(n, 256.0),
+              "slo_s": np.full(n, 1.0)}
+    values.update(columns)
+    return make_snapshot(tuple(f"f{i}" for i in range(n)), invokers=make_invokers(2, memory_mb=2048.0), **values)
+
+
+def test_every_pool_level_and_share_factor_is_one_action():
+    assert N_STAFFING_ACTIONS == len(POOL_LEVELS) * len(SHARE_FACTORS)
+    assert len({action_index(p, s) for p in POOL_LEVELS for s in SHARE_FACTORS}) == N_STAFFING_ACTIONS
+    assert ENSURE_ACTION == action_index("c=1.06", 1.0)
+
+
+@pytest.mark.parametrize("c", STAFFING_LEVELS)
+def test_a_staffing_level_keeps_the_square_root_staffed_pool(c):
+    load = np.array([4.0, 0.3, 25.0])
+    d = staffing_decisions(snapshot(), np.full(3, action_index(f"c={c:g}")), np.ones(3, dtype=bool), load,
+                           StaffingSettings(), "nac")
+    expected = [max(1, math.ceil(r + c * math.sqrt(r) - 1e-9)) for r in load]
+    assert d.containers.tolist() == expected
+    assert d.cpu_shares.tolist() == [128] * 3  # OpenWhisk's shares for 256 MB of 2048 MB
+    assert (d.action == action_index(f"c={c:g}")).all()
+
+
+def test_the_platform_level_hands_the_pool_back_and_still_learns_from_it():
+    d = staffing_decisions(snapshot(), np.full(3, action_index("platform", 2.0)), np.ones(3, dtype=bool),
+                           np.array([4.0, 4.0, 4.0]), StaffingSettings(), "nac")
+    assert (d.containers == UNMANAGED).all() and (d.cpu_shares == KEEP_SHARES).all()
+    assert (d.action == action_index("platform", 2.0)).all()  # a chosen move: it forms a transition
+
+
+def test_an_idle_function_or_one_of_unknown_size_goes_to_the_platform_without_a_transition():
+    snap = snapshot(arrivals=np.array([0.0, 10.0, 10.0]), mean_exec_s=np.array([0.5, np.nan, 0.5]),
+                    recent_exec_s=np.array([np.nan, np.nan, np.nan]))
+    d = staffing_decisions(snap, np.full(3, ENSURE_ACTION), np.ones(3, dtype=bool), np.array([0.0, np.nan, 2.0]),
+                           StaffingSettings(), "nac")
+    assert d.containers.tolist()[:2] == [UNMANAGED, UNMANAGED] and d.containers[2] == 4
+    assert d.action.tolist() == [-1, -1, ENSURE_ACTION]
+    assert "idle" in d.reasons[0] and "work size unknown" in d.reasons[1]
+
+
+def test_double_shares_double_openwhisks_shares_within_the_bounds():
+    d = staffing_decisions(snapshot(memory_mb=np.array([256.0, 2048.0, 128.0])), np.full(3, action_index("c=1.06", 2.0)),
+                           np.ones(3, dtype=bool), np.ones(3), StaffingSettings(share_ceiling=1500), "nac")
+    assert d.cpu_shares.tolist() == [256, 1500, 128]
+
+
+def test_rows_without_data_get_no_decision():
+    usable = np.array([True, False, True])
+    d = staffing_decisions(snapshot(), np.full(3, ENSURE_ACTION), usable, np.ones(3), StaffingSettings(), "nac")
+    assert d.valid.tolist() == usable.tolist() and d.reasons[1] == "no data" and d.action[1] == -1
+
+
+def test_the_staffing_features_are_in_the_unit_interval_and_say_load_memory_and_slack():
+    snap = snapshot(memory_mb=np.array([128.0, 1024.0, 8192.0]), mean_exec_s=np.array([0.1, 0.9, np.nan]),
+                    recent_exec_s=np.array([np.nan, np.nan, np.nan]), slo_s=np.array([1.0, 1.0, 1.0]))
+    x = staffing_features(snap, np.array([0.0, 10.0, 1e6]))
+    assert ((x >= 0) & (x <= 1)).all()
+    assert x[0, 0] == 0.0 and x[2, 0] == 1.0  # load
+    assert x[0, 1] == 0.0 and x[1, 1] == pytest.approx(0.5) and x[2, 1] == 1.0  # memory: 128 MB .. 8 GB
+    assert x[0, 2] == pytest.approx(0.9) and x[1, 2] == pytest.approx(0.1) and x[2, 2] == 0.0  # slack
+
+
+def test_a_warm_started_learner_starts_as_ensure_does():
+    from learner_fixtures import MU, busy_tick
+
+    from policies.baselines.ensure import make_ensure
+    from policies.registry import make
+
+    learner = make("nac-linear", seed=2, scheme="staffing", warm_start="ensure", greedy=True, frozen=True,
+                   load_smoothing_s=30.0)
+    ensure = make_ensure()
+    for t in range(1, 4):
+        snap = busy_tick(t)
+        assert learner.decide(snap, MU).containers.tolist() == ensure.decide(snap, MU).containers.tolist()
