@@ -295,7 +295,10 @@ def test_the_platform_holds_the_pools_and_shares_the_daemon_applied_last(live):
     assert any("shares" in c for c in applied.values()) and any("containers" in c for c in applied.values())
     for name, change in applied.items():
         if "shares" in change:
-            assert (pools[name]["cpuShares"], pools[name]["cpuSharesSource"]) == (change["shares"], "set"), name
+            # The backend sends no shares the platform already holds, so a target equal to the
+            # platform's default leaves the pool's shares "default", at that same value.
+            assert pools[name]["cpuShares"] == change["shares"], name
+            assert pools[name]["cpuSharesSource"] in ("set", "default"), name
         if "containers" in change:
             assert pools[name]["containers"] == change["containers"], name
 
