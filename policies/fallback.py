@@ -14,8 +14,9 @@ and a running comparison says whether the learner is worse than the heuristic wo
 * **Memory.** The learner's held memory (containers x memory) against the heuristic's targets x memory.
 
 Over the last ``window_ticks`` of learner control, the learner falls back when its violations
-exceed (1 + ``margin``) x the heuristic's estimate + ``min_violations``, or when it held more than
-(1 + ``margin``) x the heuristic's memory without fewer violations. Falling back is logged and
+exceed (1 + ``margin``) x the heuristic's estimate + ``min_violations`` (checked from the first tick,
+so a starving policy is caught at once), or when it held more than (1 + ``margin``) x the
+heuristic's memory without fewer violations (checked once the window is full). Falling back is logged and
 reported (``fallback_active`` in the diagnostics, with the reason). After at least ``hold_ticks``
 in fallback, it returns once the model says the learner's own (shadow) decisions of the last window
 would have been no worse. While in fallback the learner makes no transitions: its decisions were
@@ -32,6 +33,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from scipy.special import gammaincc, gammaln
 
 from policies.types import UNMANAGED, ClusterSnapshot, Decisions, Policy
 
@@ -80,18 +82,21 @@ def erlang_c(servers: np.ndarray, load: np.ndarray) -> np.ndarray:
     """Probability that an arrival waits in an M/M/k queue with ``servers`` k and offered load R
     (busy servers): 1 where R >= k (the queue grows), vectorised over functions.
 
-    Erlang B by its stable recursion B(j) = R B(j-1) / (j + R B(j-1)), then C = k B / (k - R (1 - B)).
+    Erlang B is a Poisson ratio, B = P(N = k) / P(N <= k) for N ~ Poisson(R) (in closed form, so its
+    cost does not grow with the pool), then C = k B / (k - R (1 - B)).
     """
-    k = np.asarray(servers, dtype=float)
+    k = np.floor(np.asarray(servers, dtype=float))
     r = np.maximum(np.asarray(load, dtype=float), 0.0)
-    b = np.ones_like(r)
-    top = int(np.max(k)) if k.size and np.isfinite(k).all() else 0
-    for j in range(1, top + 1):
-        step = r * b / (j + r * b)
-        b = np.where(j <= k, step, b)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        b = np.where(k >= 0, _poisson_pmf(k, r) / gammaincc(k + 1.0, r), 1.0)
+        b = np.where(r > 0, b, 0.0)
         c = k * b / (k - r * (1.0 - b))
-    return np.where((k <= 0) | (r >= k), 1.0, np.clip(c, 0.0, 1.0))
+    return np.where((k <= 0) | (r >= k), 1.0, np.clip(np.nan_to_num(c, nan=1.0), 0.0, 1.0))
+
+
+def _poisson_pmf(k: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """P(N = k) for N ~ Poisson(r), through logarithms (no overflow at large k or r)."""
+    return np.exp(k * np.log(np.where(r > 0, r, 1.0)) - r - gammaln(k + 1.0))
 
 
 def expected_violations(pool: np.ndarray, functions: Any, load: np.ndarray) -> np.ndarray:
@@ -214,9 +219,12 @@ class FallbackLearner:
 
     def _decide_control(self) -> None:
         s = self.settings
-        if len(self._window) < s.window_ticks:
-            return
         worse = self._worse()
+        if len(self._window) < s.window_ticks and worse != "violations":
+            # Violations beyond the margin and ``min_violations`` are evidence at once (a learner that
+            # starves its functions is caught within ticks, not after a window); held memory, which
+            # a burst moves for a tick or two, only over a whole window.
+            return
         if not self.active and worse:
             self.active, self.reason, self.ticks_in_fallback = True, worse, 0
             learner_v, heuristic_v, learner_m, heuristic_m = self._sums()

@@ -135,18 +135,17 @@ def staffing_decisions(snapshot: ClusterSnapshot, actions: np.ndarray, usable: n
     user_memory = float(np.median(memories)) if memories.size else 2048.0
     shares = np.clip(np.round(openwhisk_shares(f.memory_mb, user_memory) * np.array(SHARE_FACTORS)[share]),
                      settings.share_floor, settings.share_ceiling).astype(np.int64)
-    reasons = []
-    for i in range(n):
-        if not usable[i]:
-            reasons.append("no data")
-        elif idle[i]:
-            why = f"idle (R={load[i]:.3g})" if sized[i] else "work size unknown"
-            reasons.append(f"{label}: {why}, containers left to the platform")
-        elif pool[i] == 0:
-            reasons.append(f"{label}: R={load[i]:.2f}, containers left to the platform (chosen), shares {shares[i]}")
-        else:
-            reasons.append(f"{label}: R={load[i]:.2f}, c={levels[i]:g} -> {counts[i]} containers, "
-                           f"shares x{SHARE_FACTORS[share[i]]:g} = {shares[i]}")
+    factors = np.array(SHARE_FACTORS)[share]
+    reasons = tuple(
+        "no data" if not ok
+        else f"{label}: {f'idle (R={r:.3g})' if sized_i else 'work size unknown'}, containers left to the platform"
+        if rest
+        else f"{label}: R={r:.2f}, containers left to the platform (chosen), shares {s_i}" if p_i == 0
+        else f"{label}: R={r:.2f}, c={c_i:g} -> {k_i} containers, shares x{x_i:g} = {s_i}"
+        for ok, rest, sized_i, r, p_i, c_i, k_i, x_i, s_i in zip(
+            np.asarray(usable, dtype=bool).tolist(), idle.tolist(), sized.tolist(), load.tolist(), pool.tolist(),
+            levels.tolist(), counts.tolist(), factors.tolist(), shares.tolist())
+    )
     return Decisions(
         containers=np.where(managed, counts, UNMANAGED),
         cpu_shares=np.where(managed, shares, KEEP_SHARES),

@@ -142,12 +142,23 @@ def paired(a: PointSummary, b: PointSummary, metric: str) -> Paired:
 
 def relation(a: PointSummary, b: PointSummary, x: str, y: str) -> tuple[str, Paired, Paired]:
     """How A stands against B on (``x``, ``y``): ``dominated`` (B dominates A), ``dominates``, ``tie``
-    or ``trade-off``, with the paired differences."""
+    or ``trade-off``, with the paired differences.
+
+    B dominates A when it is better on one axis (its 95% interval clear of zero) and on the other
+    tied or better, and there not worse on average either: a tie that only the seeds' noise makes
+    (B's mean there far worse, its interval wide) is no dominance."""
     dx, dy = paired(a, b, x), paired(a, b, y)
     vx, vy = dx.verdict, dy.verdict
-    if (vx > 0 and vy >= 0) or (vy > 0 and vx >= 0):
+
+    def no_better(verdict: int, diff: Paired) -> bool:  # A no better than B on this axis
+        return verdict > 0 or (verdict == 0 and not diff.mean < 0)
+
+    def no_worse(verdict: int, diff: Paired) -> bool:  # A no worse than B on this axis
+        return verdict < 0 or (verdict == 0 and not diff.mean > 0)
+
+    if (vx > 0 and no_better(vy, dy)) or (vy > 0 and no_better(vx, dx)):
         kind = "dominated"
-    elif (vx < 0 and vy <= 0) or (vy < 0 and vx <= 0):
+    elif (vx < 0 and no_worse(vy, dy)) or (vy < 0 and no_worse(vx, dx)):
         kind = "dominates"
     elif vx == 0 and vy == 0:
         kind = "tie"
@@ -290,8 +301,6 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     return path
 
 
-__all__ = ["PLANES", "Paired", "PointSummary", "dominance_rows", "dominance_table", "frontier", "paired",
-           "plot_frontiers", "read_rows", "relation", "summarise", "t95", "write_csv"]
 
 
 def safety_rows(windows: Iterable[Mapping[str, Any]], heuristic_point: str = "ensure c=1.06",
@@ -333,3 +342,121 @@ def safety_rows(windows: Iterable[Mapping[str, Any]], heuristic_point: str = "en
         out.append({"scenario": scenario, "point": point, "seed": seed, "windows": checked, "safe_windows": ok,
                     "fallback_windows": fallback, "worst_ratio_unsafe": worst})
     return out
+
+
+def safety_table(rows: Sequence[Mapping[str, Any]], heuristic_point: str = "ensure c=1.06", factor: float = 1.1) -> str:
+    """Markdown: per scenario and learner point, the windows that passed the safety check over all seeds."""
+    if not rows:
+        return (f"No learner cell had a matching `{heuristic_point}` cell (same scenario and seed): nothing to "
+                "check.\n")
+    totals: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0, 0, 0.0])
+    for row in rows:
+        t = totals[(str(row["scenario"]), str(row["point"]))]
+        t[0] += 1
+        t[1] += int(row["windows"])
+        t[2] += int(row["safe_windows"])
+        t[3] += int(row["fallback_windows"])
+        t[4] = max(t[4], float(row["worst_ratio_unsafe"]))
+    lines = [f"Windows of {SAFETY_WINDOW_MINUTES:g} minutes in which a learner's SLO violations were at most "
+             f"{factor:g} x those of `{heuristic_point}` on the same arrivals, or its fallback was active.", "",
+             "| scenario | point | seeds | windows | passed | with fallback | worst ratio where failed |",
+             "|---|---|---|---|---|---|---|"]
+    for (scenario, point), (seeds, windows, ok, fallback, worst) in sorted(totals.items()):
+        shown = "–" if ok == windows else ("∞ (heuristic had none)" if math.isinf(worst) else f"{worst:.2f}")
+        lines.append(f"| {scenario} | {point} | {seeds:g} | {windows:g} | {ok:g} | {fallback:g} | {shown} |")
+    return "\n".join(lines) + "\n"
+
+
+def _interpolate(xs: Sequence[float], ys: Sequence[float], at: float) -> float:
+    """The piecewise-linear curve through (xs, ys) (xs ascending) at ``at``: NaN left of the first x,
+    the last y right of the last."""
+    if not xs or at < xs[0]:
+        return math.nan
+    return float(np.interp(at, xs, ys))
+
+
+#: The margin by which a learner must be beyond the baselines' frontier: 20% fewer violations at no
+#: more memory, or 20% less memory at no more violations.
+BEYOND_MARGIN = 0.2
+
+
+def acceptance_rows(summaries: Mapping[str, Sequence[PointSummary]], subjects: Sequence[str],
+                    heuristic: str = "ensure c=1.06", margin: float = BEYOND_MARGIN) -> list[dict[str, Any]]:
+    """For every scenario and point of the ``subjects`` families: is it beyond every baseline's frontier?
+
+    * ``dominated_by``: the baseline points that dominate it, seeds paired (must be none);
+    * the baselines' frontier on (memory GB-s, violations), every point of every non-learner family,
+      drawn as the piecewise-linear curve through its points (an operator could set a knob between two
+      swept values; a curve of straight segments is what they could expect there): ``frontier_violations``
+      is its violations at the point's memory (NaN when every baseline holds more memory) and
+      ``frontier_memory`` its memory at the point's violations (NaN when every baseline violates more);
+    * ``violations_gain`` = 1 − violations / frontier_violations and ``memory_gain`` = 1 − memory /
+      frontier_memory (each +inf where the frontier has no point that far): ``beyond`` when either is at
+      least ``margin``;
+    * ``cold_starts_ok``: its cold-start rate not worse than ``heuristic``'s, seeds paired;
+    * ``unfinished_ok``: its unfinished and dropped invocations not more than any baseline's, seeds paired;
+    * ``passes``: all of the above.
+    """
+    plane, x, _, y, _ = PLANES[0]
+    out = []
+    for scenario, points in summaries.items():
+        baselines = [p for p in points if not p.family.startswith("nac-")]
+        edge = frontier(baselines, x, y)
+        xs, ys = [p.means[x] for p in edge], [p.means[y] for p in edge]
+        by_violations = sorted(edge, key=lambda p: p.means[y])
+        vs, ms = [p.means[y] for p in by_violations], [p.means[x] for p in by_violations]
+        reference = next((p for p in points if p.point == heuristic), None)
+        for a in points:
+            if a.family not in subjects:
+                continue
+            dominated = [b.point for b in baselines if relation(a, b, x, y)[0] == "dominated"]
+            at_memory = _interpolate(xs, ys, a.means[x])
+            at_violations = _interpolate(vs, ms, a.means[y])
+            gain_v = math.nan if not math.isfinite(at_memory) else (
+                1.0 - a.means[y] / at_memory if at_memory > 0 else (0.0 if a.means[y] <= 0 else -math.inf))
+            gain_m = math.nan if not math.isfinite(at_violations) else 1.0 - a.means[x] / at_violations
+            # Neither defined: it holds less memory than every baseline and violates less than every one.
+            below_all = math.isnan(gain_v) and math.isnan(gain_m)
+            beyond = not dominated and (gain_v >= margin or gain_m >= margin or below_all)
+            cold_ok = reference is None or paired(a, reference, "cold_start_rate").verdict <= 0
+            more_unfinished = [b.point for b in baselines
+                               if paired(a, b, "unfinished").verdict > 0 or paired(a, b, "dropped").verdict > 0]
+            out.append({
+                "scenario": scenario, "point": a.point, "violations": a.means[y], "memory_gb_s": a.means[x],
+                "dominated_by": "; ".join(dominated), "frontier_violations": at_memory, "frontier_memory": at_violations,
+                "violations_gain": gain_v, "memory_gain": gain_m, "beyond": beyond,
+                "cold_starts_ok": cold_ok, "unfinished_ok": not more_unfinished,
+                "more_unfinished_than": "; ".join(more_unfinished),
+                "passes": beyond and cold_ok and not more_unfinished,
+            })
+    return out
+
+
+def acceptance_table(rows: Sequence[Mapping[str, Any]], margin: float = BEYOND_MARGIN) -> str:
+    """Markdown of :func:`acceptance_rows`."""
+    def gain(value: float) -> str:
+        return "– (no baseline that low)" if math.isnan(value) else f"{100 * value:+.1f}%"
+
+    lines = [f"Beyond every baseline's frontier: no baseline point dominates it (seeds paired), and against "
+             f"the frontier's curve {100 * margin:.0f}% fewer violations at its memory or {100 * margin:.0f}% "
+             "less memory at its violations; cold starts no worse than ENSURE's default; no more unfinished "
+             "work than any baseline.", "",
+             "| scenario | point | violations | memory GB-s | dominated by | fewer violations than the frontier "
+             "| less memory than the frontier | cold starts | unfinished | passes |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['scenario']} | {r['point']} | {_pct(r['violations'])} | {r['memory_gb_s']:,.0f} | "
+                     f"{r['dominated_by'] or 'none'} | {gain(r['violations_gain'])} | {gain(r['memory_gain'])} | "
+                     f"{'ok' if r['cold_starts_ok'] else 'worse than ENSURE'} | "
+                     f"{'ok' if r['unfinished_ok'] else 'more than ' + r['more_unfinished_than']} | "
+                     f"{'**yes**' if r['passes'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+#: The safety check's window, minutes (``controller.bench.cells.SAFETY_WINDOW_S``).
+SAFETY_WINDOW_MINUTES = 10.0
+
+
+__all__ = ["BEYOND_MARGIN", "PLANES", "SAFETY_WINDOW_MINUTES", "acceptance_rows", "acceptance_table", "Paired", "PointSummary", "dominance_rows", "dominance_table",
+           "frontier", "paired", "plot_frontiers", "read_rows", "relation", "safety_rows", "safety_table",
+           "summarise", "t95", "write_csv"]

@@ -96,18 +96,26 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
-#: A worker's numeric libraries run one thread each: a cell is single-threaded, and two cells on two
-#: cores beat two cells whose BLAS threads spin against each other (a local pool forked from a process
-#: whose OpenBLAS had a thread per core ran paper-12's quick cells 3 to 5 times slower on a loaded
-#: machine). OpenBLAS and OpenMP read it when they load, so a worker must start with it; Ray sets the
-#: same for a task of one CPU. A value the user set is kept.
-WORKER_THREADS = {"OMP_NUM_THREADS": "1"}
+#: The variables that set how many threads a worker's numeric libraries use. They are read when the
+#: libraries load, so a worker must start with them, and they change the numbers: nac-linear's
+#: training gives other bits with one OpenBLAS thread than with two.
+THREAD_VARIABLES: tuple[str, ...] = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def worker_threads() -> dict[str, str]:
+    """The thread variables every worker starts with, in a local pool and on Ray alike: this process's,
+    and ``OMP_NUM_THREADS=1`` unless it has one. One thread, because a cell is single-threaded and two
+    cells on two cores beat two cells whose BLAS threads spin against each other (a pool forked from a
+    process whose OpenBLAS had a thread per core ran paper-12's quick cells 3 to 5 times slower on a
+    loaded machine)."""
+    found = {name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ}
+    return {"OMP_NUM_THREADS": "1", **found}
 
 
 @contextmanager
-def _worker_environment() -> Iterator[None]:
-    """:data:`WORKER_THREADS` in this process's environment while workers are started from it."""
-    added = {name: value for name, value in WORKER_THREADS.items() if name not in os.environ}
+def _environment_added(values: Mapping[str, str]) -> Iterator[None]:
+    """``values`` in this process's environment (those it lacks), while workers are started from it."""
+    added = {name: value for name, value in values.items() if name not in os.environ}
     os.environ.update(added)
     try:
         yield
@@ -117,7 +125,11 @@ def _worker_environment() -> Iterator[None]:
 
 
 def _worker_init() -> None:
-    os.environ.update({k: v for k, v in WORKER_THREADS.items() if k not in os.environ})
+    """Done at the start of every call: torch, which a worker may have imported before, to one thread;
+    the control loop's per-function notes (the guard's first cut of each function) silenced below
+    errors, since a cell's results count them and in a suite of hundreds of runs they would only bury
+    the progress bars."""
+    logging.getLogger("controller.loop").setLevel(logging.ERROR)
     try:
         import torch
 
@@ -126,10 +138,30 @@ def _worker_init() -> None:
         pass
 
 
+@contextmanager
+def _torch_threads_kept() -> Iterator[None]:
+    """Calls made in this process leave torch's thread count as they found it."""
+    try:
+        import torch
+    except ModuleNotFoundError:
+        yield
+        return
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @dataclass
 class LocalExecutor:
-    """A pool of worker processes on this machine (in-process with one worker, whose libraries keep the
-    threads this process gave them)."""
+    """A pool of worker processes on this machine, started with :func:`worker_threads` (a script that
+    uses it needs the ``if __name__ == "__main__":`` guard, as every pool of started processes does).
+
+    With one worker the calls run in this process, whose BLAS keeps the threads it loaded with (one per
+    core unless ``OMP_NUM_THREADS`` said otherwise): its numbers may differ in the last bits from a
+    pool's or Ray's when that is not one thread.
+    """
 
     workers: int = 2
     """Processes at once. 2: the cores of the machines this project is developed on."""
@@ -138,16 +170,17 @@ class LocalExecutor:
         if self.workers <= 1:
             for index, args in enumerate(calls):
                 try:
-                    answer = function(*args)
+                    with _torch_threads_kept():
+                        answer = function(*args)
                 except Exception as error:
                     raise CallFailed(index, _one_line(error), traceback.format_exc()) from error
                 yield index, answer
             return
-        # Started afresh rather than forked, so that their libraries load with WORKER_THREADS; every
+        # Started afresh rather than forked, so that their libraries load with worker_threads(); every
         # worker starts during the submissions, all made at once.
         with ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_worker_init) as pool:
-            with _worker_environment():
+            with _environment_added(worker_threads()):
                 pending = {pool.submit(function, *args): index for index, args in enumerate(calls)}
             try:
                 while pending:
@@ -264,6 +297,11 @@ class RayExecutor:
             self.close()
             raise
 
+    @staticmethod
+    def _runtime_env() -> dict[str, Any]:
+        # Workers start with the local pool's thread variables, whatever the node was started with.
+        return {"env_vars": worker_threads()}
+
     def _check_nodes(self) -> None:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -272,7 +310,7 @@ class RayExecutor:
         if not nodes:
             raise ClusterUnusable(f"--ray {self.address}: no node of the cluster has a CPU for tasks "
                                   "(they would wait forever)")
-        probe = ray.remote(num_cpus=0, max_retries=self.retries)(_fingerprint)
+        probe = ray.remote(num_cpus=0, max_retries=self.retries, runtime_env=self._runtime_env())(_fingerprint)
         refs = {node["NodeManagerAddress"]: probe.options(
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote()
                 for node in nodes}
@@ -299,7 +337,7 @@ class RayExecutor:
         self.connect()
         import ray
 
-        remote = ray.remote(num_cpus=1, max_retries=self.retries)(function)
+        remote = ray.remote(num_cpus=1, max_retries=self.retries, runtime_env=self._runtime_env())(function)
         pending = {remote.remote(*args): index for index, args in enumerate(calls)}
         try:
             while pending:
@@ -362,14 +400,21 @@ def _portable(cell: Cell) -> Cell:
     return cell if path.is_absolute() else replace(cell, scenario=replace(cell.scenario, path=path.resolve()))
 
 
+#: Columns of ``windows.csv``: per cell and window of ``SAFETY_WINDOW_S``, the completions, their SLO
+#: violations and whether a learner's fallback was active (the online-learning safety check).
+WINDOW_COLUMNS: tuple[str, ...] = ("key", "scenario", "family", "point", "seed", "window", "completed",
+                                   "violations", "fallback_active")
+
+
 class ResultStore:
-    """``cells.csv`` (append-only, one row per finished cell) and ``timings.csv`` in ``out``."""
+    """``cells.csv`` (append-only, one row per finished cell), ``timings.csv`` and ``windows.csv`` in ``out``."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
         self.cells_csv = out / "cells.csv"
         self.timings_csv = out / "timings.csv"
         self.results_csv = out / "results.csv"
+        self.windows_csv = out / "windows.csv"
         self.rows: dict[str, dict[str, str]] = {}
         """Finished cells by key (read back from ``cells.csv``)."""
         out.mkdir(parents=True, exist_ok=True)
@@ -383,16 +428,30 @@ class ResultStore:
                     self.rows[row.pop("key")] = row
 
     def add(self, key: str, row: dict[str, Any], timing: dict[str, Any]) -> None:
-        """Append one finished cell (flushed at once, so a crash loses no finished cell)."""
-        for path, columns, values in ((self.cells_csv, ["key", *RESULT_COLUMNS], {"key": key, **row}),
-                                      (self.timings_csv, list(TIMING_COLUMNS), {"key": key, **timing})):
+        """Append one finished cell (flushed at once, so a crash loses no finished cell); its windows
+        first, so that a cell in ``cells.csv`` always has its windows."""
+        windows = [{"key": key, "scenario": row["scenario"], "family": row["family"], "point": row["point"],
+                    "seed": row["seed"], **w} for w in timing.get("windows", [])]
+        for path, columns, values in ((self.windows_csv, list(WINDOW_COLUMNS), windows),
+                                      (self.timings_csv, list(TIMING_COLUMNS), [{"key": key, **timing}]),
+                                      (self.cells_csv, ["key", *RESULT_COLUMNS], [{"key": key, **row}])):
             new = not path.is_file()
             with path.open("a", newline="", encoding="utf-8") as handle:
                 writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
                 if new:
                     writer.writeheader()
-                writer.writerow(values)
+                writer.writerows(values)
         self.rows[key] = {k: ("" if row[k] is None else str(row[k])) for k in RESULT_COLUMNS}
+
+    def windows(self, cells: Iterable[Cell]) -> list[dict[str, str]]:
+        """The window rows of ``cells`` (a cell that crashed between its windows and its row may have
+        left some twice: the last are kept)."""
+        wanted = {cell.key() for cell in cells}
+        if not self.windows_csv.is_file():
+            return []
+        with self.windows_csv.open(newline="", encoding="utf-8") as handle:
+            rows = {(r["key"], r["window"]): r for r in csv.DictReader(handle) if r["key"] in wanted}
+        return list(rows.values())
 
     def write_results(self, cells: Iterable[Cell]) -> Path:
         """``results.csv``: the rows of ``cells`` (all finished) in their order."""
@@ -448,6 +507,6 @@ def run_suite(cells: Sequence[Cell], out: Path, executor: Executor,
     return store.write_results(cells)
 
 
-__all__ = ["RAY_AUTH_MODE_VARIABLE", "RAY_LOOPBACK_VARIABLE", "RAY_TOKEN_VARIABLE", "TIMING_COLUMNS", "WORKER_THREADS",
+__all__ = ["RAY_AUTH_MODE_VARIABLE", "RAY_LOOPBACK_VARIABLE", "RAY_TOKEN_VARIABLE", "THREAD_VARIABLES", "TIMING_COLUMNS",
            "CallFailed", "CellFailed", "ClusterUnusable", "Executor", "LocalExecutor", "RayExecutor", "ResultStore",
-           "run_suite"]
+           "run_suite", "worker_threads"]

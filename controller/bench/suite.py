@@ -13,15 +13,19 @@ family                 knob (settings key)                 values (the default i
                        memory (``cluster.idle_memory_
                        fraction``) with Greedy-Dual
                        eviction
-``ensure``             staffing constant c                 0, 0.5, 1.06, 2, 3
+``ensure``             staffing constant c                 0, 0.5, 1.06, 1.5, 2, 2.5, 3, 4
 ``kpa``                target utilisation                  0.4, 0.55, 0.7, 0.85, 1.0
 ``hpa``                target utilisation                  0.4, 0.55, 0.7, 0.85, 1.0
 ``hybrid-histogram``   keep-alive percentile of idle time  0.9, 0.95, 0.99, 0.999
-``nac-linear``,        (one point each; the reward's α
-``nac-nn``             in ``policy.params``)
+``nac-linear``,        the operator reward's α             0.1, 0.3, 0.5, 0.7
+``nac-nn``             (``reward.alpha``), trained at it
+                       and judged frozen and greedy
+``nac-*-online``       (one point: α 0.3, learning while
+                       judged, with its fallback)
 =====================  ==================================  ======================================
 
-Under ``--quick`` each family keeps three of its points: the lowest, its default and the highest.
+Every point is run, under ``--quick`` too (which only shortens the windows): a learner is judged
+against the whole of each frontier, never against a thinned one whose straight segments would flatter it.
 """
 
 from __future__ import annotations
@@ -99,7 +103,8 @@ FAMILIES: dict[str, list[Point]] = {
                               [300.0, 600.0, 1200.0, 1800.0, 3600.0], 600.0, shown=_minutes),
     "faascache": _sweep("faascache", "openwhisk-default", "cluster.idle_memory_fraction", "idle-memory",
                         [0.05, 0.1, 0.25, 0.5, 1.0], 1.0, base={"cluster.eviction": "greedy-dual"}),
-    "ensure": _sweep("ensure", "ensure", "policy.params.ensure.staffing_c", "c", [0.0, 0.5, 1.06, 2.0, 3.0], 1.06),
+    "ensure": _sweep("ensure", "ensure", "policy.params.ensure.staffing_c", "c",
+                     [0.0, 0.5, 1.06, 1.5, 2.0, 2.5, 3.0, 4.0], 1.06),
     "kpa": _sweep("kpa", "kpa", "policy.params.kpa.target_utilisation", "target", [0.4, 0.55, 0.7, 0.85, 1.0], 0.7),
     "hpa": _sweep("hpa", "hpa", "policy.params.hpa.target_utilisation", "target", [0.4, 0.55, 0.7, 0.85, 1.0], 0.7),
     "hybrid-histogram": _sweep("hybrid-histogram", "hybrid-histogram", "policy.params.hybrid-histogram.tail_percentile",
@@ -113,28 +118,14 @@ FAMILIES: dict[str, list[Point]] = {
 }
 
 
-def quick_points(points: Sequence[Point]) -> list[Point]:
-    """The lowest, the default and the highest point of a family (all of a family of three or fewer);
-    a learner's default alone (each point of a learner is a training run)."""
-    if points and points[0].learned:
-        return [p for p in points if p.default]
-    if len(points) <= 3:
-        return list(points)
-    keep = {0, len(points) - 1, next(i for i, p in enumerate(points) if p.default)}
-    return [p for i, p in enumerate(points) if i in keep]
-
-
-def suite_points(families: Sequence[str] | None = None, quick: bool = False) -> list[Point]:
-    """The points to run: every family (or those named), each swept, or its three points under ``quick``."""
+def suite_points(families: Sequence[str] | None = None) -> list[Point]:
+    """The points to run: every point of every family (or of those named)."""
     names = list(families) if families else list(FAMILIES)
     unknown = [n for n in names if n not in FAMILIES]
     if unknown:
         raise ValueError(f"unknown famil{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
                          f"the suite has {', '.join(FAMILIES)}")
-    out: list[Point] = []
-    for name in names:
-        out.extend(quick_points(FAMILIES[name]) if quick else FAMILIES[name])
-    return out
+    return [point for name in names for point in FAMILIES[name]]
 
 
-__all__ = ["FAMILIES", "Point", "quick_points", "suite_points"]
+__all__ = ["FAMILIES", "Point", "suite_points"]

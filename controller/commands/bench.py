@@ -18,9 +18,20 @@ from typing import Any
 
 import click
 
-from controller.bench.analysis import dominance_rows, dominance_table, plot_frontiers, read_rows, summarise, write_csv
+from controller.bench.analysis import (
+    acceptance_rows,
+    acceptance_table,
+    dominance_rows,
+    dominance_table,
+    plot_frontiers,
+    read_rows,
+    safety_rows,
+    safety_table,
+    summarise,
+    write_csv,
+)
 from controller.bench.cells import Cell
-from controller.bench.execute import Executor, LocalExecutor, RayExecutor, run_suite
+from controller.bench.execute import Executor, LocalExecutor, RayExecutor, ResultStore, run_suite
 from controller.bench.scenarios import ScenarioError, load_scenario, shipped_scenarios
 from controller.bench.suite import FAMILIES, suite_points
 from controller.commands.options import UsageProblem, command_line, configure_logging
@@ -55,7 +66,7 @@ def parse_seeds(text: str | None) -> tuple[int, ...]:
 @click.command("bench")
 @click.argument("scenario_files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--quick", is_flag=True, default=False,
-              help="Each scenario's short windows and three points per family (the docs' headline table).")
+              help="Each scenario's short windows (every point still runs: the docs' headline table).")
 @click.option("--seeds", "seed_values", metavar="LIST",
               help="Seeds, paired across points: a list and ranges, e.g. 0-4 or 0,1,7 [default: 0-4].")
 @click.option("--families", help=f"Comma-separated families to run [default: all: {', '.join(FAMILIES)}].")
@@ -81,8 +92,8 @@ def bench_command(scenario_files: tuple[Path, ...], quick: bool, seed_values: st
     configure_logging(logging.INFO if verbose else logging.WARNING)
     if not verbose:
         # The per-function notes of a run (the guard's first cut of each function) are counted in the
-        # results; in a suite of hundreds of runs they would only bury the progress bars. Worker
-        # processes are forked from this one and keep the setting.
+        # results; in a suite of hundreds of runs they would only bury the progress bars. Workers
+        # silence them the same way (controller.bench.execute).
         logging.getLogger("controller.loop").setLevel(logging.ERROR)
     files = list(scenario_files) or shipped_scenarios()
     if not files:
@@ -95,7 +106,7 @@ def bench_command(scenario_files: tuple[Path, ...], quick: bool, seed_values: st
     if len(set(names)) != len(names):
         raise UsageProblem(f"two scenario files share a name: {sorted(n for n in set(names) if names.count(n) > 1)}")
     try:
-        points = suite_points([f.strip() for f in families.split(",")] if families else None, quick=quick)
+        points = suite_points([f.strip() for f in families.split(",")] if families else None)
     except ValueError as error:
         raise UsageProblem(f"--families: {error}") from None
     seeds = parse_seeds(seed_values)
@@ -134,6 +145,12 @@ def bench_command(scenario_files: tuple[Path, ...], quick: bool, seed_values: st
     write_csv(dominance_rows(summaries), out / "dominance.csv")
     learners = [f for f in FAMILIES if f.startswith("nac-")]
     (out / "dominance.md").write_text(dominance_table(summaries, learners), encoding="utf-8")
+    verdicts = acceptance_rows(summaries, learners)
+    write_csv(verdicts, out / "beyond.csv")
+    (out / "beyond.md").write_text(acceptance_table(verdicts), encoding="utf-8")
+    safety = safety_rows(ResultStore(out).windows(cells))
+    write_csv(safety, out / "safety.csv")
+    (out / "safety.md").write_text(safety_table(safety), encoding="utf-8")
     plots = [plot_frontiers(summaries[s.name], s.name, s.description, out / f"frontier-{s.name}.png")
              for s in scenarios if s.name in summaries]
     (out / "bench.json").write_text(json.dumps({
@@ -143,7 +160,7 @@ def bench_command(scenario_files: tuple[Path, ...], quick: bool, seed_values: st
         "cells": len(cells), "wall_s_this_run": wall_s, "versions": versions(),
     }, indent=2), encoding="utf-8")
     click.echo(f"{len(cells)} cells in {wall_s:.0f} s")
-    for name in ("results.csv", "summary.csv", "dominance.csv", "dominance.md"):
+    for name in ("results.csv", "summary.csv", "dominance.csv", "dominance.md", "beyond.md", "windows.csv", "safety.md"):
         click.echo(f"{name:<14} {out / name}")
     for plot in plots:
         click.echo(f"plot           {plot}")

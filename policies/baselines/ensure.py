@@ -197,23 +197,20 @@ class EnsurePolicy(StatelessFeedback):
 
         up = np.minimum(current + cfg.cpu_step_shares, cfg.max_shares)
         down = np.maximum(current - cfg.cpu_step_shares, floor)
-        shares = np.full(n, KEEP_SHARES, dtype=np.int64)
-        reasons: list[str] = []
-        for i in range(n):
-            if node_full:
-                if down[i] < current[i]:
-                    shares[i] = down[i]
-                    reasons.append(f"node full ({utilisation:.0%}): shares {current[i]} -> {down[i]}")
-                else:
-                    reasons.append(f"node full ({utilisation:.0%}): shares at floor {current[i]}")
-            elif degraded[i]:
-                if up[i] > current[i]:
-                    shares[i] = up[i]
-                    reasons.append(f"slowdown {slowdown[i]:+.0%}: shares {current[i]} -> {up[i]}")
-                else:
-                    reasons.append(f"slowdown {slowdown[i]:+.0%}: shares at max {current[i]}")
-            else:
-                reasons.append("shares kept")
+        if node_full:
+            lowered = down < current
+            shares = np.where(lowered, down, KEEP_SHARES).astype(np.int64)
+            reasons = [f"node full ({utilisation:.0%}): shares {c} -> {d}" if low
+                       else f"node full ({utilisation:.0%}): shares at floor {c}"
+                       for low, c, d in zip(lowered.tolist(), current.tolist(), down.tolist())]
+            return shares, reasons
+        raised = degraded & (up > current)
+        shares = np.where(raised, up, KEEP_SHARES).astype(np.int64)
+        reasons = [("shares kept" if not bad
+                    else f"slowdown {slow:+.0%}: shares {c} -> {u}" if rise
+                    else f"slowdown {slow:+.0%}: shares at max {c}")
+                   for bad, rise, slow, c, u in zip(degraded.tolist(), raised.tolist(), slowdown.tolist(),
+                                                    current.tolist(), up.tolist())]
         return shares, reasons
 
     def decide(self, snapshot: ClusterSnapshot, mu: np.ndarray) -> Decisions:
@@ -227,15 +224,13 @@ class EnsurePolicy(StatelessFeedback):
         containers = np.where(idle, UNMANAGED, counts)
         shares, cpu_reasons = self._cpu_targets(snapshot)
 
-        reasons: list[str] = []
-        for i in range(n):
-            if np.isnan(offered[i]):
-                head = "ensure: no execution time yet, containers left to the platform"
-            elif idle[i]:
-                head = f"ensure: idle (R={offered[i]:.3g}), containers left to the platform"
-            else:
-                head = f"ensure: R={offered[i]:.2f} -> {counts[i]} containers"
-            reasons.append(f"{head}; {cpu_reasons[i]}")
+        reasons = [
+            ("ensure: no execution time yet, containers left to the platform" if unknown
+             else f"ensure: idle (R={r:.3g}), containers left to the platform" if rest
+             else f"ensure: R={r:.2f} -> {k} containers") + f"; {cpu}"
+            for unknown, rest, r, k, cpu in zip(np.isnan(offered).tolist(), idle.tolist(), offered.tolist(),
+                                                np.asarray(counts).tolist(), cpu_reasons)
+        ]
         return assemble(f.valid, containers, shares, reasons)
 
 

@@ -28,6 +28,7 @@ import pytest
 from click.testing import CliRunner
 
 from controller.bench.execute import RAY_AUTH_MODE_VARIABLE, RAY_LOOPBACK_VARIABLE, RAY_TOKEN_VARIABLE
+from controller.bench.suite import suite_points
 from controller.commands.bench import bench_command
 
 #: A scenario small enough for a test: 3 functions, windows of 2 minutes, 200 probes per SLO.
@@ -43,8 +44,8 @@ workload: {{functions: 3{extra}}}
 reward: {{slo_probe_invocations: 200}}
 """
 
-#: A baseline swept over three points and the learner whose numbers go through torch.
-FAMILIES = "ensure,nac-nn"
+#: A baseline swept over its knob and the learner whose numbers go through torch (one point).
+FAMILIES = "ensure,nac-nn-online"
 
 #: How long Ray's own processes may take to end once asked, s (they end in about 2 s).
 STOP_TIMEOUT_S = 60.0
@@ -247,8 +248,9 @@ def test_a_suite_run_as_ray_tasks_writes_the_same_results_csv_byte_for_byte_as_a
     ray_csv = (tmp_path / "on-ray" / "results.csv").read_bytes()
     assert ray_csv == local_csv
     rows = local_csv.decode().splitlines()
-    assert len(rows) == 1 + 4 * 2  # three ENSURE points and the learner, two seeds each
-    assert sum(row.split(",")[1] == "nac-nn" for row in rows) == 2
+    points = suite_points(FAMILIES.split(","))
+    assert len(rows) == 1 + 2 * len(points)  # a header, and every point at both seeds
+    assert sum(row.split(",")[1] == "nac-nn-online" for row in rows) == 2  # the learner's rows are there
     # The learners' checkpoints are under --out, not under the workers' working directory.
     assert len(list((tmp_path / "on-ray" / "checkpoints" / "tiny").glob("nac-nn-seed*.ckpt.npz"))) == 2
 

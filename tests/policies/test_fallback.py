@@ -125,3 +125,18 @@ def test_the_registered_learners_take_a_fallback_and_start_from_ensure():
     with pytest.raises(ValueError, match="warm_start=ensure needs scheme=staffing"):
         make("nac-linear", warm_start="ensure")
     assert action_index("c=1.06") != action_index("platform")
+
+
+def test_erlang_c_in_closed_form_agrees_with_erlang_bs_recursion_at_any_pool():
+    def by_recursion(k: float, r: float) -> float:
+        if k <= 0 or r >= k:
+            return 1.0
+        b = 1.0
+        for j in range(1, int(k) + 1):
+            b = r * b / (j + r * b)
+        return k * b / (k - r * (1.0 - b))
+
+    rng = np.random.default_rng(5)
+    k = rng.integers(0, 600, 500).astype(float)
+    r = rng.uniform(0.0, 1.2, 500) * k + rng.uniform(0.0, 0.5, 500)
+    assert erlang_c(k, r) == pytest.approx([by_recursion(a, b) for a, b in zip(k, r)], abs=1e-9)
