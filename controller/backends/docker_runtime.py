@@ -187,7 +187,8 @@ class CpuCounter:
     """
 
     reported_s: float
-    """Cumulative CPU last reported for the container, core-seconds (the engine's counter less ``offset_s``)."""
+    """Cumulative CPU last reported for the container, core-seconds: the engine's counter less
+    ``offset_s``."""
     offset_s: float | None
     """Core-seconds subtracted from the engine's counter: 0 for a container whose whole counter counts,
     its first counter for one already paused on the host at the driver's first read, None until then."""
@@ -253,7 +254,8 @@ class DockerRuntime:
         size (see :data:`PARALLEL_CALLS` for the default)."""
         self._tls = tls
         # Until a host is negotiated its client speaks NEWEST_API_VERSION, used only for GET /version.
-        self._clients = {invoker: self._client(url, NEWEST_API_VERSION) for invoker, url in self.hosts.items()}
+        self._clients = {invoker: self._client(url, NEWEST_API_VERSION)
+                         for invoker, url in self.hosts.items()}
         self._versions: dict[str, str] = {}
         # Invoker -> container id -> its CPU counter; an invoker is present once its host was read.
         self._counters: dict[str, dict[str, CpuCounter]] = {}
@@ -361,11 +363,13 @@ class DockerRuntime:
         except (docker.errors.APIError, requests.exceptions.RequestException) as error:
             return _Sample(container_id, key, sample.attrs, None, error)
         except (KeyError, TypeError, ValueError) as error:
-            why = ValueError(f"stats of {container_id[:12]} has no cpu_stats.cpu_usage.total_usage: {error!r}")
+            why = ValueError(f"stats of {container_id[:12]} without cpu_stats.cpu_usage.total_usage: "
+                             f"{error!r}")
             return _Sample(container_id, key, sample.attrs, None, why)
         return _Sample(container_id, key, sample.attrs, counter_s, None)
 
-    def _cpu_total_s(self, counters: dict[str, CpuCounter], sample: _Sample, first_read: bool) -> float | None:
+    def _cpu_total_s(self, counters: dict[str, CpuCounter], sample: _Sample,
+                     first_read: bool) -> float | None:
         """The container's cumulative CPU to report, core-seconds (see :class:`CpuCounter`); None if
         CPU is not read or its ``stats`` call failed."""
         if not self.read_cpu:
@@ -431,7 +435,8 @@ class DockerRuntime:
             self._versions.pop(invoker, None)
 
     def _client(self, url: str, api_version: str) -> EngineClient:
-        return engine_client(url, api_version, timeout_s=self.timeout_s, tls=self._tls, pool_size=self.parallel_calls)
+        return engine_client(url, api_version, timeout_s=self.timeout_s, tls=self._tls,
+                             pool_size=self.parallel_calls)
 
     def _unavailable(self, invoker: str, error: Exception) -> RuntimeUnavailable:
         """The error for a host that did not answer usefully (see :meth:`_forget_version_if_lost`)."""
