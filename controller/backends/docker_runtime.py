@@ -145,8 +145,9 @@ def engine_client(base_url: str, api_version: str, *, timeout_s: float,
     client = EngineClient(base_url=base_url, version=api_version, timeout=timeout_s, tls=secure,
                           max_pool_size=pool_size)
     if not client.base_url.startswith("http+docker://"):
-        # tcp:// and http(s):// go through requests' own adapters, whose pools hold 10 connections;
-        # the SDK's max_pool_size reaches only its unix-socket and ssh adapters.
+        # tcp:// and http(s):// go through requests' own adapters, whose pool of a host holds 10
+        # connections; the SDK's max_pool_size reaches only its unix-socket and ssh adapters (and
+        # its unix-socket adapter keeps a pool per URL, so that calls at once never fill one).
         for prefix in ("http://", "https://"):
             client.mount(prefix, requests.adapters.HTTPAdapter(pool_maxsize=pool_size))
     return client

@@ -14,6 +14,7 @@ containers the test created.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -259,6 +260,65 @@ def test_a_container_removed_since_it_was_read_is_not_an_error(api, start, local
     seen = mine(local, primes)[primes]
     api.remove_container(primes, force=True)
     local.set_shares(seen, 512)  # gone: nothing to change, nothing to report
+
+
+# --- reading several containers, and paused ones ------------------------------------------------
+
+REQUEST_LINE = '%s://%s:%s "%s %s %s" %s %s'
+"""urllib3's DEBUG line for every request it makes: how these tests see which Engine API calls the
+driver made (scheme, host, port, method, path and query, HTTP version, status, length)."""
+
+
+def engine_requests(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """``"GET /v1.41/containers/<id>/stats?..."`` for every request logged while ``caplog`` listened."""
+    return [f"{r.args[3]} {r.args[4]}" for r in caplog.records
+            if r.name == "urllib3.connectionpool" and r.msg == REQUEST_LINE and isinstance(r.args, tuple)]
+
+
+def asked(requests_made: list[str], container_id: str, what: str) -> bool:
+    """Whether a ``GET`` of the container's ``json`` (inspect) or ``stats`` is among the requests."""
+    return any(r.startswith("GET ") and f"/containers/{container_id}/{what}" in r for r in requests_made)
+
+
+def test_a_paused_container_is_read_without_a_stats_call_and_keeps_its_last_reading(
+        api, start, local: DockerRuntime, caplog: pytest.LogCaptureFixture) -> None:
+    primes = start("guest_primes")
+    paused_from_the_start = start("guest_primes", paused=True)
+    first = mine(local, primes, paused_from_the_start)
+    ran_s = first[primes].cpu_total_s
+    assert ran_s is not None and ran_s >= 0.0
+    assert first[paused_from_the_start].cpu_total_s == 0.0  # never read running: nothing used since seen
+    api.pause(primes)
+    with caplog.at_level(logging.DEBUG, logger="urllib3.connectionpool"):
+        later = mine(local, primes, paused_from_the_start)
+    made = engine_requests(caplog)
+    assert asked(made, primes, "json") and asked(made, paused_from_the_start, "json")  # the calls are seen
+    assert not asked(made, primes, "stats") and not asked(made, paused_from_the_start, "stats")
+    assert (later[primes].busy, later[primes].cpu_total_s) == (False, ran_s)
+    assert (later[paused_from_the_start].busy, later[paused_from_the_start].cpu_total_s) == (False, 0.0)
+
+
+def test_twelve_running_and_two_paused_containers_are_all_read_over_tls_each_running_one_with_its_cpu(
+        engine: Engine, start, caplog: pytest.LogCaptureFixture) -> None:
+    running = [start(f"guest_action{n}") for n in range(12)]
+    paused = [start("guest_primes", paused=True) for _ in range(2)]
+    # Over TCP, as a remote invoker is read, one pool of connections serves the host (the SDK's
+    # unix-socket adapter keeps a pool per URL instead, so its size never limits calls made at once).
+    remote = DockerRuntime({"invoker0": engine.tls_url}, timeout_s=TIMEOUT_S, tls=client_tls(engine.tls_dir))
+    try:
+        with caplog.at_level(logging.DEBUG, logger="urllib3.connectionpool"):
+            found = mine(remote, *running, *paused)
+    finally:
+        remote.close()
+    assert set(found) == set(running) | set(paused)
+    readings = [(found[c].busy, found[c].cpu_total_s) for c in running]
+    assert all(busy and cpu is not None and cpu >= 0.0 for busy, cpu in readings), readings
+    assert [(found[c].busy, found[c].cpu_total_s) for c in paused] == [(False, 0.0)] * 2
+    made = engine_requests(caplog)
+    assert all(asked(made, c, "stats") for c in running)
+    assert not any(asked(made, c, "stats") for c in paused)
+    # Twelve calls at once exceed requests' default pool of 10 connections; the driver's pool holds them.
+    assert not [r.getMessage() for r in caplog.records if "Connection pool is full" in r.getMessage()]
 
 
 # --- an engine that cannot be reached -----------------------------------------------------------
