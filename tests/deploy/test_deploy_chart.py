@@ -11,6 +11,8 @@ Variants: the default values and every documented values file in ``deploy/helm/m
 from __future__ import annotations
 
 import os
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,11 @@ import kubernetes_validate
 import pytest
 import yaml
 from kubernetes_validate import utils as kv_utils
+from prometheus_client import CollectorRegistry
 
 from controller.backends.kube_runtime import KUBERNETES_API_CALLS
 from controller.commands.run import run_command
+from controller.daemon import EndpointServer, HealthState
 from controller.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -227,12 +231,78 @@ def test_the_docker_variant_joins_the_sockets_group_and_runs_on_the_invoker_node
 
 
 @variant_names
-def test_resources_and_health_probes_are_set(rendered, variant: str) -> None:
+def test_resources_are_requested_and_memory_is_limited(rendered, variant: str) -> None:
     main = container(rendered[variant])
     assert {"cpu", "memory"} <= set(main["resources"]["requests"])
     assert "memory" in main["resources"]["limits"]
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert main[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}, probe
+
+
+#: What each probe asks: whether the loop runs (a restart cures a stuck loop) for the probes that
+#: restart the container, whether it also sees the cluster for readiness (a restart cures no outage).
+PROBE_PATHS = {"startupProbe": "/livez", "livenessProbe": "/livez", "readinessProbe": "/healthz"}
+
+
+@variant_names
+def test_startup_and_liveness_probes_ask_livez_and_readiness_asks_healthz(rendered, variant: str) -> None:
+    main = container(rendered[variant])
+    asked = {probe: main[probe]["httpGet"] for probe in PROBE_PATHS}
+    assert asked == {probe: {"path": path, "port": "metrics"} for probe, path in PROBE_PATHS.items()}
+    assert {p["name"] for p in main["ports"]} == {"metrics"}
+
+
+class SetClock:
+    """A monotonic clock that reads what the test sets (the endpoint server asks only ``monotonic``)."""
+
+    def __init__(self, now_s: float) -> None:
+        self.now_s = now_s
+
+    def monotonic(self) -> float:
+        return self.now_s
+
+    def wait(self, seconds: float) -> bool:
+        return True
+
+    @property
+    def stop_requested(self) -> bool:
+        return True
+
+    def request_stop(self) -> None:
+        pass
+
+
+def probe_status(port: int, path: str) -> int:
+    """The status the kubelet would get for an HTTP probe of ``path`` (it passes for 200-399)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_a_daemon_blind_through_a_platform_outage_is_not_ready_but_never_restarted_and_a_stuck_one_is(
+        rendered) -> None:
+    main = container(rendered["default"])
+    paths = {probe: main[probe]["httpGet"]["path"] for probe in PROBE_PATHS}
+    # Ticks end every 10 s but none has observed the cluster since the start: blind past 120 s.
+    health = HealthState(started_s=0.0, stale_after_s=30.0, blind_after_s=120.0)
+    health.failed("unreachable: pools: GET http://owdev-controller:8080/api/v1/namespaces/_/actions: refused")
+    health.ended(600.0, 10.0)
+    clock = SetClock(605.0)
+    server = EndpointServer(CollectorRegistry(), health, clock, "127.0.0.1", 0)
+    try:
+        blind = {probe: probe_status(server.port, path) for probe, path in paths.items()}
+        clock.now_s = 600.0 + 10.0 + 31.0  # the next tick was due 31 s ago: the loop is stuck
+        stuck = {probe: probe_status(server.port, path) for probe, path in paths.items()}
+    finally:
+        server.close()
+    assert blind == {"startupProbe": 200, "livenessProbe": 200, "readinessProbe": 503}
+    assert stuck == {"startupProbe": 503, "livenessProbe": 503, "readinessProbe": 503}
+
+
+def test_the_service_keeps_routing_to_a_pod_that_is_not_ready_so_its_metrics_stay_reachable(rendered) -> None:
+    service = only(rendered["default"], "Service")
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["metrics"]
 
 
 def api_calls_allowed(role: dict[str, Any]) -> set[tuple[str, str]]:
