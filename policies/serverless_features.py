@@ -94,6 +94,10 @@ class FeatureSettings:
     load_max: float = 2.0
     """Offered load per container ρ that maps to 1 (linear, clipped): twice what a container can
     serve, a queue that grows by a pool's worth every mean execution time."""
+    population: bool = True
+    """Whether x(s) carries the population state μ. False fixes its entries at the uniform histogram
+    1/B in every state, hiding the mean field from the policy (the suite's "no μ" ablation, which
+    says what conditioning on the population adds)."""
 
     def __post_init__(self) -> None:
         if self.mu_bins < 1:
@@ -309,7 +313,7 @@ def state_features(snapshot: ClusterSnapshot, mu: np.ndarray, settings: FeatureS
         x[:, 9] = np.minimum(load, settings.load_max) / settings.load_max
         x[:, 10] = np.where(fs.containers > 0, np.maximum(fs.busy_containers, 0.0) / fs.containers, 0.0)
     np.clip(x[:, : len(LOCAL_FEATURES)], 0.0, 1.0, out=x[:, : len(LOCAL_FEATURES)])
-    x[:, len(LOCAL_FEATURES) :] = np.clip(mu, 0.0, 1.0)
+    x[:, len(LOCAL_FEATURES) :] = np.clip(mu, 0.0, 1.0) if settings.population else 1.0 / settings.mu_bins
     x /= _NORM
     x[~usable] = 0.0
     return StateFeatures(x=x, usable=usable)
@@ -514,7 +518,6 @@ def actions_to_decisions(
 
 
 __all__ = [
-    "describe_pool",
     "ACTIONS",
     "HOLD_ACTION",
     "LOCAL_FEATURES",
@@ -526,6 +529,7 @@ __all__ = [
     "actions_to_decisions",
     "check_mu",
     "container_steps",
+    "describe_pool",
     "greedy_actions",
     "observed_rows",
     "offered_load",

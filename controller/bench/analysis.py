@@ -210,7 +210,7 @@ def _signed_relative(mean: float, half: float, base: float) -> str:
 def dominance_table(summaries: Mapping[str, Sequence[PointSummary]], subjects: Sequence[str]) -> str:
     """Markdown: for every scenario and subject family's point, on the (violations, memory) plane, the
     points that dominate it (and by how much, paired by seed), or that it dominates, or ties."""
-    plane, x, _, y, _ = PLANES[0]
+    _, x, _, y, _ = PLANES[0]
     lines = []
     for scenario, points in summaries.items():
         lines.append(f"### {scenario}\n")
@@ -303,11 +303,12 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
 
 
 
-def safety_rows(windows: Iterable[Mapping[str, Any]], heuristic_point: str = "ensure c=1.06",
+def safety_rows(windows: Iterable[Mapping[str, Any]], online: Iterable[str], heuristic_point: str = "ensure c=1.06",
                 factor: float = 1.1) -> list[dict[str, Any]]:
-    """The online-learning safety check, per learner cell: in how many of its windows its violations
-    were at most ``factor`` x those of ``heuristic_point`` (the warm-start heuristic) on the same
-    scenario, seed and window — the same arrivals — or its fallback was active.
+    """The online-learning safety check, per cell of the ``online`` points (learners learning while
+    judged): in how many of its windows its violations were at most ``factor`` x those of
+    ``heuristic_point`` (the warm-start heuristic) on the same scenario, seed and window — the same
+    arrivals — or its fallback was active.
 
     ``windows`` are rows of ``windows.csv`` (scenario, point, family, seed, window, violations,
     fallback_active).
@@ -316,9 +317,9 @@ def safety_rows(windows: Iterable[Mapping[str, Any]], heuristic_point: str = "en
     for row in windows:
         by_key[(str(row["scenario"]), str(row["point"]), int(row["seed"]))][int(row["window"])] = row
     out = []
+    subjects = set(online)
     for (scenario, point, seed), rows in sorted(by_key.items()):
-        family = str(next(iter(rows.values()))["family"])
-        if not family.startswith("nac-"):
+        if point not in subjects:
             continue
         reference = by_key.get((scenario, heuristic_point, seed))
         if reference is None:
@@ -357,8 +358,8 @@ def safety_table(rows: Sequence[Mapping[str, Any]], heuristic_point: str = "ensu
         t[2] += int(row["safe_windows"])
         t[3] += int(row["fallback_windows"])
         t[4] = max(t[4], float(row["worst_ratio_unsafe"]))
-    lines = [f"Windows of {SAFETY_WINDOW_MINUTES:g} minutes in which a learner's SLO violations were at most "
-             f"{factor:g} x those of `{heuristic_point}` on the same arrivals, or its fallback was active.", "",
+    lines = [(f"Windows of {SAFETY_WINDOW_MINUTES:g} minutes in which a learner's SLO violations were at most "
+              f"{factor:g} x those of `{heuristic_point}` on the same arrivals, or its fallback was active."), "",
              "| scenario | point | seeds | windows | passed | with fallback | worst ratio where failed |",
              "|---|---|---|---|---|---|---|"]
     for (scenario, point), (seeds, windows, ok, fallback, worst) in sorted(totals.items()):
@@ -397,7 +398,7 @@ def acceptance_rows(summaries: Mapping[str, Sequence[PointSummary]], subjects: S
     * ``unfinished_ok``: its unfinished and dropped invocations not more than any baseline's, seeds paired;
     * ``passes``: all of the above.
     """
-    plane, x, _, y, _ = PLANES[0]
+    _, x, _, y, _ = PLANES[0]
     out = []
     for scenario, points in summaries.items():
         baselines = [p for p in points if not p.family.startswith("nac-")]
@@ -437,12 +438,12 @@ def acceptance_table(rows: Sequence[Mapping[str, Any]], margin: float = BEYOND_M
     def gain(value: float) -> str:
         return "– (no baseline that low)" if math.isnan(value) else f"{100 * value:+.1f}%"
 
-    lines = [f"Beyond every baseline's frontier: no baseline point dominates it (seeds paired), and against "
-             f"the frontier's curve {100 * margin:.0f}% fewer violations at its memory or {100 * margin:.0f}% "
-             "less memory at its violations; cold starts no worse than ENSURE's default; no more unfinished "
-             "work than any baseline.", "",
-             "| scenario | point | violations | memory GB-s | dominated by | fewer violations than the frontier "
-             "| less memory than the frontier | cold starts | unfinished | passes |",
+    lines = [(f"Beyond every baseline's frontier: no baseline point dominates it (seeds paired), and against "
+              f"the frontier's curve {100 * margin:.0f}% fewer violations at its memory or {100 * margin:.0f}% "
+              "less memory at its violations; cold starts no worse than ENSURE's default; no more unfinished "
+              "work than any baseline."), "",
+             ("| scenario | point | violations | memory GB-s | dominated by | fewer violations than the frontier "
+              "| less memory than the frontier | cold starts | unfinished | passes |"),
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['scenario']} | {r['point']} | {_pct(r['violations'])} | {r['memory_gb_s']:,.0f} | "
@@ -457,6 +458,24 @@ def acceptance_table(rows: Sequence[Mapping[str, Any]], margin: float = BEYOND_M
 SAFETY_WINDOW_MINUTES = 10.0
 
 
-__all__ = ["BEYOND_MARGIN", "PLANES", "SAFETY_WINDOW_MINUTES", "acceptance_rows", "acceptance_table", "Paired", "PointSummary", "dominance_rows", "dominance_table",
-           "frontier", "paired", "plot_frontiers", "read_rows", "relation", "safety_rows", "safety_table",
-           "summarise", "t95", "write_csv"]
+__all__ = [
+    "BEYOND_MARGIN",
+    "PLANES",
+    "SAFETY_WINDOW_MINUTES",
+    "Paired",
+    "PointSummary",
+    "acceptance_rows",
+    "acceptance_table",
+    "dominance_rows",
+    "dominance_table",
+    "frontier",
+    "paired",
+    "plot_frontiers",
+    "read_rows",
+    "relation",
+    "safety_rows",
+    "safety_table",
+    "summarise",
+    "t95",
+    "write_csv",
+]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,9 +44,6 @@ class Cell:
     """The run's seed (arrivals, simulator draws, the policy's draws): paired across points."""
     quick: bool = False
     """The scenario's shortened windows."""
-    learn_online: bool = True
-    """Learner points marked ``online`` keep learning while they are judged (the paper's setting);
-    off: every learner is judged frozen."""
     episodes: int = 1
     """Training episodes of a learner over the training window."""
 
@@ -61,8 +59,8 @@ class Cell:
         """A digest of everything that decides the cell's row: rerunning a cell with this key is never
         needed, and a changed scenario file or setting gives a new key rather than a stale row."""
         parts = {"scenario": self.scenario.name, "point": self.point.label, "seed": self.seed, "quick": self.quick,
-                 "settings": self.settings().logged(), "learn_online": self.learn_online and self.point.online}
-        if self.point.learned:
+                 "settings": self.settings().logged(), "mode": self.point.mode if self.point.learned else ""}
+        if self.point.needs_training:
             parts["train"] = self.settings("train").logged()
             parts["episodes"] = self.episodes
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
@@ -88,7 +86,8 @@ def train_cell(cell: Cell, directory: Path) -> dict[str, Any]:
     if path.is_file():
         return {"checkpoint": str(path), "train_wall_s": 0.0}
     started = time.perf_counter()
-    partial = path.with_name(path.name.replace(".ckpt.npz", ".partial.ckpt.npz"))
+    # A name of its own per attempt: a retried task may overlap the first one still writing.
+    partial = path.with_name(path.name.replace(".ckpt.npz", f".partial-{os.getpid()}-{time.time_ns()}.ckpt.npz"))
     train_policy(cell.settings("train"), cell.point.policy, partial, episodes=cell.episodes)
     for suffix in (".diagnostics.csv", ".run.json"):  # the training's record, beside its checkpoint
         side_path(partial, suffix).replace(side_path(path, suffix))
@@ -102,9 +101,9 @@ def run_cell(cell: Cell, checkpoint: str | None = None) -> tuple[dict[str, Any],
     started = time.perf_counter()
     workload = build_workload(settings)
     slo_s = measure_slos(settings, workload)
-    online = cell.point.online and cell.learn_online
-    spec = PolicySpec(cell.point.policy, Path(checkpoint) if checkpoint else None, frozen=not online,
-                      greedy=not online) if cell.point.learned else PolicySpec(cell.point.policy)
+    mode = cell.point.mode
+    spec = PolicySpec(cell.point.policy, Path(checkpoint) if checkpoint else None, frozen=mode != "online",
+                      greedy=mode == "trained") if cell.point.learned else PolicySpec(cell.point.policy)
     fallback = _FallbackRecorder()
     result = run_policy(settings, workload, slo_s, spec, save_learner=False, sinks=[fallback])
     metrics = overall_metrics(result)

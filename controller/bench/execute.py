@@ -476,7 +476,7 @@ def run_suite(cells: Sequence[Cell], out: Path, executor: Executor,
     environment = {name: value for name, value in os.environ.items() if name.startswith(ENV_PREFIX)}
     training: dict[str, Cell] = {}
     for cell in todo:
-        if cell.point.learned:
+        if cell.point.needs_training:
             training.setdefault(str(cell.checkpoint_path(checkpoints)), cell)
     trained: dict[str, dict[str, Any]] = {}
     calls = [(_portable(cell), str(checkpoints), environment) for cell in training.values()]
@@ -490,13 +490,13 @@ def run_suite(cells: Sequence[Cell], out: Path, executor: Executor,
         raise CellFailed(list(training.values())[failure.index], "training", failure.reason) from None
     run_calls = []
     for cell in todo:
-        path = str(cell.checkpoint_path(checkpoints)) if cell.point.learned else None
+        path = str(cell.checkpoint_path(checkpoints)) if cell.point.needs_training else None
         run_calls.append((_portable(cell), path, environment))
     try:
         for done, (index, (row, timing)) in enumerate(executor.run(_timed_run, run_calls), start=1):
             cell = todo[index]
             train_wall = trained.get(str(cell.checkpoint_path(checkpoints)), {}).get("train_wall_s", 0.0) \
-                if cell.point.learned else 0.0
+                if cell.point.needs_training else 0.0
             store.add(cell.key(), row, {"scenario": row["scenario"], "point": row["point"], "seed": row["seed"],
                                         "train_wall_s": train_wall, **timing})
             if on_progress:

@@ -20,9 +20,18 @@ family                 knob (settings key)                 values (the default i
 ``nac-linear``,        the operator reward's α             0.1, 0.3, 0.5, 0.7
 ``nac-nn``             (``reward.alpha``), trained at it
                        and judged frozen and greedy
-``nac-*-online``       (one point: α 0.3, learning while
-                       judged, with its fallback)
+``nac-*-online``       one point: a fresh deployment warm-
+                       started from ENSURE, learning while
+                       judged, ENSURE as its fallback
+``nac-*-no-mu``        one point: α 0.3 without μ in the
+                       features (ablation)
+``nac-untrained``      the staffing scheme and the moves
+                       scheme (band and random moves)
+                       untrained, sampling (ablation)
 =====================  ==================================  ======================================
+
+Every family whose name starts with ``nac-`` is a learner's; the others are the baselines whose
+frontier a learner is judged against.
 
 Every point is run, under ``--quick`` too (which only shortens the windows): a learner is judged
 against the whole of each frontier, never against a thinned one whose straight segments would flatter it.
@@ -55,17 +64,32 @@ class Point:
     """Settings overrides of this point (the knob and anything the family needs)."""
     default: bool = False
     """Whether this is the family's default setting."""
-    online: bool = False
-    """Learners only: keep learning while judged, sampling its moves (with its safety net), instead
-    of deciding frozen and greedily with what it learned in training."""
+    mode: str = "trained"
+    """Learners only, how it is judged: ``trained`` (trained on the scenario's training window, then
+    frozen and greedy), ``online`` (a fresh deployment: built from its settings, e.g. warm-started with
+    its fallback, learning while judged and sampling its actions) or ``untrained`` (built fresh,
+    frozen, sampling: what the action scheme does without learning)."""
     training: Mapping[str, Any] | None = None
-    """Learners only: settings overrides of its training run when they differ from ``overrides``
-    (e.g. an ablation judged frozen but trained the usual way); None: the same."""
+    """Learners only: settings overrides of its training run when they differ from ``overrides``;
+    None: the same."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in POINT_MODES:
+            raise ValueError(f"Point {self.label!r}: mode {self.mode!r} is not one of {', '.join(POINT_MODES)}")
 
     @property
     def learned(self) -> bool:
-        """Whether the point's policy learns (it is trained before it is judged)."""
+        """Whether the point's policy learns."""
         return learns(self.policy)
+
+    @property
+    def needs_training(self) -> bool:
+        """Whether a checkpoint is trained for it before it is judged."""
+        return self.learned and self.mode == "trained"
+
+
+#: How a learner point is judged (``Point.mode``).
+POINT_MODES: tuple[str, ...] = ("trained", "online", "untrained")
 
 
 def _sweep(family: str, policy: str, knob: str, short: str, values: Sequence[float], default: float,
@@ -97,6 +121,20 @@ def _learner_sweep(policy: str) -> list[Point]:
                   value=alpha, overrides={"reward.alpha": alpha}, default=alpha == 0.3) for alpha in LEARNER_ALPHAS]
 
 
+def _online(policy: str) -> Point:
+    """A fresh deployment of the learner: warm-started from ENSURE, learning while judged, with ENSURE
+    as its fallback (the online-learning safety check is made on it)."""
+    return Point(family=f"{policy}-online", label=f"{policy} online", policy=policy,
+                 mode="online", default=True,
+                 overrides={"policy.params": {policy: {"warm_start": "ensure", "fallback": "ensure"}}})
+
+
+def _no_mu(policy: str) -> Point:
+    """The learner at its default α, trained and judged without the population state in its features."""
+    return Point(family=f"{policy}-no-mu", label=f"{policy} without mu", policy=policy, default=True,
+                 overrides={"policy.params": {policy: {"population": False}}})
+
+
 #: Every family of the suite and its points, in table order.
 FAMILIES: dict[str, list[Point]] = {
     "fixed-keepalive": _sweep("fixed-keepalive", "openwhisk-default", "cluster.idle_timeout_s", "keepalive",
@@ -111,10 +149,16 @@ FAMILIES: dict[str, list[Point]] = {
                                "tail", [0.9, 0.95, 0.99, 0.999], 0.99),
     "nac-linear": _learner_sweep("nac-linear"),
     "nac-nn": _learner_sweep("nac-nn"),
-    "nac-linear-online": [Point(family="nac-linear-online", label="nac-linear online", policy="nac-linear",
-                                default=True, online=True)],
-    "nac-nn-online": [Point(family="nac-nn-online", label="nac-nn online", policy="nac-nn", default=True,
-                            online=True)],
+    "nac-linear-online": [_online("nac-linear")],
+    "nac-nn-online": [_online("nac-nn")],
+    "nac-linear-no-mu": [_no_mu("nac-linear")],
+    "nac-nn-no-mu": [_no_mu("nac-nn")],
+    "nac-untrained": [
+        Point(family="nac-untrained", label="nac-linear untrained staffing", policy="nac-linear",
+              mode="untrained", default=True),
+        Point(family="nac-untrained", label="nac-linear untrained moves", policy="nac-linear",
+              mode="untrained", overrides={"policy.params": {"nac-linear": {"scheme": "moves"}}}),
+    ],
 }
 
 

@@ -31,7 +31,7 @@ from controller.bench.analysis import (
     write_csv,
 )
 from controller.bench.cells import Cell
-from controller.bench.execute import Executor, LocalExecutor, RayExecutor, ResultStore, run_suite
+from controller.bench.execute import CellFailed, Executor, LocalExecutor, RayExecutor, ResultStore, run_suite
 from controller.bench.scenarios import ScenarioError, load_scenario, shipped_scenarios
 from controller.bench.suite import FAMILIES, suite_points
 from controller.commands.options import UsageProblem, command_line, configure_logging
@@ -75,19 +75,23 @@ def parse_seeds(text: str | None) -> tuple[int, ...]:
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Local worker processes.")
 @click.option("--ray", "ray_address", metavar="ADDRESS",
               help="Run the cells as Ray tasks on this cluster (host:port, auto, or local); needs mfrm[ray].")
-@click.option("--frozen", is_flag=True, default=False,
-              help="The online learner points (nac-*-online) are judged frozen too, as every other learner "
-                   "point is (default: they keep learning, with their fallback, while judged).")
 @click.option("--episodes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Training episodes of each learner over its scenario's training window.")
 @click.option("-v", "--verbose", is_flag=True, default=False, help="Log at INFO.")
 def bench_command(scenario_files: tuple[Path, ...], quick: bool, seed_values: str | None, families: str | None,
-                  out: Path | None, workers: int, ray_address: str | None, frozen: bool, episodes: int,
+                  out: Path | None, workers: int, ray_address: str | None, episodes: int,
                   verbose: bool) -> None:
     """Run the evaluation suite: every scenario (default: the shipped ones), every family swept over
     its knob, the learners, over paired seeds; write results, frontiers and the dominance table."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     configure_logging(logging.INFO if verbose else logging.WARNING)
     if not verbose:
@@ -111,7 +115,7 @@ def bench_command(scenario_files: tuple[Path, ...], quick: bool, seed_values: st
         raise UsageProblem(f"--families: {error}") from None
     seeds = parse_seeds(seed_values)
     out = out or Path("runs/bench-quick" if quick else "runs/bench")
-    cells = [Cell(scenario, point, seed, quick=quick, learn_online=not frozen, episodes=episodes)
+    cells = [Cell(scenario, point, seed, quick=quick, episodes=episodes)
              for scenario in scenarios for point in points for seed in seeds]
     executor: Executor = RayExecutor(ray_address) if ray_address else LocalExecutor(workers)
     console = Console(stderr=True)
@@ -130,6 +134,8 @@ def bench_command(scenario_files: tuple[Path, ...], quick: bool, seed_values: st
                 progress.update(tasks[phase], completed=done)
 
             results = run_suite(cells, out, executor, on_progress)
+    except CellFailed as error:  # one line and exit 1; the cells finished before it are kept
+        raise click.ClickException(f"{error} (finished cells are kept in {out}; rerun to resume)") from None
     except ValueError as error:  # e.g. an --out written by another version of the suite
         raise UsageProblem(str(error)) from None
     finally:
@@ -148,7 +154,7 @@ def bench_command(scenario_files: tuple[Path, ...], quick: bool, seed_values: st
     verdicts = acceptance_rows(summaries, learners)
     write_csv(verdicts, out / "beyond.csv")
     (out / "beyond.md").write_text(acceptance_table(verdicts), encoding="utf-8")
-    safety = safety_rows(ResultStore(out).windows(cells))
+    safety = safety_rows(ResultStore(out).windows(cells), [p.label for p in points if p.learned and p.mode == "online"])
     write_csv(safety, out / "safety.csv")
     (out / "safety.md").write_text(safety_table(safety), encoding="utf-8")
     plots = [plot_frontiers(summaries[s.name], s.name, s.description, out / f"frontier-{s.name}.png")

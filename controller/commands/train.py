@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from controller.assemble import AssemblyError, tick_count
+from controller.bench.scenarios import ScenarioError, load_scenario
 from controller.checkpoint import CheckpointError
 from controller.commands.options import (
     RUN_OPTIONS,
@@ -37,12 +38,15 @@ from policies.registry import learned_policies
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Checkpoint file [default: runs/train/POLICY.ckpt.npz]; diagnostics, plot and run.json are "
                    "written beside it.")
+@click.option("--scenario", type=click.Path(dir_okay=False, path_type=Path),
+              help="Train on this scenario file's training window (and training half of its functions), as "
+                   "mfrm bench does, instead of the settings of --config.")
 @click.option("--no-plots", is_flag=True, default=False, help="Skip the PNG plot.")
 @click.option("-v", "--verbose", is_flag=True, default=False, help="Log every applied change.")
 @setting_options(RUN_OPTIONS)
 @config_options
 def train_command(policy_name: str, episodes: int, resume: bool, overwrite: bool, out: Path | None,
-                  no_plots: bool, verbose: bool, config: Path | None, sets: tuple[str, ...], **options: Any) -> None:
+                  scenario: Path | None, no_plots: bool, verbose: bool, config: Path | None, sets: tuple[str, ...], **options: Any) -> None:
     """Train a learner on the simulated cluster; write its checkpoint, diagnostics and a plot."""
     from rich.console import Console
     from rich.progress import (
@@ -58,7 +62,15 @@ def train_command(policy_name: str, episodes: int, resume: bool, overwrite: bool
     overrides = overrides_from(options, RUN_OPTIONS, sets)
     if no_plots:
         overrides["output.plots"] = False
-    settings = load(config, overrides)
+    if scenario is not None:
+        if config is not None:
+            raise UsageProblem("--scenario and --config both give the settings: pass one of them")
+        try:
+            settings = load_scenario(scenario).settings("train", False, overrides)
+        except ScenarioError as error:
+            raise UsageProblem(str(error)) from None
+    else:
+        settings = load(config, overrides)
     out = out if out is not None else Path("runs/train") / f"{policy_name}.ckpt.npz"
     if out.is_dir():
         raise UsageProblem(f"--out {out} is a folder; give the checkpoint's file name")

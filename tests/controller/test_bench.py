@@ -93,10 +93,11 @@ def test_every_family_is_swept_in_order_and_has_one_default():
     for name, points in FAMILIES.items():
         assert sum(p.default for p in points) == 1, name
         assert len({p.label for p in points}) == len(points), name
-        if len(points) > 1:
+        if points[0].knob:
             values = [p.value for p in points]
             assert values == sorted(values), name
     labels = [p.label for p in suite_points()]
+    assert "nac-linear online" in labels and "nac-linear without mu" in labels and "nac-linear untrained moves" in labels
     assert "fixed-keepalive keepalive=10min" in labels and "fixed-keepalive keepalive=20min" in labels
     assert any(p.startswith("faascache ") for p in labels) and "nac-linear alpha=0.3" in labels and "nac-nn online" in labels
     with pytest.raises(ValueError, match="unknown family nope"):
@@ -170,7 +171,7 @@ def test_paired_differences_give_a_t_interval_and_a_verdict_per_axis():
 def test_noisy_seeds_make_a_tie_not_a_win():
     a = _point("a", {0: (0.01, 100.0), 1: (0.05, 100.0), 2: (0.02, 100.0)})
     b = _point("b", {0: (0.03, 100.0), 1: (0.02, 100.0), 2: (0.025, 100.0)})
-    kind, dx, dy = relation(a, b, "memory_gb_s", "slo_violation_rate")
+    kind, _, dy = relation(a, b, "memory_gb_s", "slo_violation_rate")
     assert kind == "tie" and dy.verdict == 0 and not math.isnan(dy.half_width)
 
 
@@ -240,7 +241,8 @@ def test_a_learner_window_passes_within_ten_percent_of_ensure_or_with_its_fallba
     ensure = [_window("ensure c=1.06", v, window=w, family="ensure") for w, v in enumerate((100, 100, 100, 0))]
     learner = [_window("nac-linear online", 110, window=0), _window("nac-linear online", 111, window=1),
                _window("nac-linear online", 500, True, window=2), _window("nac-linear online", 0, window=3)]
-    [row] = safety_rows(ensure + learner)
+    frozen = [_window("nac-linear alpha=0.3", 900, window=0)]
+    [row] = safety_rows(ensure + learner + frozen, ["nac-linear online"])
     assert (row["windows"], row["safe_windows"], row["fallback_windows"]) == (4, 3, 1)
     assert row["worst_ratio_unsafe"] == pytest.approx(1.11)
     assert "| s | nac-linear online | 1 | 4 | 3 | 1 | 1.11 |" in safety_table([row])

@@ -165,3 +165,26 @@ def test_bad_learned_policy_input_stops_with_a_clear_message(args, message):
     result = CliRunner().invoke(main, [*args, *TINY_ARGS])
     assert result.exit_code != 0
     assert message in result.output
+
+
+def test_train_on_a_scenario_uses_its_training_window_and_half_of_its_functions(tmp_path):
+    from click.testing import CliRunner
+
+    from controller.commands.train import train_command
+
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(
+        "scenario:\n  version: 1\n  name: s\n  description: tiny\n"
+        "  train: {start_minute: 500, minutes: 1}\n  evaluate: {start_minute: 502, minutes: 1}\n"
+        "  split: {seed: 7}\n"
+        "cluster: {invokers: 3}\nworkload: {functions: 6}\nreward: {slo_probe_invocations: 200}\n", encoding="utf-8")
+    out = tmp_path / "l.ckpt.npz"
+    result = CliRunner().invoke(train_command, ["--policy", "nac-linear", "--scenario", str(scenario), "--out", str(out),
+                                                "--no-plots"])
+    assert result.exit_code == 0, result.output
+    logged = json.loads(side_path(out, ".run.json").read_text())["settings"]
+    assert logged["workload"]["start_minute"] == 500 and logged["workload"]["minutes"] == 1
+    assert logged["workload"]["split_part"] == "train" and logged["workload"]["split_seed"] == 7
+    refused = CliRunner().invoke(train_command, ["--policy", "nac-linear", "--scenario", str(scenario), "--config",
+                                                 str(scenario), "--out", str(tmp_path / "m.ckpt.npz")])
+    assert refused.exit_code == 2 and "--scenario and --config" in refused.output
