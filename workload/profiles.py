@@ -13,8 +13,9 @@ that uncontended time. ``cpu_fraction`` splits each sampled execution time into 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -298,3 +299,72 @@ BENCHMARK_PROFILES: dict[str, FunctionProfile] = {
         ),
     )
 }
+
+
+#: Fewest paused-container runs a solo measurement needs before its execution-time percentiles come
+#: from them rather than from the back-to-back runs (a p99 from fewer is mostly one sample).
+MIN_PAUSED_RUNS = 100
+
+
+def _samples_s(row: Mapping[str, Any], key: str) -> np.ndarray:
+    values = np.asarray(row.get("samples", {}).get(key, []), dtype=float)
+    return values[np.isfinite(values)] / 1000.0
+
+
+def profile_from_solo(row: Mapping[str, Any], *, provenance: str = "") -> FunctionProfile:
+    """A profile from one function's solo measurement (a ``functions`` row of the JSON that
+    ``python -m workload.functions.solo --json`` writes).
+
+    - execution time: median and p99 of the warm activations' ``duration`` (ms -> s, at least
+      1 ms). The runs that found their container paused are used when there are at least
+      ``MIN_PAUSED_RUNS`` of them, since a replay's activations mostly do; else the back-to-back
+      runs;
+    - ``init_s``: the median initTime of the cold starts;
+    - ``cpu_fraction`` and ``max_cores``: CPU time of a warm activation (``warm_cpu_s``) over the
+      mean back-to-back ``duration``; above 1 the function uses more than one core
+      (``cpu_fraction`` 1, ``max_cores`` the ratio); unknown (NaN), CPU-bound on one core;
+    - ``memory_mb``: the memory limit it was deployed with (what a container reserves).
+
+    Raises ``ValueError`` naming the function and the missing field.
+    """
+    name = str(row.get("function", "?"))
+    paused = _samples_s(row, "paused_duration_ms")
+    warm = _samples_s(row, "duration_ms")
+    exec_s = paused if paused.size >= MIN_PAUSED_RUNS else warm
+    cold_init = _samples_s(row, "cold_init_ms")
+    if exec_s.size == 0 or cold_init.size == 0:
+        raise ValueError(f"solo measurement of {name!r}: needs samples.duration_ms and samples.cold_init_ms")
+    if "memory_mb" not in row:
+        raise ValueError(f"solo measurement of {name!r}: needs memory_mb")
+    median_s = max(float(np.median(exec_s)), TRACE_TIME_RESOLUTION_S)
+    p99_s = max(float(np.percentile(exec_s, 99)), median_s)
+    mean_s = max(float(np.mean(warm)), TRACE_TIME_RESOLUTION_S) if warm.size else math.nan
+    ratio = float(row.get("warm_cpu_s", math.nan)) / mean_s
+    if not math.isfinite(ratio):
+        cpu_fraction, max_cores = 1.0, 1.0
+    elif ratio > 1.0:
+        cpu_fraction, max_cores = 1.0, round(ratio, 2)
+    else:
+        cpu_fraction, max_cores = round(max(ratio, 0.0), 2), 1.0
+    which = f"{paused.size} paused" if exec_s is paused else f"{warm.size} back-to-back"
+    source = (f"measured solo: duration p50/p99 of {which} warm runs, init = median of {cold_init.size} cold "
+              f"starts, CPU {1000 * float(row.get('warm_cpu_s', math.nan)):.1f} ms per warm run")
+    return FunctionProfile(
+        name=name,
+        memory_mb=int(row["memory_mb"]),
+        exec_median_s=round(median_s, 4),
+        exec_p99_s=round(p99_s, 4),
+        init_s=round(float(np.median(cold_init)), 4),
+        cpu_fraction=cpu_fraction,
+        max_cores=max_cores,
+        source=f"{source}; {provenance}" if provenance else source,
+    )
+
+
+def profiles_from_solo(measurement: Mapping[str, Any], *, provenance: str = "") -> dict[str, FunctionProfile]:
+    """Every function of a solo measurement JSON (``{"functions": [row, ...]}``) as a profile, by name
+    (see :func:`profile_from_solo`)."""
+    rows = measurement.get("functions")
+    if not isinstance(rows, list) or not rows:
+        raise ValueError("a solo measurement needs a non-empty 'functions' list")
+    return {str(row["function"]): profile_from_solo(row, provenance=provenance) for row in rows}
