@@ -79,7 +79,10 @@ GATEWAY_STATUSES = frozenset({502, 503, 504})
 #: more than 16 connections. The docker SDK's own pool holds 10: more calls than that at once would
 #: open and throw away a connection each (with a warning from urllib3).
 PARALLEL_CALLS = 16
-#: Most hosts read at once; each gets its own ``PARALLEL_CALLS`` threads.
+#: Most hosts read at once; each gets its own pool of ``parallel_calls`` threads. A host's read is
+#: mostly a wait for its engine's collection, so hosts read one after another would add about a
+#: second each; 16 covers most clusters in one wait and bounds the threads of a read (16 x 16) on a
+#: large one, whose further hosts take their turn.
 PARALLEL_HOSTS = 16
 _MB = 1024 * 1024
 
@@ -170,8 +173,8 @@ class CpuCounter:
     when it last ran, and the driver reports that reading again (its CPU over the tick is 0) instead
     of asking the engine, which would make the call wait for its next one-second collection.
 
-    A paused container the driver has never read (no running sighting yet) is reported at 0.0 and
-    treated as having used nothing since it was first seen; its counter is unknown until it runs.
+    A paused container whose counter the driver has never read is reported at 0.0 and treated as
+    having used nothing since it was first seen; its counter is unknown until it runs.
     What its first reading then means depends on when it was first seen:
 
     * it appeared after the driver's first read of its host: the invoker created it while the daemon
@@ -207,6 +210,7 @@ class _Sample:
     """What the engine said of one listed container in one read."""
 
     container_id: str
+    """Docker's id of the container (the ``Id`` of the list)."""
     key: str
     """Action key from the container name."""
     attrs: Mapping[str, Any]
