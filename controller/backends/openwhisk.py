@@ -467,6 +467,8 @@ class OpenWhiskBackend:
                     inv_cpu[j] += max(delta, 0.0)
             else:
                 inv_cpu_known[j] = False
+                if c.ref in self._cpu_seen:  # kept: its next reading is a delta from this one, not a lifetime
+                    seen[c.ref] = self._cpu_seen[c.ref]
             i = index.get(c.key)
             if i is None:
                 continue
@@ -481,6 +483,8 @@ class OpenWhiskBackend:
                 cpu_known[i] = False
             else:
                 cpu[i] += max(delta, 0.0)
+        if view.failed:  # the containers of an unread host keep their last readings for the next tick
+            seen = {**self._cpu_seen, **seen}
         self._cpu_seen = seen
         # Functions are observable only if every invoker was read and their key is unambiguous:
         # a partial count would read as fewer containers.

@@ -175,6 +175,30 @@ def test_docker_containers_give_counts_busy_shares_and_cpu_per_action(whisk, doc
     assert second.invokers.cpu_shares_allocated[0] == 256 * 2 + 512  # stem cells are not attributed, not counted
 
 
+def test_a_container_whose_cpu_reading_failed_for_a_tick_is_charged_only_what_it_used_since_its_last(whisk, docker_host):
+    from fakes.server import json_reply
+
+    _, client, _ = whisk
+    a = docker_host.add("wsk0_1_guest_primes", cpu_total_ns=100_000_000_000)  # 100 s used before the daemon came
+    backend = make_backend(client, DockerRuntime({"invoker0": f"tcp://127.0.0.1:{docker_host.port}"}))
+    backend.observe(10.0)
+    failing = {a.id}
+    answer = docker_host.route
+
+    def route(call):
+        if call.path.endswith("/stats") and call.path.split("/")[-2] in failing:
+            return json_reply(500, {"message": "stats failed"})
+        return answer(call)
+
+    docker_host.route = route
+    a.cpu_total_ns = 101_000_000_000
+    assert np.isnan(backend.observe(20.0).functions.cpu_used_core_s[0])  # unknown this tick
+    failing.clear()
+    a.cpu_total_ns = 102_000_000_000
+    # Its 2 s since the last reading, not the 102 s of its lifetime.
+    assert backend.observe(30.0).functions.cpu_used_core_s[0] == pytest.approx(2.0)
+
+
 def test_an_unreachable_docker_host_makes_its_invoker_invalid_and_containers_unknown(whisk, docker_host):
     _, client, _ = whisk
     docker_host.add("wsk0_1_guest_primes")

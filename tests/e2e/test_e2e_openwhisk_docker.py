@@ -73,8 +73,9 @@ PLATFORM_SHARES = {name: 1024 // (PLATFORM_USER_MEMORY_MB // m) for name, m in M
 DAEMON_SHARES = {name: 1024 // (DAEMON_USER_MEMORY_MB // m) for name, m in MEMORY_MB.items()}
 TICK_S = 2.0
 TICK_DEADLINE_S = 10.0
-"""The daemon's deadline for one tick, s. Reading a paused container's CPU (one-shot stats) takes
-about 1 s on Docker 20.10, so a tick that finds two paused containers needs more than the interval."""
+"""The daemon's deadline for one tick, s. A host's one-shot stats calls, made at once, still wait for
+the engine's next one-second collection on Docker 20.10, so a tick takes over a second of the 2-s
+interval; on a loaded machine more, hence the margin."""
 WAIT_S = 120.0
 """Longest wait for the daemon to start or for its shares to reach the containers, s (a loaded
 machine; on an idle one either takes a few seconds)."""
