@@ -208,7 +208,7 @@ def build_workload(settings: Settings) -> Any:
     [start_minute, start_minute + minutes). So a training run over one window and an evaluation run
     over another see the same functions, playing the same benchmarks, with the same scaled counts.
     """
-    from workload.arrivals import CountOverflow, scale_minute_counts
+    from workload.arrivals import scale_minute_counts
     from workload.sampler import Workload
 
     w = settings.workload

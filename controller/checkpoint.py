@@ -360,8 +360,15 @@ def load_checkpoint(path: str | os.PathLike[str], policy: Checkpointable) -> Loa
     policy.load_state_dict(state)
     settings_diff = _differences("", header.get("settings", {}), dict(getattr(policy, "settings_record", {})))
     for line in settings_diff:
-        log.warning("checkpoint %s: setting differs: %s", source, line)
+        # How the policy is used (judged frozen or greedy after learning) is expected to differ from
+        # how it was trained; anything else is worth a warning.
+        usage = line.startswith(_USAGE_SETTINGS)
+        log.log(logging.INFO if usage else logging.WARNING, "checkpoint %s: setting differs: %s", source, line)
     return LoadedCheckpoint(path=source, header=header, settings_differences=tuple(settings_diff))
+
+
+#: Settings that say how a learner is used rather than what it learned (see ``load_checkpoint``).
+_USAGE_SETTINGS: tuple[str, ...] = ("agent.frozen:", "agent.greedy:")
 
 
 @dataclass

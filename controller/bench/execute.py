@@ -124,12 +124,22 @@ def _environment_added(values: Mapping[str, str]) -> Iterator[None]:
             os.environ.pop(name, None)
 
 
+@contextmanager
+def loop_notes_silenced() -> Iterator[None]:
+    """The control loop's per-function notes (the guard's first cut of each function) silenced below
+    errors while the block runs, and its level restored after: a cell's results count them, and in a
+    suite of hundreds of runs they would only bury the progress bars."""
+    logger = logging.getLogger("controller.loop")
+    before = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
 def _worker_init() -> None:
-    """Done at the start of every call: torch, which a worker may have imported before, to one thread;
-    the control loop's per-function notes (the guard's first cut of each function) silenced below
-    errors, since a cell's results count them and in a suite of hundreds of runs they would only bury
-    the progress bars."""
-    logging.getLogger("controller.loop").setLevel(logging.ERROR)
+    """Done at the start of every call: torch, which a worker may have imported before, to one thread."""
     try:
         import torch
 
@@ -385,13 +395,15 @@ def _use_environment(environment: Mapping[str, str]) -> None:
 def _timed_run(cell: Cell, checkpoint: str | None, environment: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, float]]:
     _worker_init()
     _use_environment(environment)
-    return run_cell(cell, checkpoint)
+    with loop_notes_silenced():
+        return run_cell(cell, checkpoint)
 
 
 def _timed_train(cell: Cell, directory: str, environment: Mapping[str, str]) -> dict[str, Any]:
     _worker_init()
     _use_environment(environment)
-    return train_cell(cell, Path(directory))
+    with loop_notes_silenced():
+        return train_cell(cell, Path(directory))
 
 
 def _portable(cell: Cell) -> Cell:

@@ -111,6 +111,17 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:g}min"
 
 
+#: What every learner point of the suite is, unless the point says otherwise: the ``staffing`` action
+#: scheme (ENSURE's sweep among its fixed policies) and the operator's reward. Set here rather than
+#: left to the settings' defaults, so that the suite judges the same learner whatever those are.
+LEARNER_SCHEME: str = "staffing"
+LEARNER_REWARD: str = "operator"
+
+
+def _learner(policy: str, **params: Any) -> dict[str, Any]:
+    return {"reward.kind": LEARNER_REWARD, "policy.params": {policy: {"scheme": LEARNER_SCHEME, **params}}}
+
+
 #: The reward weights α a learner is trained and judged at: its own frontier (0.3 is the paper's α).
 LEARNER_ALPHAS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7)
 
@@ -118,7 +129,7 @@ LEARNER_ALPHAS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7)
 def _learner_sweep(policy: str) -> list[Point]:
     """A learner at every α of :data:`LEARNER_ALPHAS`, trained at that α and judged frozen and greedy."""
     return [Point(family=policy, label=f"{policy} alpha={alpha:g}", policy=policy, knob="reward.alpha",
-                  value=alpha, overrides={"reward.alpha": alpha}, default=alpha == 0.3) for alpha in LEARNER_ALPHAS]
+                  value=alpha, overrides={**_learner(policy), "reward.alpha": alpha}, default=alpha == 0.3) for alpha in LEARNER_ALPHAS]
 
 
 def _online(policy: str) -> Point:
@@ -126,13 +137,13 @@ def _online(policy: str) -> Point:
     as its fallback (the online-learning safety check is made on it)."""
     return Point(family=f"{policy}-online", label=f"{policy} online", policy=policy,
                  mode="online", default=True,
-                 overrides={"policy.params": {policy: {"warm_start": "ensure", "fallback": "ensure"}}})
+                 overrides=_learner(policy, warm_start="ensure", fallback="ensure"))
 
 
 def _no_mu(policy: str) -> Point:
     """The learner at its default α, trained and judged without the population state in its features."""
     return Point(family=f"{policy}-no-mu", label=f"{policy} without mu", policy=policy, default=True,
-                 overrides={"policy.params": {policy: {"population": False}}})
+                 overrides=_learner(policy, population=False))
 
 
 #: Every family of the suite and its points, in table order.
@@ -155,9 +166,9 @@ FAMILIES: dict[str, list[Point]] = {
     "nac-nn-no-mu": [_no_mu("nac-nn")],
     "nac-untrained": [
         Point(family="nac-untrained", label="nac-linear untrained staffing", policy="nac-linear",
-              mode="untrained", default=True),
+              mode="untrained", default=True, overrides=_learner("nac-linear")),
         Point(family="nac-untrained", label="nac-linear untrained moves", policy="nac-linear",
-              mode="untrained", overrides={"policy.params": {"nac-linear": {"scheme": "moves"}}}),
+              mode="untrained", overrides=_learner("nac-linear", scheme="moves")),
     ],
 }
 

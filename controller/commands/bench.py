@@ -94,11 +94,8 @@ def bench_command(scenario_files: tuple[Path, ...], quick: bool, seed_values: st
     )
 
     configure_logging(logging.INFO if verbose else logging.WARNING)
-    if not verbose:
-        # The per-function notes of a run (the guard's first cut of each function) are counted in the
-        # results; in a suite of hundreds of runs they would only bury the progress bars. Workers
-        # silence them the same way (controller.bench.execute).
-        logging.getLogger("controller.loop").setLevel(logging.ERROR)
+    # The per-function notes of each run (the guard's first cut of each function) are silenced by the
+    # cells themselves (controller.bench.execute.loop_notes_silenced): the results count them.
     files = list(scenario_files) or shipped_scenarios()
     if not files:
         raise UsageProblem("no scenario files given, and none shipped in scenarios/")

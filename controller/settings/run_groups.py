@@ -164,13 +164,14 @@ class EstimatorSettings(SettingsGroup):
 class RewardSettings(SettingsGroup):
     """The learners' reward and the SLO it is measured against."""
 
-    kind: Literal["paper", "operator"] = "paper"
-    """``paper``: r = (1 − α)q + αu with u = CPU used / CPU allocated (the paper's Appendix E; the
-    policy raises u by asking for fewer shares, without saving anything). ``operator``: r = (1 − α)q
-    + αe with q the share of the tick's work served within the SLO and e the idle memory held,
-    priced per invoker's memory (``policies.reward.operator_reward``): what an operator pays.
-    The baselines do not read the reward; it only decides what the learners learn and the runs'
-    mean reward column."""
+    kind: Literal["paper", "operator"] = "operator"
+    """``operator``: what an operator pays, per function and tick: the SLO violations and the work
+    still waiting (priced per the population's average work) against the idle memory its containers
+    hold (priced per invoker's memory), weighted (1 − α) : α (``policies.reward.operator_reward``);
+    nothing in it reads the CPU shares a policy asks for. ``paper``: r = (1 − α)q + αu with u = CPU
+    used / CPU allocated (the paper's Appendix E), which a policy raises by asking for fewer shares
+    without saving anything (kept to reproduce the paper). The baselines do not read the reward; it
+    only decides what the learners learn and the runs' mean reward column."""
     alpha: Live[float] = Field(0.3, ge=0, le=1)
     """Weight α of the resource term against latency quality. 0.3, the paper's best (Appendix E)."""
     charge_memory: bool = False

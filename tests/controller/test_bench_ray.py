@@ -44,8 +44,9 @@ workload: {{functions: 3{extra}}}
 reward: {{slo_probe_invocations: 200}}
 """
 
-#: A baseline swept over its knob and the learner whose numbers go through torch (one point).
-FAMILIES = "ensure,nac-nn-online"
+#: A baseline swept over its knob and two points of the learner whose numbers go through torch: one
+#: judged online (no training), one trained first (its checkpoints).
+FAMILIES = "ensure,nac-nn-online,nac-nn-no-mu"
 
 #: How long Ray's own processes may take to end once asked, s (they end in about 2 s).
 STOP_TIMEOUT_S = 60.0
@@ -250,8 +251,9 @@ def test_a_suite_run_as_ray_tasks_writes_the_same_results_csv_byte_for_byte_as_a
     rows = local_csv.decode().splitlines()
     points = suite_points(FAMILIES.split(","))
     assert len(rows) == 1 + 2 * len(points)  # a header, and every point at both seeds
-    assert sum(row.split(",")[1] == "nac-nn-online" for row in rows) == 2  # the learner's rows are there
-    # The learners' checkpoints are under --out, not under the workers' working directory.
+    assert sum(row.split(",")[1] == "nac-nn-online" for row in rows) == 2  # the learners' rows are there
+    assert sum(row.split(",")[1] == "nac-nn-no-mu" for row in rows) == 2
+    # The trained learner's checkpoints are under --out, not under the workers' working directory.
     assert len(list((tmp_path / "on-ray" / "checkpoints" / "tiny").glob("nac-nn-seed*.ckpt.npz"))) == 2
 
 

@@ -28,6 +28,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -212,10 +213,16 @@ def live(tmp_path_factory) -> Iterator[LiveRun]:
         wait_until("mfrm replay", replay_done, 60 * MINUTES / SPEEDUP + 120, poll_s=1.0)
         exits["replay"] = replay.returncode
         assert replay.returncode == 0, f"mfrm replay failed ({replay.returncode}):\n{replay_log.read_text()[-3000:]}"
-        # Both sources scraped after the replay, with the daemon's changes counted.
-        wait_until("Prometheus has the last activations and the daemon's changes",
-                   lambda: query('sum(openwhisk_action_activations_total{job="localwhisk"})')
-                   and query('sum(mfrm_decision_changes_total{job="mfrm"})'), 30, poll_s=1.0)
+        replay_ended = time.time()
+
+        def scraped_since_the_replay_ended(job: str, series: str) -> bool:
+            # A scrape that started after the replay's last activation completed holds every count.
+            answer = query(f'min(timestamp({series}{{job="{job}"}}))')
+            return bool(answer) and float(answer[0]["value"][1]) > replay_ended + 1.0
+
+        wait_until("Prometheus has scraped the platform and the daemon since the replay ended",
+                   lambda: scraped_since_the_replay_ended("localwhisk", "openwhisk_action_activations_total")
+                   and scraped_since_the_replay_ended("mfrm", "mfrm_decision_changes_total"), 30, poll_s=1.0)
         answers = {q: query(q) for q in QUERIES}
         # 5. stop the daemon first: from then on nothing changes the pools
         exits["daemon"] = daemon.stop()

@@ -1,0 +1,128 @@
+"""How far beyond ENSURE's frontier any choice of a staffing constant per function could reach.
+
+    python benchmarks/hindsight_staffing.py SCENARIO.yaml [--part evaluate] [--seeds 0-2] [--out DIR]
+
+The learners' staffing scheme chooses, per function, a staffing constant c (or the platform). The
+best that such a choice could do is bounded by an oracle that knows each function's outcome at each
+c in advance. This script measures it: ENSURE is run at every constant of the suite's sweep (plus the
+platform alone, ``openwhisk-default``), each function's SLO violations (unfinished and dropped
+invocations counted as violations) and memory held are read per run, and for a grid of prices λ
+every function takes the choice minimising violations + λ x memory GB-s. Each λ gives one point of
+the oracle's frontier; the script then reports, at each oracle point, how many fewer violations it
+has than ENSURE's frontier at the same memory.
+
+The oracle is a bound, not a policy: it chooses with hindsight, on the very window it is scored on,
+and it assumes functions do not interact (true where the cluster's memory and cores are not
+contended: each function's outcome at c then depends on c alone). A learner of the staffing scheme
+can only beat ENSURE's frontier by as much as this oracle does, unless it changes c over time to
+better effect than any constant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from controller.assemble import build_workload, measure_slos
+from controller.bench.scenarios import load_scenario
+from controller.report import function_metrics
+from controller.runner import run_policy
+
+#: ENSURE's constants in the suite's sweep (controller.bench.suite).
+CONSTANTS: tuple[float, ...] = (0.0, 0.5, 1.06, 1.5, 2.0, 2.5, 3.0, 4.0)
+
+
+def per_function(scenario: Path, part: str, seed: int) -> tuple[list[str], dict[str, np.ndarray], np.ndarray]:
+    """Violations and memory GB-s per function (columns) at every choice (rows: the platform, then each c),
+    and the invocations per function."""
+    base = load_scenario(scenario)
+    choices = ["platform", *[f"c={c:g}" for c in CONSTANTS]]
+    violations, memory = [], []
+    invocations = None
+    for choice in choices:
+        if choice == "platform":
+            settings = base.settings(part, False, {"seed": seed, "output.plots": False})
+            policy = "openwhisk-default"
+        else:
+            c = float(choice[2:])
+            settings = base.settings(part, False, {"seed": seed, "output.plots": False,
+                                                   "policy.params": {"ensure": {"staffing_c": c}}})
+            policy = "ensure"
+        workload = build_workload(settings)
+        rows = function_metrics(run_policy(settings, workload, measure_slos(settings, workload), policy,
+                                           save_learner=False))
+        n = np.array([r["invocations"] for r in rows], dtype=float)
+        invocations = n
+        violations.append(np.array([r["slo_violation_rate"] for r in rows], dtype=float) * n)
+        memory.append(np.array([r["memory_gb_s"] for r in rows], dtype=float))
+        print(f"  seed {seed} {choice:>9}: {np.nansum(violations[-1]) / n.sum():7.2%} violations, "
+              f"{np.nansum(memory[-1]):10.0f} GB-s", file=sys.stderr)
+    return choices, {"violations": np.nan_to_num(np.array(violations)), "memory": np.array(memory)}, invocations
+
+
+def oracle_frontier(violations: np.ndarray, memory: np.ndarray, invocations: np.ndarray,
+                    prices: np.ndarray) -> list[tuple[float, float, float]]:
+    """(λ, violation rate, memory GB-s) of the per-function choice minimising violations + λ·memory."""
+    points = []
+    for price in prices:
+        pick = np.argmin(violations + price * memory, axis=0)
+        cols = np.arange(violations.shape[1])
+        points.append((float(price), float(violations[pick, cols].sum() / invocations.sum()),
+                       float(memory[pick, cols].sum())))
+    return points
+
+
+def frontier_at(memory: np.ndarray, rate: np.ndarray, at: float) -> float:
+    """ENSURE's frontier (its non-dominated points joined by straight lines) at memory ``at``."""
+    order = np.argsort(memory)
+    xs, ys = memory[order], rate[order]
+    keep = [i for i in range(len(xs)) if not np.any((xs <= xs[i]) & (ys < ys[i]))]
+    xs, ys = xs[keep], ys[keep]
+    if at < xs[0]:
+        return float("nan")
+    return float(np.interp(at, xs, ys))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenario", type=Path)
+    parser.add_argument("--part", choices=("train", "evaluate"), default="evaluate")
+    parser.add_argument("--seeds", default="0-2", help="a range a-b or a list a,b,c [default: 0-2]")
+    parser.add_argument("--out", type=Path, default=Path("runs/hindsight"))
+    args = parser.parse_args()
+    if "-" in args.seeds:
+        lo, hi = (int(v) for v in args.seeds.split("-"))
+        seeds = list(range(lo, hi + 1))
+    else:
+        seeds = [int(v) for v in args.seeds.split(",")]
+    prices = np.geomspace(1e-4, 10.0, 60)
+    rows = []
+    for seed in seeds:
+        _, table, invocations = per_function(args.scenario, args.part, seed)
+        v, m = table["violations"], table["memory"]
+        ensure_rate = v[1:].sum(axis=1) / invocations.sum()
+        ensure_memory = m[1:].sum(axis=1)
+        for price, rate, memory in oracle_frontier(v, m, invocations, prices):
+            reference = frontier_at(ensure_memory, ensure_rate, memory)
+            rows.append({"seed": seed, "price": price, "oracle_violation_rate": rate, "oracle_memory_gb_s": memory,
+                         "ensure_frontier_violation_rate": reference,
+                         "fewer_violations": 1 - rate / reference if reference > 0 else float("nan")})
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{args.scenario.stem}-{args.part}.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    gains = np.array([r["fewer_violations"] for r in rows], dtype=float)
+    gains = gains[np.isfinite(gains)]
+    print(f"{args.scenario.name} ({args.part}, seeds {seeds}): the hindsight oracle has at most "
+          f"{100 * gains.max():.1f}% fewer violations than ENSURE's frontier at the same memory "
+          f"(median over its points {100 * np.median(gains):.1f}%); rows in {path}")
+
+
+if __name__ == "__main__":
+    main()
