@@ -528,3 +528,23 @@ def daemon_counters(url: str) -> dict[str, float]:
                 key = sample.name + "{" + ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items())) + "}"
                 totals[key] = totals.get(key, 0.0) + sample.value
     return totals
+
+
+def lone_run_times(rows: ReplayRows) -> dict[str, np.ndarray]:
+    """Per action, the run time (``duration − initTime``, s) of its successful warm activations
+    during which nothing else ran on the platform: no other activation, no cold start. These are
+    uncontended executions in the state a replay leaves a function in between its invocations
+    (its container paused for seconds, its caches taken by others), which a solo measurement of
+    back-to-back or briefly paused runs does not reproduce."""
+    ran = np.isfinite(rows.start_s) & np.isfinite(rows.end_s)
+    start, end = rows.start_s[ran], rows.end_s[ran]
+    order = np.argsort(start, kind="stable")
+    start, end = start[order], end[order]
+    earlier_end = np.maximum.accumulate(np.concatenate([[-np.inf], end[:-1]]))  # latest end of those before
+    next_start = np.concatenate([start[1:], [np.inf]])
+    alone = (earlier_end <= start) & (next_start >= end)
+    lone = np.zeros(rows.start_s.size, dtype=bool)
+    lone[np.flatnonzero(ran)[order]] = alone
+    keep = lone & (rows.status == "success") & ~rows.cold
+    run_s = rows.latency_s - rows.wait_s - rows.init_s
+    return {str(name): run_s[keep & (rows.function == name)] for name in np.unique(rows.function[keep])}

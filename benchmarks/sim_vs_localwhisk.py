@@ -39,7 +39,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -215,14 +215,14 @@ def simulate_shares(profiles: Sequence[Any], shares: Sequence[int], clients: Seq
              "cores": float(stats.functions.cpu_used_core_s[fn]) / span} for fn, d in enumerate(durations)]
 
 
-def shares_report(results: Sequence[Mapping[str, Any]], profiles: Mapping[str, Mapping[str, Any]], cores: float,
+def shares_report(results: Sequence[Mapping[str, Any]], models: Mapping[str, tuple[Mapping[str, Any], float]],
                   seconds: float) -> list[dict[str, Any]]:
-    """Per profile set, share setting and function: slowdown measured (mean over repeats, min, max)
-    and simulated, and the relative error."""
+    """Per model, share setting and function: slowdown measured (mean over repeats, min, max) and
+    simulated, the relative error, and the cores each side's containers used."""
     pair = results[0]["pair"]
     rows = []
-    for set_name, set_profiles in profiles.items():
-        chosen = [set_profiles[name] for name in pair]
+    for model, (profiles, cores) in models.items():
+        chosen = [profiles[name] for name in pair]
         alone = [simulate_shares([p], [1024], [1], seconds, cores)[0]["mean_s"] for p in chosen]
         for label, shares_a, shares_b in SHARE_SETTINGS:
             sim = simulate_shares(chosen, [shares_a, shares_b], [CONTENDERS, CONTENDERS], seconds, cores)
@@ -231,7 +231,7 @@ def shares_report(results: Sequence[Mapping[str, Any]], profiles: Mapping[str, M
                 measured_cores = np.array([r["settings"][label][name]["cores"] for r in results])
                 simulated = sim[i]["mean_s"] / alone[i]
                 rows.append({
-                    "profiles": set_name, "setting": label, "function": name,
+                    "model": model, "setting": label, "function": name,
                     "shares": shares_a if i == 0 else shares_b,
                     "live_slowdown": float(measured.mean()), "live_min": float(measured.min()),
                     "live_max": float(measured.max()), "sim_slowdown": simulated,
@@ -329,47 +329,129 @@ def plot_errors(tables: Mapping[str, Mapping[str, Mapping[str, Any]]], path: Pat
     plt.close(fig)
 
 
-def report(out: Path, solo: Path, sim_seeds: int, policies: Sequence[str] = POLICIES) -> None:
-    """Simulate every policy with every profile set and write the error tables."""
+@dataclass(frozen=True)
+class Model:
+    """One way of simulating the platform: a profile set and the invoker's cores."""
+
+    name: str
+    """Row label, e.g. ``measured, 1.8 cores``."""
+    profiles: Mapping[str, Any]
+    """Benchmark name -> ``FunctionProfile``."""
+    cores: float
+    """Cores of the one simulated invoker."""
+
+
+def fit_cores(live_runs: Sequence[Mapping[str, Any]], policy: str, plan: live.ReplayPlan, profiles: Mapping[str, Any],
+              out: Path, grid: Sequence[float], sim_seeds: int = 2) -> tuple[float, dict[float, float]]:
+    """The invoker cores (from ``grid``) whose simulated p99 latencies are closest to the platform's:
+    least mean |log(simulated p99 / measured p99)| over the functions, per candidate."""
+    scores = {}
+    for cores in grid:
+        table = compare(live_runs, [simulate(policy, plan, profiles, k, out, cores) for k in range(sim_seeds)])
+        logs = [abs(math.log(row["p99_s"]["sim"] / row["p99_s"]["live"])) for row in table.values()
+                if row["p99_s"]["sim"] > 0 and row["p99_s"]["live"] > 0]
+        scores[cores] = float(np.mean(logs))
+    return min(scores, key=scores.__getitem__), scores
+
+
+def concurrency_slowdowns(rows: live.ReplayRows, solo_median_s: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Slowdown of each successful activation's run (run time / its function's solo median) by what
+    else ran on the platform during its run: nothing, one other activation, two or more, or a cold
+    start's initialisation (overlapping any part of the run)."""
+    ok = np.flatnonzero(rows.status == "success")
+    run_start = rows.start_s + rows.init_s
+    run_s = rows.latency_s - rows.wait_s - rows.init_s
+    inits = [(rows.start_s[i], rows.start_s[i] + rows.init_s[i]) for i in ok if rows.cold[i]]
+    groups: dict[str, list[float]] = {"alone": [], "one other": [], "two or more others": [], "during a cold start": []}
+    for i in ok:
+        a, b = run_start[i], rows.end_s[i]
+        others = int(np.sum((run_start[ok] < b) & (rows.end_s[ok] > a))) - 1
+        slowdown = run_s[i] / solo_median_s[str(rows.function[i]).rsplit("-", 1)[0]]
+        if any(s < b and e > a for s, e in inits):
+            groups["during a cold start"].append(slowdown)
+        else:
+            groups["alone" if others <= 0 else "one other" if others == 1 else "two or more others"].append(slowdown)
+    return {k: np.array(v) for k, v in groups.items()}
+
+
+def report(out: Path, solo: Path, sim_seeds: int, policies: Sequence[str] = POLICIES,
+           fit_policy: str = "openwhisk-default") -> None:
+    """Simulate every policy with each model (estimated profiles; measured profiles; measured profiles
+    on the effective cores fitted to ``fit_policy``'s runs) and write the error tables."""
     cores = live.machine_cores()
     sets = profile_sets(solo)
+    scratch = out / "sim-scratch"
+    runs = {p: [json.loads(f.read_text()) for f in sorted((out / "live" / p).glob("run*/result.json"))] for p in policies}
+    runs = {p: r for p, r in runs.items() if r}
+    models = [Model(f"{name}, {cores:g} cores", profiles, cores) for name, profiles in sets.items()]
     lines = [f"# Simulator vs localwhisk ({time.strftime('%Y-%m-%d %H:%M')})", ""]
+    fitted = None
+    if fit_policy in runs and "measured" in sets:
+        plan = live.ReplayPlan(**runs[fit_policy][0]["plan"])
+        fitted, scores = fit_cores(runs[fit_policy], fit_policy, plan, sets["measured"], scratch,
+                                   grid=[round(c, 2) for c in np.arange(1.0, cores + 1e-9, 0.1)])
+        models.append(Model(f"measured, {fitted:g} cores (fitted)", sets["measured"], fitted))
+        lines += [f"Effective cores fitted to the p99 latencies of {fit_policy} (mean |log error| per candidate): "
+                  + ", ".join(f"{c:g}: {v:.3f}" for c, v in scores.items()), ""]
+    solo_median = {name: p.exec_median_s for name, p in sets.get("measured", {}).items()}
     tables: dict[str, dict[str, Any]] = {}
-    for policy in policies:
-        live_runs = [json.loads(p.read_text()) for p in sorted((out / "live" / policy).glob("run*/result.json"))]
-        if not live_runs:
-            continue
+    for policy, live_runs in runs.items():
         plan = live.ReplayPlan(**live_runs[0]["plan"])
         loads = [f"{r['load']['load_1m_mean']:.2f} ({r['load']['load_1m_min']:.2f}-{r['load']['load_1m_max']:.2f})"
                  for r in live_runs]
         lines += [f"## {policy}", "", f"{len(live_runs)} localwhisk runs; 1-min load average per run, mean (min-max): "
                   + ", ".join(loads), ""]
-        for set_name, profiles in sets.items():
-            sims = [simulate(policy, plan, profiles, k, out / "sim-scratch") for k in range(sim_seeds)]
+        for model in models:
+            sims = [simulate(policy, plan, model.profiles, k, scratch, model.cores) for k in range(sim_seeds)]
             table = compare(live_runs, sims)
-            tables[f"{policy} / {set_name}"] = table
-            lines += [f"### profiles: {set_name} ({sim_seeds} simulator seeds)", "",
+            tables[f"{policy} / {model.name}"] = table
+            lines += [f"### {model.name} ({sim_seeds} simulator seeds)", "", within_summary(table), "",
                       "Each cell: localwhisk mean / simulator mean (simulator's error).", "", markdown_table(table), ""]
+        if solo_median:
+            groups: dict[str, list[np.ndarray]] = {}
+            for k in range(len(live_runs)):
+                rows = live.read_replay_rows(out / "live" / policy / f"run{k}" / "replay" / "records.csv")
+                for key, values in concurrency_slowdowns(rows, solo_median).items():
+                    groups.setdefault(key, []).append(values)
+            lines += ["Run time on localwhisk over the solo median, by what else ran meanwhile (all runs):", "",
+                      "| during the run | activations | p50 | p90 | p99 |", "|---|---:|---:|---:|---:|"]
+            for key, parts in groups.items():
+                values = np.concatenate(parts)
+                if values.size:
+                    lines.append(f"| {key} | {values.size} | {np.percentile(values, 50):.2f} | "
+                                 f"{np.percentile(values, 90):.2f} | {np.percentile(values, 99):.2f} |")
+            lines.append("")
     shares_runs = [json.loads(p.read_text()) for p in sorted((out / "shares").glob("run*/result.json"))]
-    rows: list[dict[str, Any]] = []
+    rows_out: list[dict[str, Any]] = []
     if shares_runs:
-        rows = shares_report(shares_runs, sets, cores, shares_runs[0]["seconds"])
+        share_models = {f"{m.name}": (m.profiles, m.cores) for m in models if not m.name.startswith("estimated")}
+        rows_out = shares_report(shares_runs, share_models, shares_runs[0]["seconds"])
         lines += ["## CPU shares: slowdown under contention", "",
                   f"{len(shares_runs)} localwhisk runs; load per run: "
                   + ", ".join(f"{r['settings']['equal']['load']['load_1m_mean']:.2f}" for r in shares_runs), "",
-                  ("| profiles | setting | function | shares | localwhisk slowdown (min-max) | simulator | error "
-                  "| cores used: localwhisk / simulator |"), "|---|---|---|---:|---:|---:|---:|---:|"]
-        for r in rows:
+                  ("| model | setting | function | shares | localwhisk slowdown (min-max) | simulator | error "
+                   "| cores used: localwhisk / simulator |"), "|---|---|---|---:|---:|---:|---:|---:|"]
+        for r in rows_out:
             miss = abs(r["error"]) > TOLERANCE["slowdown"]
             error = f"{100 * r['error']:+.0f}%"
-            lines.append(f"| {r['profiles']} | {r['setting']} | {r['function']} | {r['shares']} | {r['live_slowdown']:.2f} "
+            lines.append(f"| {r['model']} | {r['setting']} | {r['function']} | {r['shares']} | {r['live_slowdown']:.2f} "
                          f"({r['live_min']:.2f}-{r['live_max']:.2f}) | {r['sim_slowdown']:.2f} "
                          f"| {'**' + error + '**' if miss else error} | {r['live_cores']:.2f} / {r['sim_cores']:.2f} |")
     (out / "report.md").write_text("\n".join(lines) + "\n")
-    (out / "errors.json").write_text(json.dumps({"replay": tables, "shares": rows}, indent=2))
+    (out / "errors.json").write_text(json.dumps({"replay": tables, "shares": rows_out, "fitted_cores": fitted}, indent=2))
     if tables:
         plot_errors(tables, out / "latency_errors.png")
     print("\n".join(lines))
+
+
+def within_summary(table: Mapping[str, Mapping[str, Any]]) -> str:
+    """How many functions each metric's error keeps within the acceptance."""
+    parts = []
+    for metric, label in (("p50_s", "p50 within 10%"), ("p99_s", "p99 within 20%"), ("cold_starts", "cold starts within 5%")):
+        errors = [row[metric]["error"] for row in table.values()]
+        inside = sum(1 for e in errors if math.isfinite(e) and abs(e) <= TOLERANCE[metric])
+        parts.append(f"{label}: {inside}/{len(errors)}")
+    return "Functions " + "; ".join(parts) + "."
 
 
 # --------------------------------------------------------------------------------------------

@@ -156,16 +156,16 @@ def staffing_decisions(snapshot: ClusterSnapshot, actions: np.ndarray, usable: n
 
 
 __all__ = [
-    "STAFFING_FEATURES",
-    "staffing_features",
     "ENSURE_ACTION",
     "N_STAFFING_ACTIONS",
     "POOL_LEVELS",
     "SHARE_FACTORS",
     "STAFFING_ACTIONS",
+    "STAFFING_FEATURES",
     "STAFFING_LEVELS",
     "StaffingSettings",
     "action_index",
     "openwhisk_shares",
     "staffing_decisions",
+    "staffing_features",
 ]

@@ -198,3 +198,22 @@ def test_a_pool_sampler_interpolates_each_actions_cpu_counter_at_the_windows_end
     used = sampler.cpu_used(["a", "b"], 5.0, 15.0)
     assert used[0] == pytest.approx(5.0 - 2.0)
     assert np.isnan(used[1])  # one reading cannot give a difference
+
+
+def test_only_warm_successful_activations_with_nothing_else_running_are_lone() -> None:
+    rows = live.ReplayRows(
+        function=np.array(["a", "b", "a", "a", "b", "a"], dtype=object),
+        status=np.array(["success"] * 5 + ["developer_error"], dtype=object),
+        scheduled_s=np.zeros(6), sent_s=np.zeros(6),
+        # a@[0,1) alone; b@[2,4) overlaps a@[3,5); a@[6,7) cold; b@[8,9) alone; a@[10,11) failed
+        start_s=np.array([0.0, 2.0, 3.0, 6.0, 8.0, 10.0]),
+        end_s=np.array([1.0, 4.0, 5.0, 7.0, 9.0, 11.0]),
+        wait_s=np.array([0.01, 0.0, 0.0, 0.0, 0.02, 0.0]),
+        init_s=np.array([0.0, 0.0, 0.0, 0.5, 0.0, 0.0]),
+        latency_s=np.array([1.01, 2.0, 2.0, 1.0, 1.02, 1.0]),
+        cold=np.array([False, False, False, True, False, False]),
+    )
+    lone = live.lone_run_times(rows)
+    assert set(lone) == {"a", "b"}
+    assert lone["a"] == pytest.approx([1.0])
+    assert lone["b"] == pytest.approx([1.0])
