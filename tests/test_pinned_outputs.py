@@ -69,7 +69,7 @@ def _same_numbers(pinned: bytes, written: bytes, label: str) -> None:
 CASES: dict[str, tuple[list[str], dict[str, str]]] = {
     # case -> (arguments after "mfrm", {pinned file: file the command writes, relative to its output})
     "demo": (
-        ["demo", "--minutes", "20", "--seed", "0", "--no-plots", "--out", "{out}"],
+        ["demo", "--start-minute", "480", "--minutes", "20", "--from-scratch", "--seed", "0", "--no-plots", "--out", "{out}"],
         {"overall.csv": "overall.csv", "functions.csv": "functions.csv"},
     ),
     "simulate": (

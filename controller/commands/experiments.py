@@ -44,18 +44,30 @@ from policies.registry import learned_policies, learns
 
 log = logging.getLogger(__name__)
 
-#: What ``mfrm demo`` runs: every baseline and both learners, which start from scratch and learn
-#: online during the demo (the online setting of the paper).
+#: What ``mfrm demo`` runs: every baseline and both learners.
 DEMO_POLICIES: tuple[str, ...] = ("openwhisk-default", "ensure", "kpa", "hpa", "hybrid-histogram", "nac-linear", "nac-nn")
 
-#: What ``mfrm demo`` sets on top of the defaults: the paper's cluster (21 invokers x 8 cores) and 12
-#: functions over all 480 minutes of the shipped sample (08:00-16:00).
+#: The folder of the learners' shipped checkpoints, ``<policy>.ckpt.npz``: each trained by
+#: ``scripts/train-checkpoints.sh`` on the training window of ``scenarios/paper-12.yaml`` (minutes
+#: 480-720), which the demo's window follows.
+DEMO_CHECKPOINTS: Path = Path(__file__).resolve().parents[2] / "checkpoints" / "paper-12"
+
+#: What ``mfrm demo`` sets on top of the defaults: the evaluation window of ``scenarios/paper-12.yaml``
+#: (the paper's cluster, 21 invokers x 8 cores, and 12 functions spread over the rate classes, minutes
+#: 720-960 of the shipped sample), and the learners as the shipped checkpoints were trained: the
+#: staffing action scheme and the operator's reward.
 DEMO_OVERRIDES: dict[str, Any] = {
     "cluster.invokers": 21,
     "cluster.cores": 8.0,
     "cluster.user_memory_mb": 2048,
     "workload.functions": 12,
-    "workload.minutes": 480,
+    "workload.select": "spread",
+    "workload.profiles": "benchmark",
+    "workload.rate_scale": 1.0,
+    "workload.start_minute": 720,
+    "workload.minutes": 240,
+    "reward.kind": "operator",
+    "policy.params": {"nac-linear": {"scheme": "staffing"}, "nac-nn": {"scheme": "staffing"}},
     "policy.compare": list(DEMO_POLICIES),
     "output.out_dir": "runs/demo",
 }
@@ -210,23 +222,51 @@ def compare_command(policies: str | None, checkpoints: tuple[str, ...], frozen: 
 
 
 @click.command("demo")
+@click.option("--checkpoints", "checkpoint_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=DEMO_CHECKPOINTS, show_default="checkpoints/paper-12 of the project",
+              help="Folder of <policy>.ckpt.npz files the learners start from, frozen and greedy.")
+@click.option("--from-scratch", is_flag=True, default=False,
+              help="The learners start untrained and learn online during the demo instead.")
 @_batch_options(DEMO_OVERRIDES)
-def demo_command(config: Path | None, sets: tuple[str, ...], verbose: bool, **options: Any) -> None:
-    """Compare every manager of ``policy.compare`` on the paper-scale simulated cluster (21 x 8 cores)."""
+def demo_command(checkpoint_dir: Path, from_scratch: bool, config: Path | None, sets: tuple[str, ...], verbose: bool,
+                 **options: Any) -> None:
+    """Compare every manager of ``policy.compare`` on the paper-scale simulated cluster (21 x 8 cores),
+    the learners started from the shipped checkpoints."""
     configure_logging(_log_level(verbose))
     settings = batch_settings(config, options, sets, DEMO_OVERRIDES)
-    execute(settings, list(settings.policy.compare), command_line(),
+    execute(settings, demo_specs(settings.policy.compare, None if from_scratch else checkpoint_dir), command_line(),
             f"{settings.cluster.invokers} invokers x {settings.cluster.cores:g} cores, "
             f"{settings.workload.functions} functions, {settings.workload.minutes} min")
 
 
+def demo_specs(names: Sequence[str], checkpoint_dir: Path | None) -> list[PolicySpec]:
+    """The demo's policies: each learner from ``checkpoint_dir/<name>.ckpt.npz``, frozen and greedy,
+    as the evaluation suite judges a trained learner; one without a file there (or every learner, with
+    no folder) starts from scratch and learns online, and the log says so."""
+    specs = []
+    for name in names:
+        if not learns(name) or checkpoint_dir is None:
+            specs.append(PolicySpec(name))
+            continue
+        path = checkpoint_dir / f"{name}.ckpt.npz"
+        if path.is_file():
+            specs.append(PolicySpec(name, path, frozen=True, greedy=True))
+        else:
+            log.warning("%s: no checkpoint at %s; it starts from scratch and learns online "
+                        "(scripts/train-checkpoints.sh makes the shipped ones)", name, path)
+            specs.append(PolicySpec(name))
+    return specs
+
+
 __all__ = [
+    "DEMO_CHECKPOINTS",
     "DEMO_OVERRIDES",
     "DEMO_POLICIES",
     "batch_settings",
     "compare_command",
     "compare_specs",
     "demo_command",
+    "demo_specs",
     "execute",
     "parse_checkpoints",
     "simulate_command",

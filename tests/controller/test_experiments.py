@@ -292,3 +292,66 @@ def test_on_the_simulated_cluster_smaller_shares_cost_the_same_memory_and_only_m
     assert narrow["memory_gb_s"] == pytest.approx(wide["memory_gb_s"], rel=1e-9)
     assert narrow["container_s"] == pytest.approx(wide["container_s"], rel=1e-9)
     assert narrow["paper_cpu_utilisation"] > 4 * wide["paper_cpu_utilisation"]
+
+
+# --- the demo's learners ---------------------------------------------------------------------------
+
+
+def test_the_demo_plays_the_evaluation_window_of_the_scenario_its_checkpoints_were_trained_on():
+    from controller.bench.scenarios import SCENARIO_DIR, load_scenario
+    from controller.commands.experiments import DEMO_OVERRIDES
+
+    scenario = load_scenario(SCENARIO_DIR / "paper-12.yaml")
+    evaluate = scenario.settings("evaluate", False)
+    demo = load_settings(None, DEMO_OVERRIDES)
+    assert demo.cluster == evaluate.cluster
+    assert demo.workload == evaluate.workload
+    train = scenario.settings("train", False)
+    # The windows do not overlap: the demo is judged on minutes the checkpoints never saw.
+    assert train.workload.start_minute + train.workload.minutes <= demo.workload.start_minute
+
+
+@pytest.mark.parametrize("policy", ["nac-linear", "nac-nn"])
+def test_the_shipped_checkpoint_of_each_learner_loads_with_the_demos_settings(policy):
+    from controller.commands.experiments import DEMO_CHECKPOINTS, DEMO_OVERRIDES
+
+    path = DEMO_CHECKPOINTS / f"{policy}.ckpt.npz"
+    assert path.is_file(), f"{path} is not shipped (scripts/train-checkpoints.sh makes it)"
+    settings = load_settings(None, DEMO_OVERRIDES)
+    built = build_policy(settings, PolicySpec(policy, path, frozen=True, greedy=True))
+    trained = build_policy(settings, PolicySpec(policy))
+    # Loaded, not fresh: its weights are not a fresh learner's.
+    loaded, fresh = built.state_dict(), trained.state_dict()
+    differ = [k for k in loaded if k.startswith("learner/") and not np.array_equal(loaded[k], fresh[k])]
+    assert differ, "the checkpoint's weights equal a fresh learner's"
+    # The record beside it says how it was made, with no path of the machine that made it.
+    record = json.loads(path.with_name(f"{policy}.ckpt.run.json").read_text())
+    assert record["command"].startswith(f"mfrm train --policy {policy} --scenario scenarios/paper-12.yaml")
+    assert "/work/" not in json.dumps(record) and not str(record.get("trace_dir", "")).startswith("/")
+
+
+def test_a_learner_without_a_checkpoint_in_the_demos_folder_starts_from_scratch_and_says_so(tmp_path, caplog):
+    from controller.commands.experiments import demo_specs
+
+    (tmp_path / "nac-linear.ckpt.npz").write_bytes(b"")
+    with caplog.at_level("WARNING"):
+        specs = demo_specs(["ensure", "nac-linear", "nac-nn"], tmp_path)
+    by_name = {s.name: s for s in specs}
+    assert by_name["ensure"].checkpoint is None
+    assert by_name["nac-linear"].checkpoint == tmp_path / "nac-linear.ckpt.npz"
+    assert by_name["nac-linear"].frozen and by_name["nac-linear"].greedy
+    assert by_name["nac-nn"].checkpoint is None and not by_name["nac-nn"].frozen
+    assert "nac-nn: no checkpoint at" in caplog.text
+    assert all(s.checkpoint is None for s in demo_specs(["nac-linear"], None))
+
+
+def test_a_demo_whose_checkpoint_does_not_fit_the_learner_is_refused_naming_the_file(tmp_path):
+    from controller.commands.experiments import DEMO_CHECKPOINTS
+
+    # The shipped checkpoints were trained with the staffing scheme; the moves scheme has other shapes.
+    (tmp_path / "nac-linear.ckpt.npz").write_bytes((DEMO_CHECKPOINTS / "nac-linear.ckpt.npz").read_bytes())
+    result = CliRunner().invoke(main, ["demo", "--checkpoints", str(tmp_path), "--set", "policy.compare=[nac-linear]",
+                                       "--set", "policy.params.nac-linear.scheme=moves", "--out", str(tmp_path / "o"),
+                                       *TINY])
+    assert result.exit_code != 0
+    assert "nac-linear.ckpt.npz" in result.output and "Traceback" not in result.output
