@@ -247,25 +247,35 @@ def plot_frontiers(points: Sequence[PointSummary], scenario: str, description: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 6.2))
     families: dict[str, list[PointSummary]] = defaultdict(list)
     for p in points:
         families[p.family].append(p)
-    colours = plt.get_cmap("tab10")
+    # Baselines in tab10's colours, learners (stars) in Dark2's: no two families of one kind share one.
+    baseline_colours, learner_colours = plt.get_cmap("tab10"), plt.get_cmap("Dark2")
+    colour: dict[str, Any] = {}
+    for family in families:
+        palette = learner_colours if family.startswith("nac-") else baseline_colours
+        taken = sum(1 for f in colour if f.startswith("nac-") == family.startswith("nac-"))
+        colour[family] = palette(taken % palette.N)
     for ax, (plane, x, xlabel, y, ylabel) in zip(axes, PLANES):
-        for k, (family, members) in enumerate(families.items()):
+        for family, members in families.items():
             learner = family.startswith("nac-")
             xs = [m.means[x] for m in members]
             ys = [100 * m.means[y] for m in members]
             xe = [m.sds[x] for m in members]
             ye = [100 * m.sds[y] for m in members]
-            style = {"marker": "*" if learner else "o", "markersize": 14 if learner else 6,
-                     "linestyle": "none" if learner or len(members) == 1 else "-", "color": colours(k % 10)}
+            # A family of several points is joined in knob order: a baseline's sweep with a solid
+            # line, a learner's α sweep (its own frontier) with a dashed one.
+            swept = len(members) > 1 and (not learner or all("alpha=" in m.point for m in members))
+            line = "none" if not swept else "--" if learner else "-"
+            style = {"marker": "*" if learner else "o", "markersize": 12 if learner else 6,
+                     "linestyle": line, "color": colour[family]}
             ax.errorbar(xs, ys, xerr=xe, yerr=ye, label=family, capsize=2, linewidth=1, **style)
             for m in members:
                 if m.default and not learner and len(members) > 1:
                     ax.plot(m.means[x], 100 * m.means[y], marker="s", markersize=9, markerfacecolor="none",
-                            color=colours(k % 10))
+                            color=colour[family])
         front = frontier([p for p in points if not p.family.startswith("nac-")], x, y)
         if front:
             ax.step([p.means[x] for p in front], [100 * p.means[y] for p in front], where="post", color="black",
@@ -273,16 +283,18 @@ def plot_frontiers(points: Sequence[PointSummary], scenario: str, description: s
         # Rates from a hundredth of a percent to 100% and memory over a factor of ten: both axes
         # logarithmic (the y axis linear below 0.1%, so a point at 0 is still drawn).
         ax.set_yscale("symlog", linthresh=0.1, linscale=0.5)
+        ax.set_ylim(bottom=0)  # a rate is never negative, whatever a bar of one sd says
         ax.set_xscale("log")
         ax.set_xlabel(xlabel + " (log scale)")
         ax.set_ylabel(ylabel + " (log scale above 0.1%)")
         ax.grid(True, which="both", alpha=0.3)
         ax.set_title("SLO violations against memory held" if plane.startswith("violations")
                      else "cold starts against idle memory")
-    axes[0].legend(fontsize="small", loc="best")
-    fig.suptitle(f"{scenario}: {description} (means over seeds, ±1 sd; squares: each family's default)",
-                 fontsize="medium")
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=7, fontsize="small", frameon=False)
+    fig.suptitle(f"{scenario}: {description}\n(means over seeds, ±1 sd; squares: each baseline's default; "
+                 "stars: the learners, an α sweep dashed)", fontsize="medium")
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -43,6 +43,15 @@ log = logging.getLogger(__name__)
 DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
 
 
+def _shown(path: Path) -> str:
+    """A file as the record names it: relative to the working directory when it lies under it (the
+    record then holds no path of the machine that made it)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def parse_seeds(text: str | None) -> tuple[int, ...]:
     """``--seeds``: a comma-separated list of seeds and ranges, e.g. ``0-4`` or ``0,1,7``."""
     if text is None:
@@ -158,7 +167,7 @@ def bench_command(scenario_files: tuple[Path, ...], quick: bool, seed_values: st
              for s in scenarios if s.name in summaries]
     (out / "bench.json").write_text(json.dumps({
         "command": command_line(), "quick": quick, "seeds": list(seeds), "points": [p.label for p in points],
-        "scenarios": [{"name": s.name, "file": str(s.path),
+        "scenarios": [{"name": s.name, "file": _shown(s.path),
                        "sha256": hashlib.sha256(s.path.read_bytes()).hexdigest()} for s in scenarios],
         "cells": len(cells), "wall_s_this_run": wall_s, "versions": versions(),
     }, indent=2), encoding="utf-8")
