@@ -548,3 +548,19 @@ def lone_run_times(rows: ReplayRows) -> dict[str, np.ndarray]:
     keep = lone & (rows.status == "success") & ~rows.cold
     run_s = rows.latency_s - rows.wait_s - rows.init_s
     return {str(name): run_s[keep & (rows.function == name)] for name in np.unique(rows.function[keep])}
+
+
+def run_rotation(runs: Mapping[str, PolicyRun], plan: ReplayPlan, solo: Path, out: Path, repeats: int,
+                 cpu_weight: int = PLATFORM_CPU_WEIGHT) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """Every run of ``runs`` (label -> run) ``repeats`` times, the labels in turn within each round so
+    that each meets the same machine load, each in ``out/live/<label>/run<k>``. A run whose
+    ``result.json`` exists is kept, not repeated (the rotation resumes). Yields (label, round, result)
+    of each run made."""
+    for repeat in range(repeats):
+        for label, run in runs.items():
+            folder = out / "live" / label / f"run{repeat}"
+            if (folder / "result.json").exists():
+                continue
+            print(f"{label}, run {repeat}: {plan.minutes} trace minutes ...", flush=True)
+            yield label, repeat, run_live(run, plan, solo, folder, cpu_weight)
+

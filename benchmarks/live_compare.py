@@ -297,16 +297,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                                                                 runs["nac-linear-train"].checkpoint)), flush=True)  # type: ignore[arg-type]
     elif args.step == "run":
         runs = policy_runs(out)
-        for repeat in range(args.repeats):
-            for label in args.policies:
-                folder = out / "live" / label / f"run{repeat}"
-                if (folder / "result.json").exists():
-                    continue
-                print(f"{label}, run {repeat}: {plan.minutes} trace minutes ...", flush=True)
-                result = live.run_live(runs[label], plan, solo, folder, args.cpu_weight)
-                o = result["costs"]["overall"]
-                print(f"  load {result['load']['load_1m_mean']:.2f}; SLO violations {o['slo_violation_rate']:.1%}, "
-                      f"memory {o['memory_gb_s']:.0f} GB-s, idle {o['idle_memory_gb_s']:.0f} GB-s", flush=True)
+        chosen = {label: runs[label] for label in args.policies}
+        for _, _, result in live.run_rotation(chosen, plan, solo, out, args.repeats, args.cpu_weight):
+            o = result["costs"]["overall"]
+            print(f"  load {result['load']['load_1m_mean']:.2f}; SLO violations {o['slo_violation_rate']:.1%}, "
+                  f"memory {o['memory_gb_s']:.0f} GB-s, idle {o['idle_memory_gb_s']:.0f} GB-s", flush=True)
     else:
         report(out, args.policies)
 

@@ -487,14 +487,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"--solo {solo}: no such file (measure it with python -m workload.functions.solo --json)")
     plan = live.ReplayPlan(args.functions, args.select, args.start_minute, args.minutes, args.rate_scale, args.seed, args.tick)
     if args.step == "replay":
-        for repeat in range(args.repeats):
-            for policy in args.policies:
-                run = out / "live" / policy / f"run{repeat}"
-                if (run / "result.json").exists():
-                    continue
-                print(f"{policy}, run {repeat}: {plan.minutes} trace minutes ...", flush=True)
-                result = live.run_live(live.PolicyRun(policy, policy), plan, solo, run, args.cpu_weight)
-                print(f"  load {result['load']}", flush=True)
+        runs = {policy: live.PolicyRun(policy, policy) for policy in args.policies}
+        for _, _, result in live.run_rotation(runs, plan, solo, out, args.repeats, args.cpu_weight):
+            print(f"  load {result['load']}", flush=True)
     elif args.step == "shares":
         pair = tuple(args.pair.split(","))
         if len(pair) != 2:

@@ -217,3 +217,21 @@ def test_only_warm_successful_activations_with_nothing_else_running_are_lone() -
     assert set(lone) == {"a", "b"}
     assert lone["a"] == pytest.approx([1.0])
     assert lone["b"] == pytest.approx([1.0])
+
+
+def test_a_rotation_runs_each_label_in_turn_per_round_and_keeps_finished_runs(tmp_path, monkeypatch) -> None:
+    made = []
+
+    def fake_run_live(run, plan, solo, folder, cpu_weight):
+        made.append(folder.relative_to(tmp_path).as_posix())
+        return {"label": run.label}
+
+    monkeypatch.setattr(live, "run_live", fake_run_live)
+    finished = tmp_path / "live" / "b" / "run0"
+    finished.mkdir(parents=True)
+    (finished / "result.json").write_text("{}")
+    runs = {"a": live.PolicyRun("a", "ensure"), "b": live.PolicyRun("b", "openwhisk-default")}
+    plan = live.ReplayPlan(12, "busiest", 480, 5, 0.25, 0, 10.0)
+    done = list(live.run_rotation(runs, plan, tmp_path / "solo.json", tmp_path, repeats=2))
+    assert made == ["live/a/run0", "live/a/run1", "live/b/run1"]
+    assert [(label, k) for label, k, _ in done] == [("a", 0), ("a", 1), ("b", 1)]
