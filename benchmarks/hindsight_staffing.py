@@ -1,6 +1,7 @@
 """How far beyond ENSURE's frontier any choice of a staffing constant per function could reach.
 
     python benchmarks/hindsight_staffing.py SCENARIO.yaml [--part evaluate] [--seeds 0-2] [--out DIR]
+        [--choose-on same|train] [--quick] [--against RESULTS.csv]
 
 The learners' staffing scheme chooses, per function, a staffing constant c (or the platform). The
 best that such a choice could do is bounded by an oracle that knows each function's outcome at each
@@ -9,7 +10,9 @@ platform alone, ``openwhisk-default``), each function's SLO violations (unfinish
 invocations counted as violations) and memory held are read per run, and for a grid of prices λ
 every function takes the choice minimising violations + λ x memory GB-s. Each λ gives one point of
 the oracle's frontier; the script then reports, at each oracle point, how many fewer violations it
-has than ENSURE's frontier at the same memory.
+has than ENSURE's frontier at the same memory — and, with ``--against`` a bench's ``results.csv`` of the
+same windows (``--quick`` for a ``mfrm bench --quick``), than the frontier of every baseline of the
+suite (the one a learner is judged against), seed by seed.
 
 The oracle is a bound, not a policy: it chooses with hindsight, on the very window it is scored on,
 and it assumes functions do not interact (true where the cluster's memory and cores are not
@@ -36,7 +39,8 @@ from controller.runner import run_policy
 CONSTANTS: tuple[float, ...] = (0.0, 0.5, 1.06, 1.5, 2.0, 2.5, 3.0, 4.0)
 
 
-def per_function(scenario: Path, part: str, seed: int) -> tuple[list[str], dict[str, np.ndarray], np.ndarray]:
+def per_function(scenario: Path, part: str, seed: int, quick: bool = False
+                 ) -> tuple[list[str], dict[str, np.ndarray], np.ndarray]:
     """Violations and memory GB-s per function (columns) at every choice (rows: the platform, then each c),
     and the invocations per function; ``names`` in the table: the functions, in column order."""
     base = load_scenario(scenario)
@@ -45,11 +49,11 @@ def per_function(scenario: Path, part: str, seed: int) -> tuple[list[str], dict[
     invocations = None
     for choice in choices:
         if choice == "platform":
-            settings = base.settings(part, False, {"seed": seed, "output.plots": False})
+            settings = base.settings(part, quick, {"seed": seed, "output.plots": False})
             policy = "openwhisk-default"
         else:
             c = float(choice[2:])
-            settings = base.settings(part, False, {"seed": seed, "output.plots": False,
+            settings = base.settings(part, quick, {"seed": seed, "output.plots": False,
                                                    "policy.params": {"ensure": {"staffing_c": c}}})
             policy = "ensure"
         workload = build_workload(settings)
@@ -93,6 +97,22 @@ def frontier_at(memory: np.ndarray, rate: np.ndarray, at: float) -> float:
     return float(np.interp(at, xs, ys))
 
 
+def baseline_frontiers(path: Path, scenario: str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per seed, (memory GB-s, violation rate) of every baseline point of scenario ``scenario`` in a bench's
+    ``results.csv`` (the families whose name does not start with ``nac-``)."""
+    points: dict[int, tuple[list[float], list[float]]] = {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if row["scenario"] != scenario or row["family"].startswith("nac-"):
+                continue
+            memory, rate = points.setdefault(int(row["seed"]), ([], []))
+            memory.append(float(row["memory_gb_s"]))
+            rate.append(float(row["slo_violation_rate"]))
+    if not points:
+        sys.exit(f"{path}: no baseline rows of scenario {scenario!r}")
+    return {seed: (np.array(m), np.array(r)) for seed, (m, r) in points.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenario", type=Path)
@@ -103,6 +123,11 @@ def main() -> None:
                         help="pick each function's choice on the scored window itself (same: the hindsight "
                              "bound) or on the scenario's training window, the same seed (train: what a "
                              "per-function constant learned from the training window gives)")
+    parser.add_argument("--quick", action="store_true",
+                        help="the scenario's quick windows (those of mfrm bench --quick) instead of its full ones")
+    parser.add_argument("--against", type=Path, default=None, metavar="RESULTS.csv",
+                        help="a bench's results.csv of the same windows: also compare with the frontier of every "
+                             "baseline in it, seed by seed [default: ENSURE's frontier only]")
     args = parser.parse_args()
     if "-" in args.seeds:
         lo, hi = (int(v) for v in args.seeds.split("-"))
@@ -110,13 +135,15 @@ def main() -> None:
     else:
         seeds = [int(v) for v in args.seeds.split(",")]
     prices = np.geomspace(1e-4, 10.0, 60)
+    scenario_name = load_scenario(args.scenario).name
+    suite = baseline_frontiers(args.against, scenario_name) if args.against else None
     rows = []
     for seed in seeds:
-        _, table, invocations = per_function(args.scenario, args.part, seed)
+        _, table, invocations = per_function(args.scenario, args.part, seed, args.quick)
         v, m = table["violations"], table["memory"]
         chosen_on = None
         if args.choose_on == "train":
-            _, train, _ = per_function(args.scenario, "train", seed)
+            _, train, _ = per_function(args.scenario, "train", seed, args.quick)
             if list(train["names"]) != list(table["names"]):
                 sys.exit(f"{args.scenario}: the training window has other functions than the {args.part} window; "
                          "--choose-on train needs the same ones")
@@ -125,11 +152,18 @@ def main() -> None:
         ensure_memory = m[1:].sum(axis=1)
         for price, rate, memory in oracle_frontier(v, m, invocations, prices, chosen_on):
             reference = frontier_at(ensure_memory, ensure_rate, memory)
-            rows.append({"seed": seed, "price": price, "oracle_violation_rate": rate, "oracle_memory_gb_s": memory,
-                         "ensure_frontier_violation_rate": reference,
-                         "fewer_violations": 1 - rate / reference if reference > 0 else float("nan")})
+            row = {"seed": seed, "price": price, "oracle_violation_rate": rate, "oracle_memory_gb_s": memory,
+                   "ensure_frontier_violation_rate": reference,
+                   "fewer_violations": 1 - rate / reference if reference > 0 else float("nan")}
+            if suite is not None:
+                if seed not in suite:
+                    sys.exit(f"{args.against}: no baseline rows of scenario {scenario_name!r} for seed {seed}")
+                best = frontier_at(*suite[seed], memory)
+                row["suite_frontier_violation_rate"] = best
+                row["fewer_violations_than_suite"] = 1 - rate / best if best > 0 else float("nan")
+            rows.append(row)
     args.out.mkdir(parents=True, exist_ok=True)
-    suffix = "" if args.choose_on == "same" else "-chosen-on-train"
+    suffix = ("" if args.choose_on == "same" else "-chosen-on-train") + ("-quick" if args.quick else "")
     path = args.out / f"{args.scenario.stem}-{args.part}{suffix}.csv"
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -138,9 +172,20 @@ def main() -> None:
     gains = np.array([r["fewer_violations"] for r in rows], dtype=float)
     gains = gains[np.isfinite(gains)]
     who = "the hindsight oracle" if args.choose_on == "same" else "the choice made on the training window"
-    print(f"{args.scenario.name} ({args.part}, seeds {seeds}): {who} has at most "
-          f"{100 * gains.max():.1f}% fewer violations than ENSURE's frontier at the same memory "
-          f"(median over its points {100 * np.median(gains):.1f}%); rows in {path}")
+    if not gains.size:
+        print(f"{args.scenario.name} ({args.part}, seeds {seeds}): no point of {who} lies within ENSURE's memory "
+              f"range; rows in {path}")
+    else:
+        print(f"{args.scenario.name} ({args.part}, seeds {seeds}): {who} has at most "
+              f"{100 * gains.max():.1f}% fewer violations than ENSURE's frontier at the same memory "
+              f"(median over its points {100 * np.median(gains):.1f}%); rows in {path}")
+    if suite is not None:
+        against = np.array([r["fewer_violations_than_suite"] for r in rows], dtype=float)
+        against = against[np.isfinite(against)]
+        if against.size:
+            print(f"  against every baseline of {args.against}: at most {100 * against.max():.1f}% fewer violations "
+                  f"(median over its points {100 * np.median(against):.1f}%; {np.mean(against >= 0.2):.0%} of them "
+                  f">= 20%)")
 
 
 if __name__ == "__main__":

@@ -40,8 +40,10 @@ from policies.serverless_features import (
 )
 from policies.staffing import (
     ENSURE_ACTION,
+    N_PORTFOLIO_ACTIONS,
     N_STAFFING_ACTIONS,
     STAFFING_FEATURES,
+    KpaMembers,
     StaffingSettings,
     staffing_decisions,
     staffing_features,
@@ -176,10 +178,11 @@ class AgentSettings:
     """How an action becomes targets: ``moves`` (the nine moves of ``policies.serverless_features``:
     the pool and the shares one step up, down or held, inside the staffing band) or ``staffing``
     (``policies.staffing``: per function a staffing constant or the platform's keep-alive, and a
-    CPU level)."""
+    CPU level) or ``portfolio`` (the staffing scheme's levels and, as further pool levels, the
+    Knative pod autoscaler at three target utilisations: per function, whose rule sizes its pool)."""
     warm_start: str = "none"
     """Where the policy starts: ``none`` (θ₀ = 0, the uniform policy, as Algorithm 1 does) or
-    ``ensure`` (``staffing`` scheme only: the policy starts as ENSURE's pool rule, its default
+    ``ensure`` (``staffing`` and ``portfolio`` schemes: the policy starts as ENSURE's pool rule, its default
     constant with OpenWhisk's shares, chosen with probability ``warm_start_probability`` in every
     state), so a fresh deployment is not worse than ENSURE from its first tick."""
     warm_start_probability: float = 0.9
@@ -197,12 +200,18 @@ class AgentSettings:
             raise ValueError(f"AgentSettings.scheme={self.scheme!r}: must be one of {', '.join(ACTION_SCHEMES)}")
         if self.warm_start not in ("none", "ensure"):
             raise ValueError(f"AgentSettings.warm_start={self.warm_start!r}: must be none or ensure")
-        if self.warm_start == "ensure" and self.scheme != "staffing":
-            raise ValueError("AgentSettings.warm_start=ensure needs scheme=staffing (ENSURE's rule is one of its actions)")
+        if self.warm_start == "ensure" and not self.staffed:
+            raise ValueError("AgentSettings.warm_start=ensure needs scheme=staffing or portfolio (ENSURE's rule is "
+                             "one of their actions)")
         if self.fallback not in ("none", "ensure"):
             raise ValueError(f"AgentSettings.fallback={self.fallback!r}: must be none or ensure")
         if not 0 < self.warm_start_probability < 1:
             raise ValueError(f"AgentSettings.warm_start_probability={self.warm_start_probability}: must be in (0, 1)")
+
+    @property
+    def staffed(self) -> bool:
+        """Whether the scheme sizes pools by staffing levels (``staffing`` or ``portfolio``)."""
+        return self.scheme in ("staffing", "portfolio")
 
     @property
     def n_actions(self) -> int:
@@ -212,7 +221,7 @@ class AgentSettings:
     def state_dim(self, features: FeatureSettings) -> int:
         """Length of the state vector x(s) under this scheme: the game's features, and the staffing
         scheme's own (``policies.staffing.STAFFING_FEATURES``) after them."""
-        return features.state_dim + (len(STAFFING_FEATURES) if self.scheme == "staffing" else 0)
+        return features.state_dim + (len(STAFFING_FEATURES) if self.staffed else 0)
 
     def warm_start_logit(self) -> float:
         """The preference of the warm-start action over every other that gives it
@@ -222,7 +231,8 @@ class AgentSettings:
 
 
 #: The action schemes and their number of actions.
-ACTION_SCHEMES: dict[str, int] = {"moves": N_ACTIONS, "staffing": N_STAFFING_ACTIONS}
+ACTION_SCHEMES: dict[str, int] = {"moves": N_ACTIONS, "staffing": N_STAFFING_ACTIONS,
+                                  "portfolio": N_PORTFOLIO_ACTIONS}
 
 
 class SharedPolicyAgent:
@@ -268,7 +278,9 @@ class SharedPolicyAgent:
         self.agent = agent
         """How the driver uses the learner (frozen, greedy, reward centring, action scheme)."""
         self.staffing = staffing or StaffingSettings()
-        """The staffing scheme's constants (``agent.scheme == "staffing"``)."""
+        """The staffing scheme's constants (``agent.scheme`` ``staffing`` or ``portfolio``)."""
+        self.members = KpaMembers() if agent.scheme == "portfolio" else None
+        """The rules a ``portfolio`` pool level can follow (None under the other schemes)."""
         if agent.warm_start == "ensure":
             learner.prefer(ENSURE_ACTION, agent.warm_start_logit(), self._bias_entry())
         self.seed = seed
@@ -298,14 +310,14 @@ class SharedPolicyAgent:
     def _bias_entry(self) -> float:
         """The value of x(s)'s first entry (the bias) in every state, under this scheme's scaling."""
         base = self.features.state_dim - self.features.mu_bins + 1  # the squared-norm bound of x(s)
-        if self.agent.scheme == "staffing":
+        if self.agent.staffed:
             return 1.0 / math.sqrt(base + len(STAFFING_FEATURES))
         return 1.0 / math.sqrt(base)
 
     def _state(self, snapshot: ClusterSnapshot, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The state vectors x(s) of every function (‖x‖ <= 1) and which rows are usable."""
         feats = state_features(snapshot, mu, self.features)
-        if self.agent.scheme != "staffing":
+        if not self.agent.staffed:
             return feats.x, feats.usable
         # The game's vector is scaled by 1/sqrt(b) (b its squared-norm bound); the staffing entries
         # (each in [0, 1]) join it and the whole is rescaled by 1/sqrt(b + 3), keeping ‖x‖ <= 1.
@@ -327,9 +339,10 @@ class SharedPolicyAgent:
         self._prepared = None
         if self._latest is None or self._latest.time_s != step.time_s:
             self._before, self._latest = self._latest, step
-        if self.agent.scheme == "staffing":
+        if self.agent.staffed:
+            followed = self.members.counts(snapshot, mu) if self.members is not None else None
             decisions = staffing_decisions(snapshot, step.actions, step.usable, self._staffing_load(snapshot),
-                                           self.staffing, self.agent.label, self.actions.idle_load)
+                                           self.staffing, self.agent.label, self.actions.idle_load, followed)
         else:
             decisions = actions_to_decisions(
                 snapshot.functions,

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from scipy.special import gammaincc, gammaln
 
-from policies.types import UNMANAGED, ClusterSnapshot, Decisions, Policy
+from policies.types import KEEP_SHARES, UNMANAGED, ClusterSnapshot, Decisions, Policy
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,14 @@ class FallbackSettings:
     margin, before it falls back: below that, a difference is noise."""
     hold_ticks: int = 60
     """Ticks in fallback before the learner may take control back (one window)."""
+    heuristic_floor: bool = False
+    """While the learner is in control, no function gets fewer containers or fewer CPU shares than the
+    heuristic decides for it in the same tick (a function the learner leaves to the platform gets the
+    heuristic's pool where the heuristic manages it). The learner can then only add headroom above the
+    heuristic, so a smaller pool can never make it worse; what it learns is where extra containers or
+    CPU pay for their memory. Its transitions keep the action it chose: to the learner the floor is part
+    of the environment (actions below the floor act as the floor). False leaves the learner free to hold
+    less than the heuristic, guarded by the fallback alone."""
 
     def __post_init__(self) -> None:
         if self.window_ticks < 1 or self.hold_ticks < 0:
@@ -124,6 +132,33 @@ def _memory_gb(pool: np.ndarray, functions: Any, tick_s: float) -> float:
     return float(np.sum(np.maximum(k, 0.0) * memory)) * tick_s / 1024.0
 
 
+def floored(mine: Decisions, theirs: Decisions, heuristic: str) -> Decisions:
+    """``mine`` with every pool and every CPU share at least ``theirs`` (where ``theirs`` decided one).
+
+    A pool: where the heuristic sets one, the larger of the two (a learner's ``UNMANAGED`` — the
+    platform's on-demand containers — counts as none); where it leaves the function to the platform,
+    the learner's. Shares likewise (``KEEP_SHARES`` counts as none). ``action`` stays the learner's.
+    """
+    theirs_ok, mine_ok = np.asarray(theirs.valid, dtype=bool), np.asarray(mine.valid, dtype=bool)
+    only_theirs = theirs_ok & ~mine_ok  # the learner made no decision: the heuristic's stands
+    theirs_c, theirs_s = np.asarray(theirs.containers), np.asarray(theirs.cpu_shares)
+    mine_c = np.where(only_theirs, UNMANAGED, np.asarray(mine.containers))
+    mine_s = np.where(only_theirs, KEEP_SHARES, np.asarray(mine.cpu_shares))
+    set_c = theirs_ok & (theirs_c != UNMANAGED)
+    set_s = theirs_ok & (theirs_s != KEEP_SHARES)
+    containers = np.where(set_c, np.where(mine_c == UNMANAGED, theirs_c, np.maximum(mine_c, theirs_c)), mine_c)
+    shares = np.where(set_s, np.where(mine_s == KEEP_SHARES, theirs_s, np.maximum(mine_s, theirs_s)), mine_s)
+    lifted = (containers != mine_c) | (shares != mine_s)
+    reasons = tuple(
+        (f"{heuristic} (the learner made no decision): {r_h}" if alone
+         else f"{r} (held up to {heuristic}'s {c} containers, {s} shares)" if up else r)
+        for r, r_h, alone, up, c, s in zip(mine.reasons, theirs.reasons, only_theirs.tolist(), lifted.tolist(),
+                                           containers.tolist(), shares.tolist()))
+    action = None if mine.action is None else np.where(only_theirs, -1, mine.action)
+    return Decisions(containers=containers.astype(np.int64), cpu_shares=shares.astype(np.int64),
+                     valid=mine_ok | theirs_ok, reasons=reasons, action=action)
+
+
 class FallbackLearner:
     """A learner with ENSURE (or another heuristic) as its safety net (see the module docstring)."""
 
@@ -156,6 +191,8 @@ class FallbackLearner:
     def decide(self, snapshot: ClusterSnapshot, mu: np.ndarray) -> Decisions:
         mine = self.learner.decide(snapshot, mu)
         theirs = self.heuristic.decide(snapshot, mu)
+        if self.settings.heuristic_floor:
+            mine = floored(mine, theirs, self.heuristic.name)  # what the learner's control applies
         self._pending = (np.asarray(mine.containers).copy(), np.asarray(theirs.containers).copy(), self.active)
         if not self.active:
             return mine
@@ -271,4 +308,4 @@ class FallbackLearner:
 
 
 __all__ = ["FALLBACK_DIAGNOSTICS", "FALLBACK_REASONS", "FallbackLearner", "FallbackSettings", "erlang_c",
-           "expected_violations"]
+           "expected_violations", "floored"]

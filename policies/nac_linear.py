@@ -363,7 +363,7 @@ def nac_linear(*, seed: int = 0, mode: str = "natural", **params: Any) -> Shared
         "agent": asdict(agent),
         "learner": _linear_record(mode, routed["learner"], agent.state_dim(features), agent.n_actions),
     }
-    if agent.scheme == "staffing":
+    if agent.staffed:
         record["staffing"] = asdict(staffing)
     return with_fallback(SharedPolicyAgent(
         "nac-linear",

@@ -341,7 +341,7 @@ def nac_nn(*, seed: int = 0, **params: Any) -> SharedPolicyAgent:
         "learner": asdict(kl),
         "network": asdict(network),
     }
-    if agent.scheme == "staffing":
+    if agent.staffed:
         record["staffing"] = asdict(staffing)
     return with_fallback(SharedPolicyAgent(
         "nac-nn", learner, features=features, actions=actions, agent=agent, seed=seed, settings_record=record,

@@ -16,6 +16,15 @@ queue costs little (long SLO slack, cheap cold starts, smooth arrivals), more wh
 the platform's keep-alive for functions too rare to keep warm, and more CPU only where cores are
 contended (μ, the population state, says where).
 
+The ``portfolio`` scheme adds pool levels that follow another heuristic's rule: Knative's pod
+autoscaler (KPA) at the target utilisations of ``KPA_TARGETS``, each run as its own member
+(:class:`KpaMembers`) on the same observations every tick, whichever rule a function follows. ENSURE
+sizes a pool by its offered load; the KPA by its observed concurrency over a 60-s window with a
+6-s panic window, which follows bursts ENSURE's smoothed load lags behind. Neither is best
+everywhere: on a memory-contended cluster the KPA's points lie well below ENSURE's, on the paper's
+cluster ENSURE's below the KPA's. A learner of this scheme chooses, per function and state, whose
+rule sizes its pool.
+
 A function whose smoothed load is below ``idle_load`` (``ActionSettings.idle_load``, shared with
 the moves scheme) is left to the platform whatever the action
 (as ENSURE does: staffing a zero load would keep a container forever), and one whose work has no
@@ -37,6 +46,11 @@ STAFFING_LEVELS: tuple[float, ...] = (0.0, 0.5, 1.06, 2.0, 3.0)
 SHARE_FACTORS: tuple[float, ...] = (1.0, 2.0)
 #: Pool levels: the platform, then each staffing constant.
 POOL_LEVELS: tuple[str, ...] = ("platform", *(f"c={c:g}" for c in STAFFING_LEVELS))
+#: Target utilisations of the KPA members a ``portfolio`` pool level can follow: the ends and the
+#: default of the suite's KPA sweep.
+KPA_TARGETS: tuple[float, ...] = (0.4, 0.7, 1.0)
+#: Pool levels of the ``portfolio`` scheme: the staffing scheme's, then each KPA member.
+PORTFOLIO_LEVELS: tuple[str, ...] = (*POOL_LEVELS, *(f"kpa={t:g}" for t in KPA_TARGETS))
 
 
 @dataclass(frozen=True)
@@ -64,9 +78,10 @@ N_STAFFING_ACTIONS = len(STAFFING_ACTIONS)
 
 
 def action_index(pool: str, share_factor: float = 1.0) -> int:
-    """The action of pool level ``pool`` (``"platform"`` or ``"c=1.06"``) and a share factor."""
-    p, s = POOL_LEVELS.index(pool), SHARE_FACTORS.index(share_factor)
-    return int(np.flatnonzero((STAFFING_ACTIONS[:, 0] == p) & (STAFFING_ACTIONS[:, 1] == s))[0])
+    """The action of pool level ``pool`` (``"platform"``, ``"c=1.06"`` or, in the portfolio scheme,
+    ``"kpa=0.7"``) and a share factor. A staffing action has the same index in both schemes."""
+    p, s = PORTFOLIO_LEVELS.index(pool), SHARE_FACTORS.index(share_factor)
+    return int(p * len(SHARE_FACTORS) + s)
 
 
 #: The action that makes this scheme ENSURE's pool rule at its default constant (c = 1.06) with
@@ -79,6 +94,48 @@ def openwhisk_shares(memory_mb: np.ndarray, user_memory_mb: float) -> np.ndarray
     memory = np.maximum(np.asarray(memory_mb, dtype=float), 1e-9)
     slots = np.maximum(np.floor(user_memory_mb / memory), 1.0)
     return np.maximum(np.floor(SHARES_PER_CORE / slots), 2).astype(np.int64)
+
+
+#: Actions of the portfolio scheme: row a is (pool level index, share factor index); the first
+#: ``N_STAFFING_ACTIONS`` rows are the staffing scheme's.
+PORTFOLIO_ACTIONS: np.ndarray = np.array(
+    [(p, s) for p in range(len(PORTFOLIO_LEVELS)) for s in range(len(SHARE_FACTORS))], dtype=np.int64)
+PORTFOLIO_ACTIONS.setflags(write=False)
+N_PORTFOLIO_ACTIONS = len(PORTFOLIO_ACTIONS)
+
+
+class KpaMembers:
+    """The KPA at every target of :data:`KPA_TARGETS`, each with its own state, deciding every tick.
+
+    Each member observes every snapshot (its stable and panic windows stay current whichever rule a
+    function follows) and sizes from the pool the function actually has, as the KPA would in
+    control of it from that tick on.
+    """
+
+    def __init__(self, targets: tuple[float, ...] = KPA_TARGETS) -> None:
+        from policies.baselines.kpa import KpaConfig, KpaPolicy
+
+        self.members = [KpaPolicy(KpaConfig(target_utilisation=t)) for t in targets]
+        self._time: float | None = None
+        self._counts: np.ndarray | None = None
+
+    def counts(self, snapshot: ClusterSnapshot, mu: np.ndarray) -> np.ndarray:
+        """(members, N) containers each member asks for this tick (computed once per snapshot time);
+        -1 where a member made no decision."""
+        n = len(snapshot.functions)
+        if self._time != snapshot.time_s or self._counts is None or self._counts.shape[1] != n:
+            rows = []
+            for member in self.members:
+                d = member.decide(snapshot, mu)
+                rows.append(np.where(d.valid, d.containers, UNMANAGED))
+            self._counts = np.array(rows, dtype=np.int64).reshape(len(self.members), n)
+            self._time = float(snapshot.time_s)
+        return self._counts
+
+
+def scheme_actions(scheme: str) -> np.ndarray:
+    """The action table of ``scheme`` (``staffing`` or ``portfolio``)."""
+    return PORTFOLIO_ACTIONS if scheme == "portfolio" else STAFFING_ACTIONS
 
 
 #: Names of the features the staffing scheme adds to the state vector (all in [0, 1]).
@@ -107,10 +164,14 @@ def staffing_features(snapshot: ClusterSnapshot, load: np.ndarray) -> np.ndarray
 
 
 def staffing_decisions(snapshot: ClusterSnapshot, actions: np.ndarray, usable: np.ndarray, load: np.ndarray,
-                       settings: StaffingSettings, label: str, idle_load: float = 1e-3) -> Decisions:
+                       settings: StaffingSettings, label: str, idle_load: float = 1e-3,
+                       followed: np.ndarray | None = None) -> Decisions:
     """Targets for every function from its action and its offered load ``load`` (busy containers).
 
-    A function whose load is under ``idle_load`` busy containers goes to the platform whatever its
+    ``followed``: the portfolio scheme's (members, N) pools of the KPA members (:meth:`KpaMembers.counts`);
+    with it the actions are the portfolio's, without it the staffing scheme's. A function that follows
+    a member gets the member's pool (at least 1 container; the platform where the member made no
+    decision). A function whose load is under ``idle_load`` busy containers goes to the platform whatever its
     action. ``Decisions.action`` is the action where it was applied and -1 where the function went to
     the platform for want of load or of a known work size (no transition forms there).
     """
@@ -119,17 +180,28 @@ def staffing_decisions(snapshot: ClusterSnapshot, actions: np.ndarray, usable: n
     actions = np.asarray(actions, dtype=np.int64)
     if actions.shape != (n,) or np.shape(usable) != (n,) or np.shape(load) != (n,):
         raise ValueError(f"actions, usable and load must all have shape ({n},)")
+    table = STAFFING_ACTIONS if followed is None else PORTFOLIO_ACTIONS
+    if followed is not None and np.shape(followed) != (len(KPA_TARGETS), n):
+        raise ValueError(f"followed must have shape ({len(KPA_TARGETS)}, {n})")
     safe = np.where(usable, actions, ENSURE_ACTION)
-    if np.any((safe < 0) | (safe >= N_STAFFING_ACTIONS)):
-        raise ValueError(f"staffing actions must be in [0, {N_STAFFING_ACTIONS})")
+    if np.any((safe < 0) | (safe >= len(table))):
+        raise ValueError(f"staffing actions must be in [0, {len(table)})")
     load = np.where(np.isfinite(load), np.maximum(load, 0.0), 0.0)
     sized = np.isfinite(f.mean_exec_s) | np.isfinite(f.recent_exec_s) | ~(np.nan_to_num(f.arrivals, nan=1.0) > 0)
     idle = (load < idle_load) | ~sized
-    pool, share = STAFFING_ACTIONS[safe, 0], STAFFING_ACTIONS[safe, 1]
-    levels = np.array([math.nan, *STAFFING_LEVELS])[pool]
+    pool, share = table[safe, 0], table[safe, 1]
+    n_staffing = len(POOL_LEVELS)
+    levels = np.array([math.nan, *STAFFING_LEVELS, *([math.nan] * len(KPA_TARGETS))])[pool]
     with np.errstate(invalid="ignore"):
         counts = np.maximum(1, np.ceil(load + np.nan_to_num(levels) * np.sqrt(load) - 1e-9)).astype(np.int64)
-    to_platform = usable & (idle | (pool == 0))
+    member = pool >= n_staffing
+    unset = np.zeros(n, dtype=bool)
+    if followed is not None and member.any():
+        rows = np.where(member, pool - n_staffing, 0)
+        theirs = np.asarray(followed, dtype=np.int64)[rows, np.arange(n)]
+        unset = member & (theirs == UNMANAGED)
+        counts = np.where(member, np.maximum(theirs, 1), counts)
+    to_platform = usable & (idle | (pool == 0) | unset)
     managed = usable & ~to_platform
     memories = snapshot.invokers.memory_mb[snapshot.invokers.valid & (snapshot.invokers.memory_mb > 0)]
     user_memory = float(np.median(memories)) if memories.size else 2048.0
@@ -141,6 +213,8 @@ def staffing_decisions(snapshot: ClusterSnapshot, actions: np.ndarray, usable: n
         else f"{label}: {f'idle (R={r:.3g})' if sized_i else 'work size unknown'}, containers left to the platform"
         if rest
         else f"{label}: R={r:.2f}, containers left to the platform (chosen), shares {s_i}" if p_i == 0
+        else f"{label}: R={r:.2f}, follows {PORTFOLIO_LEVELS[p_i]} -> {k_i} containers, shares x{x_i:g} = {s_i}"
+        if p_i >= n_staffing
         else f"{label}: R={r:.2f}, c={c_i:g} -> {k_i} containers, shares x{x_i:g} = {s_i}"
         for ok, rest, sized_i, r, p_i, c_i, k_i, x_i, s_i in zip(
             np.asarray(usable, dtype=bool).tolist(), idle.tolist(), sized.tolist(), load.tolist(), pool.tolist(),
@@ -157,15 +231,21 @@ def staffing_decisions(snapshot: ClusterSnapshot, actions: np.ndarray, usable: n
 
 __all__ = [
     "ENSURE_ACTION",
+    "KPA_TARGETS",
+    "N_PORTFOLIO_ACTIONS",
     "N_STAFFING_ACTIONS",
     "POOL_LEVELS",
+    "PORTFOLIO_ACTIONS",
+    "PORTFOLIO_LEVELS",
     "SHARE_FACTORS",
     "STAFFING_ACTIONS",
     "STAFFING_FEATURES",
     "STAFFING_LEVELS",
+    "KpaMembers",
     "StaffingSettings",
     "action_index",
     "openwhisk_shares",
+    "scheme_actions",
     "staffing_decisions",
     "staffing_features",
 ]

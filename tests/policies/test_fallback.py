@@ -140,3 +140,56 @@ def test_erlang_c_in_closed_form_agrees_with_erlang_bs_recursion_at_any_pool():
     k = rng.integers(0, 600, 500).astype(float)
     r = rng.uniform(0.0, 1.2, 500) * k + rng.uniform(0.0, 0.5, 500)
     assert erlang_c(k, r) == pytest.approx([by_recursion(a, b) for a, b in zip(k, r)], abs=1e-9)
+
+
+class Mixed:
+    """A fake learner deciding per function: pools, shares and which rows it has data for."""
+
+    def __init__(self, containers, shares, valid=None) -> None:
+        self.name, self.seed = "learner", 0
+        self.diagnostics: tuple[str, ...] = ()
+        self.settings_record: dict = {}
+        self.containers, self.shares = np.array(containers), np.array(shares)
+        self.valid = np.ones(len(containers), dtype=bool) if valid is None else np.array(valid)
+
+    def decide(self, snapshot, mu):
+        n = len(self.containers)
+        return Decisions(containers=self.containers, cpu_shares=self.shares, valid=self.valid,
+                         reasons=tuple(f"mine {i}" for i in range(n)), action=np.arange(n))
+
+    def feedback(self, snapshot, mu, rewards):
+        return {}
+
+
+def five_functions() -> object:
+    names = tuple("abcde")
+    return make_snapshot(names, arrivals=np.full(5, 10.0), completions=np.full(5, 10.0), containers=np.full(5, 3.0),
+                         mean_exec_s=np.full(5, 0.5), recent_exec_s=np.full(5, 0.5))
+
+
+def test_with_the_heuristic_floor_no_function_gets_less_than_the_heuristic_gives_it():
+    # Learner: a smaller pool, a larger pool, the platform, fewer shares, and no data; heuristic: 4 containers
+    # at 256 shares everywhere but the fourth function, which it leaves to the platform.
+    learner = Mixed([2, 9, -1, 5, 1], [128, 512, KEEP_SHARES, 128, 64], valid=[True, True, True, True, False])
+    heuristic = Mixed([4, 4, 4, -1, 4], [256, 256, 256, KEEP_SHARES, 256])
+    floored_run = FallbackLearner(learner, heuristic, FallbackSettings(heuristic_floor=True))
+    free_run = FallbackLearner(learner, heuristic, FallbackSettings())
+    snapshot = five_functions()
+    out = floored_run.decide(snapshot, MU)
+    assert out.containers.tolist() == [4, 9, 4, 5, 4]
+    assert out.cpu_shares.tolist() == [256, 512, 256, 128, 256]
+    assert out.valid.tolist() == [True] * 5
+    assert out.action.tolist() == [0, 1, 2, 3, -1]  # the learner's choices stand; none where it made none
+    assert "held up to" in out.reasons[0] and out.reasons[1] == "mine 1" and "no decision" in out.reasons[4]
+    assert free_run.decide(snapshot, MU).containers.tolist() == [2, 9, -1, 5, 1]
+
+
+def test_a_floored_learner_that_asks_for_too_little_is_never_worse_and_keeps_control():
+    # The learner's own pool (9) would queue; floored at the heuristic's 12 it is the heuristic, so no fallback.
+    wrapper = FallbackLearner(FixedPool("learner", 9), FixedPool("ensure", 12),
+                              FallbackSettings(window_ticks=6, hold_ticks=6, heuristic_floor=True))
+    assert wrapper.decide(tick(1, 16.0, 0.0), MU).containers.tolist() == [12]
+    assert not any(run(wrapper, range(2, 30), rate_per_s=16.0, violations=1.0))
+    unfloored = FallbackLearner(FixedPool("learner", 9), FixedPool("ensure", 12),
+                                FallbackSettings(window_ticks=6, hold_ticks=6))
+    assert any(run(unfloored, range(1, 30), rate_per_s=16.0, violations=1.0))  # judged on its own pool, it is

@@ -8,12 +8,19 @@ import numpy as np
 import pytest
 from conftest import make_invokers, make_snapshot
 
+from policies.baselines.kpa import KpaConfig, KpaPolicy
 from policies.staffing import (
     ENSURE_ACTION,
+    KPA_TARGETS,
+    N_PORTFOLIO_ACTIONS,
     N_STAFFING_ACTIONS,
     POOL_LEVELS,
+    PORTFOLIO_ACTIONS,
+    PORTFOLIO_LEVELS,
     SHARE_FACTORS,
+    STAFFING_ACTIONS,
     STAFFING_LEVELS,
+    KpaMembers,
     StaffingSettings,
     action_index,
     staffing_decisions,
@@ -91,9 +98,53 @@ def test_a_warm_started_learner_starts_as_ensure_does():
     from policies.baselines.ensure import make_ensure
     from policies.registry import make
 
-    learner = make("nac-linear", seed=2, scheme="staffing", warm_start="ensure", greedy=True, frozen=True,
-                   load_smoothing_s=30.0)
-    ensure = make_ensure()
-    for t in range(1, 4):
-        snap = busy_tick(t)
-        assert learner.decide(snap, MU).containers.tolist() == ensure.decide(snap, MU).containers.tolist()
+    for scheme in ("staffing", "portfolio"):
+        learner = make("nac-linear", seed=2, scheme=scheme, warm_start="ensure", greedy=True, frozen=True,
+                       load_smoothing_s=30.0)
+        ensure = make_ensure()
+        for t in range(1, 4):
+            snap = busy_tick(t)
+            assert learner.decide(snap, MU).containers.tolist() == ensure.decide(snap, MU).containers.tolist()
+
+
+def test_the_portfolio_keeps_every_staffing_action_at_its_index_and_adds_the_kpa_members():
+    assert N_PORTFOLIO_ACTIONS == len(PORTFOLIO_LEVELS) * len(SHARE_FACTORS)
+    assert (PORTFOLIO_ACTIONS[:N_STAFFING_ACTIONS] == STAFFING_ACTIONS).all()
+    assert PORTFOLIO_LEVELS[len(POOL_LEVELS):] == tuple(f"kpa={t:g}" for t in KPA_TARGETS)
+    assert len({action_index(p, s) for p in PORTFOLIO_LEVELS for s in SHARE_FACTORS}) == N_PORTFOLIO_ACTIONS
+
+
+def kpa_ticks(members: KpaMembers, alone: list[KpaPolicy], ticks: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Feed the members and lone KPA policies the same busy snapshots; their last pools."""
+    counts, lone = None, []
+    for t in range(1, ticks + 1):
+        snap = make_snapshot(("f0", "f1"), time_s=10.0 * t, arrivals=np.array([200.0, 20.0]),
+                             completions=np.array([200.0, 20.0]), mean_exec_s=np.array([0.5, 0.5]),
+                             in_flight=np.array([6.0, 1.0]), queued=np.array([4.0, 0.0]),
+                             containers=np.array([8.0, 2.0]), memory_mb=np.array([256.0, 256.0]))
+        counts = members.counts(snap, np.full(10, 0.1))
+        assert members.counts(snap, np.full(10, 0.1)) is counts  # once per tick, however often asked
+        lone = [policy.decide(snap, np.full(10, 0.1)).containers for policy in alone]
+    return counts, lone
+
+
+def test_a_kpa_member_asks_for_what_the_kpa_at_its_target_would():
+    members = KpaMembers()
+    counts, lone = kpa_ticks(members, [KpaPolicy(KpaConfig(target_utilisation=t)) for t in KPA_TARGETS], 8)
+    assert [row.tolist() for row in counts] == [c.tolist() for c in lone]
+    assert counts[0, 0] > counts[2, 0]  # a lower target utilisation keeps more containers
+
+
+def test_a_function_following_a_kpa_member_gets_its_pool_and_its_share_factor():
+    followed = np.array([[30, 0, -1], [20, 0, -1], [12, 0, -1]])
+    actions = np.array([action_index("kpa=0.4", 2.0), action_index("kpa=1"), action_index("kpa=0.7")])
+    d = staffing_decisions(snapshot(), actions, np.ones(3, dtype=bool), np.full(3, 4.0), StaffingSettings(), "nac",
+                           followed=followed)
+    assert d.containers.tolist() == [30, 1, UNMANAGED]  # its pool; at least one; none decided: the platform
+    assert d.cpu_shares.tolist() == [256, 128, KEEP_SHARES]
+    assert "follows kpa=0.4" in d.reasons[0]
+    staffed = staffing_decisions(snapshot(), np.full(3, ENSURE_ACTION), np.ones(3, dtype=bool), np.full(3, 4.0),
+                                 StaffingSettings(), "nac", followed=followed)
+    assert staffed.containers.tolist() == [7, 7, 7]  # a staffing action ignores the members
+    with pytest.raises(ValueError, match="must be in"):
+        staffing_decisions(snapshot(), actions, np.ones(3, dtype=bool), np.full(3, 4.0), StaffingSettings(), "nac")
