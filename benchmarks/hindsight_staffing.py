@@ -31,34 +31,43 @@ from pathlib import Path
 import numpy as np
 
 from controller.assemble import build_workload, measure_slos
+from controller.bench.execute import loop_notes_silenced
 from controller.bench.scenarios import load_scenario
 from controller.report import function_metrics
 from controller.runner import run_policy
 
 #: ENSURE's constants in the suite's sweep (controller.bench.suite).
 CONSTANTS: tuple[float, ...] = (0.0, 0.5, 1.06, 1.5, 2.0, 2.5, 3.0, 4.0)
+#: The KPA's target utilisations in the suite's sweep (``--with-kpa``: the portfolio scheme's choice).
+KPA_TARGETS: tuple[float, ...] = (0.4, 0.55, 0.7, 0.85, 1.0)
 
 
-def per_function(scenario: Path, part: str, seed: int, quick: bool = False
+def per_function(scenario: Path, part: str, seed: int, quick: bool = False, with_kpa: bool = False
                  ) -> tuple[list[str], dict[str, np.ndarray], np.ndarray]:
-    """Violations and memory GB-s per function (columns) at every choice (rows: the platform, then each c),
-    and the invocations per function; ``names`` in the table: the functions, in column order."""
+    """Violations and memory GB-s per function (columns) at every choice (rows: the platform, then each c,
+    then with ``with_kpa`` each KPA target), and the invocations per function; ``names`` in the table: the
+    functions, in column order."""
     base = load_scenario(scenario)
-    choices = ["platform", *[f"c={c:g}" for c in CONSTANTS]]
+    choices = ["platform", *[f"c={c:g}" for c in CONSTANTS], *[f"kpa={t:g}" for t in (KPA_TARGETS if with_kpa else ())]]
     violations, memory = [], []
     invocations = None
     for choice in choices:
         if choice == "platform":
             settings = base.settings(part, quick, {"seed": seed, "output.plots": False})
             policy = "openwhisk-default"
+        elif choice.startswith("kpa="):
+            settings = base.settings(part, quick, {"seed": seed, "output.plots": False,
+                                                   "policy.params": {"kpa": {"target_utilisation": float(choice[4:])}}})
+            policy = "kpa"
         else:
             c = float(choice[2:])
             settings = base.settings(part, quick, {"seed": seed, "output.plots": False,
                                                    "policy.params": {"ensure": {"staffing_c": c}}})
             policy = "ensure"
         workload = build_workload(settings)
-        rows = function_metrics(run_policy(settings, workload, measure_slos(settings, workload), policy,
-                                           save_learner=False))
+        with loop_notes_silenced():
+            rows = function_metrics(run_policy(settings, workload, measure_slos(settings, workload), policy,
+                                               save_learner=False))
         n = np.array([r["invocations"] for r in rows], dtype=float)
         invocations = n
         names = [str(r["function"]) for r in rows]
@@ -125,6 +134,9 @@ def main() -> None:
                              "per-function constant learned from the training window gives)")
     parser.add_argument("--quick", action="store_true",
                         help="the scenario's quick windows (those of mfrm bench --quick) instead of its full ones")
+    parser.add_argument("--with-kpa", action="store_true",
+                        help="let each function choose the KPA at a target of its sweep too (the portfolio "
+                             "scheme's choice) [default: the platform or an ENSURE constant]")
     parser.add_argument("--against", type=Path, default=None, metavar="RESULTS.csv",
                         help="a bench's results.csv of the same windows: also compare with the frontier of every "
                              "baseline in it, seed by seed [default: ENSURE's frontier only]")
@@ -139,17 +151,18 @@ def main() -> None:
     suite = baseline_frontiers(args.against, scenario_name) if args.against else None
     rows = []
     for seed in seeds:
-        _, table, invocations = per_function(args.scenario, args.part, seed, args.quick)
+        _, table, invocations = per_function(args.scenario, args.part, seed, args.quick, args.with_kpa)
         v, m = table["violations"], table["memory"]
         chosen_on = None
         if args.choose_on == "train":
-            _, train, _ = per_function(args.scenario, "train", seed, args.quick)
+            _, train, _ = per_function(args.scenario, "train", seed, args.quick, args.with_kpa)
             if list(train["names"]) != list(table["names"]):
                 sys.exit(f"{args.scenario}: the training window has other functions than the {args.part} window; "
                          "--choose-on train needs the same ones")
             chosen_on = (train["violations"], train["memory"])
-        ensure_rate = v[1:].sum(axis=1) / invocations.sum()
-        ensure_memory = m[1:].sum(axis=1)
+        ensure_rows = slice(1, 1 + len(CONSTANTS))
+        ensure_rate = v[ensure_rows].sum(axis=1) / invocations.sum()
+        ensure_memory = m[ensure_rows].sum(axis=1)
         for price, rate, memory in oracle_frontier(v, m, invocations, prices, chosen_on):
             reference = frontier_at(ensure_memory, ensure_rate, memory)
             row = {"seed": seed, "price": price, "oracle_violation_rate": rate, "oracle_memory_gb_s": memory,
@@ -163,7 +176,8 @@ def main() -> None:
                 row["fewer_violations_than_suite"] = 1 - rate / best if best > 0 else float("nan")
             rows.append(row)
     args.out.mkdir(parents=True, exist_ok=True)
-    suffix = ("" if args.choose_on == "same" else "-chosen-on-train") + ("-quick" if args.quick else "")
+    suffix = (("" if args.choose_on == "same" else "-chosen-on-train") + ("-with-kpa" if args.with_kpa else "")
+              + ("-quick" if args.quick else ""))
     path = args.out / f"{args.scenario.stem}-{args.part}{suffix}.csv"
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
