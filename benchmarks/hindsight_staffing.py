@@ -1,7 +1,7 @@
 """How far beyond ENSURE's frontier any choice of a staffing constant per function could reach.
 
     python benchmarks/hindsight_staffing.py SCENARIO.yaml [--part evaluate] [--seeds 0-2] [--out DIR]
-        [--choose-on same|train] [--quick] [--against RESULTS.csv]
+        [--choose-on same|train] [--quick] [--with-kpa] [--against RESULTS.csv]
 
 The learners' staffing scheme chooses, per function, a staffing constant c (or the platform). The
 best that such a choice could do is bounded by an oracle that knows each function's outcome at each
@@ -12,7 +12,9 @@ every function takes the choice minimising violations + λ x memory GB-s. Each �
 the oracle's frontier; the script then reports, at each oracle point, how many fewer violations it
 has than ENSURE's frontier at the same memory — and, with ``--against`` a bench's ``results.csv`` of the
 same windows (``--quick`` for a ``mfrm bench --quick``), than the frontier of every baseline of the
-suite (the one a learner is judged against), seed by seed.
+suite (the one a learner is judged against), seed by seed. ``--with-kpa`` adds the KPA at each target of
+its sweep to every function's choices (what the ``portfolio`` action scheme can choose) and reports both
+choice sets from the same runs.
 
 The oracle is a bound, not a policy: it chooses with hindsight, on the very window it is scored on,
 and it assumes functions do not interact (true where the cluster's memory and cores are not
@@ -80,15 +82,16 @@ def per_function(scenario: Path, part: str, seed: int, quick: bool = False, with
 
 
 def oracle_frontier(violations: np.ndarray, memory: np.ndarray, invocations: np.ndarray,
-                    prices: np.ndarray, chosen_on: tuple[np.ndarray, np.ndarray] | None = None
-                    ) -> list[tuple[float, float, float]]:
+                    prices: np.ndarray, chosen_on: tuple[np.ndarray, np.ndarray] | None = None,
+                    allowed: np.ndarray | None = None) -> list[tuple[float, float, float]]:
     """(λ, violation rate, memory GB-s) of the per-function choice minimising violations + λ·memory:
     on these very runs (hindsight), or on ``chosen_on`` (other runs' violations and memory of the same
-    functions, e.g. the training window) and then scored on these."""
+    functions, e.g. the training window) and then scored on these; among the rows ``allowed`` (all)."""
+    rows = np.arange(len(violations)) if allowed is None else np.asarray(allowed)
     points = []
     for price in prices:
         v, m = chosen_on if chosen_on is not None else (violations, memory)
-        pick = np.argmin(v + price * m, axis=0)
+        pick = rows[np.argmin((v + price * m)[rows], axis=0)]
         cols = np.arange(violations.shape[1])
         points.append((float(price), float(violations[pick, cols].sum() / invocations.sum()),
                        float(memory[pick, cols].sum())))
@@ -149,6 +152,10 @@ def main() -> None:
     prices = np.geomspace(1e-4, 10.0, 60)
     scenario_name = load_scenario(args.scenario).name
     suite = baseline_frontiers(args.against, scenario_name) if args.against else None
+    # With the KPA's targets, both choice sets are scored from the same runs.
+    choice_sets = [("platform+ensure", np.arange(1 + len(CONSTANTS)))]
+    if args.with_kpa:
+        choice_sets.append(("platform+ensure+kpa", np.arange(1 + len(CONSTANTS) + len(KPA_TARGETS))))
     rows = []
     for seed in seeds:
         _, table, invocations = per_function(args.scenario, args.part, seed, args.quick, args.with_kpa)
@@ -163,18 +170,20 @@ def main() -> None:
         ensure_rows = slice(1, 1 + len(CONSTANTS))
         ensure_rate = v[ensure_rows].sum(axis=1) / invocations.sum()
         ensure_memory = m[ensure_rows].sum(axis=1)
-        for price, rate, memory in oracle_frontier(v, m, invocations, prices, chosen_on):
-            reference = frontier_at(ensure_memory, ensure_rate, memory)
-            row = {"seed": seed, "price": price, "oracle_violation_rate": rate, "oracle_memory_gb_s": memory,
-                   "ensure_frontier_violation_rate": reference,
-                   "fewer_violations": 1 - rate / reference if reference > 0 else float("nan")}
-            if suite is not None:
-                if seed not in suite:
-                    sys.exit(f"{args.against}: no baseline rows of scenario {scenario_name!r} for seed {seed}")
-                best = frontier_at(*suite[seed], memory)
-                row["suite_frontier_violation_rate"] = best
-                row["fewer_violations_than_suite"] = 1 - rate / best if best > 0 else float("nan")
-            rows.append(row)
+        for choice_set, allowed in choice_sets:
+            for price, rate, memory in oracle_frontier(v, m, invocations, prices, chosen_on, allowed):
+                reference = frontier_at(ensure_memory, ensure_rate, memory)
+                row = {"seed": seed, "choices": choice_set, "price": price, "oracle_violation_rate": rate,
+                       "oracle_memory_gb_s": memory,
+                       "ensure_frontier_violation_rate": reference,
+                       "fewer_violations": 1 - rate / reference if reference > 0 else float("nan")}
+                if suite is not None:
+                    if seed not in suite:
+                        sys.exit(f"{args.against}: no baseline rows of scenario {scenario_name!r} for seed {seed}")
+                    best = frontier_at(*suite[seed], memory)
+                    row["suite_frontier_violation_rate"] = best
+                    row["fewer_violations_than_suite"] = 1 - rate / best if best > 0 else float("nan")
+                rows.append(row)
     args.out.mkdir(parents=True, exist_ok=True)
     suffix = (("" if args.choose_on == "same" else "-chosen-on-train") + ("-with-kpa" if args.with_kpa else "")
               + ("-quick" if args.quick else ""))
@@ -183,23 +192,22 @@ def main() -> None:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    gains = np.array([r["fewer_violations"] for r in rows], dtype=float)
-    gains = gains[np.isfinite(gains)]
     who = "the hindsight oracle" if args.choose_on == "same" else "the choice made on the training window"
-    if not gains.size:
-        print(f"{args.scenario.name} ({args.part}, seeds {seeds}): no point of {who} lies within ENSURE's memory "
-              f"range; rows in {path}")
-    else:
-        print(f"{args.scenario.name} ({args.part}, seeds {seeds}): {who} has at most "
-              f"{100 * gains.max():.1f}% fewer violations than ENSURE's frontier at the same memory "
-              f"(median over its points {100 * np.median(gains):.1f}%); rows in {path}")
-    if suite is not None:
-        against = np.array([r["fewer_violations_than_suite"] for r in rows], dtype=float)
-        against = against[np.isfinite(against)]
-        if against.size:
-            print(f"  against every baseline of {args.against}: at most {100 * against.max():.1f}% fewer violations "
-                  f"(median over its points {100 * np.median(against):.1f}%; {np.mean(against >= 0.2):.0%} of them "
-                  f">= 20%)")
+    print(f"{args.scenario.name} ({args.part}, seeds {seeds}); rows in {path}")
+    for choice_set, _ in choice_sets:
+        mine = [r for r in rows if r["choices"] == choice_set]
+        for key, against in (("fewer_violations", "ENSURE's frontier"),
+                             ("fewer_violations_than_suite", f"every baseline of {args.against}")):
+            if key not in mine[0]:
+                continue
+            gains = np.array([r[key] for r in mine], dtype=float)
+            gains = gains[np.isfinite(gains)]
+            if not gains.size:
+                print(f"  {choice_set}: no point of {who} lies within the memory range of {against}")
+                continue
+            print(f"  {choice_set}: {who} has at most {100 * gains.max():.1f}% fewer violations than {against} "
+                  f"at the same memory (median over its points {100 * np.median(gains):.1f}%; "
+                  f"{np.mean(gains >= 0.2):.0%} of them >= 20%)")
 
 
 if __name__ == "__main__":

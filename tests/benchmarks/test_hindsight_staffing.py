@@ -28,6 +28,14 @@ def test_each_function_takes_its_cheapest_choice_at_the_price():
     assert (rate_high, memory_high) == pytest.approx((19.0 / 200, 2.0))
 
 
+def test_a_choice_is_made_among_the_allowed_rows_only():
+    violations = np.array([[10.0, 0.0], [2.0, 5.0], [0.0, 9.0]])
+    memory = np.array([[1.0, 9.0], [5.0, 2.0], [9.0, 1.0]])
+    [(_, rate, held)] = oracle_frontier(violations, memory, np.array([100.0, 100.0]), np.array([1e-3]),
+                                        allowed=np.array([0, 1]))
+    assert (rate, held) == (0.01, 14.0)  # row 1 for the first (row 2 is not allowed), row 0 for the second
+
+
 def test_a_choice_made_on_other_runs_is_scored_on_these():
     violations = np.array([[10.0], [0.0]])
     memory = np.array([[1.0], [5.0]])
