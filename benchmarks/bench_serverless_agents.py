@@ -3,7 +3,7 @@
     python benchmarks/bench_serverless_agents.py [--functions 10000] [--repeats 7]
 
 For NAC-Linear (natural and KL-penalised step) and NAC-NN, under each action scheme (the staffing
-levels and the nine moves): the time of one ``decide`` for all functions of a snapshot (features,
+levels, the nine moves, and the portfolio, whose decide also runs its three KPA members): the time of one ``decide`` for all functions of a snapshot (features,
 batched policy, sampling, decisions with reasons) and of one learner update from one transition per
 function. Targets: decide and update each ≤ 20 ms for NAC-Linear and ≤ 100 ms for NAC-NN with 10,000
 functions. Also the whole tick of a learner behind its ENSURE fallback (its decide, ENSURE's shadow
@@ -126,7 +126,7 @@ def bench(
 def bench_fallback(name: str, n: int, repeats: int) -> tuple[str, str, float, float, float, float]:
     """One whole tick of ``name`` behind its ENSURE fallback: decide and feedback (with the update)."""
     rng = np.random.default_rng(7)
-    policy = make(name, seed=1, warm_start="ensure", fallback="ensure")
+    policy = make(name, seed=1, scheme="staffing", warm_start="ensure", fallback="ensure")
     mu = np.full(10, 0.1)
     snapshot = synthetic_snapshot(n, 10.0, rng)
     rewards = rng.uniform(0.0, 1.0, n)
@@ -149,8 +149,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     rows = []
-    for name, params in (("nac-linear", {"mode": "natural"}), ("nac-linear", {"mode": "kl"}), ("nac-nn", {}),
-                         ("nac-linear", {"mode": "natural", "scheme": "moves"}), ("nac-nn", {"scheme": "moves"})):
+    for name, params in (("nac-linear", {"mode": "natural", "scheme": "staffing"}),
+                         ("nac-linear", {"mode": "kl", "scheme": "staffing"}), ("nac-nn", {"scheme": "staffing"}),
+                         ("nac-linear", {"mode": "natural", "scheme": "moves"}), ("nac-nn", {"scheme": "moves"}),
+                         ("nac-linear", {"mode": "natural", "scheme": "portfolio"}),
+                         ("nac-nn", {"scheme": "portfolio"})):
         rows.extend(bench(name, params, args.functions, args.repeats))
     for name in ("nac-linear", "nac-nn"):
         rows.append(bench_fallback(name, args.functions, args.repeats))

@@ -437,6 +437,7 @@ def build_loop(settings: Settings, backend: Backend, policy: Any, *, sinks: Sequ
         bounds=GuardBounds.from_settings(settings.guard),
         reward_alpha=settings.reward.alpha,
         reward_kind=settings.reward.kind,
+        reward_cost_cap=settings.reward.cost_cap,
         reward_charge_memory=settings.reward.charge_memory,
         sinks=list(sinks),
         checkpointer=checkpointer,

@@ -40,7 +40,7 @@ from controller.backends.base import ActionFailure, Backend, FailureKind
 from controller.checkpoint import Checkpointer
 from controller.estimator import PopulationEstimator
 from controller.guard import AppliedTargets, GuardBounds, GuardResult, ReconcileState, guard
-from policies.reward import DEFAULT_ALPHA, operator_reward, reward
+from policies.reward import DEFAULT_ALPHA, OPERATOR_COST_CAP, operator_reward, reward
 from policies.types import KEEP_SHARES, UNMANAGED, ClusterSnapshot, Decisions, Policy
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,8 @@ class ControlLoop:
     reward_kind: str = "paper"
     """Which reward the learner gets: ``paper`` (``policies.reward.reward``) or ``operator``
     (``policies.reward.operator_reward``: latency against idle memory, priced per invoker's memory)."""
+    reward_cost_cap: float = OPERATOR_COST_CAP
+    """The operator reward's cost cap C (``controller.settings.RewardSettings.cost_cap``)."""
     reward_charge_memory: bool = False
     """Measure the reward's u against the CPU the containers' memory reserves as well
     (``controller.settings.RewardSettings.charge_memory``)."""
@@ -307,7 +309,7 @@ class ControlLoop:
         n = len(snapshot.functions)
         if self.reward_kind == "operator":
             rewards = operator_reward(snapshot.functions, self.reward_alpha,
-                                      memory_scale_mb=invoker_memory_mb(snapshot))
+                                      memory_scale_mb=invoker_memory_mb(snapshot), cost_cap=self.reward_cost_cap)
         else:
             rewards = reward(
                 snapshot.functions,

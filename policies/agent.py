@@ -145,6 +145,9 @@ class AgentStep:
     acted: np.ndarray | None = None
     """(N,) rows whose move was applied (False where the function was left to the platform as
     idle); None until ``decide`` has mapped the actions. Only these rows start a transition."""
+    decided: bool = True
+    """Whether the actions were drawn at this tick (False: held from an earlier tick,
+    ``AgentSettings.decision_ticks``)."""
 
     def precedes(self, snapshot: ClusterSnapshot) -> bool:
         """Whether ``snapshot`` can be the tick after this one (always true within one run)."""
@@ -188,6 +191,13 @@ class AgentSettings:
     warm_start_probability: float = 0.9
     """With ``warm_start=ensure``: the initial probability of ENSURE's action in every state. 0.9
     keeps some exploration of the others from the start."""
+    decision_ticks: int = 1
+    """Ticks a drawn action is held for (action repeat): every function's action is drawn every this
+    many ticks and repeated in between, and the learner gets one transition per held action, from the
+    state it was drawn in to the state of the next draw, with the mean reward of the ticks between.
+    1 draws every tick (the game as the paper states it). A staffing level's effect on violations
+    shows over minutes — a pool that follows the KPA for one tick in ten is not the KPA's pool — so a
+    choice held for several ticks is what the reward can tell apart."""
     fallback: str = "none"
     """``ensure``: while learning online, hand control to ENSURE whenever the learner is measurably
     worse than ENSURE would have been, and take it back when it no longer is
@@ -205,6 +215,8 @@ class AgentSettings:
                              "one of their actions)")
         if self.fallback not in ("none", "ensure"):
             raise ValueError(f"AgentSettings.fallback={self.fallback!r}: must be none or ensure")
+        if self.decision_ticks < 1:
+            raise ValueError(f"AgentSettings.decision_ticks={self.decision_ticks}: must be >= 1")
         if not 0 < self.warm_start_probability < 1:
             raise ValueError(f"AgentSettings.warm_start_probability={self.warm_start_probability}: must be in (0, 1)")
 
@@ -306,6 +318,14 @@ class SharedPolicyAgent:
         """Smoothed offered load per function the staffing band follows (``smooth_load``)."""
         self.load_time: float | None = None
         """Snapshot time ``load`` was last advanced at (once per tick, however often decide runs)."""
+        self._held: AgentStep | None = None
+        """With ``decision_ticks`` > 1: the tick whose actions are being held."""
+        self._open: AgentStep | None = None
+        """With ``decision_ticks`` > 1: the tick whose held actions await their transition."""
+        self._held_reward: np.ndarray | None = None
+        """Sum of the rewards of the held actions so far, per function."""
+        self._held_count: np.ndarray | None = None
+        """Ticks summed into ``_held_reward``, per function."""
 
     def _bias_entry(self) -> float:
         """The value of x(s)'s first entry (the bias) in every state, under this scheme's scaling."""
@@ -329,8 +349,15 @@ class SharedPolicyAgent:
     def _observe(self, snapshot: ClusterSnapshot, mu: np.ndarray) -> AgentStep:
         x, usable = self._state(snapshot, mu)
         probs = self.learner.probabilities(x)
+        held = self._held
+        if (self.agent.decision_ticks > 1 and held is not None and held.names == snapshot.functions.names
+                and 0 < snapshot.time_s - held.time_s < self.agent.decision_ticks * snapshot.tick_s - 1e-9):
+            return AgentStep(float(snapshot.time_s), snapshot.functions.names, x, usable, held.actions.copy(), probs,
+                             decided=False)
         chosen = greedy_actions(probs) if self.agent.greedy else sample_actions(probs, self.rng)
-        return AgentStep(float(snapshot.time_s), snapshot.functions.names, x, usable, chosen, probs)
+        step = AgentStep(float(snapshot.time_s), snapshot.functions.names, x, usable, chosen, probs)
+        self._held = step
+        return step
 
     def decide(self, snapshot: ClusterSnapshot, mu: np.ndarray) -> Decisions:
         step = self._prepared
@@ -381,7 +408,14 @@ class SharedPolicyAgent:
             self._prepared = current  # decide of this tick reuses these actions
         self._fed_time = snapshot.time_s
         if previous is None or not previous.precedes(snapshot):
+            self._open = current if current.decided else None
+            self._held_reward = self._held_count = None
             return {"transitions": 0.0}
+        if self.agent.decision_ticks > 1:
+            ended = self._held_transition(previous, current, rewards)
+            if ended is None:
+                return {"transitions": 0.0}
+            previous, rewards = ended
         batch, skipped_reward, skipped_next = pair_transitions(previous, current, rewards)
         out: dict[str, float] = {
             "transitions": float(len(batch)),
@@ -396,6 +430,28 @@ class SharedPolicyAgent:
             batch = replace(batch, reward=batch.reward - out["reward_centre"])
         out.update(self.learner.update(batch))
         return out
+
+    def _held_transition(self, previous: AgentStep, current: AgentStep, rewards: np.ndarray
+                         ) -> tuple[AgentStep, np.ndarray] | None:
+        """Fold ``previous``'s rewards into the held actions' sums; when ``current`` draws new actions,
+        the step the held ones were drawn at and their mean rewards (NaN for a function with none)."""
+        m = len(previous.actions)
+        if self._held_reward is None or len(self._held_reward) != m:
+            self._held_reward, self._held_count = np.zeros(m), np.zeros(m)
+        had = previous.usable if previous.acted is None else previous.usable & previous.acted
+        counted = had & np.isfinite(rewards[:m])
+        self._held_reward[counted] += rewards[:m][counted]
+        self._held_count[counted] += 1
+        if not current.decided:
+            return None
+        opened, self._open = self._open, current
+        sums, counts = self._held_reward, self._held_count
+        self._held_reward = self._held_count = None
+        if opened is None or len(opened.actions) != m:
+            return None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        return opened, np.concatenate([mean, np.full(max(len(rewards) - m, 0), np.nan)])
 
     def pending_batch(self, rewards: np.ndarray) -> Transitions:
         """The transitions the last two decided ticks form with ``rewards`` (uncentred), changing nothing.
@@ -460,6 +516,8 @@ class SharedPolicyAgent:
         self._before = self._prepared = None
         self._fed_time = None
         self._latest = None
+        self._held = self._open = None  # a resumed run draws fresh actions at its first tick
+        self._held_reward = self._held_count = None
         self.load = self.load_time = None
         if f"{PENDING_PREFIX}load" in state:
             self.load = np.array(state[f"{PENDING_PREFIX}load"], dtype=float)

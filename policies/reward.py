@@ -141,7 +141,8 @@ def reward_columns(
 OPERATOR_COST_CAP = 1.0
 
 
-def operator_reward(functions: FunctionStats, alpha: float = DEFAULT_ALPHA, *, memory_scale_mb: float) -> np.ndarray:
+def operator_reward(functions: FunctionStats, alpha: float = DEFAULT_ALPHA, *, memory_scale_mb: float,
+                    cost_cap: float = OPERATOR_COST_CAP) -> np.ndarray:
     """The reward that prices what an operator pays, per function, shape (n_functions,):
 
         cost = (1 − α) · late / V  +  α · idle / M,        r = 1 − min(cost, C) / C ∈ [0, 1]
@@ -153,8 +154,8 @@ def operator_reward(functions: FunctionStats, alpha: float = DEFAULT_ALPHA, *, m
     * ``idle``: the memory its containers hold while executing nothing (idle containers at the
       snapshot x the function's memory, MB); ``M`` = ``memory_scale_mb`` (one invoker's user memory):
       a container of a large function costs more than one of a small function;
-    * ``C`` = :data:`OPERATOR_COST_CAP` keeps r in [0, 1], linear in both costs below it (where the sum
-      over functions is the operator's cost).
+    * ``C`` = ``cost_cap`` (:data:`OPERATOR_COST_CAP` unless given) keeps r in [0, 1], linear in both
+      costs below it (where the sum over functions is the operator's cost).
 
     Neither term reads the CPU shares a policy asks for, so asking for fewer shares cannot raise it
     (unlike the paper's u = CPU used / CPU allocated). NaN, no reward, where a number it reads is
@@ -164,6 +165,8 @@ def operator_reward(functions: FunctionStats, alpha: float = DEFAULT_ALPHA, *, m
         raise ValueError(f"reward alpha must be in [0, 1], got {alpha}")
     if not (np.isfinite(memory_scale_mb) and memory_scale_mb > 0):
         raise ValueError(f"memory_scale_mb={memory_scale_mb}: must be a finite number > 0")
+    if not (np.isfinite(cost_cap) and cost_cap > 0):
+        raise ValueError(f"cost_cap={cost_cap}: must be a finite number > 0")
     f = functions
     completions = np.asarray(f.completions, dtype=float)
     violations = np.asarray(f.slo_violations, dtype=float)
@@ -179,7 +182,7 @@ def operator_reward(functions: FunctionStats, alpha: float = DEFAULT_ALPHA, *, m
         late = (violations + queued) / average
         idle = np.maximum(containers - busy, 0.0) * memory / memory_scale_mb
         cost = (1.0 - alpha) * late + alpha * idle
-    r = 1.0 - np.minimum(cost, OPERATOR_COST_CAP) / OPERATOR_COST_CAP
+    r = 1.0 - np.minimum(cost, cost_cap) / cost_cap
     return np.where(known, r, np.nan)
 
 

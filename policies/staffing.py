@@ -170,8 +170,8 @@ def staffing_decisions(snapshot: ClusterSnapshot, actions: np.ndarray, usable: n
 
     ``followed``: the portfolio scheme's (members, N) pools of the KPA members (:meth:`KpaMembers.counts`);
     with it the actions are the portfolio's, without it the staffing scheme's. A function that follows
-    a member gets the member's pool (at least 1 container; the platform where the member made no
-    decision). A function whose load is under ``idle_load`` busy containers goes to the platform whatever its
+    a member gets the member's pool (0 where the KPA scales it to zero; the platform where the member
+    made no decision). A function whose load is under ``idle_load`` busy containers goes to the platform whatever its
     action. ``Decisions.action`` is the action where it was applied and -1 where the function went to
     the platform for want of load or of a known work size (no transition forms there).
     """
@@ -200,7 +200,7 @@ def staffing_decisions(snapshot: ClusterSnapshot, actions: np.ndarray, usable: n
         rows = np.where(member, pool - n_staffing, 0)
         theirs = np.asarray(followed, dtype=np.int64)[rows, np.arange(n)]
         unset = member & (theirs == UNMANAGED)
-        counts = np.where(member, np.maximum(theirs, 1), counts)
+        counts = np.where(member, np.maximum(theirs, 0), counts)  # the KPA's own scale to zero stands
     to_platform = usable & (idle | (pool == 0) | unset)
     managed = usable & ~to_platform
     memories = snapshot.invokers.memory_mb[snapshot.invokers.valid & (snapshot.invokers.memory_mb > 0)]

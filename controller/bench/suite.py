@@ -40,7 +40,7 @@ against the whole of each frontier, never against a thinned one whose straight s
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from policies.registry import learns
@@ -173,14 +173,33 @@ FAMILIES: dict[str, list[Point]] = {
 }
 
 
-def suite_points(families: Sequence[str] | None = None) -> list[Point]:
-    """The points to run: every point of every family (or of those named)."""
+def suite_points(families: Sequence[str] | None = None, learner_scheme: str = LEARNER_SCHEME) -> list[Point]:
+    """The points to run: every point of every family (or of those named). ``learner_scheme`` replaces
+    the action scheme of every learner point that uses the suite's (:data:`LEARNER_SCHEME`); the
+    untrained moves ablation keeps its own."""
     names = list(families) if families else list(FAMILIES)
     unknown = [n for n in names if n not in FAMILIES]
     if unknown:
         raise ValueError(f"unknown famil{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
                          f"the suite has {', '.join(FAMILIES)}")
-    return [point for name in names for point in FAMILIES[name]]
+    points = [point for name in names for point in FAMILIES[name]]
+    if learner_scheme == LEARNER_SCHEME:
+        return points
+    if learner_scheme not in LEARNER_SCHEMES:
+        raise ValueError(f"unknown learner scheme {learner_scheme!r}; one of {', '.join(LEARNER_SCHEMES)}")
+    return [_with_scheme(point, learner_scheme) for point in points]
 
 
-__all__ = ["FAMILIES", "Point", "suite_points"]
+#: The action schemes a suite's learner points can be run with (``mfrm bench --learner-scheme``).
+LEARNER_SCHEMES: tuple[str, ...] = ("staffing", "portfolio")
+
+
+def _with_scheme(point: Point, scheme: str) -> Point:
+    params = point.overrides.get("policy.params", {}).get(point.policy, {}) if point.learned else {}
+    if params.get("scheme") != LEARNER_SCHEME:
+        return point
+    overrides = {**point.overrides, "policy.params": {point.policy: {**params, "scheme": scheme}}}
+    return replace(point, label=f"{point.label} [{scheme}]", overrides=overrides)
+
+
+__all__ = ["FAMILIES", "LEARNER_SCHEMES", "Point", "suite_points"]

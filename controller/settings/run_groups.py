@@ -174,6 +174,11 @@ class RewardSettings(SettingsGroup):
     only decides what the learners learn and the runs' mean reward column."""
     alpha: Live[float] = Field(0.3, ge=0, le=1)
     """Weight α of the resource term against latency quality. 0.3, the paper's best (Appendix E)."""
+    cost_cap: float = Field(1.0, gt=0, le=1000)
+    """``operator`` only: the cost C at which a function's reward reaches 0, r = 1 − min(cost, C)/C, in
+    units of the population's average work per function in a tick (``policies.reward.operator_reward``).
+    1.0: a tick with as many late invocations as the average function has work; every costlier tick of a
+    busy function then gives the same 0."""
     charge_memory: bool = False
     """Multiply u by the use of the CPU the containers' memory reserves (cores x memory / invoker
     memory, ``policies.reward.memory_reserved_core_s``). Off by default, so the reward is

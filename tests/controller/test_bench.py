@@ -104,6 +104,18 @@ def test_every_family_is_swept_in_order_and_has_one_default():
         suite_points(["nope"])
 
 
+def test_the_learner_points_take_another_scheme_and_say_so_while_the_rest_stay_as_they_are():
+    default = {p.label: p for p in suite_points(["ensure", "nac-linear", "nac-untrained"])}
+    other = {p.label: p for p in suite_points(["ensure", "nac-linear", "nac-untrained"], "portfolio")}
+    assert other["nac-linear alpha=0.3 [portfolio]"].overrides["policy.params"]["nac-linear"]["scheme"] == "portfolio"
+    assert default["nac-linear alpha=0.3"].overrides["policy.params"]["nac-linear"]["scheme"] == "staffing"
+    assert other["nac-linear untrained moves"] == default["nac-linear untrained moves"]  # its own scheme stays
+    assert other["ensure c=1.06"] == default["ensure c=1.06"]
+    assert other["nac-linear alpha=0.3 [portfolio]"].overrides["reward.alpha"] == 0.3
+    with pytest.raises(ValueError, match="unknown learner scheme"):
+        suite_points(None, "moves")
+
+
 # --- running, resuming ------------------------------------------------------------------------
 
 
@@ -278,3 +290,22 @@ def test_a_learner_is_beyond_the_frontier_only_by_the_margin_against_the_curve_b
     dominated = _costly("nac-linear f", "nac-linear", 0.12, 1100.0)
     [row] = acceptance_rows({"s": [*base, dominated]}, ["nac-linear"])
     assert row["dominated_by"] == "ensure c=1.06" and not row["passes"]
+
+
+def test_every_tuning_copy_is_its_scenario_judged_inside_the_scenarios_training_window():
+    from controller.bench.scenarios import SCENARIO_DIR
+
+    copies = sorted((SCENARIO_DIR / "tuning").glob("*.yaml"))
+    assert copies and not set(copies) & set(shipped_scenarios())
+    for path in copies:
+        tune, shipped = load_scenario(path), load_scenario(SCENARIO_DIR / path.name)
+        assert tune.name == f"{shipped.name}-tune"
+        for quick in (False, True):
+            judged, trained = tune.window("evaluate", quick), shipped.window("train", False)
+            assert trained.start_minute <= judged.start_minute
+            assert judged.start_minute + judged.minutes <= trained.start_minute + trained.minutes
+        # Everything but the name and the windows is the scenario's own.
+        assert tune.settings("evaluate", True).cluster == shipped.settings("evaluate", True).cluster
+        mine, theirs = (s.settings("evaluate", True).workload.model_dump() for s in (tune, shipped))
+        assert {k: v for k, v in mine.items() if k != "start_minute"} == {
+            k: v for k, v in theirs.items() if k != "start_minute"}

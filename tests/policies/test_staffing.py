@@ -140,7 +140,7 @@ def test_a_function_following_a_kpa_member_gets_its_pool_and_its_share_factor():
     actions = np.array([action_index("kpa=0.4", 2.0), action_index("kpa=1"), action_index("kpa=0.7")])
     d = staffing_decisions(snapshot(), actions, np.ones(3, dtype=bool), np.full(3, 4.0), StaffingSettings(), "nac",
                            followed=followed)
-    assert d.containers.tolist() == [30, 1, UNMANAGED]  # its pool; at least one; none decided: the platform
+    assert d.containers.tolist() == [30, 0, UNMANAGED]  # its pool, scaled to zero too; none decided: the platform
     assert d.cpu_shares.tolist() == [256, 128, KEEP_SHARES]
     assert "follows kpa=0.4" in d.reasons[0]
     staffed = staffing_decisions(snapshot(), np.full(3, ENSURE_ACTION), np.ones(3, dtype=bool), np.full(3, 4.0),
@@ -148,3 +148,43 @@ def test_a_function_following_a_kpa_member_gets_its_pool_and_its_share_factor():
     assert staffed.containers.tolist() == [7, 7, 7]  # a staffing action ignores the members
     with pytest.raises(ValueError, match="must be in"):
         staffing_decisions(snapshot(), actions, np.ones(3, dtype=bool), np.full(3, 4.0), StaffingSettings(), "nac")
+
+
+class RecordingLearner:
+    """Wraps a learner and keeps every batch its update is given."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.batches = inner, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def update(self, batch):
+        self.batches.append(batch)
+        return self.inner.update(batch)
+
+
+@pytest.mark.parametrize("feedback_first", [False, True])
+def test_held_actions_repeat_for_their_ticks_and_learn_once_from_the_mean_reward(feedback_first):
+    from learner_fixtures import busy_tick, run_tick
+
+    from policies.registry import make
+
+    policy = make("nac-linear", seed=4, scheme="staffing", decision_ticks=3, load_smoothing_s=30.0,
+                  reward_centering=0.0)
+    policy.learner = RecordingLearner(policy.learner)
+    actions, drawn = [], []
+    for t in range(1, 8):
+        snap = busy_tick(t)
+        rewards = np.full(len(snap.functions), float(t))  # the reward of tick t-1's decision is t
+        decisions, out = run_tick(policy, snap, rewards, feedback_first)
+        actions.append(decisions.action.copy())
+        drawn.append(out.get("transitions", 0.0) > 0)
+    assert (actions[0] == actions[1]).all() and (actions[1] == actions[2]).all()  # ticks 1-3 hold one draw
+    assert (actions[3] == actions[4]).all() and (actions[4] == actions[5]).all()  # ticks 4-6 the next
+    assert drawn == [False, False, False, True, False, False, True]
+    first = policy.learner.batches[0]
+    # Ticks 1-3's actions earned the rewards fed at ticks 2, 3 and 4 (2, 3, 4): their mean is 3.
+    assert len(first) == 6 and np.allclose(first.reward, 3.0)
+    assert np.allclose(policy.learner.batches[1].reward, 6.0)  # ticks 4-6: rewards 5, 6, 7
+    assert np.allclose(first.action, actions[0]) and np.allclose(first.action_next, actions[3])
