@@ -133,3 +133,47 @@ def test_an_idle_pool_at_small_shares_costs_reward_only_when_memory_is_charged()
     assert plain.tolist() == pytest.approx([1.0, 0.7 + 0.3 * 0.6])
     # Memory holds 1 core per container: 20 and 200 core-s, used 15.
     assert charged.tolist() == pytest.approx([0.7 + 0.3 * 0.75, 0.7 + 0.3 * 0.6 * 0.075])
+
+
+# --- the operator's reward -----------------------------------------------------------------------
+
+def operator_tick(violations, queued=(0.0, 0.0, 0.0), idle=(0.0, 0.0, 0.0), shares=(128.0, 128.0, 128.0)):
+    """Three functions of 10 completions each; ``idle`` idle containers of 256 MB beside 2 busy ones."""
+    from policies.types import FunctionStats
+
+    names = ("a", "b", "c")
+    return FunctionStats.empty_like(
+        names, completions=np.full(3, 10.0), slo_violations=np.array(violations), queued=np.array(queued),
+        containers=2.0 + np.array(idle), busy_containers=np.full(3, 2.0), memory_mb=np.full(3, 256.0),
+        slo_s=np.ones(3), cpu_shares=np.array(shares))
+
+
+def test_the_operator_reward_prices_late_work_per_average_work_and_idle_memory_per_invoker():
+    from policies.reward import operator_reward
+
+    f = operator_tick(violations=[0.0, 2.0, 0.0], queued=[0.0, 1.0, 0.0], idle=[0.0, 0.0, 4.0])
+    r = operator_reward(f, 0.5, memory_scale_mb=2048.0)
+    average = (30.0 + 1.0) / 3  # completions + queued, per function
+    assert r[0] == 1.0
+    assert r[1] == pytest.approx(1 - 0.5 * 3.0 / average)
+    assert r[2] == pytest.approx(1 - 0.5 * 4 * 256.0 / 2048.0)
+
+
+def test_asking_for_fewer_shares_does_not_raise_the_operator_reward():
+    from policies.reward import operator_reward
+
+    many, few = (operator_reward(operator_tick([1.0, 0.0, 0.0], shares=(s, s, s)), 0.3, memory_scale_mb=2048.0)
+                 for s in (1024.0, 2.0))
+    assert many.tolist() == few.tolist()
+
+
+def test_the_cost_cap_decides_where_a_badly_served_function_stops_being_told_apart():
+    from policies.reward import operator_reward
+
+    f = operator_tick(violations=[30.0, 60.0, 0.0])  # costs well above 1 average function's work
+    capped = operator_reward(f, 0.0, memory_scale_mb=2048.0)
+    wide = operator_reward(f, 0.0, memory_scale_mb=2048.0, cost_cap=10.0)
+    assert capped[0] == capped[1] == 0.0  # both at the cap: the same reward
+    assert 0.0 < wide[1] < wide[0] < 1.0  # below a wider cap: the worse tick scores less
+    with pytest.raises(ValueError, match="cost_cap"):
+        operator_reward(f, 0.3, memory_scale_mb=2048.0, cost_cap=0.0)
