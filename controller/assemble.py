@@ -42,6 +42,7 @@ from controller.estimator import PopulationEstimator
 from controller.guard import GuardBounds
 from controller.loop import ControlLoop, MetricsSink
 from controller.settings import Settings, backend_names
+from policies.types import ClusterSnapshot
 
 #: The shipped 2019 trace sample, relative to the source tree (``data/`` beside the packages).
 SAMPLE_TRACE = Path(__file__).resolve().parents[1] / "data" / "azure-functions-2019-sample"
@@ -408,6 +409,70 @@ def build_sim_backend(settings: Settings, workload: Any, slo_s: np.ndarray, *, s
     return SimBackend(cluster, arrivals, workload.names, settings.loop.tick_s, keep_records=not endless)
 
 
+class InjectedArrivals:
+    """An arrival stream handed in one tick at a time (``window`` as the simulated backend reads it)."""
+
+    def __init__(self) -> None:
+        self.times_s = np.zeros(0)
+        self.fn = np.zeros(0, dtype=np.int64)
+
+    def put(self, times_s: np.ndarray, fn: np.ndarray) -> None:
+        """The arrivals of the next window (times ascending)."""
+        self.times_s, self.fn = np.asarray(times_s, dtype=float), np.asarray(fn, dtype=np.int64)
+
+    def window(self, t0_s: float, t1_s: float) -> tuple[np.ndarray, np.ndarray]:
+        keep = (self.times_s > t0_s) & (self.times_s <= t1_s)
+        return self.times_s[keep], self.fn[keep]
+
+
+class HeuristicTwin:
+    """A fallback's heuristic run on a simulated twin of the cluster, fed the arrivals the cluster had.
+
+    Every tick the twin gets each function's arrival count of the tick just observed, spread uniformly
+    over the tick, and runs one tick of the heuristic's own control loop (guard included) on them; its
+    SLO violations in that tick are what the heuristic would have had on those arrivals, with whatever
+    one function's pool costs the others. It knows the functions' profiles, so it exists where the
+    cluster is simulated; the arrival times within a tick are its own (bursts inside a tick are
+    smoothed, which makes the heuristic look a little better than it was, never worse).
+    """
+
+    def __init__(self, loop: ControlLoop, arrivals: InjectedArrivals, names: Sequence[str], seed: int) -> None:
+        self.loop, self.arrivals, self.names = loop, arrivals, tuple(names)
+        self.rng = np.random.default_rng(seed)
+        self.time_s = 0.0
+
+    def heuristic_violations(self, snapshot: ClusterSnapshot) -> float:
+        f = snapshot.functions
+        if tuple(f.names) != self.names or snapshot.time_s <= self.time_s:
+            return math.nan  # another function set or a repeated tick: nothing comparable
+        counts = np.maximum(np.rint(np.nan_to_num(np.asarray(f.arrivals, dtype=float))), 0).astype(np.int64)
+        times = self.rng.uniform(self.time_s, snapshot.time_s, int(counts.sum()))
+        fn = np.repeat(np.arange(len(counts)), counts)
+        order = np.argsort(times, kind="stable")
+        self.arrivals.put(times[order], fn[order])
+        report = self.loop.step(float(snapshot.time_s))
+        self.time_s = float(snapshot.time_s)
+        return float(np.nansum(report.snapshot.functions.slo_violations))
+
+
+def attach_twin(policy: Any, settings: Settings, workload: Any, slo_s: np.ndarray, seeds: RunSeeds) -> None:
+    """Give a learner whose fallback asks for a twin (``counterfactual: twin``) the twin of this simulated
+    cluster running its heuristic; any other policy is left as it is."""
+    wants = getattr(getattr(policy, "settings", None), "counterfactual", None) == "twin"
+    if not wants or not hasattr(policy, "counterfactual"):
+        return
+    from controller.backends.sim import SimBackend
+    from policies.registry import make
+    from simulator import Cluster
+
+    cluster = Cluster(cluster_config(settings), [fn.profile for fn in workload.functions], slo_s,
+                      seed=seeds.cluster)
+    arrivals = InjectedArrivals()
+    backend = SimBackend(cluster, arrivals, workload.names, settings.loop.tick_s, keep_records=False)
+    policy.counterfactual = HeuristicTwin(build_loop(settings, backend, make(policy.heuristic.name)), arrivals,
+                                          workload.names, seeds.arrivals)
+
+
 def build_backend(settings: Settings) -> Backend:
     """The backend ``settings.daemon.backend`` names, for a long-running loop: ``sim`` replays its
     workload forever; ``local`` and ``openwhisk`` are built by their module's ``from_settings``."""
@@ -451,10 +516,13 @@ __all__ = [
     "SAMPLE_TRACE",
     "TRACE_2021_FILE",
     "AssemblyError",
+    "HeuristicTwin",
+    "InjectedArrivals",
     "PolicyParamsError",
     "PolicySpec",
     "RunSeeds",
     "as_spec",
+    "attach_twin",
     "build_arrivals",
     "build_backend",
     "build_loop",

@@ -36,6 +36,7 @@ from controller.assemble import (
     PolicySpec,
     RunSeeds,
     as_spec,
+    attach_twin,
     build_loop,
     build_policy,
     build_sim_backend,
@@ -70,6 +71,7 @@ def run_policy(settings: Settings, workload: Any, slo_s: np.ndarray, policy_name
     seeds = seeds or RunSeeds.from_seed(settings.seed)
     backend = build_sim_backend(settings, workload, slo_s, seeds=seeds)
     inner = policy if policy is not None else build_policy(settings, spec)
+    attach_twin(inner, settings, workload, slo_s, seeds)
     recorder = RunRecorder()
     if is_learner(inner) and checkpointer is None:
         checkpointer = Checkpointer.in_directory(settings.output.out_dir / "checkpoints", spec.name)

@@ -11,6 +11,9 @@ and a running comparison says whether the learner is worse than the heuristic wo
   violation — and the heuristic's estimate is the learner's count plus the model's difference
   between the two pools (a difference estimator: what the model cannot explain, cold starts or
   contention, is common to both and cancels).
+  With ``counterfactual = twin`` the run attaches a simulated twin of the cluster that runs the
+  heuristic on the arrivals each function had (``controller.assemble.HeuristicTwin``), and the
+  heuristic's count is the twin's: unlike the model it sees what one function's pool costs others.
 * **Memory.** The learner's held memory (containers x memory) against the heuristic's targets x memory.
 
 Over the last ``window_ticks`` of learner control, the learner falls back when its violations
@@ -30,7 +33,7 @@ import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from scipy.special import gammaincc, gammaln
@@ -38,6 +41,18 @@ from scipy.special import gammaincc, gammaln
 from policies.types import KEEP_SHARES, UNMANAGED, ClusterSnapshot, Decisions, Policy
 
 log = logging.getLogger(__name__)
+
+#: How the heuristic's violations are estimated (``FallbackSettings.counterfactual``).
+COUNTERFACTUALS: tuple[str, ...] = ("model", "twin")
+
+
+class Counterfactual(Protocol):
+    """The heuristic run elsewhere on the same arrivals (e.g. a simulated twin of the cluster)."""
+
+    def heuristic_violations(self, snapshot: ClusterSnapshot) -> float:
+        """Advance by the tick ``snapshot`` ends (its arrivals per function); the heuristic's SLO
+        violations in that tick. Called once per tick, in order."""
+
 
 #: Why the learner is in fallback (the ``reason`` of its diagnostics and of the daemon's metric).
 FALLBACK_REASONS: tuple[str, ...] = ("violations", "memory")
@@ -68,6 +83,12 @@ class FallbackSettings:
     margin, before it falls back: below that, a difference is noise."""
     hold_ticks: int = 60
     """Ticks in fallback before the learner may take control back (one window)."""
+    counterfactual: str = "model"
+    """How the heuristic's violations on the learner's arrivals are estimated. ``model``: the queueing
+    model above, per function (it cannot see what one function's pool costs another on a contended
+    cluster). ``twin``: the heuristic run on a simulated twin of the cluster, fed every tick the
+    arrivals each function had (:class:`Counterfactual`); the run attaches one where it can build the
+    cluster's twin (a simulated cluster's runs), and without one the model is used, said once."""
     heuristic_floor: bool = False
     """While the learner is in control, no function gets fewer containers or fewer CPU shares than the
     heuristic decides for it in the same tick (a function the learner leaves to the platform gets the
@@ -84,6 +105,9 @@ class FallbackSettings:
             raise ValueError(f"FallbackSettings.margin={self.margin}: must be a finite number >= 0")
         if not (math.isfinite(self.min_violations) and self.min_violations >= 0):
             raise ValueError(f"FallbackSettings.min_violations={self.min_violations}: must be >= 0")
+        if self.counterfactual not in COUNTERFACTUALS:
+            raise ValueError(f"FallbackSettings.counterfactual={self.counterfactual!r}: must be one of "
+                             f"{', '.join(COUNTERFACTUALS)}")
 
 
 def erlang_c(servers: np.ndarray, load: np.ndarray) -> np.ndarray:
@@ -181,6 +205,9 @@ class FallbackLearner:
         self._window: deque[tuple[float, float, float, float, bool]] = deque(maxlen=settings.window_ticks)
         self._pending: tuple[np.ndarray, np.ndarray, bool] | None = None
         self._last_time: float | None = None
+        self.counterfactual: Counterfactual | None = None
+        """The heuristic's twin (``FallbackSettings.counterfactual = twin``), attached by the run."""
+        self._said_no_twin = False
 
     @property
     def settings_record(self) -> Mapping[str, Any]:
@@ -231,7 +258,12 @@ class FallbackLearner:
         model_l = float(np.nansum(expected_violations(learner_pool, f, load)))
         model_h = float(np.nansum(expected_violations(heuristic_pool, f, load)))
         realized = float(np.nansum(np.where(f.valid, f.slo_violations, 0.0)))
-        if was_active:
+        twin = self._twin_violations(snapshot)
+        if twin is not None and math.isfinite(twin):
+            # The twin ran the heuristic on these arrivals: its count replaces the model's difference.
+            learner_violations = realized + model_l - model_h if was_active else realized
+            heuristic_violations = realized if was_active else twin
+        elif was_active:
             # The heuristic ran: the learner's shadow is judged by the model alone.
             learner_violations, heuristic_violations = realized + model_l - model_h, realized
         else:
@@ -240,6 +272,17 @@ class FallbackLearner:
         memory_h = _memory_gb(heuristic_pool, f, tick_s)
         self._window.append((learner_violations, heuristic_violations, memory_l, memory_h, was_active))
         self._decide_control()
+
+    def _twin_violations(self, snapshot: ClusterSnapshot) -> float | None:
+        if self.settings.counterfactual != "twin":
+            return None
+        if self.counterfactual is None:
+            if not self._said_no_twin:
+                log.warning("%s: no twin of this cluster to run %s on, so its violations are estimated by the "
+                            "queueing model", self.name, self.heuristic.name)
+                self._said_no_twin = True
+            return None
+        return float(self.counterfactual.heuristic_violations(snapshot))
 
     def _sums(self) -> tuple[float, float, float, float]:
         rows = np.array([row[:4] for row in self._window]) if self._window else np.zeros((0, 4))
@@ -307,5 +350,5 @@ class FallbackLearner:
         return {**dict(self.learner.checkpoint_signature()), "fallback": self.heuristic.name}
 
 
-__all__ = ["FALLBACK_DIAGNOSTICS", "FALLBACK_REASONS", "FallbackLearner", "FallbackSettings", "erlang_c",
-           "expected_violations", "floored"]
+__all__ = ["COUNTERFACTUALS", "FALLBACK_DIAGNOSTICS", "FALLBACK_REASONS", "Counterfactual", "FallbackLearner",
+           "FallbackSettings", "erlang_c", "expected_violations", "floored"]

@@ -107,3 +107,55 @@ def test_every_window_is_within_ten_percent_of_ensure_or_the_fallback_was_active
               if not m["fallback_active"] and m["violations"] > 1.1 * t["violations"]]
     assert not unsafe, unsafe
     assert all(m["fallback_active"] for m in mine[: int(BAD_UNTIL_S // SAFETY_WINDOW_S) + 1])
+
+
+@pytest.fixture(scope="module")
+def twin_runs(tmp_path_factory):
+    path = Path(tmp_path_factory.mktemp("twin")) / "starved.yaml"
+    path.write_text(SCENARIO, encoding="utf-8")
+    settings = load_scenario(path).settings("evaluate", False, {"seed": 3, "output.plots": False})
+    workload = build_workload(settings)
+    slo_s = measure_slos(settings, workload)
+    control = ControlLog()
+    wrapped = FallbackLearner(StarveThenRecover(), make_ensure(), FallbackSettings(counterfactual="twin"))
+    run_policy(settings, workload, slo_s, "starver", policy=wrapped, sinks=[control], save_learner=False)
+    return wrapped, control
+
+
+def test_a_run_gives_a_learner_that_asks_for_one_a_twin_and_the_twin_follows_every_tick(twin_runs):
+    wrapped, control = twin_runs
+    assert wrapped.counterfactual is not None
+    assert wrapped.counterfactual.time_s == control.active[-1][0]  # stepped through the last tick
+
+
+def test_with_the_twin_the_fallback_engages_while_the_learner_starves_and_releases_after(twin_runs):
+    _, control = twin_runs
+    engaged = [t for t, active in control.active if active]
+    assert engaged and engaged[0] <= 60.0
+    released = [t for t, active in control.active if not active and t > engaged[0]]
+    assert released and released[0] > BAD_UNTIL_S
+
+
+def test_a_twin_fed_the_arrivals_of_ensures_own_run_counts_about_its_violations(tmp_path):
+    from controller.assemble import RunSeeds, attach_twin
+
+    path = tmp_path / "starved.yaml"
+    path.write_text(SCENARIO, encoding="utf-8")
+    settings = load_scenario(path).settings("evaluate", False, {"seed": 3, "output.plots": False})
+    workload = build_workload(settings)
+    slo_s = measure_slos(settings, workload)
+    holder = FallbackLearner(StarveThenRecover(), make_ensure(), FallbackSettings(counterfactual="twin"))
+    attach_twin(holder, settings, workload, slo_s, RunSeeds.from_seed(3))
+    real, twin = [], []
+
+    class Feed:
+        def on_tick(self, report) -> None:
+            real.append(float(np.nansum(report.snapshot.functions.slo_violations)))
+            twin.append(holder.counterfactual.heuristic_violations(report.snapshot))
+
+    run_policy(settings, workload, slo_s, "ensure", sinks=[Feed()], save_learner=False)
+    assert len(real) == len(twin) == 360 and sum(real) > 0
+    assert 0.5 * sum(real) <= sum(twin) <= 1.5 * sum(real)
+    plain = FallbackLearner(StarveThenRecover(), make_ensure(), FallbackSettings())
+    attach_twin(plain, settings, workload, slo_s, RunSeeds.from_seed(3))
+    assert plain.counterfactual is None  # the model was asked for: no twin

@@ -193,3 +193,36 @@ def test_a_floored_learner_that_asks_for_too_little_is_never_worse_and_keeps_con
     unfloored = FallbackLearner(FixedPool("learner", 9), FixedPool("ensure", 12),
                                 FallbackSettings(window_ticks=6, hold_ticks=6))
     assert any(run(unfloored, range(1, 30), rate_per_s=16.0, violations=1.0))  # judged on its own pool, it is
+
+
+class FixedTwin:
+    """A counterfactual that reports ``violations`` for the heuristic every tick."""
+
+    def __init__(self, violations: float) -> None:
+        self.violations, self.calls = violations, 0
+
+    def heuristic_violations(self, snapshot) -> float:
+        self.calls += 1
+        return self.violations
+
+
+def test_with_a_twin_the_heuristics_violations_are_the_twins_not_the_models():
+    # Same pools (the model sees no difference), but the twin's heuristic had far fewer violations.
+    settings = FallbackSettings(window_ticks=6, hold_ticks=6, counterfactual="twin")
+    wrapper = FallbackLearner(FixedPool("learner", 12), FixedPool("ensure", 12), settings)
+    wrapper.counterfactual = FixedTwin(0.0)
+    assert any(run(wrapper, range(1, 10), rate_per_s=16.0, violations=10.0))
+    assert wrapper.reason == "violations" and wrapper.counterfactual.calls == 9
+    modelled = FallbackLearner(FixedPool("learner", 12), FixedPool("ensure", 12),
+                               FallbackSettings(window_ticks=6, hold_ticks=6))
+    assert not any(run(modelled, range(1, 10), rate_per_s=16.0, violations=10.0))
+
+
+def test_a_twin_asked_for_but_not_attached_falls_back_on_the_model_and_says_so(caplog):
+    wrapper = FallbackLearner(FixedPool("learner", 12), FixedPool("ensure", 12),
+                              FallbackSettings(window_ticks=6, hold_ticks=6, counterfactual="twin"))
+    with caplog.at_level("WARNING"):
+        assert not any(run(wrapper, range(1, 10), rate_per_s=16.0, violations=10.0))
+    assert sum("no twin" in r.getMessage() for r in caplog.records) == 1
+    with pytest.raises(ValueError, match="counterfactual"):
+        FallbackSettings(counterfactual="oracle")
