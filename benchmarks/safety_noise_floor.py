@@ -1,0 +1,77 @@
+"""How often the online safety check fails for ENSURE against itself: the check's noise floor.
+
+    python benchmarks/safety_noise_floor.py SCENARIO.yaml [...] [--part evaluate] [--quick] [--seeds 0-4]
+
+The suite's online safety check counts a 10-minute window as safe when a learner's SLO violations are
+at most 1.1 x those of ENSURE c=1.06 on the same arrivals (same seed). This script runs ENSURE c=1.06
+twice per seed on the same arrivals, once with the run's own simulator seed and once with another
+(execution times and placement draw differently; the arrivals are the seed's), and counts the windows
+in which the second run has more than 1.1 x the first's violations. A policy *identical* to ENSURE
+fails the check in those windows, so no learner that is not ENSURE itself can be expected to pass
+fewer; where the count is high the check measures the cluster's noise, not the learner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+
+from controller.assemble import RunSeeds, build_workload, measure_slos
+from controller.bench.cells import window_rows
+from controller.bench.execute import loop_notes_silenced
+from controller.bench.scenarios import load_scenario
+from controller.runner import run_policy
+
+#: The factor of the suite's safety check (controller.bench.analysis.safety_rows).
+FACTOR = 1.1
+
+
+def failing_windows(scenario: Path, part: str, quick: bool, seed: int, offset: int = 7919) -> tuple[int, int, float]:
+    """(windows, windows where ENSURE with its simulator seed moved by ``offset`` exceeds FACTOR x ENSURE,
+    worst ratio)."""
+    settings = load_scenario(scenario).settings(part, quick, {"seed": seed, "output.plots": False})
+    workload = build_workload(settings)
+    slo_s = measure_slos(settings, workload)
+    seeds = RunSeeds.from_seed(seed)
+    other = dataclasses.replace(seeds, cluster=seeds.cluster + offset)
+    with loop_notes_silenced():
+        runs = [window_rows(run_policy(settings, workload, slo_s, "ensure", seeds=s, save_learner=False), [])
+                for s in (seeds, other)]
+    failed, worst = 0, 0.0
+    for mine, theirs in zip(runs[1], runs[0]):
+        if mine["violations"] > FACTOR * theirs["violations"]:
+            failed += 1
+            worst = max(worst, mine["violations"] / max(theirs["violations"], 1))
+    return len(runs[0]), failed, worst
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenarios", nargs="+", type=Path)
+    parser.add_argument("--part", choices=("train", "evaluate"), default="evaluate")
+    parser.add_argument("--quick", action="store_true", help="the scenarios' quick windows (mfrm bench --quick)")
+    parser.add_argument("--seeds", default="0-4", help="a range a-b or a list a,b,c [default: 0-4]")
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    if "-" in args.seeds:
+        lo, hi = (int(v) for v in args.seeds.split("-"))
+        seeds = list(range(lo, hi + 1))
+    else:
+        seeds = [int(v) for v in args.seeds.split(",")]
+    print("| scenario | seeds | windows | ENSURE fails against itself | worst ratio |")
+    print("|---|---|---|---|---|")
+    for scenario in args.scenarios:
+        total = failed = 0
+        worst = 0.0
+        for seed in seeds:
+            n, f, w = failing_windows(scenario, args.part, args.quick, seed)
+            total, failed, worst = total + n, failed + f, max(worst, w)
+        name = load_scenario(scenario).name
+        print(f"| {name} | {len(seeds)} | {total} | {failed} ({failed / max(total, 1):.0%}) | "
+              f"{'–' if not failed else f'{worst:.2f}'} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
