@@ -430,3 +430,25 @@ def test_the_block_feature_natural_gradient_reference_matches_the_dense_one() ->
         natural_gradient(block.dense(), probs, weights, q, ridge=1e-6),
         atol=1e-12,
     )
+
+
+def test_a_large_batch_estimates_the_fisher_matrix_on_a_sample_of_its_rows_and_a_small_one_on_all() -> None:
+    rng = np.random.default_rng(11)
+    n, n_actions, d_x = 6000, 4, 5
+    probs = rng.dirichlet(np.ones(n_actions), size=n)
+    taken = np.array([rng.choice(n_actions, p=p) for p in probs])
+    grad = KroneckerRows(np.eye(n_actions)[taken] - probs, rng.normal(size=(n, d_x)))
+    advantage = rng.normal(size=n)
+    every = compatible_fit(grad, advantage, hp(n_features=n_actions * d_x, fisher_rows=0), np.random.default_rng(0))
+    sampled = compatible_fit(grad, advantage, hp(n_features=n_actions * d_x, fisher_rows=1500),
+                             np.random.default_rng(0))
+    # A sample of 1500 rows estimates F closely: the direction moves little, but it does move.
+    assert 0 < np.linalg.norm(sampled.w_hat - every.w_hat) < 0.2 * np.linalg.norm(every.w_hat)
+    small = grad.rows(slice(0, 1000))
+    assert np.array_equal(
+        compatible_fit(small, advantage[:1000], hp(n_features=n_actions * d_x, fisher_rows=1500),
+                       np.random.default_rng(0)).w_hat,
+        compatible_fit(small, advantage[:1000], hp(n_features=n_actions * d_x, fisher_rows=0),
+                       np.random.default_rng(0)).w_hat)
+    with pytest.raises(ValueError, match="fisher_rows"):
+        hp(n_features=3, fisher_rows=-1)
