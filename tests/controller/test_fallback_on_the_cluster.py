@@ -74,13 +74,18 @@ class ControlLog:
         self.active.append((float(report.time_s), report.diagnostics.get("fallback_active", 0.0) >= 1.0))
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    path = Path(tmp_path_factory.mktemp("fallback")) / "starved.yaml"
+def starved_scenario(folder: Path) -> tuple:
+    """The scenario's evaluation settings (seed 3), its workload and its SLOs."""
+    path = folder / "starved.yaml"
     path.write_text(SCENARIO, encoding="utf-8")
     settings = load_scenario(path).settings("evaluate", False, {"seed": 3, "output.plots": False})
     workload = build_workload(settings)
-    slo_s = measure_slos(settings, workload)
+    return settings, workload, measure_slos(settings, workload)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    settings, workload, slo_s = starved_scenario(Path(tmp_path_factory.mktemp("fallback")))
     ensure = run_policy(settings, workload, slo_s, "ensure", save_learner=False)
     control = ControlLog()
     wrapped = FallbackLearner(StarveThenRecover(), make_ensure(), FallbackSettings())
@@ -111,11 +116,7 @@ def test_every_window_is_within_ten_percent_of_ensure_or_the_fallback_was_active
 
 @pytest.fixture(scope="module")
 def twin_runs(tmp_path_factory):
-    path = Path(tmp_path_factory.mktemp("twin")) / "starved.yaml"
-    path.write_text(SCENARIO, encoding="utf-8")
-    settings = load_scenario(path).settings("evaluate", False, {"seed": 3, "output.plots": False})
-    workload = build_workload(settings)
-    slo_s = measure_slos(settings, workload)
+    settings, workload, slo_s = starved_scenario(Path(tmp_path_factory.mktemp("twin")))
     control = ControlLog()
     wrapped = FallbackLearner(StarveThenRecover(), make_ensure(), FallbackSettings(counterfactual="twin"))
     run_policy(settings, workload, slo_s, "starver", policy=wrapped, sinks=[control], save_learner=False)
@@ -139,11 +140,7 @@ def test_with_the_twin_the_fallback_engages_while_the_learner_starves_and_releas
 def test_a_twin_fed_the_arrivals_of_ensures_own_run_counts_about_its_violations(tmp_path):
     from controller.assemble import RunSeeds, attach_twin
 
-    path = tmp_path / "starved.yaml"
-    path.write_text(SCENARIO, encoding="utf-8")
-    settings = load_scenario(path).settings("evaluate", False, {"seed": 3, "output.plots": False})
-    workload = build_workload(settings)
-    slo_s = measure_slos(settings, workload)
+    settings, workload, slo_s = starved_scenario(tmp_path)
     holder = FallbackLearner(StarveThenRecover(), make_ensure(), FallbackSettings(counterfactual="twin"))
     attach_twin(holder, settings, workload, slo_s, RunSeeds.from_seed(3))
     real, twin = [], []
