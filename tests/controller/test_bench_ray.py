@@ -275,6 +275,7 @@ DRIVER = """\
 import faulthandler, json, os, sys
 faulthandler.dump_traceback_later(float(sys.argv[3]), exit=True)
 from controller.bench.execute import CallFailed, RayExecutor
+MARK = "mfrm-driver-report "
 
 def double(x):
     return 2 * x
@@ -288,9 +289,10 @@ try:
         try:
             list(executor.run(die, [(3,)]))
         except CallFailed as failure:
-            print(json.dumps({"index": failure.index, "reason": failure.reason}), flush=True)
+            print("\\n" + MARK + json.dumps({"index": failure.index, "reason": failure.reason}), flush=True)
     else:
-        print(json.dumps({"pid": os.getpid(), "answers": list(executor.run(double, [(1,), (2,)]))}), flush=True)
+        answers = list(executor.run(double, [(1,), (2,)]))
+        print("\\n" + MARK + json.dumps({"pid": os.getpid(), "answers": answers}), flush=True)
         faulthandler.cancel_dump_traceback_later()
         sys.stdin.readline()
 finally:
@@ -304,12 +306,16 @@ def _driver(address: str, mode: str, cwd: Path) -> subprocess.Popen[str]:
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+#: What the driver's report follows on its line: Ray prints notes of its own on the same stdout (a dead
+#: worker's, for one), not always ending in a newline before the report is printed.
+REPORT_MARK = "mfrm-driver-report "
+
+
 def _report(driver: subprocess.Popen[str]) -> dict[str, Any]:
-    """The driver's JSON report ({} if it ended without one). Ray prints notes of its own on the same
-    stdout (a dead worker, for one), so the report is the line that starts with a brace."""
+    """The driver's JSON report ({} if it ended without one): the text after the mark on its line."""
     for line in driver.stdout:
-        if line.startswith("{"):
-            return json.loads(line)
+        if REPORT_MARK in line:
+            return json.loads(line.split(REPORT_MARK, 1)[1])
     return {}
 
 
