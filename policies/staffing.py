@@ -213,12 +213,14 @@ def staffing_decisions(snapshot: ClusterSnapshot, actions: np.ndarray, usable: n
         else f"{label}: {f'idle (R={r:.3g})' if sized_i else 'work size unknown'}, containers left to the platform"
         if rest
         else f"{label}: R={r:.2f}, containers left to the platform (chosen), shares {s_i}" if p_i == 0
+        else f"{label}: R={r:.2f}, follows {PORTFOLIO_LEVELS[p_i]}, which made no decision: containers left to "
+             "the platform" if none_i
         else f"{label}: R={r:.2f}, follows {PORTFOLIO_LEVELS[p_i]} -> {k_i} containers, shares x{x_i:g} = {s_i}"
         if p_i >= n_staffing
         else f"{label}: R={r:.2f}, c={c_i:g} -> {k_i} containers, shares x{x_i:g} = {s_i}"
-        for ok, rest, sized_i, r, p_i, c_i, k_i, x_i, s_i in zip(
+        for ok, rest, sized_i, r, p_i, c_i, k_i, x_i, s_i, none_i in zip(
             np.asarray(usable, dtype=bool).tolist(), idle.tolist(), sized.tolist(), load.tolist(), pool.tolist(),
-            levels.tolist(), counts.tolist(), factors.tolist(), shares.tolist())
+            levels.tolist(), counts.tolist(), factors.tolist(), shares.tolist(), unset.tolist())
     )
     return Decisions(
         containers=np.where(managed, counts, UNMANAGED),

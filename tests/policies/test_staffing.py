@@ -142,7 +142,7 @@ def test_a_function_following_a_kpa_member_gets_its_pool_and_its_share_factor():
                            followed=followed)
     assert d.containers.tolist() == [30, 0, UNMANAGED]  # its pool, scaled to zero too; none decided: the platform
     assert d.cpu_shares.tolist() == [256, 128, KEEP_SHARES]
-    assert "follows kpa=0.4" in d.reasons[0]
+    assert "follows kpa=0.4" in d.reasons[0] and "made no decision" in d.reasons[2]
     staffed = staffing_decisions(snapshot(), np.full(3, ENSURE_ACTION), np.ones(3, dtype=bool), np.full(3, 4.0),
                                  StaffingSettings(), "nac", followed=followed)
     assert staffed.containers.tolist() == [7, 7, 7]  # a staffing action ignores the members
