@@ -34,7 +34,7 @@ import numpy as np
 
 from controller.assemble import build_workload, measure_slos
 from controller.bench.execute import loop_notes_silenced
-from controller.bench.scenarios import load_scenario
+from controller.bench.scenarios import ScenarioError, load_scenario
 from controller.report import function_metrics
 from controller.runner import run_policy
 
@@ -150,7 +150,12 @@ def main() -> None:
     else:
         seeds = [int(v) for v in args.seeds.split(",")]
     prices = np.geomspace(1e-4, 10.0, 60)
-    scenario_name = load_scenario(args.scenario).name
+    try:
+        scenario_name = load_scenario(args.scenario).name
+    except ScenarioError as error:
+        sys.exit(str(error))
+    if args.against is not None and not args.against.is_file():
+        sys.exit(f"--against {args.against}: no such file (a bench's results.csv)")
     suite = baseline_frontiers(args.against, scenario_name) if args.against else None
     # With the KPA's targets, both choice sets are scored from the same runs.
     choice_sets = [("platform+ensure", np.arange(1 + len(CONSTANTS)))]

@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import sys
 from pathlib import Path
 
 from controller.assemble import RunSeeds, build_workload, measure_slos
 from controller.bench.cells import window_rows
 from controller.bench.execute import loop_notes_silenced
-from controller.bench.scenarios import load_scenario
+from controller.bench.scenarios import ScenarioError, load_scenario
 from controller.runner import run_policy
 
 #: The factor of the suite's safety check (controller.bench.analysis.safety_rows).
@@ -60,6 +61,11 @@ def main() -> None:
         seeds = list(range(lo, hi + 1))
     else:
         seeds = [int(v) for v in args.seeds.split(",")]
+    for scenario in args.scenarios:
+        try:
+            load_scenario(scenario)
+        except ScenarioError as error:
+            sys.exit(str(error))
     print("| scenario | seeds | windows | ENSURE fails against itself | worst ratio |")
     print("|---|---|---|---|---|")
     for scenario in args.scenarios:
