@@ -268,6 +268,11 @@ def test_a_cell_that_fails_in_a_ray_task_stops_the_suite_with_an_error_naming_th
         "workload.trace_dir: trace folder not found" in ray.stderr, ray.stderr
 
 
+#: What the driver's report follows on its line: Ray prints notes of its own on the same stdout (a dead
+#: worker's, for one), not always ending in a newline before the report is printed.
+REPORT_MARK = "mfrm-driver-report "
+
+
 #: A driver that joins (or starts) a cluster through the executor, runs its calls and prints a JSON
 #: report; in ``listen`` mode it then waits for a line on stdin before it disconnects, while the test
 #: looks at the processes. A hang ends it after ``argv[3]`` seconds with its stack on stderr.
@@ -275,7 +280,7 @@ DRIVER = """\
 import faulthandler, json, os, sys
 faulthandler.dump_traceback_later(float(sys.argv[3]), exit=True)
 from controller.bench.execute import CallFailed, RayExecutor
-MARK = "mfrm-driver-report "
+MARK = @MARK@
 
 def double(x):
     return 2 * x
@@ -298,17 +303,13 @@ try:
 finally:
     executor.close()
 """
+DRIVER = DRIVER.replace("@MARK@", repr(REPORT_MARK))
 
 
 def _driver(address: str, mode: str, cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-c", DRIVER, address, mode, str(DRIVER_TIMEOUT_S)], cwd=cwd,
                             env=_environment(token=address != "local"),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-#: What the driver's report follows on its line: Ray prints notes of its own on the same stdout (a dead
-#: worker's, for one), not always ending in a newline before the report is printed.
-REPORT_MARK = "mfrm-driver-report "
 
 
 def _report(driver: subprocess.Popen[str]) -> dict[str, Any]:
