@@ -42,9 +42,13 @@ from policies.staffing import (
     ENSURE_ACTION,
     N_PORTFOLIO_ACTIONS,
     N_STAFFING_ACTIONS,
+    POOL_LEVELS,
+    PORTFOLIO_LEVELS,
     STAFFING_FEATURES,
     KpaMembers,
     StaffingSettings,
+    action_index,
+    cost_features,
     staffing_decisions,
     staffing_features,
 )
@@ -184,12 +188,13 @@ class AgentSettings:
     CPU level) or ``portfolio`` (the staffing scheme's levels and, as further pool levels, the
     Knative pod autoscaler at three target utilisations: per function, whose rule sizes its pool)."""
     warm_start: str = "none"
-    """Where the policy starts: ``none`` (θ₀ = 0, the uniform policy, as Algorithm 1 does) or
+    """Where the policy starts: ``none`` (θ₀ = 0, the uniform policy, as Algorithm 1 does),
     ``ensure`` (``staffing`` and ``portfolio`` schemes: the policy starts as ENSURE's pool rule, its default
     constant with OpenWhisk's shares, chosen with probability ``warm_start_probability`` in every
-    state), so a fresh deployment is not worse than ENSURE from its first tick."""
+    state), so a fresh deployment is not worse than ENSURE from its first tick, or ``kpa``
+    (``portfolio`` scheme: the same, from the KPA at its default target 0.7 with OpenWhisk's shares)."""
     warm_start_probability: float = 0.9
-    """With ``warm_start=ensure``: the initial probability of ENSURE's action in every state. 0.9
+    """With a warm start: the initial probability of the heuristic's action in every state. 0.9
     keeps some exploration of the others from the start."""
     decision_ticks: int = 1
     """Ticks a drawn action is held for (action repeat): every function's action is drawn every this
@@ -198,6 +203,13 @@ class AgentSettings:
     1 draws every tick (the game as the paper states it). A staffing level's effect on violations
     shows over minutes — a pool that follows the KPA for one tick in ten is not the KPA's pool — so a
     choice held for several ticks is what the reward can tell apart."""
+    cost_features: bool = False
+    """``staffing`` and ``portfolio`` schemes: add to x(s), per pool level, what the level would cost the
+    function this tick by a queueing model — its idle memory and its chance of a wait, in the operator
+    reward's currencies (``policies.staffing.cost_features``). The reward is linear in both, but they
+    are products and non-linear functions of load, pool and memory that no linear critic of the other
+    features can form, so without them a linear critic barely tells one function's best level from
+    another's. False keeps the game's features alone (and the shipped checkpoints' shape)."""
     fallback: str = "none"
     """``ensure``: while learning online, hand control to ENSURE whenever the learner is measurably
     worse than ENSURE would have been, and take it back when it no longer is
@@ -208,13 +220,22 @@ class AgentSettings:
             raise ValueError(f"AgentSettings.reward_centering={self.reward_centering}: must be in [0, 1]")
         if self.scheme not in ACTION_SCHEMES:
             raise ValueError(f"AgentSettings.scheme={self.scheme!r}: must be one of {', '.join(ACTION_SCHEMES)}")
-        if self.warm_start not in ("none", "ensure"):
-            raise ValueError(f"AgentSettings.warm_start={self.warm_start!r}: must be none or ensure")
+        if self.warm_start not in WARM_STARTS:
+            raise ValueError(f"AgentSettings.warm_start={self.warm_start!r}: must be one of {', '.join(WARM_STARTS)}")
         if self.warm_start == "ensure" and not self.staffed:
             raise ValueError("AgentSettings.warm_start=ensure needs scheme=staffing or portfolio (ENSURE's rule is "
                              "one of their actions)")
+        if self.warm_start == "kpa" and self.scheme != "portfolio":
+            raise ValueError("AgentSettings.warm_start=kpa needs scheme=portfolio (the KPA's rule is one of its "
+                             "actions)")
+        if self.warm_start == "kpa" and self.fallback != "none":
+            raise ValueError("AgentSettings.warm_start=kpa with fallback=ensure: the fallback hands control to "
+                             "ENSURE, not to the heuristic the learner started from; use warm_start=ensure")
         if self.fallback not in ("none", "ensure"):
             raise ValueError(f"AgentSettings.fallback={self.fallback!r}: must be none or ensure")
+        if self.cost_features and not self.staffed:
+            raise ValueError("AgentSettings.cost_features needs scheme=staffing or portfolio (it prices their pool "
+                             "levels)")
         if self.decision_ticks < 1:
             raise ValueError(f"AgentSettings.decision_ticks={self.decision_ticks}: must be >= 1")
         if not 0 < self.warm_start_probability < 1:
@@ -233,7 +254,20 @@ class AgentSettings:
     def state_dim(self, features: FeatureSettings) -> int:
         """Length of the state vector x(s) under this scheme: the game's features, and the staffing
         scheme's own (``policies.staffing.STAFFING_FEATURES``) after them."""
-        return features.state_dim + (len(STAFFING_FEATURES) if self.staffed else 0)
+        return features.state_dim + self.extra_dim
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        """The pool levels of a staffed scheme (empty under ``moves``)."""
+        return PORTFOLIO_LEVELS if self.scheme == "portfolio" else POOL_LEVELS if self.staffed else ()
+
+    @property
+    def extra_dim(self) -> int:
+        """Entries the scheme adds after the game's features: the staffing features, and with
+        ``cost_features`` two per pool level."""
+        if not self.staffed:
+            return 0
+        return len(STAFFING_FEATURES) + (2 * len(self.levels) if self.cost_features else 0)
 
     def warm_start_logit(self) -> float:
         """The preference of the warm-start action over every other that gives it
@@ -241,6 +275,12 @@ class AgentSettings:
         p, a = self.warm_start_probability, self.n_actions
         return math.log(p * (a - 1) / (1 - p))
 
+
+#: The values of ``AgentSettings.warm_start``.
+WARM_STARTS: tuple[str, ...] = ("none", "ensure", "kpa")
+#: The action a warm start prefers: ENSURE's default constant, or the KPA member at the KPA's default
+#: target, each with OpenWhisk's shares.
+WARM_START_ACTIONS: dict[str, int] = {"ensure": ENSURE_ACTION, "kpa": action_index("kpa=0.7", 1.0)}
 
 #: The action schemes and their number of actions.
 ACTION_SCHEMES: dict[str, int] = {"moves": N_ACTIONS, "staffing": N_STAFFING_ACTIONS,
@@ -293,8 +333,8 @@ class SharedPolicyAgent:
         """The staffing scheme's constants (``agent.scheme`` ``staffing`` or ``portfolio``)."""
         self.members = KpaMembers() if agent.scheme == "portfolio" else None
         """The rules a ``portfolio`` pool level can follow (None under the other schemes)."""
-        if agent.warm_start == "ensure":
-            learner.prefer(ENSURE_ACTION, agent.warm_start_logit(), self._bias_entry())
+        if agent.warm_start != "none":
+            learner.prefer(WARM_START_ACTIONS[agent.warm_start], agent.warm_start_logit(), self._bias_entry())
         self.seed = seed
         """The seed the driver's and the learner's generators were spawned from."""
         self.settings_record = dict(settings_record)
@@ -330,20 +370,22 @@ class SharedPolicyAgent:
     def _bias_entry(self) -> float:
         """The value of x(s)'s first entry (the bias) in every state, under this scheme's scaling."""
         base = self.features.state_dim - self.features.mu_bins + 1  # the squared-norm bound of x(s)
-        if self.agent.staffed:
-            return 1.0 / math.sqrt(base + len(STAFFING_FEATURES))
-        return 1.0 / math.sqrt(base)
+        return 1.0 / math.sqrt(base + self.agent.extra_dim)
 
     def _state(self, snapshot: ClusterSnapshot, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The state vectors x(s) of every function (‖x‖ <= 1) and which rows are usable."""
         feats = state_features(snapshot, mu, self.features)
         if not self.agent.staffed:
             return feats.x, feats.usable
-        # The game's vector is scaled by 1/sqrt(b) (b its squared-norm bound); the staffing entries
-        # (each in [0, 1]) join it and the whole is rescaled by 1/sqrt(b + 3), keeping ‖x‖ <= 1.
+        # The game's vector is scaled by 1/sqrt(b) (b its squared-norm bound); the scheme's entries
+        # (each in [0, 1]) join it and the whole is rescaled by 1/sqrt(b + extra), keeping ‖x‖ <= 1.
         bound = self.features.state_dim - self.features.mu_bins + 1
-        extra = staffing_features(snapshot, self._staffing_load(snapshot))
-        x = np.hstack([feats.x * math.sqrt(bound), extra]) / math.sqrt(bound + len(STAFFING_FEATURES))
+        load = self._staffing_load(snapshot)
+        extra = [staffing_features(snapshot, load)]
+        if self.agent.cost_features:
+            followed = self.members.counts(snapshot, mu) if self.members is not None else None
+            extra.append(cost_features(snapshot, load, self.agent.levels, followed))
+        x = np.hstack([feats.x * math.sqrt(bound), *extra]) / math.sqrt(bound + self.agent.extra_dim)
         return np.where(feats.usable[:, None], x, 0.0), feats.usable
 
     def _observe(self, snapshot: ClusterSnapshot, mu: np.ndarray) -> AgentStep:

@@ -26,9 +26,12 @@ cluster ENSURE's below the KPA's. A learner of this scheme chooses, per function
 rule sizes its pool.
 
 A function whose smoothed load is below ``idle_load`` (``ActionSettings.idle_load``, shared with
-the moves scheme) is left to the platform whatever the action
-(as ENSURE does: staffing a zero load would keep a container forever), and one whose work has no
-known size yet (arrivals before any completion) too; neither forms a learning transition.
+the moves scheme) is left to the platform (as ENSURE does: staffing a zero load would keep a
+container forever) unless it follows a KPA member, whose pool it then gets (the KPA scales an idle
+function to zero after its grace period; the platform keeps it warm for its 10-minute keep-alive).
+A function whose work has no known size yet (arrivals before any completion) goes to the platform
+whatever the action. Neither forms a learning transition under the staffing scheme; under the
+portfolio an idle function of known size does (its choice decides the memory it holds).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import ndtr
 
 from policies.types import KEEP_SHARES, SHARES_PER_CORE, UNMANAGED, ClusterSnapshot, Decisions
 
@@ -163,6 +167,72 @@ def staffing_features(snapshot: ClusterSnapshot, load: np.ndarray) -> np.ndarray
     return np.column_stack([load_f, np.nan_to_num(memory_f), np.where(np.isfinite(slack), slack, 0.0)])
 
 
+def level_pools(snapshot: ClusterSnapshot, load: np.ndarray, levels: tuple[str, ...],
+                followed: np.ndarray | None = None) -> np.ndarray:
+    """(L, N) containers each pool level of ``levels`` would hold this tick: the platform its current
+    pool (what its keep-alive holds), a staffing constant c ``max(1, ⌈R + c·√R⌉)``, a KPA member the
+    member's pool (``followed``; the current pool where the member made no decision)."""
+    f = snapshot.functions
+    current = np.where(np.isfinite(f.containers), np.maximum(f.containers, 0.0), 0.0)
+    r = np.where(np.isfinite(load), np.maximum(load, 0.0), 0.0)
+    rows = []
+    for level in levels:
+        if level == "platform":
+            rows.append(current)
+        elif level.startswith("c="):
+            c = float(level[2:])
+            rows.append(np.maximum(1.0, np.ceil(r + c * np.sqrt(r) - 1e-9)))
+        else:
+            if followed is None:
+                raise ValueError(f"pool level {level!r} follows a KPA member: pass the members' pools")
+            theirs = np.asarray(followed, dtype=float)[KPA_TARGETS.index(float(level[4:]))]
+            rows.append(np.where(theirs >= 0, theirs, current))
+    return np.array(rows).reshape(len(levels), len(f))
+
+
+def wait_probability(pool: np.ndarray, load: np.ndarray) -> np.ndarray:
+    """The Halfin–Whitt approximation of the chance that an arrival finds all ``pool`` containers busy
+    at offered load ``load`` (busy containers): 1 / (1 + β·Φ(β)/φ(β)) with β = (pool − R)/√R, 1 where
+    β <= 0 (the pool is at or under its load), 0 where nothing arrives."""
+    r = np.maximum(np.asarray(load, dtype=float), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        beta = (np.asarray(pool, dtype=float) - r) / np.sqrt(r)
+        ratio = ndtr(beta) / (np.exp(-0.5 * beta * beta) / math.sqrt(2.0 * math.pi))
+        p = 1.0 / (1.0 + beta * ratio)
+    p = np.where(beta > 0, np.where(np.isfinite(p), p, 0.0), 1.0)
+    return np.where(r > 0, p, 0.0)
+
+
+def cost_features(snapshot: ClusterSnapshot, load: np.ndarray, levels: tuple[str, ...],
+                  followed: np.ndarray | None = None) -> np.ndarray:
+    """(N, 2L) what each pool level of ``levels`` would cost the function this tick, by a queueing
+    model, in the operator reward's two currencies (``AgentSettings.cost_features``), all in [0, 1]:
+
+    * ``idle`` per level: the memory its idle containers would hold, max(pool − R, 0) × the function's
+      memory, in units of one invoker's user memory (clipped at 1);
+    * ``wait`` per level: the Halfin–Whitt chance that an arrival waits (:func:`wait_probability`)
+      times the function's share of work w / (w + w̄), w its arrivals in the tick and w̄ the
+      population's mean (at least 1): a wait of a busy function costs more of the reward's late term.
+
+    The operator reward is linear in idle memory and in late invocations, but a level's idle memory is
+    a product of its pool and the function's memory, and its late work a non-linear function of pool
+    and load: no linear function of the other features gives either. With these, the linear critic
+    can price every level in every state from the first update and learn the corrections.
+    """
+    f = snapshot.functions
+    n = len(f)
+    r = np.where(np.isfinite(load), np.maximum(load, 0.0), 0.0)
+    pools = level_pools(snapshot, r, levels, followed)
+    memories = snapshot.invokers.memory_mb[snapshot.invokers.valid & (snapshot.invokers.memory_mb > 0)]
+    user_memory = float(np.median(memories)) if memories.size else 2048.0
+    memory = np.where(np.isfinite(f.memory_mb), np.maximum(f.memory_mb, 0.0), 0.0)
+    idle = np.clip(np.maximum(pools - r, 0.0) * memory / user_memory, 0.0, 1.0)
+    arrivals = np.where(np.isfinite(f.arrivals), np.maximum(f.arrivals, 0.0), 0.0)
+    mean_work = max(1.0, float(arrivals.mean())) if n else 1.0
+    wait = wait_probability(pools, r) * (arrivals / (arrivals + mean_work))
+    return np.hstack([idle.T, wait.T]).reshape(n, 2 * len(levels))
+
+
 def staffing_decisions(snapshot: ClusterSnapshot, actions: np.ndarray, usable: np.ndarray, load: np.ndarray,
                        settings: StaffingSettings, label: str, idle_load: float = 1e-3,
                        followed: np.ndarray | None = None) -> Decisions:
@@ -171,9 +241,12 @@ def staffing_decisions(snapshot: ClusterSnapshot, actions: np.ndarray, usable: n
     ``followed``: the portfolio scheme's (members, N) pools of the KPA members (:meth:`KpaMembers.counts`);
     with it the actions are the portfolio's, without it the staffing scheme's. A function that follows
     a member gets the member's pool (0 where the KPA scales it to zero; the platform where the member
-    made no decision). A function whose load is under ``idle_load`` busy containers goes to the platform whatever its
-    action. ``Decisions.action`` is the action where it was applied and -1 where the function went to
-    the platform for want of load or of a known work size (no transition forms there).
+    made no decision), whatever its load: the KPA scales an idle function to zero itself. Any other function
+    whose load is under ``idle_load`` busy containers goes to the platform whatever its action.
+    ``Decisions.action`` is the action where it was applied and -1 where no transition forms: for a
+    function of unknown work size, and under the staffing scheme for an idle one (its action changes
+    nothing there; under the portfolio it chooses between the platform's keep-alive and a member's
+    scale to zero).
     """
     f = snapshot.functions
     n = len(f)
@@ -201,8 +274,14 @@ def staffing_decisions(snapshot: ClusterSnapshot, actions: np.ndarray, usable: n
         theirs = np.asarray(followed, dtype=np.int64)[rows, np.arange(n)]
         unset = member & (theirs == UNMANAGED)
         counts = np.where(member, np.maximum(theirs, 0), counts)  # the KPA's own scale to zero stands
-    to_platform = usable & (idle | (pool == 0) | unset)
+    # A function that follows a KPA member gets the member's pool whatever its load: the KPA scales an
+    # idle function to zero itself, where the platform would keep its containers for its keep-alive.
+    following = member & sized if followed is not None else np.zeros(n, dtype=bool)
+    to_platform = usable & ((idle & ~following) | (pool == 0) | unset)
     managed = usable & ~to_platform
+    # Under the portfolio an idle function's choice matters (the member's scale to zero, or the
+    # platform's keep-alive), so every function of known work size forms a transition.
+    decided = usable & (sized if followed is not None else ~idle)
     memories = snapshot.invokers.memory_mb[snapshot.invokers.valid & (snapshot.invokers.memory_mb > 0)]
     user_memory = float(np.median(memories)) if memories.size else 2048.0
     shares = np.clip(np.round(openwhisk_shares(f.memory_mb, user_memory) * np.array(SHARE_FACTORS)[share]),
@@ -211,23 +290,23 @@ def staffing_decisions(snapshot: ClusterSnapshot, actions: np.ndarray, usable: n
     reasons = tuple(
         "no data" if not ok
         else f"{label}: {f'idle (R={r:.3g})' if sized_i else 'work size unknown'}, containers left to the platform"
-        if rest
+        if rest and not follow_i
         else f"{label}: R={r:.2f}, containers left to the platform (chosen), shares {s_i}" if p_i == 0
         else f"{label}: R={r:.2f}, follows {PORTFOLIO_LEVELS[p_i]}, which made no decision: containers left to "
              "the platform" if none_i
         else f"{label}: R={r:.2f}, follows {PORTFOLIO_LEVELS[p_i]} -> {k_i} containers, shares x{x_i:g} = {s_i}"
         if p_i >= n_staffing
         else f"{label}: R={r:.2f}, c={c_i:g} -> {k_i} containers, shares x{x_i:g} = {s_i}"
-        for ok, rest, sized_i, r, p_i, c_i, k_i, x_i, s_i, none_i in zip(
+        for ok, rest, sized_i, r, p_i, c_i, k_i, x_i, s_i, none_i, follow_i in zip(
             np.asarray(usable, dtype=bool).tolist(), idle.tolist(), sized.tolist(), load.tolist(), pool.tolist(),
-            levels.tolist(), counts.tolist(), factors.tolist(), shares.tolist(), unset.tolist())
+            levels.tolist(), counts.tolist(), factors.tolist(), shares.tolist(), unset.tolist(), following.tolist())
     )
     return Decisions(
         containers=np.where(managed, counts, UNMANAGED),
         cpu_shares=np.where(managed, shares, KEEP_SHARES),
         valid=np.asarray(usable, dtype=bool).copy(),
         reasons=tuple(reasons),
-        action=np.where(usable & ~idle, safe, -1),
+        action=np.where(decided, safe, -1),
     )
 
 
@@ -246,8 +325,11 @@ __all__ = [
     "KpaMembers",
     "StaffingSettings",
     "action_index",
+    "cost_features",
+    "level_pools",
     "openwhisk_shares",
     "scheme_actions",
     "staffing_decisions",
     "staffing_features",
+    "wait_probability",
 ]

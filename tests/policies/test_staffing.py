@@ -23,8 +23,11 @@ from policies.staffing import (
     KpaMembers,
     StaffingSettings,
     action_index,
+    cost_features,
+    level_pools,
     staffing_decisions,
     staffing_features,
+    wait_probability,
 )
 from policies.types import KEEP_SHARES, UNMANAGED
 
@@ -148,6 +151,105 @@ def test_a_function_following_a_kpa_member_gets_its_pool_and_its_share_factor():
     assert staffed.containers.tolist() == [7, 7, 7]  # a staffing action ignores the members
     with pytest.raises(ValueError, match="must be in"):
         staffing_decisions(snapshot(), actions, np.ones(3, dtype=bool), np.full(3, 4.0), StaffingSettings(), "nac")
+
+
+def test_an_idle_function_following_a_kpa_member_is_scaled_to_zero_and_learns_from_it():
+    snap = snapshot(arrivals=np.zeros(3), mean_exec_s=np.full(3, np.nan), recent_exec_s=np.full(3, 0.5))
+    followed = np.array([[0, 0, 0], [0, 0, 0], [1, 1, 1]])
+    actions = np.array([action_index("kpa=0.4"), action_index("kpa=1"), action_index("c=1.06")])
+    d = staffing_decisions(snap, actions, np.ones(3, dtype=bool), np.zeros(3), StaffingSettings(), "nac",
+                           followed=followed)
+    # The member's scale to zero stands (1 container in its grace period); a staffing level goes to the
+    # platform's keep-alive, as before.
+    assert d.containers.tolist() == [0, 1, UNMANAGED]
+    assert d.action.tolist() == actions.tolist()  # each choice decided the memory held: all three learn
+    staffed = staffing_decisions(snap, np.full(3, ENSURE_ACTION), np.ones(3, dtype=bool), np.zeros(3),
+                                 StaffingSettings(), "nac")
+    assert staffed.action.tolist() == [-1, -1, -1]  # under the staffing scheme idle rows form no transition
+
+
+def test_an_idle_function_of_unknown_work_size_goes_to_the_platform_even_under_a_kpa_member():
+    snap = snapshot(arrivals=np.full(3, 5.0), mean_exec_s=np.full(3, np.nan), recent_exec_s=np.full(3, np.nan))
+    d = staffing_decisions(snap, np.full(3, action_index("kpa=0.7")), np.ones(3, dtype=bool), np.zeros(3),
+                           StaffingSettings(), "nac", followed=np.zeros((3, 3), dtype=np.int64))
+    assert (d.containers == UNMANAGED).all() and (d.action == -1).all()
+
+
+def test_a_kpa_warm_started_portfolio_sizes_pools_as_the_kpa_does():
+    from learner_fixtures import MU, busy_tick
+
+    from policies.registry import make
+
+    learner = make("nac-linear", seed=2, scheme="portfolio", warm_start="kpa", greedy=True, frozen=True)
+    kpa = KpaPolicy(KpaConfig(target_utilisation=0.7))
+    for t in range(1, 6):
+        snap = busy_tick(t)
+        assert learner.decide(snap, MU).containers.tolist() == kpa.decide(snap, MU).containers.tolist()
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"scheme": "staffing", "warm_start": "kpa"}, "needs scheme=portfolio"),
+    ({"scheme": "portfolio", "warm_start": "kpa", "fallback": "ensure"}, "hands control to ENSURE"),
+    ({"scheme": "portfolio", "warm_start": "knative"}, "must be one of none, ensure, kpa"),
+])
+def test_a_kpa_warm_start_outside_the_portfolio_or_with_ensures_fallback_is_refused(params, message):
+    from policies.agent import AgentSettings
+
+    with pytest.raises(ValueError, match=message):
+        AgentSettings(**params)
+
+
+def test_the_wait_probability_is_halfin_whitts_and_is_certain_at_or_under_the_load():
+    # β = 1: 1 / (1 + Φ(1)/φ(1)) = 0.2234 (the "near 20%" of one square root of headroom).
+    assert wait_probability(np.array([110.0]), np.array([100.0]))[0] == pytest.approx(0.2234, abs=1e-4)
+    p = wait_probability(np.array([4.0, 5.0, 8.0, 12.0, 3.0, 1.0]), np.array([4.0, 4.0, 4.0, 4.0, 9.0, 0.0]))
+    assert p[0] == 1.0 and p[4] == 1.0  # no headroom: every arrival may wait
+    assert 1.0 > p[1] > p[2] > p[3] > 0.0  # more containers, fewer waits
+    assert p[5] == 0.0  # nothing arrives, nothing waits
+    assert wait_probability(np.array([1e4]), np.array([1.0]))[0] == 0.0  # far above the load: no overflow
+
+
+def test_each_pool_level_holds_its_own_pool():
+    snap = snapshot(containers=np.array([5.0, 0.0, 2.0]))
+    followed = np.array([[9, 0, -1], [6, 0, -1], [4, 0, -1]])
+    pools = level_pools(snap, np.array([4.0, 0.0, 1.0]), PORTFOLIO_LEVELS, followed)
+    assert pools.shape == (len(PORTFOLIO_LEVELS), 3)
+    assert pools[0].tolist() == [5, 0, 2]  # the platform keeps what there is
+    assert pools[PORTFOLIO_LEVELS.index("c=2")].tolist() == [8, 1, 3]  # ⌈R + 2√R⌉, at least 1
+    assert pools[PORTFOLIO_LEVELS.index("kpa=0.4")].tolist() == [9, 0, 2]  # the member's; undecided: as is
+    with pytest.raises(ValueError, match="members' pools"):
+        level_pools(snap, np.ones(3), PORTFOLIO_LEVELS)
+
+
+def test_the_cost_features_price_idle_memory_and_waits_per_level():
+    snap = snapshot(memory_mb=np.array([256.0, 1024.0, 256.0]), arrivals=np.array([100.0, 100.0, 0.0]),
+                    containers=np.array([4.0, 4.0, 3.0]))
+    x = cost_features(snap, np.array([4.0, 4.0, 0.0]), POOL_LEVELS)
+    levels = len(POOL_LEVELS)
+    assert x.shape == (3, 2 * levels) and ((x >= 0) & (x <= 1)).all()
+    idle, wait = x[:, :levels], x[:, levels:]
+    c3 = POOL_LEVELS.index("c=3")
+    # c = 3 at R = 4 keeps 10 containers, 6 idle: 6 x 256 MB of a 2048 MB invoker; 4x the memory, clipped.
+    assert idle[0, c3] == pytest.approx(0.75) and idle[1, c3] == 1.0
+    assert idle[2, 0] == pytest.approx(3 * 256 / 2048)  # an idle function's warm pool under the platform
+    assert (np.diff(wait[0, 1:]) <= 0).all() and wait[0, 1] > wait[0, -1]  # more headroom, fewer waits
+    assert (wait[2] == 0).all()  # no arrivals, no waits
+
+
+def test_cost_features_lengthen_the_state_and_keep_it_in_the_unit_ball():
+    from learner_fixtures import MU, busy_tick
+
+    from policies.registry import make
+
+    for scheme, levels in (("staffing", POOL_LEVELS), ("portfolio", PORTFOLIO_LEVELS)):
+        plain = make("nac-linear", seed=1, scheme=scheme)
+        priced = make("nac-linear", seed=1, scheme=scheme, cost_features=True)
+        x_plain, _ = plain._state(busy_tick(3), MU)
+        x, usable = priced._state(busy_tick(3), MU)
+        assert x.shape[1] == x_plain.shape[1] + 2 * len(levels)
+        assert (np.linalg.norm(x, axis=1) <= 1 + 1e-12).all() and np.abs(x[usable, -2 * len(levels):]).sum() > 0
+    with pytest.raises(ValueError, match="cost_features needs scheme"):
+        make("nac-linear", seed=1, cost_features=True)
 
 
 class RecordingLearner:
