@@ -1,14 +1,24 @@
 """How often the online safety check fails for ENSURE against itself: the check's noise floor.
 
     python benchmarks/safety_noise_floor.py SCENARIO.yaml [...] [--part evaluate] [--quick] [--seeds 0-4]
+        [--other seed|generous]
 
 The suite's online safety check counts a 10-minute window as safe when a learner's SLO violations are
 at most 1.1 x those of ENSURE c=1.06 on the same arrivals (same seed). This script runs ENSURE c=1.06
-twice per seed on the same arrivals, once with the run's own simulator seed and once with another
-(execution times and placement draw differently; the arrivals are the seed's), and counts the windows
-in which the second run has more than 1.1 x the first's violations. A policy *identical* to ENSURE
-fails the check in those windows, so no learner that is not ENSURE itself can be expected to pass
-fewer; where the count is high the check measures the cluster's noise, not the learner.
+per seed on the same arrivals and compares it with a second run, counting the windows in which the
+second run has more than 1.1 x the first's violations:
+
+* ``--other seed``: ENSURE c=1.06 again with another simulator seed (execution times and placement
+  draw differently; the arrivals are the seed's). A policy *identical* to ENSURE fails the check in
+  those windows.
+* ``--other generous``: ENSURE at c = 1.06 + 0.1 on the *same* simulator seed — every invocation's
+  execution time is the same draw in both runs (the simulator draws work from the seed and the
+  arrivals alone), and every function's pool is at least ENSURE's. The only difference is a little
+  more headroom everywhere; any window it fails is lost to how a small change of pools cascades
+  through placement and contention, not to the work's draws, and not to a pool smaller than ENSURE's.
+
+Either way no learner that is not ENSURE itself can be expected to fail fewer windows; where the count
+is high the check measures the cluster's noise, not the learner.
 """
 
 from __future__ import annotations
@@ -29,17 +39,31 @@ from controller.runner import run_policy
 FACTOR = 1.1
 
 
-def failing_windows(scenario: Path, part: str, quick: bool, seed: int, offset: int = 7919) -> tuple[int, int, float]:
-    """(windows, windows where ENSURE with its simulator seed moved by ``offset`` exceeds FACTOR x ENSURE,
-    worst ratio)."""
-    settings = load_scenario(scenario).settings(part, quick, {"seed": seed, "output.plots": False})
+#: ENSURE's constant in the suite's safety check, and the extra headroom of ``--other generous``.
+ENSURE_C, GENEROUS_EXTRA = 1.06, 0.1
+#: What the second run of each seed is (``--other``).
+OTHERS: tuple[str, ...] = ("seed", "generous")
+
+
+def failing_windows(scenario: Path, part: str, quick: bool, seed: int, other: str = "seed",
+                    offset: int = 7919) -> tuple[int, int, float]:
+    """(windows, windows where the second run (``other``: ENSURE with its simulator seed moved by ``offset``,
+    or ENSURE with ``GENEROUS_EXTRA`` more headroom on the same seed) exceeds FACTOR x ENSURE, worst ratio)."""
+    base = load_scenario(scenario)
+    settings = base.settings(part, quick, {"seed": seed, "output.plots": False,
+                                           "policy.params": {"ensure": {"staffing_c": ENSURE_C}}})
     workload = build_workload(settings)
     slo_s = measure_slos(settings, workload)
     seeds = RunSeeds.from_seed(seed)
-    other = dataclasses.replace(seeds, cluster=seeds.cluster + offset)
+    if other == "seed":
+        second_settings, second_seeds = settings, dataclasses.replace(seeds, cluster=seeds.cluster + offset)
+    else:
+        second_settings = base.settings(part, quick, {"seed": seed, "output.plots": False, "policy.params": {
+            "ensure": {"staffing_c": ENSURE_C + GENEROUS_EXTRA}}})
+        second_seeds = seeds
     with loop_notes_silenced():
-        runs = [window_rows(run_policy(settings, workload, slo_s, "ensure", seeds=s, save_learner=False), [])
-                for s in (seeds, other)]
+        runs = [window_rows(run_policy(st, workload, slo_s, "ensure", seeds=sd, save_learner=False), [])
+                for st, sd in ((settings, seeds), (second_settings, second_seeds))]
     failed, worst = 0, 0.0
     for mine, theirs in zip(runs[1], runs[0]):
         if mine["violations"] > FACTOR * theirs["violations"]:
@@ -54,6 +78,9 @@ def main() -> None:
     parser.add_argument("--part", choices=("train", "evaluate"), default="evaluate")
     parser.add_argument("--quick", action="store_true", help="the scenarios' quick windows (mfrm bench --quick)")
     parser.add_argument("--seeds", default="0-4", help="a range a-b or a list a,b,c [default: 0-4]")
+    parser.add_argument("--other", choices=OTHERS, default="seed",
+                        help="the second run: ENSURE with another simulator seed, or ENSURE with 0.1 more "
+                             "headroom on the same seed [default: seed]")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     if "-" in args.seeds:
@@ -66,13 +93,15 @@ def main() -> None:
             load_scenario(scenario)
         except ScenarioError as error:
             sys.exit(str(error))
-    print("| scenario | seeds | windows | ENSURE fails against itself | worst ratio |")
+    against = ("ENSURE (another simulator seed) fails against ENSURE" if args.other == "seed"
+               else f"ENSURE c={ENSURE_C + GENEROUS_EXTRA:g} (same seed) fails against ENSURE c={ENSURE_C:g}")
+    print(f"| scenario | seeds | windows | {against} | worst ratio |")
     print("|---|---|---|---|---|")
     for scenario in args.scenarios:
         total = failed = 0
         worst = 0.0
         for seed in seeds:
-            n, f, w = failing_windows(scenario, args.part, args.quick, seed)
+            n, f, w = failing_windows(scenario, args.part, args.quick, seed, args.other)
             total, failed, worst = total + n, failed + f, max(worst, w)
         name = load_scenario(scenario).name
         print(f"| {name} | {len(seeds)} | {total} | {failed} ({failed / max(total, 1):.0%}) | "
