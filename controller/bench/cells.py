@@ -103,7 +103,7 @@ def run_cell(cell: Cell, checkpoint: str | None = None) -> tuple[dict[str, Any],
     slo_s = measure_slos(settings, workload)
     mode = cell.point.mode
     spec = PolicySpec(cell.point.policy, Path(checkpoint) if checkpoint else None, frozen=mode != "online",
-                      greedy=mode == "trained") if cell.point.learned else PolicySpec(cell.point.policy)
+                      greedy=mode in ("trained", "warm-start")) if cell.point.learned else PolicySpec(cell.point.policy)
     fallback = _FallbackRecorder()
     result = run_policy(settings, workload, slo_s, spec, save_learner=False, sinks=[fallback])
     metrics = overall_metrics(result)

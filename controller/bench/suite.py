@@ -67,8 +67,10 @@ class Point:
     mode: str = "trained"
     """Learners only, how it is judged: ``trained`` (trained on the scenario's training window, then
     frozen and greedy), ``online`` (a fresh deployment: built from its settings, e.g. warm-started with
-    its fallback, learning while judged and sampling its actions) or ``untrained`` (built fresh,
-    frozen, sampling: what the action scheme does without learning)."""
+    its fallback, learning while judged and sampling its actions), ``untrained`` (built fresh,
+    frozen, sampling: what the action scheme does without learning) or ``warm-start`` (built fresh,
+    frozen, greedy: the heuristic a warm-started learner starts from, played through its own action
+    scheme — what learning is measured against)."""
     training: Mapping[str, Any] | None = None
     """Learners only: settings overrides of its training run when they differ from ``overrides``;
     None: the same."""
@@ -89,7 +91,7 @@ class Point:
 
 
 #: How a learner point is judged (``Point.mode``).
-POINT_MODES: tuple[str, ...] = ("trained", "online", "untrained")
+POINT_MODES: tuple[str, ...] = ("trained", "online", "untrained", "warm-start")
 
 
 def _sweep(family: str, policy: str, knob: str, short: str, values: Sequence[float], default: float,

@@ -309,3 +309,24 @@ def test_every_tuning_copy_is_its_scenario_judged_inside_the_scenarios_training_
         mine, theirs = (s.settings("evaluate", True).workload.model_dump() for s in (tune, shipped))
         assert {k: v for k, v in mine.items() if k != "start_minute"} == {
             k: v for k, v in theirs.items() if k != "start_minute"}
+
+
+def test_the_beyond_verdict_says_on_how_many_seeds_it_holds_against_that_seeds_own_runs():
+    from controller.bench.analysis import acceptance_rows, acceptance_table
+
+    def seeded(name, family, per_seed):
+        rows = {s: {"slo_violation_rate": v, "memory_gb_s": m, "cold_start_rate": 0.01, "unfinished": 0.0,
+                    "dropped": 0.0} for s, (v, m) in enumerate(per_seed)}
+        means = {k: sum(r[k] for r in rows.values()) / len(rows) for k in rows[0]}
+        return PointSummary("s", family, name, False, tuple(rows), means, {k: 0.0 for k in means}, rows)
+
+    base = [seeded("ensure c=1.06", "ensure", [(0.10, 1000.0)] * 3),
+            seeded("ensure c=3", "ensure", [(0.02, 3000.0)] * 3)]
+    # At 2000 GB-s every seed's frontier is at 6%: seeds 0 and 1 are 50% below it, seed 2 50% above;
+    # the mean (5%) is only 17% below.
+    learner = seeded("nac-linear a", "nac-linear", [(0.03, 2000.0), (0.03, 2000.0), (0.09, 2000.0)])
+    [row] = acceptance_rows({"s": [*base, learner]}, ["nac-linear"])
+    assert (row["seeds_beyond"], row["seeds_judged"]) == (2, 3)
+    assert [float(g) for g in row["seed_gains"].split("; ")] == pytest.approx([0.5, 0.5, -0.5])
+    assert not row["beyond"]  # the verdict stays on the means
+    assert "| 2 of 3 (+50.0%, +50.0%, -50.0% fewer violations) |" in acceptance_table([row])

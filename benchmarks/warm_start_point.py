@@ -1,0 +1,98 @@
+"""Where a warm-started learner starts: its warm-start heuristic played through its own action scheme.
+
+    python benchmarks/warm_start_point.py SCENARIO.yaml [--policy nac-linear] [--scheme portfolio]
+        [--warm-start kpa] [--quick] [--seeds 0-4] [--against RESULTS.csv]
+
+A learner that starts from a heuristic (``warm_start``) and is judged beyond the baselines' frontier
+may owe part of that to where it started: the heuristic as its action scheme plays it is not always
+the baseline of the same name (the portfolio's KPA member, for one, leaves a function of unknown work
+size to the platform). This script builds the learner fresh from the scenario's settings with the
+given scheme and warm start, never trains it, and judges it frozen and greedy — every function takes
+the warm-start action — on the scenario's evaluation window and the seeds, as ``mfrm bench`` judges (the suite's ``warm-start``
+point mode, through the bench's own cell runner). It prints the point per seed and, with ``--against``
+a bench's ``results.csv`` of the same scenario and windows, the suite's acceptance row for it: where
+it lies against every baseline's frontier. What learning added is the trained point's row minus this
+one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from controller.bench.analysis import acceptance_rows, acceptance_table, read_rows, summarise
+from controller.bench.cells import Cell, run_cell
+from controller.bench.execute import loop_notes_silenced
+from controller.bench.scenarios import ScenarioError, load_scenario
+from controller.bench.suite import Point
+
+
+def warm_start_point(policy: str, scheme: str, warm_start: str) -> Point:
+    """The suite point of ``policy`` built fresh with ``scheme`` and ``warm_start``, judged frozen and greedy."""
+    return Point(family=f"{policy}-warm-start", label=f"{policy} warm start {warm_start} [{scheme}]",
+                 policy=policy, mode="warm-start", default=True,
+                 overrides={"reward.kind": "operator",
+                            "policy.params": {policy: {"scheme": scheme, "warm_start": warm_start}}})
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``a-b`` or ``a,b,c`` as a list of seeds."""
+    try:
+        if "-" in text:
+            lo, hi = (int(v) for v in text.split("-"))
+            return list(range(lo, hi + 1))
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        sys.exit(f"--seeds {text!r}: expected a range a-b or a list a,b,c of integers")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenario", type=Path)
+    parser.add_argument("--policy", default="nac-linear", choices=("nac-linear", "nac-nn"),
+                        help="the learner [default: nac-linear]")
+    parser.add_argument("--scheme", default="portfolio", choices=("staffing", "portfolio"),
+                        help="its action scheme [default: portfolio]")
+    parser.add_argument("--warm-start", default="kpa", choices=("ensure", "kpa"),
+                        help="the heuristic it starts from [default: kpa]")
+    parser.add_argument("--quick", action="store_true", help="the scenario's quick windows (mfrm bench --quick)")
+    parser.add_argument("--seeds", default="0-4", help="a range a-b or a list a,b,c [default: 0-4]")
+    parser.add_argument("--against", type=Path, metavar="RESULTS.csv",
+                        help="a bench's results.csv of the same scenario and windows: print the acceptance row "
+                             "of the point against its baselines' frontier")
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    seeds = parse_seeds(args.seeds)
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as error:
+        sys.exit(str(error))
+    if args.against is not None and not args.against.is_file():
+        sys.exit(f"--against {args.against}: no such file")
+    if args.warm_start == "kpa" and args.scheme != "portfolio":
+        sys.exit("--warm-start kpa needs --scheme portfolio (the KPA's rule is one of its actions)")
+    point = warm_start_point(args.policy, args.scheme, args.warm_start)
+    rows = []
+    for seed in seeds:
+        with loop_notes_silenced():
+            row, _ = run_cell(Cell(scenario=scenario, point=point, seed=seed, quick=args.quick))
+        rows.append(row)
+        print(f"{scenario.name} seed {seed}: {100 * row['slo_violation_rate']:.2f}% violations, "
+              f"{row['memory_gb_s']:,.0f} GB-s, cold starts {100 * row['cold_start_rate']:.3f}%", flush=True)
+    n = len(rows)
+    print(f"{point.label}: mean {100 * sum(r['slo_violation_rate'] for r in rows) / n:.2f}% violations, "
+          f"{sum(r['memory_gb_s'] for r in rows) / n:,.0f} GB-s over {n} seeds")
+    if args.against is not None:
+        baselines = [r for r in read_rows(args.against)
+                     if r["scenario"] == scenario.name and not r["family"].startswith("nac-")
+                     and int(r["seed"]) in seeds]
+        if not baselines:
+            sys.exit(f"{args.against}: no baseline rows of scenario {scenario.name!r} at seeds {args.seeds}")
+        print()
+        print(acceptance_table(acceptance_rows(summarise([*baselines, *rows]), [point.family])))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""The warm-start point: a learner built fresh, never trained, judged frozen and greedy."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from controller.bench.cells import Cell, run_cell
+from controller.bench.scenarios import load_scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "warm_start_point.py"
+_spec = importlib.util.spec_from_file_location("warm_start_point", SCRIPT)
+warm = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(warm)
+
+SCENARIO = """\
+scenario:
+  version: 1
+  name: tiny
+  description: the 4 busiest functions for 10 minutes
+  train: {start_minute: 480, minutes: 2}
+  evaluate: {start_minute: 600, minutes: 10}
+cluster: {invokers: 2}
+workload: {functions: 4, select: busiest, profiles: benchmark}
+reward: {slo_probe_invocations: 200}
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(SCENARIO, encoding="utf-8")
+    return path
+
+
+def test_the_warm_start_point_plays_the_warm_start_action_for_every_function(tiny, monkeypatch):
+    from policies.agent import WARM_START_ACTIONS, SharedPolicyAgent
+
+    chosen = []
+    decide = SharedPolicyAgent.decide
+
+    def recording(self, snapshot, mu):
+        decisions = decide(self, snapshot, mu)
+        chosen.extend(a for a in decisions.action.tolist() if a >= 0)
+        assert self.agent.greedy and self.agent.frozen
+        return decisions
+
+    monkeypatch.setattr(SharedPolicyAgent, "decide", recording)
+    point = warm.warm_start_point("nac-linear", "portfolio", "kpa")
+    row, _ = run_cell(Cell(scenario=load_scenario(tiny), point=point, seed=3))
+    assert chosen and set(chosen) == {WARM_START_ACTIONS["kpa"]}
+    assert row["family"] == "nac-linear-warm-start" and row["memory_gb_s"] > 0
+
+
+def test_a_missing_results_file_or_a_kpa_warm_start_outside_the_portfolio_is_one_line(tiny, tmp_path):
+    for extra, message in ((["--against", str(tmp_path / "none.csv")], "no such file"),
+                           (["--scheme", "staffing"], "needs --scheme portfolio"),
+                           (["--seeds", "x"], "--seeds 'x'")):
+        done = subprocess.run([sys.executable, str(SCRIPT), str(tiny), *extra], capture_output=True, text=True,
+                              cwd=ROOT)
+        assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr
