@@ -47,6 +47,7 @@ from controller.checkpoint import Checkpointer
 from controller.loop import TickReport
 from controller.runner import run_policy, versions
 from controller.settings import Settings
+from controller.warm_fit import fit_warm_start
 from policies.registry import learned_policies, learns
 
 log = logging.getLogger(__name__)
@@ -204,6 +205,9 @@ def train_policy(settings: Settings, name: str, out: Path, *, resume: bool = Fal
         resumed_from = {"path": str(out), "tick": ticks_before, "settings_differences": list(loaded.settings_differences)}
     elif resume:
         log.warning("--resume: %s does not exist yet; training starts from the initial policy", out)
+    warm_fit = None
+    if resumed_from is None and getattr(getattr(policy, "agent", None), "warm_start", "none") == "fitted":
+        warm_fit = fit_warm_start(settings, name, policy, workload, slo_s, episode_seeds(settings, 0))
     recorder = DiagnosticsRecorder()
     per_episode = tick_count(settings)
     decide_ms, update_ms = [], []
@@ -241,6 +245,7 @@ def train_policy(settings: Settings, name: str, out: Path, *, resume: bool = Fal
         "ticks_per_episode": per_episode,
         "ticks_before": ticks_before,
         "ticks_after": ticks_before + episodes * per_episode,
+        "warm_start_fit": warm_fit.record() if warm_fit is not None else None,
         "resumed_from": resumed_from,
         "decide_ms": float(np.mean(decide_ms)),
         "update_ms": float(np.mean(update_ms)),

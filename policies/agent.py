@@ -127,6 +127,12 @@ class SharedLearner(Protocol):
         (a warm start; learning moves it from there); ``bias_entry`` is x(s)'s constant first entry."""
         ...
 
+    def imitate(self, x: np.ndarray, actions: np.ndarray, rng: np.random.Generator) -> float:
+        """Replace the policy by the one of its form that best predicts ``actions`` in states ``x``
+        (maximum likelihood, ``policies.imitation``): a fitted warm start. Returns the share of states
+        whose most probable action is the label."""
+        ...
+
 
 @dataclass(frozen=True, eq=False)
 class AgentStep:
@@ -191,8 +197,14 @@ class AgentSettings:
     """Where the policy starts: ``none`` (θ₀ = 0, the uniform policy, as Algorithm 1 does),
     ``ensure`` (``staffing`` and ``portfolio`` schemes: the policy starts as ENSURE's pool rule, its default
     constant with OpenWhisk's shares, chosen with probability ``warm_start_probability`` in every
-    state), so a fresh deployment is not worse than ENSURE from its first tick, or ``kpa``
-    (``portfolio`` scheme: the same, from the KPA at its default target 0.7 with OpenWhisk's shares)."""
+    state), so a fresh deployment is not worse than ENSURE from its first tick, ``kpa``
+    (``portfolio`` scheme: the same, from the KPA at its default target 0.7 with OpenWhisk's shares),
+    or ``fitted`` (``staffing`` and ``portfolio``: training first plays every pool level for every
+    function over the training window, labels each function with the level whose violations and
+    memory its reward prices lowest, and fits the policy to those labels in every state the functions
+    were in, ``controller.warm_fit``; the natural actor-critic then learns from that θ₀). ``fitted``
+    is made by ``mfrm train`` (and the bench's training); a policy built with it and not trained
+    starts from θ₀ = 0."""
     warm_start_probability: float = 0.9
     """With a warm start: the initial probability of the heuristic's action in every state. 0.9
     keeps some exploration of the others from the start."""
@@ -228,6 +240,9 @@ class AgentSettings:
         if self.warm_start == "kpa" and self.scheme != "portfolio":
             raise ValueError("AgentSettings.warm_start=kpa needs scheme=portfolio (the KPA's rule is one of its "
                              "actions)")
+        if self.warm_start == "fitted" and not self.staffed:
+            raise ValueError("AgentSettings.warm_start=fitted needs scheme=staffing or portfolio (it chooses among "
+                             "their pool levels)")
         if self.warm_start == "kpa" and self.fallback != "none":
             raise ValueError("AgentSettings.warm_start=kpa with fallback=ensure: the fallback hands control to "
                              "ENSURE, not to the heuristic the learner started from; use warm_start=ensure")
@@ -277,7 +292,7 @@ class AgentSettings:
 
 
 #: The values of ``AgentSettings.warm_start``.
-WARM_STARTS: tuple[str, ...] = ("none", "ensure", "kpa")
+WARM_STARTS: tuple[str, ...] = ("none", "ensure", "kpa", "fitted")
 #: The action a warm start prefers: ENSURE's default constant, or the KPA member at the KPA's default
 #: target, each with OpenWhisk's shares.
 WARM_START_ACTIONS: dict[str, int] = {"ensure": ENSURE_ACTION, "kpa": action_index("kpa=0.7", 1.0)}
@@ -333,7 +348,7 @@ class SharedPolicyAgent:
         """The staffing scheme's constants (``agent.scheme`` ``staffing`` or ``portfolio``)."""
         self.members = KpaMembers() if agent.scheme == "portfolio" else None
         """The rules a ``portfolio`` pool level can follow (None under the other schemes)."""
-        if agent.warm_start != "none":
+        if agent.warm_start in WARM_START_ACTIONS:
             learner.prefer(WARM_START_ACTIONS[agent.warm_start], agent.warm_start_logit(), self._bias_entry())
         self.seed = seed
         """The seed the driver's and the learner's generators were spawned from."""
@@ -366,6 +381,12 @@ class SharedPolicyAgent:
         """Sum of the rewards of the held actions so far, per function."""
         self._held_count: np.ndarray | None = None
         """Ticks summed into ``_held_reward``, per function."""
+
+    def imitate(self, x: np.ndarray, actions: np.ndarray) -> float:
+        """Fit the shared policy to ``actions`` in states ``x`` (rows of this driver's x(s)): a fitted
+        warm start (``policies.imitation``). Returns the share of states whose most probable action is
+        the label."""
+        return float(self.learner.imitate(x, actions, self.rng))
 
     def _bias_entry(self) -> float:
         """The value of x(s)'s first entry (the bias) in every state, under this scheme's scaling."""

@@ -37,6 +37,7 @@ from policies.agent import (
     with_fallback,
 )
 from policies.fallback import FallbackSettings
+from policies.imitation import fit_linear_policy
 from policies.kl_step import (
     KL_STEP_DIAGNOSTICS,
     Adam,
@@ -142,6 +143,11 @@ class LinearKLLearner:
         # x(s)'s first entry is the bias, the same in every state: a weight of logit / that entry on
         # it adds ``logit`` to the action's preference everywhere.
         self.theta[action, 0] += logit / bias_entry
+
+    def imitate(self, x: np.ndarray, actions: np.ndarray, rng: np.random.Generator) -> float:
+        theta, accuracy = fit_linear_policy(x, actions, self.n_actions, rng)
+        self.theta[:] = theta
+        return accuracy
 
     def update(self, batch: Transitions) -> dict[str, float]:
         s = self.settings
@@ -277,6 +283,12 @@ class NaturalLinearLearner:
     def prefer(self, action: int, logit: float, bias_entry: float) -> None:
         # θ viewed as (A, d): the bias entry of x(s) (see LinearKLLearner.prefer) of the action's block.
         self.core.theta.reshape(self.n_actions, self.state_dim)[action, 0] += logit / bias_entry
+
+    def imitate(self, x: np.ndarray, actions: np.ndarray, rng: np.random.Generator) -> float:
+        # θᵀφ(s, a) = Θ[a] · x(s): the fitted Θ is θ viewed as (A, d).
+        theta, accuracy = fit_linear_policy(x, actions, self.n_actions, rng)
+        self.core.theta.reshape(self.n_actions, self.state_dim)[:] = theta
+        return accuracy
 
     def update(self, batch: Transitions) -> dict[str, float]:
         return self.core.update(

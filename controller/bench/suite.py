@@ -175,16 +175,25 @@ FAMILIES: dict[str, list[Point]] = {
 }
 
 
-def suite_points(families: Sequence[str] | None = None, learner_scheme: str = LEARNER_SCHEME) -> list[Point]:
+def suite_points(families: Sequence[str] | None = None, learner_scheme: str = LEARNER_SCHEME,
+                 learner_warm_start: str = "none") -> list[Point]:
     """The points to run: every point of every family (or of those named). ``learner_scheme`` replaces
     the action scheme of every learner point that uses the suite's (:data:`LEARNER_SCHEME`); the
-    untrained moves ablation keeps its own."""
+    untrained moves ablation keeps its own. ``learner_warm_start`` (one of :data:`LEARNER_WARM_STARTS`)
+    is where every *trained* learner point starts (``AgentSettings.warm_start``); the online points
+    keep ENSURE's, which their fallback needs."""
     names = list(families) if families else list(FAMILIES)
     unknown = [n for n in names if n not in FAMILIES]
     if unknown:
         raise ValueError(f"unknown famil{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
                          f"the suite has {', '.join(FAMILIES)}")
     points = [point for name in names for point in FAMILIES[name]]
+    if learner_warm_start not in LEARNER_WARM_STARTS:
+        raise ValueError(f"unknown learner warm start {learner_warm_start!r}; one of {', '.join(LEARNER_WARM_STARTS)}")
+    if learner_warm_start == "kpa" and learner_scheme != "portfolio":
+        raise ValueError("the kpa warm start needs the portfolio learner scheme (the KPA's rule is one of its actions)")
+    if learner_warm_start != "none":
+        points = [_with_warm_start(point, learner_warm_start) for point in points]
     if learner_scheme == LEARNER_SCHEME:
         return points
     if learner_scheme not in LEARNER_SCHEMES:
@@ -194,6 +203,19 @@ def suite_points(families: Sequence[str] | None = None, learner_scheme: str = LE
 
 #: The action schemes a suite's learner points can be run with (``mfrm bench --learner-scheme``).
 LEARNER_SCHEMES: tuple[str, ...] = ("staffing", "portfolio")
+#: Where the suite's trained learner points can start (``mfrm bench --learner-warm-start``): ``none``
+#: (θ₀ = 0, the suite's default), ``ensure``, ``kpa`` (portfolio scheme) or ``fitted``.
+LEARNER_WARM_STARTS: tuple[str, ...] = ("none", "ensure", "kpa", "fitted")
+
+
+def _with_warm_start(point: Point, warm_start: str) -> Point:
+    if not (point.learned and point.mode == "trained"):
+        return point
+    params = point.overrides.get("policy.params", {}).get(point.policy, {})
+    if params.get("scheme") != LEARNER_SCHEME:
+        return point
+    overrides = {**point.overrides, "policy.params": {point.policy: {**params, "warm_start": warm_start}}}
+    return replace(point, label=f"{point.label} [{warm_start}]", overrides=overrides)
 
 
 def _with_scheme(point: Point, scheme: str) -> Point:
@@ -204,4 +226,4 @@ def _with_scheme(point: Point, scheme: str) -> Point:
     return replace(point, label=f"{point.label} [{scheme}]", overrides=overrides)
 
 
-__all__ = ["FAMILIES", "LEARNER_SCHEMES", "Point", "suite_points"]
+__all__ = ["FAMILIES", "LEARNER_SCHEMES", "LEARNER_WARM_STARTS", "Point", "suite_points"]

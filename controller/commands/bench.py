@@ -33,7 +33,13 @@ from controller.bench.analysis import (
 from controller.bench.cells import Cell
 from controller.bench.execute import CellFailed, Executor, LocalExecutor, RayExecutor, ResultStore, run_suite
 from controller.bench.scenarios import ScenarioError, load_scenario, shipped_scenarios
-from controller.bench.suite import FAMILIES, LEARNER_SCHEME, LEARNER_SCHEMES, suite_points
+from controller.bench.suite import (
+    FAMILIES,
+    LEARNER_SCHEME,
+    LEARNER_SCHEMES,
+    LEARNER_WARM_STARTS,
+    suite_points,
+)
 from controller.commands.options import UsageProblem, command_line, configure_logging
 from controller.runner import versions
 
@@ -89,10 +95,14 @@ def parse_seeds(text: str | None) -> tuple[int, ...]:
 @click.option("--learner-scheme", type=click.Choice(LEARNER_SCHEMES), default=LEARNER_SCHEME, show_default=True,
               help="Action scheme of the learner points (portfolio: ENSURE's constants or the KPA, per function); "
                    "a point run with another scheme than the default is labelled with it.")
+@click.option("--learner-warm-start", type=click.Choice(LEARNER_WARM_STARTS), default="none", show_default=True,
+              help="Where the trained learner points start: none (the uniform policy), ensure, kpa (portfolio "
+                   "scheme) or fitted (each function's cheapest level on the training window, played and fitted "
+                   "before the first episode); such points are labelled with it. The online points keep ENSURE's.")
 @click.option("-v", "--verbose", is_flag=True, default=False, help="Log at INFO.")
 def bench_command(scenario_files: tuple[Path, ...], quick: bool, seed_values: str | None, families: str | None,
                   out: Path | None, workers: int, ray_address: str | None, episodes: int,
-                  learner_scheme: str, verbose: bool) -> None:
+                  learner_scheme: str, learner_warm_start: str, verbose: bool) -> None:
     """Run the evaluation suite: every scenario (default: the shipped ones), every family swept over
     its knob, the learners, over paired seeds; write results, frontiers and the dominance table."""
     from rich.console import Console
@@ -119,9 +129,10 @@ def bench_command(scenario_files: tuple[Path, ...], quick: bool, seed_values: st
     if len(set(names)) != len(names):
         raise UsageProblem(f"two scenario files share a name: {sorted(n for n in set(names) if names.count(n) > 1)}")
     try:
-        points = suite_points([f.strip() for f in families.split(",")] if families else None, learner_scheme)
+        points = suite_points([f.strip() for f in families.split(",")] if families else None, learner_scheme,
+                              learner_warm_start)
     except ValueError as error:
-        raise UsageProblem(f"--families: {error}") from None
+        raise UsageProblem(f"--families, --learner-scheme or --learner-warm-start: {error}") from None
     seeds = parse_seeds(seed_values)
     out = out or Path("runs/bench-quick" if quick else "runs/bench")
     cells = [Cell(scenario, point, seed, quick=quick, episodes=episodes)

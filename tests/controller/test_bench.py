@@ -330,3 +330,19 @@ def test_the_beyond_verdict_says_on_how_many_seeds_it_holds_against_that_seeds_o
     assert [float(g) for g in row["seed_gains"].split("; ")] == pytest.approx([0.5, 0.5, -0.5])
     assert not row["beyond"]  # the verdict stays on the means
     assert "| 2 of 3 (+50.0%, +50.0%, -50.0% fewer violations) |" in acceptance_table([row])
+
+
+def test_a_learner_warm_start_changes_the_trained_learner_points_only():
+    plain = {p.label: p for p in suite_points(["ensure", "nac-linear", "nac-linear-online", "nac-untrained"])}
+    fitted = {p.label: p for p in suite_points(["ensure", "nac-linear", "nac-linear-online", "nac-untrained"],
+                                                "portfolio", "fitted")}
+    trained = fitted["nac-linear alpha=0.3 [fitted] [portfolio]"]
+    assert trained.overrides["policy.params"]["nac-linear"] == {"scheme": "portfolio", "warm_start": "fitted"}
+    assert fitted["ensure c=1.06"] == plain["ensure c=1.06"]  # a baseline's cell (and key) is untouched
+    online = fitted["nac-linear online [portfolio]"]
+    assert online.overrides["policy.params"]["nac-linear"]["warm_start"] == "ensure"  # what its fallback needs
+    assert "nac-linear untrained staffing [portfolio]" in fitted  # untrained: no warm start to fit
+    with pytest.raises(ValueError, match="needs the portfolio"):
+        suite_points(["nac-linear"], "staffing", "kpa")
+    with pytest.raises(ValueError, match="unknown learner warm start"):
+        suite_points(["nac-linear"], "staffing", "imitated")

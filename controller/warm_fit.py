@@ -1,0 +1,141 @@
+"""A fitted warm start: the shared policy fitted to each function's best pool level on the training window.
+
+The staffing and portfolio schemes give every function a choice of pool level (the platform, an
+ENSURE staffing constant, a KPA member). Which level serves a function best depends on the function —
+its load, its burstiness, what a container of it costs, its SLO's slack — and learning that from the
+reward alone is slow: the per-tick difference between levels is small against the reward's noise.
+But on the simulated cluster every level can simply be *played*: training replays the training
+window once per level with every function at that level, reads what each function's violations and
+memory came to, and labels the function with the level its own reward prices lowest. The shared
+policy is then fitted to those labels in every state the functions were in (``policies.imitation``):
+a policy over the functions' *features*, not their names, so it applies to functions it never saw.
+The natural actor-critic learns from that θ₀ as it does from any other.
+
+The price: the operator reward's cost per tick is (1 − α)·late/V + α·idle·memory/M (late invocations
+over the population's average work V per function and tick; idle container-MB over one invoker's
+user memory M). Over a window the late count is the violations (plus what is left queued) and the
+idle MB-ticks are memory GB-s × 1024 / tick_s (less the busy part, the same at every level), so a
+function's cost at a level is proportional to
+
+    violations + λ · memory GB-s,   λ = α / (1 − α) · V · 1024 / (M · tick_s),
+
+with V the training window's invocations per function and tick. Each function takes the level that
+minimises it; the share factor of every label is 1 (OpenWhisk's shares), the CPU level the learner
+then adjusts.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from controller.assemble import PolicySpec, RunSeeds, build_policy
+from controller.report import function_metrics
+from controller.runner import run_policy
+from controller.settings import Settings
+from policies.staffing import action_index
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WarmFit:
+    """What a fitted warm start chose and how well the policy follows it."""
+
+    price: float
+    """λ, violations per GB-s of memory, from the reward's α."""
+    labels: dict[str, int]
+    """Functions labelled with each pool level."""
+    states: int
+    """Labelled states the policy was fitted to (before any subsample)."""
+    accuracy: float
+    """Share of the fitted states whose most probable action is the label."""
+
+    def record(self) -> dict[str, Any]:
+        """JSON-able summary (the training's ``run.json``)."""
+        return {"price_violations_per_gb_s": self.price, "labels": dict(self.labels), "states": self.states,
+                "accuracy": self.accuracy}
+
+
+class _Recorder:
+    """A frozen, greedy copy of the learner playing one pool level, keeping every state it decided in."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.states: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def decide(self, snapshot: Any, mu: np.ndarray) -> Any:
+        x, usable = self.inner._state(snapshot, mu)
+        decisions = self.inner.decide(snapshot, mu)
+        kept = usable & (np.asarray(decisions.action) >= 0)
+        self.states.append((x[kept].copy(), np.flatnonzero(kept)))
+        return decisions
+
+
+def level_price(settings: Settings, invocations_per_function_tick: float) -> float:
+    """λ of the module docstring for this run's α, cluster and tick."""
+    alpha = float(settings.reward.alpha)
+    if alpha >= 1.0:
+        return math.inf
+    return (alpha / (1.0 - alpha) * max(invocations_per_function_tick, 1.0) * 1024.0
+            / (settings.cluster.user_memory_mb * settings.loop.tick_s))
+
+
+def fit_warm_start(settings: Settings, name: str, policy: Any, workload: Any, slo_s: np.ndarray, seeds: RunSeeds,
+                   on_level: Callable[[str], None] | None = None) -> WarmFit:
+    """Play every pool level of ``policy``'s scheme on the training window (``seeds``: the first
+    episode's), label each function with its cheapest level at the reward's price, fit ``policy`` to
+    the labels (``SharedPolicyAgent.imitate``). ``on_level`` hears each level before it is played."""
+    if settings.reward.kind != "operator":
+        raise ValueError("warm_start=fitted prices levels with the operator reward (reward.kind: operator); "
+                         f"this run's reward.kind is {settings.reward.kind!r}")
+    levels = policy.agent.levels
+    violations, memory, states = [], [], []
+    invocations = None
+    ticks = 1
+    for level in levels:
+        if on_level is not None:
+            on_level(level)
+        player = build_policy(settings, PolicySpec(name, frozen=True, greedy=True))
+        player.learner.prefer(action_index(level, 1.0), 50.0, player._bias_entry())
+        recorder = _Recorder(player)
+        rows = function_metrics(run_policy(settings, workload, slo_s, PolicySpec(name, frozen=True, greedy=True),
+                                           policy=recorder, seeds=seeds, save_learner=False))
+        n = np.array([r["invocations"] for r in rows], dtype=float)
+        invocations = n
+        ticks = max(len(recorder.states), 1)
+        violations.append(np.nan_to_num(np.array([r["slo_violation_rate"] for r in rows], dtype=float) * n))
+        memory.append(np.array([r["memory_gb_s"] for r in rows], dtype=float))
+        states.append(recorder.states)
+    n_functions = len(invocations) if invocations is not None else 0
+    total = float(invocations.sum()) if invocations is not None else 0.0
+    price = level_price(settings, total / max(n_functions, 1) / ticks)
+    # α = 1 prices memory alone (λ infinite).
+    cost = np.array(violations) + np.array(memory) * price if math.isfinite(price) else np.array(memory)
+    best = np.argmin(cost, axis=0)
+    labels_by_function = np.array([action_index(levels[b], 1.0) for b in best], dtype=np.int64)
+    xs, ys = [], []
+    for played in states:
+        for x, rows_ in played:
+            xs.append(x)
+            ys.append(labels_by_function[rows_])
+    if not xs or not sum(len(x) for x in xs):
+        raise ValueError("warm_start=fitted: no function was decided for in the training window (no state to fit)")
+    x_all, y_all = np.vstack(xs), np.concatenate(ys)
+    accuracy = policy.imitate(x_all, y_all)
+    fit = WarmFit(price=price, labels=dict(Counter(levels[b] for b in best)), states=len(x_all), accuracy=accuracy)
+    log.info("fitted warm start: λ = %.3g violations per GB-s; labels %s; %d states, %.0f%% fitted",
+             price, fit.labels, fit.states, 100 * accuracy)
+    return fit
+
+
+__all__ = ["WarmFit", "fit_warm_start", "level_price"]

@@ -1,0 +1,72 @@
+"""A fitted warm start: every pool level played on the training window, the policy fitted to each
+function's cheapest level."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from controller.assemble import PolicySpec, RunSeeds, build_policy, build_workload, measure_slos
+from controller.settings import load_settings
+from controller.training import side_path, train_policy
+from controller.warm_fit import fit_warm_start, level_price
+from policies.staffing import POOL_LEVELS, action_index
+
+TINY = {"workload.functions": 4, "workload.minutes": 2, "reward.slo_probe_invocations": 200, "output.plots": False,
+        "reward.kind": "operator"}
+
+
+def _settings(**extra):
+    return load_settings(overrides={**TINY, **extra})
+
+
+def test_the_price_of_memory_follows_the_rewards_alpha():
+    settings = _settings(**{"reward.alpha": 0.5, "cluster.user_memory_mb": 2048, "loop.tick_s": 10.0})
+    # α/(1 − α) · V · 1024 / (M · tick): with V = 20 invocations per function and tick, 1.
+    assert level_price(settings, 20.0) == pytest.approx(1.0)
+    assert level_price(_settings(**{"reward.alpha": 0.1}), 20.0) < level_price(settings, 20.0)
+    assert math.isinf(level_price(_settings(**{"reward.alpha": 1.0}), 20.0))
+
+
+def test_the_fitted_policy_plays_each_functions_cheapest_level():
+    settings = _settings(**{"policy.params": {"nac-linear": {"scheme": "staffing", "warm_start": "fitted"}}})
+    workload = build_workload(settings)
+    slo_s = measure_slos(settings, workload)
+    policy = build_policy(settings, PolicySpec("nac-linear"))
+    played = []
+    fit = fit_warm_start(settings, "nac-linear", policy, workload, slo_s, RunSeeds.from_seed(settings.seed),
+                         on_level=played.append)
+    assert played == list(POOL_LEVELS)
+    assert sum(fit.labels.values()) == 4 and set(fit.labels) <= set(POOL_LEVELS)
+    assert fit.states > 0 and 0.0 <= fit.accuracy <= 1.0 and fit.price > 0
+    # The policy is no longer uniform: it prefers the labelled levels (at OpenWhisk's shares).
+    x = np.eye(policy.learner.state_dim)[:1] * 0.2
+    probs = policy.learner.probabilities(x)
+    assert probs.max() > 2.0 / probs.shape[1]
+    labelled = {action_index(level, 1.0) for level in fit.labels}
+    assert int(np.argmax(probs[0])) in labelled
+
+
+def test_a_fitted_warm_start_needs_the_operators_reward():
+    settings = _settings(**{"reward.kind": "paper", "policy.params": {"nac-linear": {"scheme": "staffing",
+                                                                                    "warm_start": "fitted"}}})
+    workload = build_workload(settings)
+    policy = build_policy(settings, PolicySpec("nac-linear"))
+    with pytest.raises(ValueError, match="reward.kind: operator"):
+        fit_warm_start(settings, "nac-linear", policy, workload, measure_slos(settings, workload),
+                       RunSeeds.from_seed(settings.seed))
+
+
+def test_training_with_a_fitted_warm_start_fits_first_and_records_the_fit(tmp_path):
+    settings = _settings(**{"policy.params": {"nac-linear": {"scheme": "portfolio", "warm_start": "fitted"}}})
+    out = tmp_path / "fitted.ckpt.npz"
+    train_policy(settings, "nac-linear", out)
+    record = json.loads(side_path(out, ".run.json").read_text(encoding="utf-8"))
+    fit = record["warm_start_fit"]
+    assert fit is not None and sum(fit["labels"].values()) == 4 and fit["states"] > 0
+    plain = tmp_path / "plain.ckpt.npz"
+    train_policy(_settings(**{"policy.params": {"nac-linear": {"scheme": "portfolio"}}}), "nac-linear", plain)
+    assert json.loads(side_path(plain, ".run.json").read_text(encoding="utf-8"))["warm_start_fit"] is None
