@@ -1,15 +1,17 @@
 """Where a warm-started learner starts: its warm-start heuristic played through its own action scheme.
 
     python benchmarks/warm_start_point.py SCENARIO.yaml [--policy nac-linear] [--scheme portfolio]
-        [--warm-start kpa] [--quick] [--seeds 0-4] [--against RESULTS.csv]
+        [--warm-start kpa|ensure|fitted] [--quick] [--seeds 0-4] [--against RESULTS.csv]
 
 A learner that starts from a heuristic (``warm_start``) and is judged beyond the baselines' frontier
 may owe part of that to where it started: the heuristic as its action scheme plays it is not always
 the baseline of the same name (the portfolio's KPA member, for one, leaves a function of unknown work
 size to the platform). This script builds the learner fresh from the scenario's settings with the
-given scheme and warm start, never trains it, and judges it frozen and greedy — every function takes
-the warm-start action — on the scenario's evaluation window and the seeds, as ``mfrm bench`` judges (the suite's ``warm-start``
-point mode, through the bench's own cell runner). It prints the point per seed and, with ``--against``
+given scheme and warm start, never runs a learning episode, and judges it frozen and greedy on the
+scenario's evaluation window and the seeds, as ``mfrm bench`` judges (the suite's ``warm-start``
+point mode, through the bench's own cell runner): with ``ensure`` or ``kpa`` every function takes the
+warm-start action; with ``fitted`` the fit is made first, on the seed's training window exactly as
+training makes it (``controller.warm_fit``), and the fitted policy is judged. It prints the point per seed and, with ``--against``
 a bench's ``results.csv`` of the same scenario and windows, the suite's acceptance row for it: where
 it lies against every baseline's frontier. What learning added is the trained point's row minus this
 one.
@@ -20,13 +22,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
+from controller.assemble import PolicySpec, RunSeeds, build_policy, build_workload, measure_slos
 from controller.bench.analysis import acceptance_rows, acceptance_table, read_rows, summarise
 from controller.bench.cells import Cell, run_cell
 from controller.bench.execute import loop_notes_silenced
 from controller.bench.scenarios import ScenarioError, load_scenario
 from controller.bench.suite import Point
+from controller.checkpoint import Checkpointer
+from controller.warm_fit import fit_warm_start
 
 
 def warm_start_point(policy: str, scheme: str, warm_start: str) -> Point:
@@ -35,6 +41,17 @@ def warm_start_point(policy: str, scheme: str, warm_start: str) -> Point:
                  policy=policy, mode="warm-start", default=True,
                  overrides={"reward.kind": "operator",
                             "policy.params": {policy: {"scheme": scheme, "warm_start": warm_start}}})
+
+
+def fitted_checkpoint(cell: Cell, directory: Path) -> str:
+    """Fit the cell's learner on its training window (as training does before its first episode) and save
+    it, untrained otherwise; the checkpoint's path."""
+    settings = cell.settings("train")
+    policy = build_policy(settings, PolicySpec(cell.point.policy))
+    workload = build_workload(settings)
+    fit_warm_start(settings, cell.point.policy, policy, workload, measure_slos(settings, workload),
+                   RunSeeds.from_seed(settings.seed).episode(settings.seed, 0))
+    return str(Checkpointer(directory / "fitted.ckpt.npz").save(policy, 0, 0.0))
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -55,7 +72,7 @@ def main() -> None:
                         help="the learner [default: nac-linear]")
     parser.add_argument("--scheme", default="portfolio", choices=("staffing", "portfolio"),
                         help="its action scheme [default: portfolio]")
-    parser.add_argument("--warm-start", default="kpa", choices=("ensure", "kpa"),
+    parser.add_argument("--warm-start", default="kpa", choices=("ensure", "kpa", "fitted"),
                         help="the heuristic it starts from [default: kpa]")
     parser.add_argument("--quick", action="store_true", help="the scenario's quick windows (mfrm bench --quick)")
     parser.add_argument("--seeds", default="0-4", help="a range a-b or a list a,b,c [default: 0-4]")
@@ -76,8 +93,10 @@ def main() -> None:
     point = warm_start_point(args.policy, args.scheme, args.warm_start)
     rows = []
     for seed in seeds:
-        with loop_notes_silenced():
-            row, _ = run_cell(Cell(scenario=scenario, point=point, seed=seed, quick=args.quick))
+        cell = Cell(scenario=scenario, point=point, seed=seed, quick=args.quick)
+        with loop_notes_silenced(), tempfile.TemporaryDirectory() as scratch:
+            checkpoint = fitted_checkpoint(cell, Path(scratch)) if args.warm_start == "fitted" else None
+            row, _ = run_cell(cell, checkpoint)
         rows.append(row)
         print(f"{scenario.name} seed {seed}: {100 * row['slo_violation_rate']:.2f}% violations, "
               f"{row['memory_gb_s']:,.0f} GB-s, cold starts {100 * row['cold_start_rate']:.3f}%", flush=True)

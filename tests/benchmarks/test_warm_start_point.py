@@ -27,7 +27,7 @@ scenario:
   evaluate: {start_minute: 600, minutes: 10}
 cluster: {invokers: 2}
 workload: {functions: 4, select: busiest, profiles: benchmark}
-reward: {slo_probe_invocations: 200}
+reward: {slo_probe_invocations: 200, kind: operator}
 """
 
 
@@ -64,3 +64,19 @@ def test_a_missing_results_file_or_a_kpa_warm_start_outside_the_portfolio_is_one
         done = subprocess.run([sys.executable, str(SCRIPT), str(tiny), *extra], capture_output=True, text=True,
                               cwd=ROOT)
         assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_fitted_warm_start_point_is_fitted_on_the_training_window_then_judged(tiny, monkeypatch):
+    fits = []
+    real = warm.fit_warm_start
+
+    def recording(settings, name, policy, workload, slo_s, seeds):
+        fits.append(settings.workload.start_minute)
+        return real(settings, name, policy, workload, slo_s, seeds)
+
+    monkeypatch.setattr(warm, "fit_warm_start", recording)
+    point = warm.warm_start_point("nac-linear", "staffing", "fitted")
+    cell = Cell(scenario=load_scenario(tiny), point=point, seed=2)
+    row, _ = run_cell(cell, warm.fitted_checkpoint(cell, tiny.parent))
+    assert fits == [480]  # the scenario's training window, not the judged one (600)
+    assert row["point"] == "nac-linear warm start fitted [staffing]" and row["memory_gb_s"] > 0
