@@ -65,6 +65,11 @@ BASE_COLUMNS: tuple[str, ...] = (
 )
 
 
+#: Folder beside a checkpoint where a fitted warm start's plays of the training window are kept
+#: (``controller.warm_fit``), so that training the same window again, or at another α, reuses them.
+WARM_FIT_CACHE = "warm-fit-plays"
+
+
 def episode_seeds(settings: Settings, episode: int) -> RunSeeds:
     """The seeds of training episode ``episode`` (``controller.assemble.RunSeeds.episode``): episode 0
     is the run's own (what ``mfrm simulate`` with the same settings draws)."""
@@ -207,7 +212,9 @@ def train_policy(settings: Settings, name: str, out: Path, *, resume: bool = Fal
         log.warning("--resume: %s does not exist yet; training starts from the initial policy", out)
     warm_fit = None
     if resumed_from is None and getattr(getattr(policy, "agent", None), "warm_start", "none") == "fitted":
-        warm_fit = fit_warm_start(settings, name, policy, workload, slo_s, episode_seeds(settings, 0))
+        # The plays are kept beside the checkpoint: learners of the same window at other α reuse them.
+        warm_fit = fit_warm_start(settings, name, policy, workload, slo_s, episode_seeds(settings, 0),
+                                  cache=out.parent / WARM_FIT_CACHE)
     recorder = DiagnosticsRecorder()
     per_episode = tick_count(settings)
     decide_ms, update_ms = [], []

@@ -26,11 +26,16 @@ then adjusts.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
+import os
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -90,17 +95,66 @@ def level_price(settings: Settings, invocations_per_function_tick: float) -> flo
             / (settings.cluster.user_memory_mb * settings.loop.tick_s))
 
 
-def fit_warm_start(settings: Settings, name: str, policy: Any, workload: Any, slo_s: np.ndarray, seeds: RunSeeds,
-                   on_level: Callable[[str], None] | None = None) -> WarmFit:
-    """Play every pool level of ``policy``'s scheme on the training window (``seeds``: the first
-    episode's), label each function with its cheapest level at the reward's price, fit ``policy`` to
-    the labels (``SharedPolicyAgent.imitate``). ``on_level`` hears each level before it is played."""
-    if settings.reward.kind != "operator":
-        raise ValueError("warm_start=fitted prices levels with the operator reward (reward.kind: operator); "
-                         f"this run's reward.kind is {settings.reward.kind!r}")
+@dataclass(frozen=True)
+class LevelPlays:
+    """Every pool level played over a training window: what each function's run came to at each level,
+    and the states the functions were in."""
+
+    levels: tuple[str, ...]
+    """The pool levels, in play order."""
+    violations: np.ndarray
+    """(L, F) SLO violations (unfinished and dropped counted) per level and function."""
+    memory: np.ndarray
+    """(L, F) memory held, GB-s, per level and function."""
+    invocations: np.ndarray
+    """(F,) invocations per function in the window (the same at every level)."""
+    ticks: int
+    """Decisions per play (ticks of the window)."""
+    x: np.ndarray
+    """(R, d) every state a function was decided for, over all plays."""
+    function: np.ndarray
+    """(R,) the function of each state."""
+
+    def save(self, path: Path) -> None:
+        """Write to ``path`` (an ``.npz``) atomically: a file under that name is always complete."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.stem}.partial-{os.getpid()}-{time.time_ns()}.npz")
+        np.savez(partial, levels=np.array(self.levels), violations=self.violations, memory=self.memory,
+                 invocations=self.invocations, ticks=np.array(self.ticks), x=self.x, function=self.function)
+        partial.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> LevelPlays:
+        """What :meth:`save` wrote."""
+        with np.load(path) as data:
+            return cls(levels=tuple(str(v) for v in data["levels"]), violations=data["violations"],
+                       memory=data["memory"], invocations=data["invocations"], ticks=int(data["ticks"]),
+                       x=data["x"], function=data["function"])
+
+
+def plays_key(settings: Settings, name: str, seeds: RunSeeds) -> str:
+    """A digest of everything the plays depend on: the run's settings but the reward's α (which only
+    prices them) and the output options, and the seeds. Not the learner: a frozen, greedy player of one
+    level acts and observes alike whichever learner it is built as (their features are in the settings),
+    so NAC-Linear and NAC-NN trained on the same window share the plays. ``name`` is checked, not keyed:
+    it must be a learner of a staffed scheme."""
+    if not name:
+        raise ValueError("plays_key needs the learner's name")
+    logged = settings.logged()
+    logged["reward"] = {k: v for k, v in logged["reward"].items() if k != "alpha"}
+    logged.pop("output", None)
+    parts = {"settings": logged, "seeds": repr(seeds)}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def play_levels(settings: Settings, name: str, policy: Any, workload: Any, slo_s: np.ndarray, seeds: RunSeeds,
+                on_level: Callable[[str], None] | None = None) -> LevelPlays:
+    """Play every pool level of ``policy``'s scheme over the window of ``settings`` with ``seeds``: each
+    function at that level, through a frozen, greedy copy of the learner; ``on_level`` hears each level
+    before it is played."""
     levels = policy.agent.levels
-    violations, memory, states = [], [], []
-    invocations = None
+    violations, memory, xs, functions = [], [], [], []
+    invocations = np.zeros(0)
     ticks = 1
     for level in levels:
         if on_level is not None:
@@ -110,32 +164,54 @@ def fit_warm_start(settings: Settings, name: str, policy: Any, workload: Any, sl
         recorder = _Recorder(player)
         rows = function_metrics(run_policy(settings, workload, slo_s, PolicySpec(name, frozen=True, greedy=True),
                                            policy=recorder, seeds=seeds, save_learner=False))
-        n = np.array([r["invocations"] for r in rows], dtype=float)
-        invocations = n
+        invocations = np.array([r["invocations"] for r in rows], dtype=float)
         ticks = max(len(recorder.states), 1)
-        violations.append(np.nan_to_num(np.array([r["slo_violation_rate"] for r in rows], dtype=float) * n))
+        violations.append(np.nan_to_num(np.array([r["slo_violation_rate"] for r in rows], dtype=float) * invocations))
         memory.append(np.array([r["memory_gb_s"] for r in rows], dtype=float))
-        states.append(recorder.states)
-    n_functions = len(invocations) if invocations is not None else 0
-    total = float(invocations.sum()) if invocations is not None else 0.0
-    price = level_price(settings, total / max(n_functions, 1) / ticks)
-    # α = 1 prices memory alone (λ infinite).
-    cost = np.array(violations) + np.array(memory) * price if math.isfinite(price) else np.array(memory)
-    best = np.argmin(cost, axis=0)
-    labels_by_function = np.array([action_index(levels[b], 1.0) for b in best], dtype=np.int64)
-    xs, ys = [], []
-    for played in states:
-        for x, rows_ in played:
+        for x, rows_ in recorder.states:
             xs.append(x)
-            ys.append(labels_by_function[rows_])
-    if not xs or not sum(len(x) for x in xs):
+            functions.append(rows_)
+    d = policy.agent.state_dim(policy.features)
+    return LevelPlays(levels=tuple(levels), violations=np.array(violations), memory=np.array(memory),
+                      invocations=invocations, ticks=ticks,
+                      x=np.vstack(xs) if xs else np.zeros((0, d)),
+                      function=np.concatenate(functions) if functions else np.zeros(0, dtype=np.int64))
+
+
+def fit_warm_start(settings: Settings, name: str, policy: Any, workload: Any, slo_s: np.ndarray, seeds: RunSeeds,
+                   on_level: Callable[[str], None] | None = None, cache: Path | None = None) -> WarmFit:
+    """Play every pool level of ``policy``'s scheme on the training window (``seeds``: the first
+    episode's), label each function with its cheapest level at the reward's price, fit ``policy`` to
+    the labels (``SharedPolicyAgent.imitate``). ``on_level`` hears each level before it is played.
+    ``cache``: a folder where the plays are kept under :func:`plays_key` and reused — learners trained
+    on the same window at other α (or again) then skip them."""
+    if settings.reward.kind != "operator":
+        raise ValueError("warm_start=fitted prices levels with the operator reward (reward.kind: operator); "
+                         f"this run's reward.kind is {settings.reward.kind!r}")
+    path = cache / f"plays-{plays_key(settings, name, seeds)}.npz" if cache is not None else None
+    plays = None
+    if path is not None and path.is_file():
+        plays = LevelPlays.load(path)
+        if plays.levels != tuple(policy.agent.levels):
+            plays = None
+    if plays is None:
+        plays = play_levels(settings, name, policy, workload, slo_s, seeds, on_level)
+        if path is not None:
+            plays.save(path)
+    n_functions = len(plays.invocations)
+    price = level_price(settings, float(plays.invocations.sum()) / max(n_functions, 1) / plays.ticks)
+    # α = 1 prices memory alone (λ infinite).
+    cost = plays.violations + plays.memory * price if math.isfinite(price) else plays.memory
+    best = np.argmin(cost, axis=0)
+    labels_by_function = np.array([action_index(plays.levels[b], 1.0) for b in best], dtype=np.int64)
+    if not len(plays.x):
         raise ValueError("warm_start=fitted: no function was decided for in the training window (no state to fit)")
-    x_all, y_all = np.vstack(xs), np.concatenate(ys)
-    accuracy = policy.imitate(x_all, y_all)
-    fit = WarmFit(price=price, labels=dict(Counter(levels[b] for b in best)), states=len(x_all), accuracy=accuracy)
+    accuracy = policy.imitate(plays.x, labels_by_function[plays.function])
+    fit = WarmFit(price=price, labels=dict(Counter(plays.levels[b] for b in best)), states=len(plays.x),
+                  accuracy=accuracy)
     log.info("fitted warm start: λ = %.3g violations per GB-s; labels %s; %d states, %.0f%% fitted",
              price, fit.labels, fit.states, 100 * accuracy)
     return fit
 
 
-__all__ = ["WarmFit", "fit_warm_start", "level_price"]
+__all__ = ["LevelPlays", "WarmFit", "fit_warm_start", "level_price", "play_levels", "plays_key"]

@@ -70,3 +70,24 @@ def test_training_with_a_fitted_warm_start_fits_first_and_records_the_fit(tmp_pa
     plain = tmp_path / "plain.ckpt.npz"
     train_policy(_settings(**{"policy.params": {"nac-linear": {"scheme": "portfolio"}}}), "nac-linear", plain)
     assert json.loads(side_path(plain, ".run.json").read_text(encoding="utf-8"))["warm_start_fit"] is None
+
+
+def test_the_plays_are_kept_and_reused_at_another_alpha_and_by_the_other_learner(tmp_path):
+    params = {"scheme": "staffing", "warm_start": "fitted"}
+    first = _settings(**{"reward.alpha": 0.3, "policy.params": {"nac-linear": params, "nac-nn": params}})
+    workload = build_workload(first)
+    slo_s = measure_slos(first, workload)
+    seeds = RunSeeds.from_seed(first.seed)
+    played = []
+    fit = fit_warm_start(first, "nac-linear", build_policy(first, PolicySpec("nac-linear")), workload, slo_s, seeds,
+                         on_level=played.append, cache=tmp_path)
+    assert len(played) == len(POOL_LEVELS) and len(list(tmp_path.glob("plays-*.npz"))) == 1
+    other = _settings(**{"reward.alpha": 0.7, "policy.params": {"nac-linear": params, "nac-nn": params}})
+    for name in ("nac-linear", "nac-nn"):
+        again = fit_warm_start(other, name, build_policy(other, PolicySpec(name)), workload, slo_s, seeds,
+                               on_level=played.append, cache=tmp_path)
+        assert again.states == fit.states and again.price > fit.price
+    assert len(played) == len(POOL_LEVELS)  # nothing played again
+    fit_warm_start(first, "nac-linear", build_policy(first, PolicySpec("nac-linear")), workload, slo_s,
+                   RunSeeds.from_seed(first.seed + 1), on_level=played.append, cache=tmp_path)
+    assert len(played) == 2 * len(POOL_LEVELS)  # other seeds: other plays
