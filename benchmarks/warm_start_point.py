@@ -1,7 +1,8 @@
 """Where a warm-started learner starts: its warm-start heuristic played through its own action scheme.
 
     python benchmarks/warm_start_point.py SCENARIO.yaml [--policy nac-linear] [--scheme portfolio]
-        [--warm-start kpa|ensure|fitted] [--quick] [--seeds 0-4] [--against RESULTS.csv]
+        [--warm-start kpa|ensure|fitted] [--alphas 0.1,0.3] [--plays DIR] [--quick] [--seeds 0-4]
+        [--against RESULTS.csv]
 
 A learner that starts from a heuristic (``warm_start``) and is judged beyond the baselines' frontier
 may owe part of that to where it started: the heuristic as its action scheme plays it is not always
@@ -35,22 +36,28 @@ from controller.checkpoint import Checkpointer
 from controller.warm_fit import fit_warm_start
 
 
-def warm_start_point(policy: str, scheme: str, warm_start: str) -> Point:
-    """The suite point of ``policy`` built fresh with ``scheme`` and ``warm_start``, judged frozen and greedy."""
-    return Point(family=f"{policy}-warm-start", label=f"{policy} warm start {warm_start} [{scheme}]",
-                 policy=policy, mode="warm-start", default=True,
-                 overrides={"reward.kind": "operator",
-                            "policy.params": {policy: {"scheme": scheme, "warm_start": warm_start}}})
+def warm_start_point(policy: str, scheme: str, warm_start: str, alpha: float | None = None) -> Point:
+    """The suite point of ``policy`` built fresh with ``scheme`` and ``warm_start``, judged frozen and greedy;
+    with ``alpha``, the reward's α (what a fitted warm start prices the levels by)."""
+    overrides: dict = {"reward.kind": "operator",
+                       "policy.params": {policy: {"scheme": scheme, "warm_start": warm_start}}}
+    label = f"{policy} warm start {warm_start} [{scheme}]"
+    if alpha is not None:
+        overrides["reward.alpha"] = alpha
+        label = f"{policy} alpha={alpha:g} warm start {warm_start} [{scheme}]"
+    return Point(family=f"{policy}-warm-start", label=label, policy=policy, mode="warm-start", default=True,
+                 value=alpha, overrides=overrides)
 
 
-def fitted_checkpoint(cell: Cell, directory: Path) -> str:
+def fitted_checkpoint(cell: Cell, directory: Path, plays: Path | None = None) -> str:
     """Fit the cell's learner on its training window (as training does before its first episode) and save
-    it, untrained otherwise; the checkpoint's path."""
+    it, untrained otherwise; the checkpoint's path. ``plays``: a folder of kept plays to reuse (a bench's
+    ``checkpoints/<scenario>/warm-fit-plays``) and to add to."""
     settings = cell.settings("train")
     policy = build_policy(settings, PolicySpec(cell.point.policy))
     workload = build_workload(settings)
     fit_warm_start(settings, cell.point.policy, policy, workload, measure_slos(settings, workload),
-                   RunSeeds.from_seed(settings.seed).episode(settings.seed, 0))
+                   RunSeeds.from_seed(settings.seed).episode(settings.seed, 0), cache=plays)
     return str(Checkpointer(directory / "fitted.ckpt.npz").save(policy, 0, 0.0))
 
 
@@ -76,6 +83,11 @@ def main() -> None:
                         help="the heuristic it starts from [default: kpa]")
     parser.add_argument("--quick", action="store_true", help="the scenario's quick windows (mfrm bench --quick)")
     parser.add_argument("--seeds", default="0-4", help="a range a-b or a list a,b,c [default: 0-4]")
+    parser.add_argument("--alphas", help="comma-separated reward weights α, one point each (a fitted warm start "
+                                         "prices the levels by α) [default: the scenario's α]")
+    parser.add_argument("--plays", type=Path, metavar="DIR",
+                        help="with --warm-start fitted: a folder of kept plays of the training windows to reuse, "
+                             "e.g. a bench's checkpoints/<scenario>/warm-fit-plays [default: play them]")
     parser.add_argument("--against", type=Path, metavar="RESULTS.csv",
                         help="a bench's results.csv of the same scenario and windows: print the acceptance row "
                              "of the point against its baselines' frontier")
@@ -90,19 +102,28 @@ def main() -> None:
         sys.exit(f"--against {args.against}: no such file")
     if args.warm_start == "kpa" and args.scheme != "portfolio":
         sys.exit("--warm-start kpa needs --scheme portfolio (the KPA's rule is one of its actions)")
-    point = warm_start_point(args.policy, args.scheme, args.warm_start)
+    try:
+        alphas = [float(a) for a in args.alphas.split(",")] if args.alphas else [None]
+    except ValueError:
+        sys.exit(f"--alphas {args.alphas!r}: expected comma-separated numbers")
+    if any(a is not None and not 0 <= a <= 1 for a in alphas):
+        sys.exit(f"--alphas {args.alphas!r}: each α must be in [0, 1]")
     rows = []
-    for seed in seeds:
-        cell = Cell(scenario=scenario, point=point, seed=seed, quick=args.quick)
-        with loop_notes_silenced(), tempfile.TemporaryDirectory() as scratch:
-            checkpoint = fitted_checkpoint(cell, Path(scratch)) if args.warm_start == "fitted" else None
-            row, _ = run_cell(cell, checkpoint)
-        rows.append(row)
-        print(f"{scenario.name} seed {seed}: {100 * row['slo_violation_rate']:.2f}% violations, "
-              f"{row['memory_gb_s']:,.0f} GB-s, cold starts {100 * row['cold_start_rate']:.3f}%", flush=True)
-    n = len(rows)
-    print(f"{point.label}: mean {100 * sum(r['slo_violation_rate'] for r in rows) / n:.2f}% violations, "
-          f"{sum(r['memory_gb_s'] for r in rows) / n:,.0f} GB-s over {n} seeds")
+    for alpha in alphas:
+        point = warm_start_point(args.policy, args.scheme, args.warm_start, alpha)
+        mine = []
+        for seed in seeds:
+            cell = Cell(scenario=scenario, point=point, seed=seed, quick=args.quick)
+            with loop_notes_silenced(), tempfile.TemporaryDirectory() as scratch:
+                checkpoint = fitted_checkpoint(cell, Path(scratch), args.plays) if args.warm_start == "fitted" else None
+                row, _ = run_cell(cell, checkpoint)
+            mine.append(row)
+            print(f"{scenario.name} {point.label} seed {seed}: {100 * row['slo_violation_rate']:.2f}% violations, "
+                  f"{row['memory_gb_s']:,.0f} GB-s, cold starts {100 * row['cold_start_rate']:.3f}%", flush=True)
+        n = len(mine)
+        print(f"{point.label}: mean {100 * sum(r['slo_violation_rate'] for r in mine) / n:.2f}% violations, "
+              f"{sum(r['memory_gb_s'] for r in mine) / n:,.0f} GB-s over {n} seeds")
+        rows.extend(mine)
     if args.against is not None:
         baselines = [r for r in read_rows(args.against)
                      if r["scenario"] == scenario.name and not r["family"].startswith("nac-")
@@ -110,7 +131,7 @@ def main() -> None:
         if not baselines:
             sys.exit(f"{args.against}: no baseline rows of scenario {scenario.name!r} at seeds {args.seeds}")
         print()
-        print(acceptance_table(acceptance_rows(summarise([*baselines, *rows]), [point.family])))
+        print(acceptance_table(acceptance_rows(summarise([*baselines, *rows]), [f"{args.policy}-warm-start"])))
 
 
 if __name__ == "__main__":

@@ -70,9 +70,9 @@ def test_a_fitted_warm_start_point_is_fitted_on_the_training_window_then_judged(
     fits = []
     real = warm.fit_warm_start
 
-    def recording(settings, name, policy, workload, slo_s, seeds):
+    def recording(settings, name, policy, workload, slo_s, seeds, cache=None):
         fits.append(settings.workload.start_minute)
-        return real(settings, name, policy, workload, slo_s, seeds)
+        return real(settings, name, policy, workload, slo_s, seeds, cache=cache)
 
     monkeypatch.setattr(warm, "fit_warm_start", recording)
     point = warm.warm_start_point("nac-linear", "staffing", "fitted")
@@ -80,3 +80,5 @@ def test_a_fitted_warm_start_point_is_fitted_on_the_training_window_then_judged(
     row, _ = run_cell(cell, warm.fitted_checkpoint(cell, tiny.parent))
     assert fits == [480]  # the scenario's training window, not the judged one (600)
     assert row["point"] == "nac-linear warm start fitted [staffing]" and row["memory_gb_s"] > 0
+    at = warm.warm_start_point("nac-linear", "staffing", "fitted", 0.7)
+    assert at.overrides["reward.alpha"] == 0.7 and at.label == "nac-linear alpha=0.7 warm start fitted [staffing]"
