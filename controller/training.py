@@ -187,12 +187,14 @@ def side_path(checkpoint: Path, suffix: str) -> Path:
 
 
 def train_policy(settings: Settings, name: str, out: Path, *, resume: bool = False, episodes: int = 1,
-                 command: str = "", on_tick: Callable[[int], None] | None = None) -> TrainResult:
+                 command: str = "", on_tick: Callable[[int], None] | None = None,
+                 on_level: Callable[[str], None] | None = None) -> TrainResult:
     """Train learned policy ``name`` on the workload of ``settings`` for ``episodes`` replays; save to ``out``.
 
     With ``resume`` and an existing ``out`` the policy starts from that checkpoint (refused, with
     the reason, when it does not fit) and the tick count continues from it. ``on_tick`` gets the
-    number of ticks done in this run (for a progress bar).
+    number of ticks done in this run (for a progress bar); ``on_level`` each pool level a fitted warm
+    start plays before the first episode.
     """
     if not learns(name):
         raise AssemblyError(f"policy {name!r} does not learn; train one of {', '.join(learned_policies())}")
@@ -213,8 +215,11 @@ def train_policy(settings: Settings, name: str, out: Path, *, resume: bool = Fal
     warm_fit = None
     if resumed_from is None and getattr(getattr(policy, "agent", None), "warm_start", "none") == "fitted":
         # The plays are kept beside the checkpoint: learners of the same window at other α reuse them.
-        warm_fit = fit_warm_start(settings, name, policy, workload, slo_s, episode_seeds(settings, 0),
-                                  cache=out.parent / WARM_FIT_CACHE)
+        try:
+            warm_fit = fit_warm_start(settings, name, policy, workload, slo_s, episode_seeds(settings, 0),
+                                      on_level=on_level, cache=out.parent / WARM_FIT_CACHE)
+        except ValueError as error:
+            raise AssemblyError(str(error)) from None
     recorder = DiagnosticsRecorder()
     per_episode = tick_count(settings)
     decide_ms, update_ms = [], []

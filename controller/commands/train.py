@@ -88,7 +88,10 @@ def train_command(policy_name: str, episodes: int, resume: bool, overwrite: bool
             task = progress.add_task(f"{policy_name} ticks", total=total)
             result = train_policy(settings, policy_name, out, resume=resume, episodes=episodes,
                                   command=command_line(),
-                                  on_tick=lambda done: progress.update(task, completed=done))
+                                  on_tick=lambda done: progress.update(task, completed=done,
+                                                                       description=f"{policy_name} ticks"),
+                                  on_level=lambda level: progress.update(
+                                      task, description=f"{policy_name} warm start: playing {level}"))
     except (AssemblyError, CheckpointError) as error:
         raise UsageProblem(str(error)) from None
     figures = summary(result.rows)
