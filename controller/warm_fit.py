@@ -20,7 +20,9 @@ function's cost at a level is proportional to
     violations + λ · memory GB-s,   λ = α / (1 − α) · V · 1024 / (M · tick_s),
 
 with V the training window's invocations per function and tick. Each function takes the level that
-minimises it; the share factor of every label is 1 (OpenWhisk's shares), the CPU level the learner
+minimises it (with ``fit_cold_starts: ensure``, among the levels that had no more cold starts for it
+than ENSURE's c = 1.06: the price sees no cold start that does not make an invocation late, and the
+levels that scale to zero win on memory with them); the share factor of every label is 1 (OpenWhisk's shares), the CPU level the learner
 then adjusts.
 """
 
@@ -61,11 +63,13 @@ class WarmFit:
     """Labelled states the policy was fitted to (before any subsample)."""
     accuracy: float
     """Share of the fitted states whose most probable action is the label."""
+    cold_starts: str = "free"
+    """The labels' cold-start rule (``AgentSettings.fit_cold_starts``)."""
 
     def record(self) -> dict[str, Any]:
         """JSON-able summary (the training's ``run.json``)."""
         return {"price_violations_per_gb_s": self.price, "labels": dict(self.labels), "states": self.states,
-                "accuracy": self.accuracy}
+                "accuracy": self.accuracy, "cold_starts": self.cold_starts}
 
 
 class _Recorder:
@@ -106,6 +110,8 @@ class LevelPlays:
     """(L, F) SLO violations (unfinished and dropped counted) per level and function."""
     memory: np.ndarray
     """(L, F) memory held, GB-s, per level and function."""
+    cold_starts: np.ndarray
+    """(L, F) cold starts per level and function (count)."""
     invocations: np.ndarray
     """(F,) invocations per function in the window (the same at every level)."""
     ticks: int
@@ -120,16 +126,41 @@ class LevelPlays:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"{path.stem}.partial-{os.getpid()}-{time.time_ns()}.npz")
         np.savez(partial, levels=np.array(self.levels), violations=self.violations, memory=self.memory,
-                 invocations=self.invocations, ticks=np.array(self.ticks), x=self.x, function=self.function)
+                 cold_starts=self.cold_starts, invocations=self.invocations, ticks=np.array(self.ticks), x=self.x,
+                 function=self.function)
         partial.replace(path)
 
     @classmethod
-    def load(cls, path: Path) -> LevelPlays:
-        """What :meth:`save` wrote."""
+    def load(cls, path: Path) -> LevelPlays | None:
+        """What :meth:`save` wrote; None for a file that lacks a field (kept by an earlier version)."""
         with np.load(path) as data:
+            if "cold_starts" not in data.files:
+                return None
             return cls(levels=tuple(str(v) for v in data["levels"]), violations=data["violations"],
-                       memory=data["memory"], invocations=data["invocations"], ticks=int(data["ticks"]),
-                       x=data["x"], function=data["function"])
+                       memory=data["memory"], cold_starts=data["cold_starts"], invocations=data["invocations"],
+                       ticks=int(data["ticks"]), x=data["x"], function=data["function"])
+
+
+#: How a fitted warm start treats cold starts (``AgentSettings.fit_cold_starts``): ``free`` (the labels
+#: price violations and memory only) or ``ensure`` (a function's label is chosen among the levels that
+#: had no more cold starts for it than ENSURE's level, c = 1.06, on the training window).
+FIT_COLD_STARTS: tuple[str, ...] = ("free", "ensure")
+#: The level whose cold starts bound the others' under ``fit_cold_starts: ensure``.
+ENSURE_LEVEL = "c=1.06"
+
+
+def cheapest_levels(plays: LevelPlays, price: float, cold_starts: str = "free") -> np.ndarray:
+    """(F,) index into ``plays.levels`` of each function's cheapest level: violations + ``price`` x memory
+    (memory alone at an infinite price), among the levels ``cold_starts`` allows (every level under
+    ``free``; under ``ensure`` those with no more cold starts than :data:`ENSURE_LEVEL` for that function,
+    which always includes it)."""
+    if cold_starts not in FIT_COLD_STARTS:
+        raise ValueError(f"fit_cold_starts={cold_starts!r}: must be one of {', '.join(FIT_COLD_STARTS)}")
+    cost = plays.violations + plays.memory * price if math.isfinite(price) else plays.memory.copy()
+    if cold_starts == "ensure":
+        bound = plays.cold_starts[plays.levels.index(ENSURE_LEVEL)]
+        cost = np.where(plays.cold_starts <= bound[None, :], cost, np.inf)
+    return np.argmin(cost, axis=0)
 
 
 def plays_key(settings: Settings, name: str, seeds: RunSeeds) -> str:
@@ -153,7 +184,7 @@ def play_levels(settings: Settings, name: str, policy: Any, workload: Any, slo_s
     function at that level, through a frozen, greedy copy of the learner; ``on_level`` hears each level
     before it is played."""
     levels = policy.agent.levels
-    violations, memory, xs, functions = [], [], [], []
+    violations, memory, cold, xs, functions = [], [], [], [], []
     invocations = np.zeros(0)
     ticks = 1
     for level in levels:
@@ -168,12 +199,13 @@ def play_levels(settings: Settings, name: str, policy: Any, workload: Any, slo_s
         ticks = max(len(recorder.states), 1)
         violations.append(np.nan_to_num(np.array([r["slo_violation_rate"] for r in rows], dtype=float) * invocations))
         memory.append(np.array([r["memory_gb_s"] for r in rows], dtype=float))
+        cold.append(np.nan_to_num(np.array([r["cold_start_rate"] * r["completed"] for r in rows], dtype=float)))
         for x, rows_ in recorder.states:
             xs.append(x)
             functions.append(rows_)
     d = policy.agent.state_dim(policy.features)
     return LevelPlays(levels=tuple(levels), violations=np.array(violations), memory=np.array(memory),
-                      invocations=invocations, ticks=ticks,
+                      cold_starts=np.array(cold), invocations=invocations, ticks=ticks,
                       x=np.vstack(xs) if xs else np.zeros((0, d)),
                       function=np.concatenate(functions) if functions else np.zeros(0, dtype=np.int64))
 
@@ -192,7 +224,7 @@ def fit_warm_start(settings: Settings, name: str, policy: Any, workload: Any, sl
     plays = None
     if path is not None and path.is_file():
         plays = LevelPlays.load(path)
-        if plays.levels != tuple(policy.agent.levels):
+        if plays is not None and plays.levels != tuple(policy.agent.levels):
             plays = None
     if plays is None:
         plays = play_levels(settings, name, policy, workload, slo_s, seeds, on_level)
@@ -200,18 +232,17 @@ def fit_warm_start(settings: Settings, name: str, policy: Any, workload: Any, sl
             plays.save(path)
     n_functions = len(plays.invocations)
     price = level_price(settings, float(plays.invocations.sum()) / max(n_functions, 1) / plays.ticks)
-    # α = 1 prices memory alone (λ infinite).
-    cost = plays.violations + plays.memory * price if math.isfinite(price) else plays.memory
-    best = np.argmin(cost, axis=0)
+    best = cheapest_levels(plays, price, policy.agent.fit_cold_starts)
     labels_by_function = np.array([action_index(plays.levels[b], 1.0) for b in best], dtype=np.int64)
     if not len(plays.x):
         raise ValueError("warm_start=fitted: no function was decided for in the training window (no state to fit)")
     accuracy = policy.imitate(plays.x, labels_by_function[plays.function])
     fit = WarmFit(price=price, labels=dict(Counter(plays.levels[b] for b in best)), states=len(plays.x),
-                  accuracy=accuracy)
+                  accuracy=accuracy, cold_starts=policy.agent.fit_cold_starts)
     log.info("fitted warm start: λ = %.3g violations per GB-s; labels %s; %d states, %.0f%% fitted",
              price, fit.labels, fit.states, 100 * accuracy)
     return fit
 
 
-__all__ = ["LevelPlays", "WarmFit", "fit_warm_start", "level_price", "play_levels", "plays_key"]
+__all__ = ["ENSURE_LEVEL", "FIT_COLD_STARTS", "LevelPlays", "WarmFit", "cheapest_levels", "fit_warm_start",
+           "level_price", "play_levels", "plays_key"]

@@ -215,6 +215,12 @@ class AgentSettings:
     1 draws every tick (the game as the paper states it). A staffing level's effect on violations
     shows over minutes — a pool that follows the KPA for one tick in ten is not the KPA's pool — so a
     choice held for several ticks is what the reward can tell apart."""
+    fit_cold_starts: str = "free"
+    """With ``warm_start=fitted``: ``free`` labels each function with the level cheapest in violations
+    and memory; ``ensure`` only among the levels that had no more cold starts for it than ENSURE's
+    c = 1.06 on the training window (``controller.warm_fit.cheapest_levels``). ``free`` is what the
+    fitted warm start was first judged with; under it the fitted policies had more cold starts than
+    ENSURE."""
     cost_features: bool = False
     """``staffing`` and ``portfolio`` schemes: add to x(s), per pool level, what the level would cost the
     function this tick by a queueing model — its idle memory and its chance of a wait, in the operator
@@ -248,6 +254,8 @@ class AgentSettings:
                              "ENSURE, not to the heuristic the learner started from; use warm_start=ensure")
         if self.fallback not in ("none", "ensure"):
             raise ValueError(f"AgentSettings.fallback={self.fallback!r}: must be none or ensure")
+        if self.fit_cold_starts not in ("free", "ensure"):
+            raise ValueError(f"AgentSettings.fit_cold_starts={self.fit_cold_starts!r}: must be free or ensure")
         if self.cost_features and not self.staffed:
             raise ValueError("AgentSettings.cost_features needs scheme=staffing or portfolio (it prices their pool "
                              "levels)")

@@ -91,3 +91,30 @@ def test_the_plays_are_kept_and_reused_at_another_alpha_and_by_the_other_learner
     fit_warm_start(first, "nac-linear", build_policy(first, PolicySpec("nac-linear")), workload, slo_s,
                    RunSeeds.from_seed(first.seed + 1), on_level=played.append, cache=tmp_path)
     assert len(played) == 2 * len(POOL_LEVELS)  # other seeds: other plays
+
+
+def test_under_the_ensure_cold_start_rule_no_label_has_more_cold_starts_than_ensures_level():
+    from controller.warm_fit import LevelPlays, cheapest_levels
+
+    levels = ("platform", "c=0", "c=1.06", "c=3")
+    # Function 0: the platform is cheapest but cold-starts more than c=1.06; function 1: c=0 is cheapest
+    # and cold-starts no more than c=1.06.
+    plays = LevelPlays(levels=levels, violations=np.array([[1.0, 5.0], [4.0, 1.0], [6.0, 6.0], [2.0, 2.0]]),
+                       memory=np.array([[10.0, 10.0], [10.0, 10.0], [30.0, 30.0], [90.0, 90.0]]),
+                       cold_starts=np.array([[50.0, 3.0], [40.0, 2.0], [5.0, 2.0], [1.0, 1.0]]),
+                       invocations=np.array([100.0, 100.0]), ticks=6, x=np.zeros((0, 3)),
+                       function=np.zeros(0, dtype=np.int64))
+    assert cheapest_levels(plays, 0.1).tolist() == [0, 1]
+    assert cheapest_levels(plays, 0.1, "ensure").tolist() == [2, 1]  # c=3 has fewer cold starts but costs more
+    assert cheapest_levels(plays, math.inf, "ensure").tolist() == [2, 1]  # memory alone: the platform is barred
+    with pytest.raises(ValueError, match="must be one of free, ensure"):
+        cheapest_levels(plays, 0.1, "none")
+
+
+def test_plays_kept_by_an_earlier_version_are_played_again(tmp_path):
+    from controller.warm_fit import LevelPlays
+
+    old = tmp_path / "plays-old.npz"
+    np.savez(old, levels=np.array(["platform"]), violations=np.zeros((1, 2)), memory=np.zeros((1, 2)),
+             invocations=np.zeros(2), ticks=np.array(6), x=np.zeros((0, 3)), function=np.zeros(0, dtype=np.int64))
+    assert LevelPlays.load(old) is None
