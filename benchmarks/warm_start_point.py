@@ -36,15 +36,19 @@ from controller.checkpoint import Checkpointer
 from controller.warm_fit import fit_warm_start
 
 
-def warm_start_point(policy: str, scheme: str, warm_start: str, alpha: float | None = None) -> Point:
+def warm_start_point(policy: str, scheme: str, warm_start: str, alpha: float | None = None,
+                     fit_cold_starts: str = "free") -> Point:
     """The suite point of ``policy`` built fresh with ``scheme`` and ``warm_start``, judged frozen and greedy;
-    with ``alpha``, the reward's α (what a fitted warm start prices the levels by)."""
-    overrides: dict = {"reward.kind": "operator",
-                       "policy.params": {policy: {"scheme": scheme, "warm_start": warm_start}}}
-    label = f"{policy} warm start {warm_start} [{scheme}]"
+    with ``alpha``, the reward's α (what a fitted warm start prices the levels by); ``fit_cold_starts``: a
+    fitted warm start's cold-start rule (``AgentSettings.fit_cold_starts``)."""
+    params = {"scheme": scheme, "warm_start": warm_start}
+    if fit_cold_starts != "free":
+        params["fit_cold_starts"] = fit_cold_starts
+    overrides: dict = {"reward.kind": "operator", "policy.params": {policy: params}}
+    label = f"{policy} warm start {warm_start}{'' if fit_cold_starts == 'free' else ' cold<=ensure'} [{scheme}]"
     if alpha is not None:
         overrides["reward.alpha"] = alpha
-        label = f"{policy} alpha={alpha:g} warm start {warm_start} [{scheme}]"
+        label = f"{policy} alpha={alpha:g} {label[len(policy) + 1:]}"
     return Point(family=f"{policy}-warm-start", label=label, policy=policy, mode="warm-start", default=True,
                  value=alpha, overrides=overrides)
 
@@ -85,6 +89,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0-4", help="a range a-b or a list a,b,c [default: 0-4]")
     parser.add_argument("--alphas", help="comma-separated reward weights α, one point each (a fitted warm start "
                                          "prices the levels by α) [default: the scenario's α]")
+    parser.add_argument("--fit-cold-starts", choices=("free", "ensure"), default="free",
+                        help="with --warm-start fitted: label each function among every level (free) or only "
+                             "among those with no more cold starts than ENSURE's c=1.06 (ensure) [default: free]")
     parser.add_argument("--plays", type=Path, metavar="DIR",
                         help="with --warm-start fitted: a folder of kept plays of the training windows to reuse, "
                              "e.g. a bench's checkpoints/<scenario>/warm-fit-plays [default: play them]")
@@ -110,7 +117,7 @@ def main() -> None:
         sys.exit(f"--alphas {args.alphas!r}: each α must be in [0, 1]")
     rows = []
     for alpha in alphas:
-        point = warm_start_point(args.policy, args.scheme, args.warm_start, alpha)
+        point = warm_start_point(args.policy, args.scheme, args.warm_start, alpha, args.fit_cold_starts)
         mine = []
         for seed in seeds:
             cell = Cell(scenario=scenario, point=point, seed=seed, quick=args.quick)
