@@ -356,3 +356,18 @@ def test_a_demo_whose_checkpoint_does_not_fit_the_learner_is_refused_naming_the_
                                        *TINY])
     assert result.exit_code != 0
     assert "nac-linear.ckpt.npz" in result.output and "Traceback" not in result.output
+
+
+def test_the_shipped_checkpoints_load_into_the_demos_learners_without_a_setting_that_differs():
+    from controller.assemble import PolicySpec, build_policy
+    from controller.checkpoint import load_checkpoint
+    from controller.commands.experiments import DEMO_CHECKPOINTS, DEMO_OVERRIDES
+    from controller.settings import load_settings
+
+    settings = load_settings(overrides=DEMO_OVERRIDES)
+    for name in ("nac-linear", "nac-nn"):
+        policy = build_policy(settings, PolicySpec(name))
+        loaded = load_checkpoint(DEMO_CHECKPOINTS / f"{name}.ckpt.npz", policy)
+        # A difference means a settings field was added or changed without re-making the checkpoints
+        # (scripts/train-checkpoints.sh): the demo would warn on every run.
+        assert loaded.settings_differences == (), name
