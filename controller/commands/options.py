@@ -11,6 +11,7 @@ is not known, a checkpoint that does not fit), 1 for a run that failed.
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 import typing
@@ -162,8 +163,10 @@ def config_options(command: Any) -> Any:
 
 def overrides_from(options: Mapping[str, Any], flags: Sequence[SettingOption], sets: Sequence[str],
                    base: Mapping[str, Any] = {}) -> dict[str, Any]:
-    """The settings overrides of a command: its ``base``, then the flags given, then ``--set``."""
-    overrides = dict(base)
+    """The settings overrides of a command: its ``base``, then the flags given, then ``--set``. A new
+    dict throughout: merging ``--set`` keys into nested values never changes ``base`` (a command's
+    module-level defaults stay what they are for the next command in the same process)."""
+    overrides = copy.deepcopy(dict(base))
     for flag in flags:
         value = options.get(flag.dest)
         if value is not None:
