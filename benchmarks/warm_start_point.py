@@ -2,7 +2,7 @@
 
     python benchmarks/warm_start_point.py SCENARIO.yaml [--policy nac-linear] [--scheme portfolio]
         [--warm-start kpa|ensure|fitted] [--alphas 0.1,0.3] [--plays DIR] [--quick] [--seeds 0-4]
-        [--against RESULTS.csv]
+        [--param KEY=VALUE ...] [--against RESULTS.csv]
 
 A learner that starts from a heuristic (``warm_start``) and is judged beyond the baselines' frontier
 may owe part of that to where it started: the heuristic as its action scheme plays it is not always
@@ -25,6 +25,9 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from controller.assemble import PolicySpec, RunSeeds, build_policy, build_workload, measure_slos
 from controller.bench.analysis import acceptance_rows, acceptance_table, read_rows, summarise
@@ -37,15 +40,17 @@ from controller.warm_fit import fit_warm_start
 
 
 def warm_start_point(policy: str, scheme: str, warm_start: str, alpha: float | None = None,
-                     fit_cold_starts: str = "free") -> Point:
+                     fit_cold_starts: str = "free", extra: dict[str, Any] | None = None) -> Point:
     """The suite point of ``policy`` built fresh with ``scheme`` and ``warm_start``, judged frozen and greedy;
     with ``alpha``, the reward's α (what a fitted warm start prices the levels by); ``fit_cold_starts``: a
-    fitted warm start's cold-start rule (``AgentSettings.fit_cold_starts``)."""
-    params = {"scheme": scheme, "warm_start": warm_start}
+    fitted warm start's cold-start rule (``AgentSettings.fit_cold_starts``); ``extra``: more of the
+    learner's parameters (e.g. ``cost_features``)."""
+    params: dict[str, Any] = {"scheme": scheme, "warm_start": warm_start, **(extra or {})}
     if fit_cold_starts != "free":
         params["fit_cold_starts"] = fit_cold_starts
     overrides: dict = {"reward.kind": "operator", "policy.params": {policy: params}}
-    label = f"{policy} warm start {warm_start}{'' if fit_cold_starts == 'free' else ' cold<=ensure'} [{scheme}]"
+    more = "".join(f" {k}={v}" for k, v in sorted((extra or {}).items()))
+    label = f"{policy} warm start {warm_start}{'' if fit_cold_starts == 'free' else ' cold<=ensure'}{more} [{scheme}]"
     if alpha is not None:
         overrides["reward.alpha"] = alpha
         label = f"{policy} alpha={alpha:g} {label[len(policy) + 1:]}"
@@ -76,6 +81,20 @@ def parse_seeds(text: str) -> list[int]:
         sys.exit(f"--seeds {text!r}: expected a range a-b or a list a,b,c of integers")
 
 
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as a mapping, each value read as a YAML scalar (``true``, ``0.5``, ``kl``)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            sys.exit(f"--param {pair!r}: expected KEY=VALUE, e.g. --param cost_features=true")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            sys.exit(f"--param {pair!r}: the value is not a YAML scalar")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenario", type=Path)
@@ -95,12 +114,15 @@ def main() -> None:
     parser.add_argument("--plays", type=Path, metavar="DIR",
                         help="with --warm-start fitted: a folder of kept plays of the training windows to reuse, "
                              "e.g. a bench's checkpoints/<scenario>/warm-fit-plays [default: play them]")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="one more of the learner's parameters (repeatable), e.g. cost_features=true")
     parser.add_argument("--against", type=Path, metavar="RESULTS.csv",
                         help="a bench's results.csv of the same scenario and windows: print the acceptance row "
                              "of the point against its baselines' frontier")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     seeds = parse_seeds(args.seeds)
+    extra = parse_params(args.param)
     try:
         scenario = load_scenario(args.scenario)
     except ScenarioError as error:
@@ -117,7 +139,7 @@ def main() -> None:
         sys.exit(f"--alphas {args.alphas!r}: each α must be in [0, 1]")
     rows = []
     for alpha in alphas:
-        point = warm_start_point(args.policy, args.scheme, args.warm_start, alpha, args.fit_cold_starts)
+        point = warm_start_point(args.policy, args.scheme, args.warm_start, alpha, args.fit_cold_starts, extra)
         mine = []
         for seed in seeds:
             cell = Cell(scenario=scenario, point=point, seed=seed, quick=args.quick)

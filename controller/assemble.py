@@ -226,6 +226,10 @@ def build_workload(settings: Settings) -> Any:
     functions = tuple(
         replace(f, counts_per_minute=window[i], first_minute=start) for i, f in enumerate(whole.functions)
     )
+    if w.split_within_seed is not None:
+        if w.split_seed is None:
+            raise AssemblyError("workload.split_within_seed needs workload.split_seed (the split of that half)")
+        functions = tuple(functions[i] for i in split_half(len(functions), w.split_within_seed, w.split_within_part))
     if w.split_seed is not None and w.split_part != "all":
         functions = tuple(functions[i] for i in split_half(len(functions), w.split_seed, w.split_part))
     return Workload(functions=functions, start_minute=start, end_minute=end, seed=whole.seed,

@@ -165,7 +165,8 @@ def cheapest_levels(plays: LevelPlays, price: float, cold_starts: str = "free") 
 
 def plays_key(settings: Settings, name: str, seeds: RunSeeds) -> str:
     """A digest of everything the plays depend on: the run's settings but the reward's α (which only
-    prices them) and the output options, and the seeds. Not the learner: a frozen, greedy player of one
+    prices them), the learner's cold-start rule (which only picks among them) and the output options,
+    and the seeds. Not the learner: a frozen, greedy player of one
     level acts and observes alike whichever learner it is built as (their features are in the settings),
     so NAC-Linear and NAC-NN trained on the same window share the plays. ``name`` is checked, not keyed:
     it must be a learner of a staffed scheme."""
@@ -173,6 +174,10 @@ def plays_key(settings: Settings, name: str, seeds: RunSeeds) -> str:
         raise ValueError("plays_key needs the learner's name")
     logged = settings.logged()
     logged["reward"] = {k: v for k, v in logged["reward"].items() if k != "alpha"}
+    # The cold-start rule only picks among the plays' levels, as α only prices them.
+    params = logged.get("policy", {}).get("params", {}).get(name)
+    if isinstance(params, dict):
+        params.pop("fit_cold_starts", None)
     logged.pop("output", None)
     parts = {"settings": logged, "seeds": repr(seeds)}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]

@@ -12,7 +12,9 @@ the load) plus a ``scenario`` section that says what the suite does with it::
       quick: {train_minutes: 60, evaluate_minutes: 60}   # the windows' lengths under --quick
       split: {seed: 2026}                          # optional: learners train on one half of the
                                                    # sampled functions, every policy is judged on
-                                                   # the other (workload.split_seed / split_part)
+                                                   # the other (workload.split_seed / split_part);
+                                                   # with within: {seed: 2026, part: train} it splits
+                                                   # that half of another split instead (a tuning copy)
     cluster: {invokers: 21, cores: 8}
     workload: {functions: 12}
 
@@ -78,6 +80,9 @@ class Scenario:
     """``evaluate.minutes`` under ``--quick``."""
     split_seed: int | None
     """Seed of the function split (learners train on one half, everyone is judged on the other)."""
+    split_within: tuple[int, str] | None = None
+    """(seed, part) of an outer split whose half ``split_seed`` splits again (a tuning copy of a split
+    scenario: it splits the scenario's training half). None: ``split_seed`` splits every function."""
     trace_dir: Path | None = None
     """The file's ``workload.trace_dir``, a relative one read from the file's folder (None: unset)."""
 
@@ -98,6 +103,8 @@ class Scenario:
         if self.split_seed is not None:
             out["workload.split_seed"] = self.split_seed
             out["workload.split_part"] = part
+        if self.split_within is not None:
+            out["workload.split_within_seed"], out["workload.split_within_part"] = self.split_within
         return out
 
     def settings(self, part: str, quick: bool, overrides: Mapping[str, Any] | None = None) -> Settings:
@@ -155,6 +162,11 @@ class _Reader:
             raise self.fail(key, f"must be a non-empty text, got {value!r}")
         return value.strip()
 
+    def choice(self, key: tuple[str, ...], value: Any, allowed: tuple[str, ...]) -> str:
+        if value not in allowed:
+            raise self.fail(key, f"must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
     def window(self, name: str, value: Any) -> Window:
         w = self.mapping(("scenario", name), value, ("start_minute", "minutes"), ("start_minute", "minutes"))
         return Window(self.integer(("scenario", name, "start_minute"), w["start_minute"], 0, 1_000_000),
@@ -200,9 +212,14 @@ def load_scenario(path: str | Path) -> Scenario:
     train, evaluate = r.window("train", s["train"]), r.window("evaluate", s["evaluate"])
     quick = r.mapping(("scenario", "quick"), s.get("quick", {}), ("train_minutes", "evaluate_minutes"), ())
     split_seed = None
+    split_within: tuple[int, str] | None = None
     if "split" in s:
-        split = r.mapping(("scenario", "split"), s["split"], ("seed",), ("seed",))
+        split = r.mapping(("scenario", "split"), s["split"], ("seed", "within"), ("seed",))
         split_seed = r.integer(("scenario", "split", "seed"), split["seed"], 0, 2**63 - 1)
+        if "within" in split:
+            within = r.mapping(("scenario", "split", "within"), split["within"], ("seed", "part"), ("seed", "part"))
+            split_within = (r.integer(("scenario", "split", "within", "seed"), within["seed"], 0, 2**63 - 1),
+                            r.choice(("scenario", "split", "within", "part"), within["part"], ("train", "evaluate")))
     overlap = train.start_minute < evaluate.end_minute and evaluate.start_minute < train.end_minute
     if overlap and split_seed is None:
         raise r.fail(("scenario", "evaluate"), f"minutes [{evaluate.start_minute}, {evaluate.end_minute}) overlap the "
@@ -216,6 +233,7 @@ def load_scenario(path: str | Path) -> Scenario:
         quick_evaluate_minutes=r.integer(("scenario", "quick", "evaluate_minutes"),
                                          quick.get("evaluate_minutes", evaluate.minutes), 1, 1_000_000),
         split_seed=split_seed,
+        split_within=split_within,
         trace_dir=_trace_dir(path, data),
     )
     for part in ("train", "evaluate"):  # every setting is checked before any work starts

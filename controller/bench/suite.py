@@ -43,7 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from policies.registry import learns
+from policies.registry import learns, make
 
 
 @dataclass(frozen=True)
@@ -176,12 +176,14 @@ FAMILIES: dict[str, list[Point]] = {
 
 
 def suite_points(families: Sequence[str] | None = None, learner_scheme: str = LEARNER_SCHEME,
-                 learner_warm_start: str = "none") -> list[Point]:
+                 learner_warm_start: str = "none", learner_params: Mapping[str, Any] | None = None) -> list[Point]:
     """The points to run: every point of every family (or of those named). ``learner_scheme`` replaces
     the action scheme of every learner point that uses the suite's (:data:`LEARNER_SCHEME`); the
     untrained moves ablation keeps its own. ``learner_warm_start`` (one of :data:`LEARNER_WARM_STARTS`)
     is where every *trained* learner point starts (``AgentSettings.warm_start``); the online points
-    keep ENSURE's, which their fallback needs."""
+    keep ENSURE's, which their fallback needs. ``learner_params`` are more parameters of every trained
+    learner point (e.g. ``fit_cold_starts``), checked against each learner's own; a point that has them is
+    labelled with them. Baseline points are never touched, so their cells (and keys) stay the same."""
     names = list(families) if families else list(FAMILIES)
     unknown = [n for n in names if n not in FAMILIES]
     if unknown:
@@ -194,11 +196,13 @@ def suite_points(families: Sequence[str] | None = None, learner_scheme: str = LE
         raise ValueError("the kpa warm start needs the portfolio learner scheme (the KPA's rule is one of its actions)")
     if learner_warm_start != "none":
         points = [_with_warm_start(point, learner_warm_start) for point in points]
-    if learner_scheme == LEARNER_SCHEME:
-        return points
-    if learner_scheme not in LEARNER_SCHEMES:
+    if learner_scheme not in LEARNER_SCHEMES and learner_scheme != LEARNER_SCHEME:
         raise ValueError(f"unknown learner scheme {learner_scheme!r}; one of {', '.join(LEARNER_SCHEMES)}")
-    return [_with_scheme(point, learner_scheme) for point in points]
+    if learner_scheme != LEARNER_SCHEME:
+        points = [_with_scheme(point, learner_scheme) for point in points]
+    if learner_params:
+        points = [_with_params(point, learner_params) for point in points]
+    return points
 
 
 #: The action schemes a suite's learner points can be run with (``mfrm bench --learner-scheme``).
@@ -216,6 +220,20 @@ def _with_warm_start(point: Point, warm_start: str) -> Point:
         return point
     overrides = {**point.overrides, "policy.params": {point.policy: {**params, "warm_start": warm_start}}}
     return replace(point, label=f"{point.label} [{warm_start}]", overrides=overrides)
+
+
+def _with_params(point: Point, extra: Mapping[str, Any]) -> Point:
+    if not (point.learned and point.mode == "trained"):
+        return point
+    params = point.overrides.get("policy.params", {}).get(point.policy, {})
+    merged = {**params, **extra}
+    try:
+        make(point.policy, **merged)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{point.policy}: {error}") from None
+    shown = " ".join(f"{k}={v}" for k, v in sorted(extra.items()))
+    overrides = {**point.overrides, "policy.params": {point.policy: merged}}
+    return replace(point, label=f"{point.label} [{shown}]", overrides=overrides)
 
 
 def _with_scheme(point: Point, scheme: str) -> Point:

@@ -40,7 +40,7 @@ from controller.bench.suite import (
     LEARNER_WARM_STARTS,
     suite_points,
 )
-from controller.commands.options import UsageProblem, command_line, configure_logging
+from controller.commands.options import UsageProblem, command_line, configure_logging, parse_set
 from controller.runner import versions
 
 log = logging.getLogger(__name__)
@@ -99,10 +99,14 @@ def parse_seeds(text: str | None) -> tuple[int, ...]:
               help="Where the trained learner points start: none (the uniform policy), ensure, kpa (portfolio "
                    "scheme) or fitted (each function's cheapest level on the training window, played and fitted "
                    "before the first episode); such points are labelled with it. The online points keep ENSURE's.")
+@click.option("--learner-param", "learner_param_values", multiple=True, metavar="KEY=VALUE",
+              help="One more parameter of every trained learner point (repeatable), e.g. fit_cold_starts=ensure; "
+                   "such points are labelled with it. The baselines' cells are untouched.")
 @click.option("-v", "--verbose", is_flag=True, default=False, help="Log at INFO.")
 def bench_command(scenario_files: tuple[Path, ...], quick: bool, seed_values: str | None, families: str | None,
                   out: Path | None, workers: int, ray_address: str | None, episodes: int,
-                  learner_scheme: str, learner_warm_start: str, verbose: bool) -> None:
+                  learner_scheme: str, learner_warm_start: str, learner_param_values: tuple[str, ...],
+                  verbose: bool) -> None:
     """Run the evaluation suite: every scenario (default: the shipped ones), every family swept over
     its knob, the learners, over paired seeds; write results, frontiers and the dominance table."""
     from rich.console import Console
@@ -129,10 +133,11 @@ def bench_command(scenario_files: tuple[Path, ...], quick: bool, seed_values: st
     if len(set(names)) != len(names):
         raise UsageProblem(f"two scenario files share a name: {sorted(n for n in set(names) if names.count(n) > 1)}")
     try:
+        learner_params = parse_set(learner_param_values, "--learner-param")
         points = suite_points([f.strip() for f in families.split(",")] if families else None, learner_scheme,
-                              learner_warm_start)
+                              learner_warm_start, learner_params)
     except ValueError as error:
-        raise UsageProblem(f"--families, --learner-scheme or --learner-warm-start: {error}") from None
+        raise UsageProblem(f"--families, --learner-scheme, --learner-warm-start or --learner-param: {error}") from None
     seeds = parse_seeds(seed_values)
     out = out or Path("runs/bench-quick" if quick else "runs/bench")
     cells = [Cell(scenario, point, seed, quick=quick, episodes=episodes)

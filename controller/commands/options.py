@@ -34,20 +34,20 @@ class UsageProblem(click.ClickException):
     exit_code = EXIT_USAGE
 
 
-def parse_set(values: Sequence[str]) -> dict[str, Any]:
-    """``--set KEY=VALUE`` pairs; values are read as YAML scalars (numbers, booleans, lists)."""
+def parse_set(values: Sequence[str], option: str = "--set") -> dict[str, Any]:
+    """``KEY=VALUE`` pairs of ``option``; values are read as YAML scalars (numbers, booleans, lists)."""
     import yaml
 
     overrides: dict[str, Any] = {}
     for item in values:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=option)
         try:
             overrides[key.strip()] = yaml.safe_load(raw)
         except yaml.YAMLError as error:
             problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-            raise click.BadParameter(f"{item!r}: the value is not valid YAML ({problem})", param_hint="--set") from None
+            raise click.BadParameter(f"{item!r}: the value is not valid YAML ({problem})", param_hint=option) from None
     return overrides
 
 

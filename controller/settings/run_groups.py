@@ -92,6 +92,13 @@ class WorkloadSettings(SettingsGroup):
     split_part: Literal["all", "train", "evaluate"] = "all"
     """With ``split_seed``: which half runs (``train`` or ``evaluate``); ``all`` runs every sampled
     function."""
+    split_within_seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    """Split one half of another split instead of every sampled function: the seed of that outer split
+    (its half is ``split_within_part``). A tuning copy of a split scenario splits the scenario's own
+    training half again, so that it is tuned on functions and minutes the scenario never judges on.
+    Unset: ``split_seed`` splits every sampled function."""
+    split_within_part: Literal["train", "evaluate"] = "train"
+    """With ``split_within_seed``: which half of the outer split ``split_seed`` splits again."""
     rate_scale: float = Field(1.0, gt=0, le=1000)
     """Multiplier on every per-minute invocation count (a load knob). The scaled count of a minute
     is rounded stochastically with a generator keyed by (seed, minute), so it is the same for every

@@ -35,6 +35,19 @@ def test_the_two_halves_of_a_split_are_disjoint_cover_everything_and_ignore_the_
     assert set(next(iter(names["train"]))).isdisjoint(next(iter(names["evaluate"])))
 
 
+def test_a_split_within_a_half_splits_only_that_half():
+    base = {"workload.functions": 40, "workload.select": "busiest", "workload.profiles": "trace"}
+    outer = set(build_workload(_settings(**base, **{"workload.split_seed": 2026,
+                                                     "workload.split_part": "train"})).names)
+    inner = {part: set(build_workload(_settings(**base, **{
+        "workload.split_seed": 7, "workload.split_part": part, "workload.split_within_seed": 2026,
+        "workload.split_within_part": "train"})).names) for part in ("train", "evaluate")}
+    assert len(inner["train"]) == len(inner["evaluate"]) == 10
+    assert inner["train"].isdisjoint(inner["evaluate"]) and inner["train"] | inner["evaluate"] == outer
+    with pytest.raises(AssemblyError, match="split_within_seed needs workload.split_seed"):
+        build_workload(_settings(**base, **{"workload.split_within_seed": 2026}))
+
+
 def test_a_split_of_one_function_is_refused():
     with pytest.raises(AssemblyError, match="cannot be split"):
         build_workload(_settings(**{"workload.functions": 1, "workload.split_seed": 1, "workload.split_part": "train"}))

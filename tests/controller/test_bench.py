@@ -13,6 +13,7 @@ from controller.bench.analysis import PointSummary, frontier, paired, read_rows,
 from controller.bench.cells import Cell
 from controller.bench.execute import LocalExecutor, run_suite
 from controller.bench.scenarios import ScenarioError, load_scenario, shipped_scenarios
+from controller.assemble import build_workload
 from controller.bench.suite import FAMILIES, suite_points
 from controller.commands.bench import bench_command
 
@@ -69,9 +70,15 @@ def test_every_shipped_scenario_loads_and_judges_on_data_learners_did_not_train_
          "workload.colour: unknown setting"),
         (TINY.replace("  description: three functions, two minutes\n", "  description: three\n  sprit: {seed: 1}\n"),
          ":5:", "scenario.sprit: unknown key"),
+        (TINY.replace("  description: three functions, two minutes\n",
+                      "  description: three\n  split: {seed: 1, within: {seed: 2, part: judge}}\n"),
+         ":5:", "scenario.split.within.part: must be one of train, evaluate"),
+        (TINY.replace("  description: three functions, two minutes\n",
+                      "  description: three\n  split: {seed: 1, within: {part: train}}\n"),
+         ":5:", "scenario.split.within: missing seed"),
     ],
     ids=["version", "name", "window-key", "overlap", "negative-minutes", "broken-yaml", "no-section",
-         "setting-out-of-range", "unknown-setting", "unknown-scenario-key"],
+         "setting-out-of-range", "unknown-setting", "unknown-scenario-key", "within-part", "within-seed"],
 )
 def test_a_malformed_scenario_file_is_refused_with_its_file_line_and_key(tmp_path, text, where, message):
     path = _write(tmp_path, text)
@@ -304,11 +311,28 @@ def test_every_tuning_copy_is_its_scenario_judged_inside_the_scenarios_training_
             judged, trained = tune.window("evaluate", quick), shipped.window("train", False)
             assert trained.start_minute <= judged.start_minute
             assert judged.start_minute + judged.minutes <= trained.start_minute + trained.minutes
-        # Everything but the name and the windows is the scenario's own.
-        assert tune.settings("evaluate", True).cluster == shipped.settings("evaluate", True).cluster
         mine, theirs = (s.settings("evaluate", True).workload.model_dump() for s in (tune, shipped))
-        assert {k: v for k, v in mine.items() if k != "start_minute"} == {
-            k: v for k, v in theirs.items() if k != "start_minute"}
+        if shipped.split_seed is None:
+            # Everything but the name and the windows is the scenario's own.
+            assert tune.settings("evaluate", True).cluster == shipped.settings("evaluate", True).cluster
+            assert {k: v for k, v in mine.items() if k != "start_minute"} == {
+                k: v for k, v in theirs.items() if k != "start_minute"}
+            continue
+        # A copy of a split scenario splits the scenario's training half again: it trains and judges on
+        # functions the scenario trains on, never on the half the scenario judges.
+        names = {(s.name, part): set(build_workload(s.settings(part, True)).names)
+                 for s in (tune, shipped) for part in ("train", "evaluate")}
+        copy_train, copy_judged = names[tune.name, "train"], names[tune.name, "evaluate"]
+        assert copy_train.isdisjoint(copy_judged)
+        assert copy_train | copy_judged == names[shipped.name, "train"]
+        # The same cluster per function: the invokers scale with the functions judged, nothing else moves.
+        mine_cluster, their_cluster = (s.settings("evaluate", True).cluster.model_dump() for s in (tune, shipped))
+        share = len(copy_judged) / len(names[shipped.name, "evaluate"])
+        assert mine_cluster.pop("invokers") == math.ceil(their_cluster.pop("invokers") * share)
+        assert mine_cluster == their_cluster
+        skip = {"start_minute", "split_seed", "split_within_seed", "split_within_part"}
+        assert {k: v for k, v in mine.items() if k not in skip} == {k: v for k, v in theirs.items() if k not in skip}
+        assert (mine["split_within_seed"], mine["split_within_part"]) == (theirs["split_seed"], "train")
 
 
 def test_the_beyond_verdict_says_on_how_many_seeds_it_holds_against_that_seeds_own_runs():
@@ -346,3 +370,30 @@ def test_a_learner_warm_start_changes_the_trained_learner_points_only():
         suite_points(["nac-linear"], "staffing", "kpa")
     with pytest.raises(ValueError, match="unknown learner warm start"):
         suite_points(["nac-linear"], "staffing", "imitated")
+
+
+def test_learner_params_reach_the_trained_learner_points_only_and_are_checked():
+    families = ["ensure", "nac-linear", "nac-nn", "nac-linear-online", "nac-untrained"]
+    plain = {p.label: p for p in suite_points(families, "portfolio", "fitted")}
+    ruled = {p.label: p for p in suite_points(families, "portfolio", "fitted", {"fit_cold_starts": "ensure"})}
+    for policy in ("nac-linear", "nac-nn"):
+        trained = ruled[f"{policy} alpha=0.3 [fitted] [portfolio] [fit_cold_starts=ensure]"]
+        assert trained.overrides["policy.params"][policy] == {
+            "scheme": "portfolio", "warm_start": "fitted", "fit_cold_starts": "ensure"}
+    assert ruled["ensure c=1.06"] == plain["ensure c=1.06"]
+    assert ruled["nac-linear online [portfolio]"] == plain["nac-linear online [portfolio]"]
+    assert ruled["nac-linear untrained staffing [portfolio]"] == plain["nac-linear untrained staffing [portfolio]"]
+    with pytest.raises(ValueError, match="unknown parameter 'fit_cold_start'"):
+        suite_points(["nac-linear"], "portfolio", "fitted", {"fit_cold_start": "ensure"})
+    with pytest.raises(ValueError, match="fit_cold_starts='often'"):
+        suite_points(["nac-nn"], "portfolio", "fitted", {"fit_cold_starts": "often"})
+
+
+def test_the_command_refuses_a_learner_param_it_cannot_read_in_one_line(tmp_path):
+    result = CliRunner().invoke(bench_command, [str(_write(tmp_path, TINY)), "--families", "nac-linear",
+                                                "--learner-param", "fit_cold_starts", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "--learner-param" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(bench_command, [str(_write(tmp_path, TINY)), "--families", "nac-linear",
+                                                "--learner-param", "colour=blue", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "unknown parameter 'colour'" in result.output
+    assert not (tmp_path / "o").exists()

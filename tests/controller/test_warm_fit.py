@@ -87,7 +87,12 @@ def test_the_plays_are_kept_and_reused_at_another_alpha_and_by_the_other_learner
         again = fit_warm_start(other, name, build_policy(other, PolicySpec(name)), workload, slo_s, seeds,
                                on_level=played.append, cache=tmp_path)
         assert again.states == fit.states and again.price > fit.price
-    assert len(played) == len(POOL_LEVELS)  # nothing played again
+    ruled = {**params, "fit_cold_starts": "ensure"}
+    other = _settings(**{"reward.alpha": 0.3, "policy.params": {"nac-linear": ruled, "nac-nn": params}})
+    again = fit_warm_start(other, "nac-linear", build_policy(other, PolicySpec("nac-linear")), workload, slo_s, seeds,
+                           on_level=played.append, cache=tmp_path)
+    assert again.states == fit.states and again.cold_starts == "ensure"
+    assert len(played) == len(POOL_LEVELS)  # nothing played again: the cold-start rule only picks among the plays
     fit_warm_start(first, "nac-linear", build_policy(first, PolicySpec("nac-linear")), workload, slo_s,
                    RunSeeds.from_seed(first.seed + 1), on_level=played.append, cache=tmp_path)
     assert len(played) == 2 * len(POOL_LEVELS)  # other seeds: other plays
