@@ -397,7 +397,8 @@ def acceptance_rows(summaries: Mapping[str, Sequence[PointSummary]], subjects: S
                     heuristic: str = "ensure c=1.06", margin: float = BEYOND_MARGIN) -> list[dict[str, Any]]:
     """For every scenario and point of the ``subjects`` families: is it beyond every baseline's frontier?
 
-    * ``dominated_by``: the baseline points that dominate it, seeds paired (must be none);
+    * ``dominated_by``: the baseline points that dominate it, seeds paired (must be none); a baseline is
+      a point of any family but the learners' (``nac-*``) and the subjects';
     * the baselines' frontier on (memory GB-s, violations), every point of every non-learner family,
       drawn as the piecewise-linear curve through its points (an operator could set a knob between two
       swept values; a curve of straight segments is what they could expect there): ``frontier_violations``
@@ -417,7 +418,7 @@ def acceptance_rows(summaries: Mapping[str, Sequence[PointSummary]], subjects: S
     _, x, _, y, _ = PLANES[0]
     out = []
     for scenario, points in summaries.items():
-        baselines = [p for p in points if not p.family.startswith("nac-")]
+        baselines = [p for p in points if not p.family.startswith("nac-") and p.family not in subjects]
         edge = frontier(baselines, x, y)
         xs, ys = [p.means[x] for p in edge], [p.means[y] for p in edge]
         by_violations = sorted(edge, key=lambda p: p.means[y])
