@@ -46,7 +46,10 @@ from controller.assemble import PolicySpec, RunSeeds, build_policy
 from controller.report import function_metrics
 from controller.runner import run_policy
 from controller.settings import Settings
-from policies.staffing import action_index
+from policies.agent import AgentSettings
+from policies.fallback import FallbackSettings
+from policies.serverless_features import ActionSettings, FeatureSettings
+from policies.staffing import StaffingSettings, action_index
 
 log = logging.getLogger(__name__)
 
@@ -163,10 +166,25 @@ def cheapest_levels(plays: LevelPlays, price: float, cold_starts: str = "free") 
     return np.argmin(cost, axis=0)
 
 
+def _learner_only_params() -> frozenset[str]:
+    """The parameters that only the learners' update reads: their hyperparameter and network settings
+    (never a feature, action, agent, staffing or fallback setting, which every player reads)."""
+    from policies.agent import field_names
+    from policies.kl_step import KLStepSettings
+    from policies.nac import NACHyperparameters
+    from policies.nac_nn import NetworkSettings
+
+    shared = set()
+    for cls in (FeatureSettings, ActionSettings, AgentSettings, StaffingSettings, FallbackSettings):
+        shared |= field_names(cls)
+    return (field_names(NACHyperparameters) | field_names(KLStepSettings) | field_names(NetworkSettings)
+            | {"mode"}) - shared
+
+
 def plays_key(settings: Settings, name: str, seeds: RunSeeds) -> str:
     """A digest of everything the plays depend on: the run's settings but the reward's α (which only
-    prices them), the learner's cold-start rule (which only picks among them) and the output options,
-    and the seeds. Not the learner: a frozen, greedy player of one
+    prices them), the learner's cold-start rule (which only picks among them), its hyperparameters and
+    the output options, and the seeds. Not the learner: a frozen, greedy player of one
     level acts and observes alike whichever learner it is built as (their features are in the settings),
     so NAC-Linear and NAC-NN trained on the same window share the plays. ``name`` is checked, not keyed:
     it must be a learner of a staffed scheme."""
@@ -174,10 +192,12 @@ def plays_key(settings: Settings, name: str, seeds: RunSeeds) -> str:
         raise ValueError("plays_key needs the learner's name")
     logged = settings.logged()
     logged["reward"] = {k: v for k, v in logged["reward"].items() if k != "alpha"}
-    # The cold-start rule only picks among the plays' levels, as α only prices them.
+    # The cold-start rule only picks among the plays' levels, as α only prices them; the learner's own
+    # hyperparameters (its step, critic, network) never reach a frozen, greedy player of one level.
     params = logged.get("policy", {}).get("params", {}).get(name)
     if isinstance(params, dict):
-        params.pop("fit_cold_starts", None)
+        for key in ("fit_cold_starts", *_learner_only_params()):
+            params.pop(key, None)
     logged.pop("output", None)
     parts = {"settings": logged, "seeds": repr(seeds)}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]

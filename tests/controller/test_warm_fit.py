@@ -87,12 +87,14 @@ def test_the_plays_are_kept_and_reused_at_another_alpha_and_by_the_other_learner
         again = fit_warm_start(other, name, build_policy(other, PolicySpec(name)), workload, slo_s, seeds,
                                on_level=played.append, cache=tmp_path)
         assert again.states == fit.states and again.price > fit.price
-    ruled = {**params, "fit_cold_starts": "ensure"}
+    ruled = {**params, "fit_cold_starts": "ensure", "policy_lr": 0.01, "critic_lr": 0.01}
     other = _settings(**{"reward.alpha": 0.3, "policy.params": {"nac-linear": ruled, "nac-nn": params}})
     again = fit_warm_start(other, "nac-linear", build_policy(other, PolicySpec("nac-linear")), workload, slo_s, seeds,
                            on_level=played.append, cache=tmp_path)
     assert again.states == fit.states and again.cold_starts == "ensure"
-    assert len(played) == len(POOL_LEVELS)  # nothing played again: the cold-start rule only picks among the plays
+    # Nothing played again: the cold-start rule only picks among the plays, and a frozen, greedy player
+    # never reads the learner's step sizes.
+    assert len(played) == len(POOL_LEVELS)
     fit_warm_start(first, "nac-linear", build_policy(first, PolicySpec("nac-linear")), workload, slo_s,
                    RunSeeds.from_seed(first.seed + 1), on_level=played.append, cache=tmp_path)
     assert len(played) == 2 * len(POOL_LEVELS)  # other seeds: other plays
@@ -123,3 +125,19 @@ def test_plays_kept_by_an_earlier_version_are_played_again(tmp_path):
     np.savez(old, levels=np.array(["platform"]), violations=np.zeros((1, 2)), memory=np.zeros((1, 2)),
              invocations=np.zeros(2), ticks=np.array(6), x=np.zeros((0, 3)), function=np.zeros(0, dtype=np.int64))
     assert LevelPlays.load(old) is None
+
+
+def test_the_plays_key_follows_what_a_player_reads_and_ignores_what_only_the_update_reads():
+    from controller.warm_fit import plays_key
+
+    seeds = RunSeeds.from_seed(0)
+    base = {"scheme": "portfolio", "warm_start": "fitted"}
+
+    def key(**params):
+        return plays_key(_settings(**{"policy.params": {"nac-linear": {**base, **params}}}), "nac-linear", seeds)
+
+    assert key() == key(policy_lr=0.01, entropy_reg=0.1, critic_epochs=3, fit_cold_starts="ensure", mode="kl")
+    for changed in ({"rate_max_per_s": 10.0}, {"decision_ticks": 6}, {"cost_features": True}, {"load_floor": 0.5}):
+        assert key(**changed) != key(), changed  # features, the agent, the actions: the plays differ
+    assert plays_key(_settings(**{"policy.params": {"nac-linear": base}, "cluster.invokers": 3}), "nac-linear",
+                     seeds) != key()
