@@ -182,8 +182,8 @@ def suite_points(families: Sequence[str] | None = None, learner_scheme: str = LE
     untrained moves ablation keeps its own. ``learner_warm_start`` (one of :data:`LEARNER_WARM_STARTS`)
     is where every *trained* learner point starts (``AgentSettings.warm_start``); the online points
     keep ENSURE's, which their fallback needs. ``learner_params`` are more parameters of every trained
-    learner point (e.g. ``fit_cold_starts``), checked against each learner's own; a point that has them is
-    labelled with them. Baseline points are never touched, so their cells (and keys) stay the same."""
+    learner point (e.g. ``fit_cold_starts``), or of one learner's (``nac-linear.policy_lr``), checked
+    against each learner's own; a point that has them is labelled with them. Baseline points are never touched, so their cells (and keys) stay the same."""
     names = list(families) if families else list(FAMILIES)
     unknown = [n for n in names if n not in FAMILIES]
     if unknown:
@@ -201,6 +201,10 @@ def suite_points(families: Sequence[str] | None = None, learner_scheme: str = LE
     if learner_scheme != LEARNER_SCHEME:
         points = [_with_scheme(point, learner_scheme) for point in points]
     if learner_params:
+        prefixes = {key.split(".", 1)[0] for key in learner_params if "." in key}
+        unknown = sorted(prefixes - {p.policy for p in points if p.learned})
+        if unknown:
+            raise ValueError(f"learner parameter for {unknown[0]!r}, which is not a learner of these families")
         points = [_with_params(point, learner_params) for point in points]
     return points
 
@@ -225,13 +229,17 @@ def _with_warm_start(point: Point, warm_start: str) -> Point:
 def _with_params(point: Point, extra: Mapping[str, Any]) -> Point:
     if not (point.learned and point.mode == "trained"):
         return point
+    mine = {key.split(".", 1)[1] if "." in key else key: value for key, value in extra.items()
+            if "." not in key or key.split(".", 1)[0] == point.policy}
+    if not mine:
+        return point
     params = point.overrides.get("policy.params", {}).get(point.policy, {})
-    merged = {**params, **extra}
+    merged = {**params, **mine}
     try:
         make(point.policy, **merged)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{point.policy}: {error}") from None
-    shown = " ".join(f"{k}={v}" for k, v in sorted(extra.items()))
+    shown = " ".join(f"{k}={v}" for k, v in sorted(mine.items()))
     overrides = {**point.overrides, "policy.params": {point.policy: merged}}
     return replace(point, label=f"{point.label} [{shown}]", overrides=overrides)
 

@@ -100,8 +100,9 @@ def parse_seeds(text: str | None) -> tuple[int, ...]:
                    "scheme) or fitted (each function's cheapest level on the training window, played and fitted "
                    "before the first episode); such points are labelled with it. The online points keep ENSURE's.")
 @click.option("--learner-param", "learner_param_values", multiple=True, metavar="KEY=VALUE",
-              help="One more parameter of every trained learner point (repeatable), e.g. fit_cold_starts=ensure; "
-                   "such points are labelled with it. The baselines' cells are untouched.")
+              help="One more parameter of every trained learner point (repeatable), e.g. fit_cold_starts=ensure, or of "
+                   "one learner's, e.g. nac-linear.policy_lr=0.01; such points are labelled with it. The "
+                   "baselines' cells are untouched.")
 @click.option("-v", "--verbose", is_flag=True, default=False, help="Log at INFO.")
 def bench_command(scenario_files: tuple[Path, ...], quick: bool, seed_values: str | None, families: str | None,
                   out: Path | None, workers: int, ray_address: str | None, episodes: int,

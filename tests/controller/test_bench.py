@@ -383,6 +383,14 @@ def test_learner_params_reach_the_trained_learner_points_only_and_are_checked():
     assert ruled["ensure c=1.06"] == plain["ensure c=1.06"]
     assert ruled["nac-linear online [portfolio]"] == plain["nac-linear online [portfolio]"]
     assert ruled["nac-linear untrained staffing [portfolio]"] == plain["nac-linear untrained staffing [portfolio]"]
+    one = {p.label: p for p in suite_points(families, "portfolio", "fitted", {"nac-linear.policy_lr": 0.01})}
+    assert one["nac-linear alpha=0.3 [fitted] [portfolio] [policy_lr=0.01]"].overrides["policy.params"][
+        "nac-linear"]["policy_lr"] == 0.01
+    assert one["nac-nn alpha=0.3 [fitted] [portfolio]"] == plain["nac-nn alpha=0.3 [fitted] [portfolio]"]
+    with pytest.raises(ValueError, match="'nac-nm', which is not a learner"):
+        suite_points(families, "portfolio", "fitted", {"nac-nm.learning_rate": 1e-4})
+    with pytest.raises(ValueError, match="unknown parameter 'policy_lr'"):
+        suite_points(families, "portfolio", "fitted", {"nac-nn.policy_lr": 1e-4})
     with pytest.raises(ValueError, match="unknown parameter 'fit_cold_start'"):
         suite_points(["nac-linear"], "portfolio", "fitted", {"fit_cold_start": "ensure"})
     with pytest.raises(ValueError, match="fit_cold_starts='often'"):
