@@ -238,7 +238,8 @@ def _with_params(point: Point, extra: Mapping[str, Any]) -> Point:
     try:
         make(point.policy, **merged)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{point.policy}: {error}") from None
+        shown = ", ".join(f"{k}={v!r}" for k, v in sorted(mine.items()))
+        raise ValueError(f"{point.policy} with {shown}: {error}") from None
     shown = " ".join(f"{k}={v}" for k, v in sorted(mine.items()))
     overrides = {**point.overrides, "policy.params": {point.policy: merged}}
     return replace(point, label=f"{point.label} [{shown}]", overrides=overrides)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import sys
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +35,10 @@ class UsageProblem(click.ClickException):
     exit_code = EXIT_USAGE
 
 
+#: A number in exponent notation without a dot (``6e-5``, ``1E3``), which YAML 1.1 reads as text.
+_EXPONENT_NUMBER = re.compile(r"[-+]?\d+[eE][-+]?\d+")
+
+
 def parse_set(values: Sequence[str], option: str = "--set") -> dict[str, Any]:
     """``KEY=VALUE`` pairs of ``option``; values are read as YAML scalars (numbers, booleans, lists)."""
     import yaml
@@ -44,7 +49,11 @@ def parse_set(values: Sequence[str], option: str = "--set") -> dict[str, Any]:
         if not sep or not key.strip():
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=option)
         try:
-            overrides[key.strip()] = yaml.safe_load(raw)
+            value = yaml.safe_load(raw)
+            # YAML 1.1 reads 6e-5 (no dot) as text; a user writing it means the number.
+            if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+                value = float(value)
+            overrides[key.strip()] = value
         except yaml.YAMLError as error:
             problem = getattr(error, "problem", None) or str(error).splitlines()[0]
             raise click.BadParameter(f"{item!r}: the value is not valid YAML ({problem})", param_hint=option) from None

@@ -230,3 +230,10 @@ def test_a_refused_secret_is_not_repeated():
 def test_an_override_that_is_both_a_value_and_a_group_is_refused():
     with pytest.raises(SettingsError, match="override 'loop.tick_s.x': 'tick_s' is both a value and a group"):
         load_settings(overrides={"loop.tick_s": 5, "loop.tick_s.x": 1})
+
+
+def test_a_number_in_exponent_notation_is_read_as_a_number_on_the_command_line():
+    from controller.commands.options import parse_set
+
+    assert parse_set(["a=6e-5", "b=1E3", "c=1.5e-3", "d=x1e3", "e=ensure"]) == {
+        "a": 6e-5, "b": 1000.0, "c": 1.5e-3, "d": "x1e3", "e": "ensure"}
