@@ -41,8 +41,10 @@ from policies.serverless_features import (
 from policies.staffing import (
     ENSURE_ACTION,
     N_PORTFOLIO_ACTIONS,
+    N_PORTFOLIO_HISTOGRAM_ACTIONS,
     N_STAFFING_ACTIONS,
     POOL_LEVELS,
+    PORTFOLIO_HISTOGRAM_LEVELS,
     PORTFOLIO_LEVELS,
     STAFFING_FEATURES,
     KpaMembers,
@@ -221,6 +223,11 @@ class AgentSettings:
     c = 1.06 on the training window (``controller.warm_fit.cheapest_levels``). ``free`` is what the
     fitted warm start was first judged with; under it the fitted policies had more cold starts than
     ENSURE."""
+    histogram_member: bool = False
+    """``portfolio`` scheme: one more pool level, ``hist``, that follows the hybrid-histogram keep-alive
+    policy (``policies.baselines.hybrid_histogram``, default settings; it loads a function only inside
+    the window its idle-time histogram predicts). False keeps the portfolio's nine levels (and its
+    checkpoints' shape)."""
     cost_features: bool = False
     """``staffing`` and ``portfolio`` schemes: add to x(s), per pool level, what the level would cost the
     function this tick by a queueing model — its idle memory and its chance of a wait, in the operator
@@ -256,6 +263,8 @@ class AgentSettings:
             raise ValueError(f"AgentSettings.fallback={self.fallback!r}: must be none or ensure")
         if self.fit_cold_starts not in ("free", "ensure"):
             raise ValueError(f"AgentSettings.fit_cold_starts={self.fit_cold_starts!r}: must be free or ensure")
+        if self.histogram_member and self.scheme != "portfolio":
+            raise ValueError("AgentSettings.histogram_member needs scheme=portfolio (it adds one of its members)")
         if self.cost_features and not self.staffed:
             raise ValueError("AgentSettings.cost_features needs scheme=staffing or portfolio (it prices their pool "
                              "levels)")
@@ -272,6 +281,8 @@ class AgentSettings:
     @property
     def n_actions(self) -> int:
         """How many actions the scheme has (the learner's A)."""
+        if self.histogram_member:
+            return N_PORTFOLIO_HISTOGRAM_ACTIONS
         return ACTION_SCHEMES[self.scheme]
 
     def state_dim(self, features: FeatureSettings) -> int:
@@ -282,7 +293,9 @@ class AgentSettings:
     @property
     def levels(self) -> tuple[str, ...]:
         """The pool levels of a staffed scheme (empty under ``moves``)."""
-        return PORTFOLIO_LEVELS if self.scheme == "portfolio" else POOL_LEVELS if self.staffed else ()
+        if self.scheme == "portfolio":
+            return PORTFOLIO_HISTOGRAM_LEVELS if self.histogram_member else PORTFOLIO_LEVELS
+        return POOL_LEVELS if self.staffed else ()
 
     @property
     def extra_dim(self) -> int:
@@ -354,7 +367,7 @@ class SharedPolicyAgent:
         """How the driver uses the learner (frozen, greedy, reward centring, action scheme)."""
         self.staffing = staffing or StaffingSettings()
         """The staffing scheme's constants (``agent.scheme`` ``staffing`` or ``portfolio``)."""
-        self.members = KpaMembers() if agent.scheme == "portfolio" else None
+        self.members = KpaMembers(histogram=agent.histogram_member) if agent.scheme == "portfolio" else None
         """The rules a ``portfolio`` pool level can follow (None under the other schemes)."""
         if agent.warm_start in WARM_START_ACTIONS:
             learner.prefer(WARM_START_ACTIONS[agent.warm_start], agent.warm_start_logit(), self._bias_entry())

@@ -23,12 +23,16 @@ sizes a pool by its offered load; the KPA by its observed concurrency over a 60-
 6-s panic window, which follows bursts ENSURE's smoothed load lags behind. Neither is best
 everywhere: on a memory-contended cluster the KPA's points lie well below ENSURE's, on the paper's
 cluster ENSURE's below the KPA's. A learner of this scheme chooses, per function and state, whose
-rule sizes its pool.
+rule sizes its pool. With ``AgentSettings.histogram_member`` it has one more member: the
+hybrid-histogram keep-alive policy (Shahrad et al., ATC 2020), which unloads a function between
+invocations and loads it again where its idle-time histogram says the next one will come — the rule
+for rare, periodic functions, which neither ENSURE nor the KPA has.
 
 A function whose smoothed load is below ``idle_load`` (``ActionSettings.idle_load``, shared with
 the moves scheme) is left to the platform (as ENSURE does: staffing a zero load would keep a
-container forever) unless it follows a KPA member, whose pool it then gets (the KPA scales an idle
-function to zero after its grace period; the platform keeps it warm for its 10-minute keep-alive).
+container forever) unless it follows a member, whose pool it then gets (the KPA scales an idle
+function to zero after its grace period, the histogram outside its window; the platform keeps it
+warm for its 10-minute keep-alive).
 A function whose work has no known size yet (arrivals before any completion) goes to the platform
 whatever the action. Neither forms a learning transition under the staffing scheme; under the
 portfolio an idle function of known size does (its choice decides the memory it holds).
@@ -55,6 +59,11 @@ POOL_LEVELS: tuple[str, ...] = ("platform", *(f"c={c:g}" for c in STAFFING_LEVEL
 KPA_TARGETS: tuple[float, ...] = (0.4, 0.7, 1.0)
 #: Pool levels of the ``portfolio`` scheme: the staffing scheme's, then each KPA member.
 PORTFOLIO_LEVELS: tuple[str, ...] = (*POOL_LEVELS, *(f"kpa={t:g}" for t in KPA_TARGETS))
+#: The pool level that follows the hybrid-histogram keep-alive policy (``AgentSettings.histogram_member``).
+HISTOGRAM_LEVEL = "hist"
+#: Pool levels of the ``portfolio`` scheme with the histogram member: the portfolio's, then the hybrid
+#: histogram's (appended, so every other level keeps its action index).
+PORTFOLIO_HISTOGRAM_LEVELS: tuple[str, ...] = (*PORTFOLIO_LEVELS, HISTOGRAM_LEVEL)
 
 
 @dataclass(frozen=True)
@@ -83,8 +92,9 @@ N_STAFFING_ACTIONS = len(STAFFING_ACTIONS)
 
 def action_index(pool: str, share_factor: float = 1.0) -> int:
     """The action of pool level ``pool`` (``"platform"``, ``"c=1.06"`` or, in the portfolio scheme,
-    ``"kpa=0.7"``) and a share factor. A staffing action has the same index in both schemes."""
-    p, s = PORTFOLIO_LEVELS.index(pool), SHARE_FACTORS.index(share_factor)
+    ``"kpa=0.7"`` and, with its histogram member, ``"hist"``) and a share factor. An action has the
+    same index in every scheme that has its level."""
+    p, s = PORTFOLIO_HISTOGRAM_LEVELS.index(pool), SHARE_FACTORS.index(share_factor)
     return int(p * len(SHARE_FACTORS) + s)
 
 
@@ -106,20 +116,30 @@ PORTFOLIO_ACTIONS: np.ndarray = np.array(
     [(p, s) for p in range(len(PORTFOLIO_LEVELS)) for s in range(len(SHARE_FACTORS))], dtype=np.int64)
 PORTFOLIO_ACTIONS.setflags(write=False)
 N_PORTFOLIO_ACTIONS = len(PORTFOLIO_ACTIONS)
+#: Actions of the portfolio scheme with its histogram member: the portfolio's, then the hybrid
+#: histogram's level at each share factor.
+PORTFOLIO_HISTOGRAM_ACTIONS: np.ndarray = np.array(
+    [(p, s) for p in range(len(PORTFOLIO_HISTOGRAM_LEVELS)) for s in range(len(SHARE_FACTORS))], dtype=np.int64)
+PORTFOLIO_HISTOGRAM_ACTIONS.setflags(write=False)
+N_PORTFOLIO_HISTOGRAM_ACTIONS = len(PORTFOLIO_HISTOGRAM_ACTIONS)
 
 
 class KpaMembers:
-    """The KPA at every target of :data:`KPA_TARGETS`, each with its own state, deciding every tick.
+    """The KPA at every target of :data:`KPA_TARGETS` (and, with ``histogram``, the hybrid-histogram
+    keep-alive policy after them), each with its own state, deciding every tick.
 
-    Each member observes every snapshot (its stable and panic windows stay current whichever rule a
-    function follows) and sizes from the pool the function actually has, as the KPA would in
-    control of it from that tick on.
+    Each member observes every snapshot (the KPA's stable and panic windows, the histogram's idle
+    times stay current whichever rule a function follows) and sizes from the pool the function
+    actually has, as the member would in control of it from that tick on.
     """
 
-    def __init__(self, targets: tuple[float, ...] = KPA_TARGETS) -> None:
+    def __init__(self, targets: tuple[float, ...] = KPA_TARGETS, histogram: bool = False) -> None:
+        from policies.baselines.hybrid_histogram import HybridHistogramConfig, HybridHistogramPolicy
         from policies.baselines.kpa import KpaConfig, KpaPolicy
 
-        self.members = [KpaPolicy(KpaConfig(target_utilisation=t)) for t in targets]
+        self.members: list = [KpaPolicy(KpaConfig(target_utilisation=t)) for t in targets]
+        if histogram:
+            self.members.append(HybridHistogramPolicy(HybridHistogramConfig()))
         self._time: float | None = None
         self._counts: np.ndarray | None = None
 
@@ -184,8 +204,9 @@ def level_pools(snapshot: ClusterSnapshot, load: np.ndarray, levels: tuple[str, 
             rows.append(np.maximum(1.0, np.ceil(r + c * np.sqrt(r) - 1e-9)))
         else:
             if followed is None:
-                raise ValueError(f"pool level {level!r} follows a KPA member: pass the members' pools")
-            theirs = np.asarray(followed, dtype=float)[KPA_TARGETS.index(float(level[4:]))]
+                raise ValueError(f"pool level {level!r} follows a member: pass the members' pools")
+            row = len(KPA_TARGETS) if level == HISTOGRAM_LEVEL else KPA_TARGETS.index(float(level[4:]))
+            theirs = np.asarray(followed, dtype=float)[row]
             rows.append(np.where(theirs >= 0, theirs, current))
     return np.array(rows).reshape(len(levels), len(f))
 
@@ -238,8 +259,9 @@ def staffing_decisions(snapshot: ClusterSnapshot, actions: np.ndarray, usable: n
                        followed: np.ndarray | None = None) -> Decisions:
     """Targets for every function from its action and its offered load ``load`` (busy containers).
 
-    ``followed``: the portfolio scheme's (members, N) pools of the KPA members (:meth:`KpaMembers.counts`);
-    with it the actions are the portfolio's, without it the staffing scheme's. A function that follows
+    ``followed``: the portfolio scheme's (members, N) pools of its members (:meth:`KpaMembers.counts`);
+    with it the actions are the portfolio's (with the histogram member's when it has that row), without
+    it the staffing scheme's. A function that follows
     a member gets the member's pool (0 where the KPA scales it to zero; the platform where the member
     made no decision), whatever its load: the KPA scales an idle function to zero itself. Any other function
     whose load is under ``idle_load`` busy containers goes to the platform whatever its action.
@@ -253,9 +275,11 @@ def staffing_decisions(snapshot: ClusterSnapshot, actions: np.ndarray, usable: n
     actions = np.asarray(actions, dtype=np.int64)
     if actions.shape != (n,) or np.shape(usable) != (n,) or np.shape(load) != (n,):
         raise ValueError(f"actions, usable and load must all have shape ({n},)")
-    table = STAFFING_ACTIONS if followed is None else PORTFOLIO_ACTIONS
-    if followed is not None and np.shape(followed) != (len(KPA_TARGETS), n):
-        raise ValueError(f"followed must have shape ({len(KPA_TARGETS)}, {n})")
+    n_members = 0 if followed is None else np.shape(followed)[0]
+    table = {0: STAFFING_ACTIONS, len(KPA_TARGETS): PORTFOLIO_ACTIONS,
+             len(KPA_TARGETS) + 1: PORTFOLIO_HISTOGRAM_ACTIONS}.get(n_members)
+    if followed is not None and (table is None or np.shape(followed) != (n_members, n)):
+        raise ValueError(f"followed must have shape ({len(KPA_TARGETS)}, {n}) or ({len(KPA_TARGETS) + 1}, {n})")
     safe = np.where(usable, actions, ENSURE_ACTION)
     if np.any((safe < 0) | (safe >= len(table))):
         raise ValueError(f"staffing actions must be in [0, {len(table)})")
@@ -264,7 +288,7 @@ def staffing_decisions(snapshot: ClusterSnapshot, actions: np.ndarray, usable: n
     idle = (load < idle_load) | ~sized
     pool, share = table[safe, 0], table[safe, 1]
     n_staffing = len(POOL_LEVELS)
-    levels = np.array([math.nan, *STAFFING_LEVELS, *([math.nan] * len(KPA_TARGETS))])[pool]
+    levels = np.array([math.nan, *STAFFING_LEVELS, *([math.nan] * max(n_members, len(KPA_TARGETS)))])[pool]
     with np.errstate(invalid="ignore"):
         counts = np.maximum(1, np.ceil(load + np.nan_to_num(levels) * np.sqrt(load) - 1e-9)).astype(np.int64)
     member = pool >= n_staffing
@@ -292,9 +316,10 @@ def staffing_decisions(snapshot: ClusterSnapshot, actions: np.ndarray, usable: n
         else f"{label}: {f'idle (R={r:.3g})' if sized_i else 'work size unknown'}, containers left to the platform"
         if rest and not follow_i
         else f"{label}: R={r:.2f}, containers left to the platform (chosen), shares {s_i}" if p_i == 0
-        else f"{label}: R={r:.2f}, follows {PORTFOLIO_LEVELS[p_i]}, which made no decision: containers left to "
-             "the platform" if none_i
-        else f"{label}: R={r:.2f}, follows {PORTFOLIO_LEVELS[p_i]} -> {k_i} containers, shares x{x_i:g} = {s_i}"
+        else f"{label}: R={r:.2f}, follows {PORTFOLIO_HISTOGRAM_LEVELS[p_i]}, which made no decision: containers "
+             "left to the platform" if none_i
+        else f"{label}: R={r:.2f}, follows {PORTFOLIO_HISTOGRAM_LEVELS[p_i]} -> {k_i} containers, shares x{x_i:g} = "
+             f"{s_i}"
         if p_i >= n_staffing
         else f"{label}: R={r:.2f}, c={c_i:g} -> {k_i} containers, shares x{x_i:g} = {s_i}"
         for ok, rest, sized_i, r, p_i, c_i, k_i, x_i, s_i, none_i, follow_i in zip(
@@ -312,11 +337,15 @@ def staffing_decisions(snapshot: ClusterSnapshot, actions: np.ndarray, usable: n
 
 __all__ = [
     "ENSURE_ACTION",
+    "HISTOGRAM_LEVEL",
     "KPA_TARGETS",
     "N_PORTFOLIO_ACTIONS",
+    "N_PORTFOLIO_HISTOGRAM_ACTIONS",
     "N_STAFFING_ACTIONS",
     "POOL_LEVELS",
     "PORTFOLIO_ACTIONS",
+    "PORTFOLIO_HISTOGRAM_ACTIONS",
+    "PORTFOLIO_HISTOGRAM_LEVELS",
     "PORTFOLIO_LEVELS",
     "SHARE_FACTORS",
     "STAFFING_ACTIONS",

@@ -290,3 +290,58 @@ def test_held_actions_repeat_for_their_ticks_and_learn_once_from_the_mean_reward
     assert len(first) == 6 and np.allclose(first.reward, 3.0)
     assert np.allclose(policy.learner.batches[1].reward, 6.0)  # ticks 4-6: rewards 5, 6, 7
     assert np.allclose(first.action, actions[0]) and np.allclose(first.action_next, actions[3])
+
+
+def test_the_histogram_member_is_one_more_level_after_the_portfolios():
+    from policies.agent import AgentSettings
+    from policies.staffing import (
+        HISTOGRAM_LEVEL,
+        N_PORTFOLIO_HISTOGRAM_ACTIONS,
+        PORTFOLIO_HISTOGRAM_ACTIONS,
+        PORTFOLIO_HISTOGRAM_LEVELS,
+    )
+
+    assert PORTFOLIO_HISTOGRAM_LEVELS == (*PORTFOLIO_LEVELS, HISTOGRAM_LEVEL)
+    assert (PORTFOLIO_HISTOGRAM_ACTIONS[:N_PORTFOLIO_ACTIONS] == PORTFOLIO_ACTIONS).all()
+    assert action_index(HISTOGRAM_LEVEL, 1.0) == N_PORTFOLIO_ACTIONS  # every other action keeps its index
+    settings = AgentSettings(scheme="portfolio", histogram_member=True)
+    assert settings.levels[-1] == HISTOGRAM_LEVEL and settings.n_actions == N_PORTFOLIO_HISTOGRAM_ACTIONS
+    assert AgentSettings(scheme="portfolio").n_actions == N_PORTFOLIO_ACTIONS
+    with pytest.raises(ValueError, match="histogram_member needs scheme=portfolio"):
+        AgentSettings(scheme="staffing", histogram_member=True)
+
+
+def _busy_then_idle(t: int):
+    """Ticks 1-6 busy, then idle (no arrivals, nothing held) with the work size known."""
+    from learner_fixtures import busy_tick
+
+    f = busy_tick(min(t, 6)).functions
+    common = {"p99_latency_s": f.p99_latency_s, "busy_containers": f.busy_containers, "cpu_shares": f.cpu_shares,
+              "cpu_used_core_s": f.cpu_used_core_s, "cpu_alloc_core_s": f.cpu_alloc_core_s}
+    if t <= 6:
+        return make_snapshot(f.names, time_s=10.0 * t, arrivals=f.arrivals, completions=f.completions,
+                             mean_exec_s=f.mean_exec_s, containers=f.containers, in_flight=np.ones(6),
+                             queued=np.zeros(6), **common)
+    return make_snapshot(f.names, time_s=10.0 * t, arrivals=np.zeros(6), completions=np.zeros(6),
+                         mean_exec_s=np.full(6, np.nan), recent_exec_s=np.full(6, 0.2), containers=np.ones(6),
+                         in_flight=np.zeros(6), queued=np.zeros(6), **common)
+
+
+def test_a_portfolio_learner_following_the_histogram_sizes_pools_as_the_hybrid_histogram_does():
+    from learner_fixtures import MU
+
+    from policies.baselines.hybrid_histogram import HybridHistogramConfig, HybridHistogramPolicy
+    from policies.registry import make
+
+    learner = make("nac-linear", seed=2, scheme="portfolio", histogram_member=True, greedy=True, frozen=True)
+    learner.learner.prefer(action_index("hist", 1.0), 50.0, learner._bias_entry())
+    alone = HybridHistogramPolicy(HybridHistogramConfig())
+    seen_zero = False
+    for t in range(1, 75):  # past the histogram's 10-minute fallback keep-alive
+        snap = _busy_then_idle(t)
+        mine, theirs = learner.decide(snap, MU), alone.decide(snap, MU)
+        assert mine.containers.tolist() == theirs.containers.tolist(), t
+        seen_zero |= bool((theirs.containers == 0).any())
+        assert all("follows hist" in reason for reason in mine.reasons)
+    assert seen_zero  # the histogram's own unloading between invocations stands
+    assert learner.decide(_busy_then_idle(75), MU).action.tolist() == [action_index("hist", 1.0)] * 6
