@@ -21,6 +21,11 @@ judged window) and approximate in another: functions are played together at one 
 contention for memory and cores is not the sum of its parts (exact where the cluster is not contended).
 Use it on tuning copies (``scenarios/tuning/``) to decide what to build; on a shipped scenario it reads
 the evaluation window.
+
+``benchmarks/hindsight_staffing.py --with-kpa`` bounds the same choice from the *baselines'* runs
+(ENSURE at each constant, the KPA at each target); this script plays the levels through the learner's
+own action scheme — what its actions do, including an idle function that follows a member — adds the
+cold-start rule of ``fit_cold_starts``, and takes any registered baseline as a further member.
 """
 
 from __future__ import annotations
