@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from controller.assemble import build_workload
 from controller.bench.analysis import PointSummary, frontier, paired, read_rows, relation, summarise
 from controller.bench.cells import Cell
 from controller.bench.execute import LocalExecutor, run_suite
 from controller.bench.scenarios import ScenarioError, load_scenario, shipped_scenarios
-from controller.assemble import build_workload
 from controller.bench.suite import FAMILIES, suite_points
 from controller.commands.bench import bench_command
 
