@@ -137,6 +137,13 @@ def main() -> None:
         sys.exit(f"--alphas {args.alphas!r}: expected comma-separated numbers")
     if any(a is not None and not 0 <= a <= 1 for a in alphas):
         sys.exit(f"--alphas {args.alphas!r}: each α must be in [0, 1]")
+    from policies.registry import make
+
+    try:  # every parameter checked before any play or run
+        make(args.policy, scheme=args.scheme, warm_start=args.warm_start, fit_cold_starts=args.fit_cold_starts,
+             **extra)
+    except (TypeError, ValueError) as error:
+        sys.exit(f"{args.policy} with --scheme {args.scheme}, --warm-start {args.warm_start} and --param: {error}")
     rows = []
     for alpha in alphas:
         point = warm_start_point(args.policy, args.scheme, args.warm_start, alpha, args.fit_cold_starts, extra)

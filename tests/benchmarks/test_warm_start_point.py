@@ -60,7 +60,10 @@ def test_the_warm_start_point_plays_the_warm_start_action_for_every_function(tin
 def test_a_missing_results_file_or_a_kpa_warm_start_outside_the_portfolio_is_one_line(tiny, tmp_path):
     for extra, message in ((["--against", str(tmp_path / "none.csv")], "no such file"),
                            (["--scheme", "staffing"], "needs --scheme portfolio"),
-                           (["--seeds", "x"], "--seeds 'x'")):
+                           (["--seeds", "x"], "--seeds 'x'"),
+                           (["--param", "colour=1"], "unknown parameter 'colour'"),
+                           (["--scheme", "staffing", "--warm-start", "fitted", "--param", "histogram_member=true"],
+                            "histogram_member needs scheme=portfolio")):
         done = subprocess.run([sys.executable, str(SCRIPT), str(tiny), *extra], capture_output=True, text=True,
                               cwd=ROOT)
         assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr
