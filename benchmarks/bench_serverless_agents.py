@@ -6,7 +6,8 @@ For NAC-Linear (natural and KL-penalised step) and NAC-NN, under each action sch
 levels, the nine moves, and the portfolio, whose decide also runs its three KPA members): the time of one ``decide`` for all functions of a snapshot (features,
 batched policy, sampling, decisions with reasons) and of one learner update from one transition per
 function. Targets: decide and update each ≤ 20 ms for NAC-Linear and ≤ 100 ms for NAC-NN with 10,000
-functions. Also the whole tick of a learner behind its ENSURE fallback (its decide, ENSURE's shadow
+functions. The portfolio also with its histogram member and the history features (``+hist +history``,
+the configuration the suite's trained points are judged in). Also the whole tick of a learner behind its ENSURE fallback (its decide, ENSURE's shadow
 decide, the learner's feedback with its update, and the fallback's queueing model), which has no
 target of its own: it is what the daemon spends per tick on the policy. Reports the median and best wall
 time over repeats (after one warm-up) and the median CPU time of this process, and compares both
@@ -35,6 +36,9 @@ from policies.registry import make
 from policies.types import ClusterSnapshot, FunctionStats, InvokerStats
 
 TARGET_MS = {"nac-linear": 20.0, "nac-nn": 100.0}
+#: The portfolio as the suite's trained points are judged with: its histogram member (a hybrid-histogram
+#: policy deciding beside the KPA members) and the function-history features.
+JUDGED = {"scheme": "portfolio", "histogram_member": True, "history_features": True}
 
 
 def synthetic_snapshot(n: int, time_s: float, rng: np.random.Generator) -> ClusterSnapshot:
@@ -116,6 +120,8 @@ def bench(
     batch = policy.pending_batch(rewards)
     update_ms = timed(lambda: policy.learner.update(batch), repeats)
     label = name + "".join(f" ({params[k]})" for k in ("mode", "scheme") if k in params)
+    if params.get("history_features"):
+        label += " +hist +history"
     target = TARGET_MS[name]
     return [
         (label, f"decide, {n} functions", *decide_ms, target),
@@ -153,7 +159,8 @@ def main() -> None:
                          ("nac-linear", {"mode": "kl", "scheme": "staffing"}), ("nac-nn", {"scheme": "staffing"}),
                          ("nac-linear", {"mode": "natural", "scheme": "moves"}), ("nac-nn", {"scheme": "moves"}),
                          ("nac-linear", {"mode": "natural", "scheme": "portfolio"}),
-                         ("nac-nn", {"scheme": "portfolio"})):
+                         ("nac-nn", {"scheme": "portfolio"}),
+                         ("nac-linear", {"mode": "natural", **JUDGED}), ("nac-nn", JUDGED)):
         rows.extend(bench(name, params, args.functions, args.repeats))
     for name in ("nac-linear", "nac-nn"):
         rows.append(bench_fallback(name, args.functions, args.repeats))

@@ -23,7 +23,9 @@ with V the training window's invocations per function and tick. Each function ta
 minimises it (with ``fit_cold_starts: ensure``, among the levels that had no more cold starts for it
 than ENSURE's c = 1.06: the price sees no cold start that does not make an invocation late, and the
 levels that scale to zero win on memory with them); the share factor of every label is 1 (OpenWhisk's shares), the CPU level the learner
-then adjusts.
+then adjusts. With ``fit_target: cost`` the policy is fitted instead to every level's cost for each
+function, as its regret against the cheapest (``level_regrets``): the policy of least expected cost, which
+a function whose levels nearly tie hardly moves.
 """
 
 from __future__ import annotations
@@ -68,11 +70,13 @@ class WarmFit:
     """Share of the fitted states whose most probable action is the label."""
     cold_starts: str = "free"
     """The labels' cold-start rule (``AgentSettings.fit_cold_starts``)."""
+    target: str = "label"
+    """What the policy was fitted to (``AgentSettings.fit_target``): the labels or every level's regret."""
 
     def record(self) -> dict[str, Any]:
         """JSON-able summary (the training's ``run.json``)."""
         return {"price_violations_per_gb_s": self.price, "labels": dict(self.labels), "states": self.states,
-                "accuracy": self.accuracy, "cold_starts": self.cold_starts}
+                "accuracy": self.accuracy, "cold_starts": self.cold_starts, "target": self.target}
 
 
 class _Recorder:
@@ -166,6 +170,25 @@ def cheapest_levels(plays: LevelPlays, price: float, cold_starts: str = "free") 
     return np.argmin(cost, axis=0)
 
 
+def level_regrets(plays: LevelPlays, price: float, cold_starts: str = "free") -> np.ndarray:
+    """(F, L) each level's cost (as :func:`cheapest_levels` prices it) for each function less that of its
+    cheapest allowed level, over the mean such regret of every allowed (function, level) — so a fit sees
+    costs of order 1 whatever the window's size. A level ``cold_starts`` excludes costs the function more
+    than any level it allows: that level's largest regret plus one (the mean). Not more: a bar as high as
+    the window's worst regret makes the one level every function allows (ENSURE's) the fit's choice for
+    all of them, since a function whose label is missed pays that bar."""
+    cost = plays.violations + plays.memory * price if math.isfinite(price) else plays.memory.copy()
+    allowed = np.ones_like(cost, dtype=bool)
+    if cold_starts == "ensure":
+        allowed = plays.cold_starts <= plays.cold_starts[plays.levels.index(ENSURE_LEVEL)][None, :]
+    best = np.where(allowed, cost, np.inf).min(axis=0)
+    regret = np.where(allowed, cost - best[None, :], 0.0)
+    scale = float(regret[allowed].mean()) if allowed.any() else 0.0
+    regret = regret / scale if scale > 0 else regret
+    worst = regret.max(axis=0, keepdims=True)
+    return np.where(allowed, regret, worst + 1.0).T
+
+
 def _learner_only_params() -> frozenset[str]:
     """The parameters that only the learners' update reads: their hyperparameter and network settings
     (never a feature, action, agent, staffing or fallback setting, which every player reads)."""
@@ -192,11 +215,11 @@ def plays_key(settings: Settings, name: str, seeds: RunSeeds) -> str:
         raise ValueError("plays_key needs the learner's name")
     logged = settings.logged()
     logged["reward"] = {k: v for k, v in logged["reward"].items() if k != "alpha"}
-    # The cold-start rule only picks among the plays' levels, as α only prices them; the learner's own
+    # The cold-start rule and the fit's target only pick among the plays' levels, as α only prices them; the learner's own
     # hyperparameters (its step, critic, network) never reach a frozen, greedy player of one level.
     params = logged.get("policy", {}).get("params", {}).get(name)
     if isinstance(params, dict):
-        for key in ("fit_cold_starts", *_learner_only_params()):
+        for key in ("fit_cold_starts", "fit_target", *_learner_only_params()):
             params.pop(key, None)
     logged.pop("output", None)
     parts = {"settings": logged, "seeds": repr(seeds)}
@@ -261,13 +284,20 @@ def fit_warm_start(settings: Settings, name: str, policy: Any, workload: Any, sl
     labels_by_function = np.array([action_index(plays.levels[b], 1.0) for b in best], dtype=np.int64)
     if not len(plays.x):
         raise ValueError("warm_start=fitted: no function was decided for in the training window (no state to fit)")
-    accuracy = policy.imitate(plays.x, labels_by_function[plays.function])
+    if policy.agent.fit_target == "cost":
+        regrets = level_regrets(plays, price, policy.agent.fit_cold_starts)
+        per_action = np.full((n_functions, policy.agent.n_actions), float(regrets.max(initial=0.0)) + 1.0)
+        for j, level in enumerate(plays.levels):
+            per_action[:, action_index(level, 1.0)] = regrets[:, j]
+        accuracy = policy.imitate_costs(plays.x, per_action[plays.function])
+    else:
+        accuracy = policy.imitate(plays.x, labels_by_function[plays.function])
     fit = WarmFit(price=price, labels=dict(Counter(plays.levels[b] for b in best)), states=len(plays.x),
-                  accuracy=accuracy, cold_starts=policy.agent.fit_cold_starts)
+                  accuracy=accuracy, cold_starts=policy.agent.fit_cold_starts, target=policy.agent.fit_target)
     log.info("fitted warm start: λ = %.3g violations per GB-s; labels %s; %d states, %.0f%% fitted",
              price, fit.labels, fit.states, 100 * accuracy)
     return fit
 
 
 __all__ = ["ENSURE_LEVEL", "FIT_COLD_STARTS", "LevelPlays", "WarmFit", "cheapest_levels", "fit_warm_start",
-           "level_price", "play_levels", "plays_key"]
+           "level_price", "level_regrets", "play_levels", "plays_key"]

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from policies.history import HISTORY_FEATURES, ArrivalHistory
 from policies.serverless_features import (
     N_ACTIONS,
     ActionSettings,
@@ -135,6 +136,12 @@ class SharedLearner(Protocol):
         whose most probable action is the label."""
         ...
 
+    def imitate_costs(self, x: np.ndarray, costs: np.ndarray, rng: np.random.Generator) -> float:
+        """Replace the policy by the one of its form with the least expected cost, ``costs`` (N, A)
+        giving every action's cost in each state of ``x`` (``policies.imitation``). Returns the share of
+        states whose most probable action is their cheapest."""
+        ...
+
 
 @dataclass(frozen=True, eq=False)
 class AgentStep:
@@ -223,6 +230,12 @@ class AgentSettings:
     c = 1.06 on the training window (``controller.warm_fit.cheapest_levels``). ``free`` is what the
     fitted warm start was first judged with; under it the fitted policies had more cold starts than
     ENSURE."""
+    fit_target: str = "label"
+    """With ``warm_start=fitted``: ``label`` fits the policy to each function's cheapest level (the
+    most likely action in its states); ``cost`` to every level's cost for the function, as its regret
+    against the cheapest (the policy of least expected cost, ``policies.imitation``), so functions whose
+    levels nearly tie hardly move the fit and those whose choice matters do. Levels the cold-start
+    rule excludes, and share factors the plays did not try, cost more than any allowed level."""
     histogram_member: bool = False
     """``portfolio`` scheme: one more pool level, ``hist``, that follows the hybrid-histogram keep-alive
     policy (``policies.baselines.hybrid_histogram``, default settings; it loads a function only inside
@@ -235,6 +248,13 @@ class AgentSettings:
     are products and non-linear functions of load, pool and memory that no linear critic of the other
     features can form, so without them a linear critic barely tells one function's best level from
     another's. False keeps the game's features alone (and the shipped checkpoints' shape)."""
+    history_features: bool = False
+    """``staffing`` and ``portfolio`` schemes: add to x(s) five entries of the function's longer arrival
+    history — minutes since it was last busy, how often it is busy over an hour, and the typical length,
+    spread and count of its idle gaps (``policies.history``). Which pool level suits a function over an
+    hour shows in its history, not in one tick: idle functions look alike in the game's features whether
+    they are invoked every 5 minutes or every 5 hours. False keeps the game's features alone (and the
+    shipped checkpoints' shape)."""
     fallback: str = "none"
     """``ensure``: while learning online, hand control to ENSURE whenever the learner is measurably
     worse than ENSURE would have been, and take it back when it no longer is
@@ -263,11 +283,16 @@ class AgentSettings:
             raise ValueError(f"AgentSettings.fallback={self.fallback!r}: must be none or ensure")
         if self.fit_cold_starts not in ("free", "ensure"):
             raise ValueError(f"AgentSettings.fit_cold_starts={self.fit_cold_starts!r}: must be free or ensure")
+        if self.fit_target not in ("label", "cost"):
+            raise ValueError(f"AgentSettings.fit_target={self.fit_target!r}: must be label or cost")
         if self.histogram_member and self.scheme != "portfolio":
             raise ValueError("AgentSettings.histogram_member needs scheme=portfolio (it adds one of its members)")
         if self.cost_features and not self.staffed:
             raise ValueError("AgentSettings.cost_features needs scheme=staffing or portfolio (it prices their pool "
                              "levels)")
+        if self.history_features and not self.staffed:
+            raise ValueError("AgentSettings.history_features needs scheme=staffing or portfolio (its entries join "
+                             "their features)")
         if self.decision_ticks < 1:
             raise ValueError(f"AgentSettings.decision_ticks={self.decision_ticks}: must be >= 1")
         if not 0 < self.warm_start_probability < 1:
@@ -300,10 +325,11 @@ class AgentSettings:
     @property
     def extra_dim(self) -> int:
         """Entries the scheme adds after the game's features: the staffing features, and with
-        ``cost_features`` two per pool level."""
+        ``cost_features`` two per pool level, and with ``history_features`` the history's five."""
         if not self.staffed:
             return 0
-        return len(STAFFING_FEATURES) + (2 * len(self.levels) if self.cost_features else 0)
+        return (len(STAFFING_FEATURES) + (2 * len(self.levels) if self.cost_features else 0)
+                + (len(HISTORY_FEATURES) if self.history_features else 0))
 
     def warm_start_logit(self) -> float:
         """The preference of the warm-start action over every other that gives it
@@ -369,6 +395,8 @@ class SharedPolicyAgent:
         """The staffing scheme's constants (``agent.scheme`` ``staffing`` or ``portfolio``)."""
         self.members = KpaMembers(histogram=agent.histogram_member) if agent.scheme == "portfolio" else None
         """The rules a ``portfolio`` pool level can follow (None under the other schemes)."""
+        self.history = ArrivalHistory() if agent.history_features else None
+        """Each function's longer arrival history (``agent.history_features``; None without)."""
         if agent.warm_start in WARM_START_ACTIONS:
             learner.prefer(WARM_START_ACTIONS[agent.warm_start], agent.warm_start_logit(), self._bias_entry())
         self.seed = seed
@@ -409,6 +437,12 @@ class SharedPolicyAgent:
         the label."""
         return float(self.learner.imitate(x, actions, self.rng))
 
+    def imitate_costs(self, x: np.ndarray, costs: np.ndarray) -> float:
+        """Fit the shared policy to every action's cost ``costs`` (N, A) in states ``x``: a fitted warm
+        start by expected cost (``AgentSettings.fit_target``). Returns the share of states whose most
+        probable action is their cheapest."""
+        return float(self.learner.imitate_costs(x, costs, self.rng))
+
     def _bias_entry(self) -> float:
         """The value of x(s)'s first entry (the bias) in every state, under this scheme's scaling."""
         base = self.features.state_dim - self.features.mu_bins + 1  # the squared-norm bound of x(s)
@@ -427,6 +461,8 @@ class SharedPolicyAgent:
         if self.agent.cost_features:
             followed = self.members.counts(snapshot, mu) if self.members is not None else None
             extra.append(cost_features(snapshot, load, self.agent.levels, followed))
+        if self.history is not None:
+            extra.append(self.history.features(snapshot))
         x = np.hstack([feats.x * math.sqrt(bound), *extra]) / math.sqrt(bound + self.agent.extra_dim)
         return np.where(feats.usable[:, None], x, 0.0), feats.usable
 

@@ -6,7 +6,9 @@ in, labelled with the action chosen for that function — and asks the learner f
 predicts them: maximum likelihood of the labels under the policy's own form, softmax(Θ x(s)) for
 the linear learners (a multinomial logistic regression), the actor network for NAC-NN. The learner
 then starts its natural actor-critic from that θ₀, as it would from θ₀ = 0 or from a single
-preferred action.
+preferred action. Instead of labels the fit can be given every action's cost in every state
+(``AgentSettings.fit_target = cost``): the policy then minimises its expected cost, so a state where
+the actions nearly tie hardly moves it and one where the choice matters does.
 """
 
 from __future__ import annotations
@@ -75,11 +77,65 @@ def fit_linear_policy(x: np.ndarray, actions: np.ndarray, n_actions: int, rng: n
     return theta * scale, accuracy
 
 
+def check_costs(costs: np.ndarray, n_actions: int) -> np.ndarray:
+    """``costs`` as an (N, ``n_actions``) array, or a ValueError that says its shape."""
+    costs = np.asarray(costs, dtype=float)
+    if costs.ndim != 2 or costs.shape[1] != n_actions:
+        raise ValueError(f"a cost fit needs one cost per action ({n_actions}); got shape {costs.shape}")
+    return costs
+
+
+def cost_rows(x: np.ndarray, costs: np.ndarray, rng: np.random.Generator,
+              max_rows: int = IMITATION_MAX_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` and ``costs`` checked (one finite cost per state and action) and subsampled to ``max_rows``."""
+    x = np.asarray(x, dtype=float)
+    costs = np.asarray(costs, dtype=float)
+    if x.ndim != 2 or costs.ndim != 2 or len(costs) != len(x):
+        raise ValueError(f"a cost fit needs states (N, d) and costs (N, A); got {x.shape} and {costs.shape}")
+    if len(x) == 0:
+        raise ValueError("a cost fit needs at least one state")
+    if not np.isfinite(costs).all():
+        raise ValueError("a cost fit needs a finite cost for every state and action")
+    if len(x) > max_rows:
+        keep = rng.choice(len(x), size=max_rows, replace=False)
+        x, costs = x[keep], costs[keep]
+    return x, costs
+
+
+def fit_linear_policy_to_costs(x: np.ndarray, costs: np.ndarray, rng: np.random.Generator,
+                               steps: int = IMITATION_STEPS) -> tuple[np.ndarray, float]:
+    """Θ (A, d) minimising the mean expected cost Σₐ softmax(Θ x(s))ₐ · cost(s, a) over the states, with
+    the L2 penalty of :func:`fit_linear_policy`, and the share of states whose most probable action is
+    their cheapest. Where a label fit treats a near-tie as firmly as a choice that matters, this one
+    moves the policy in proportion to what the choice costs. Started from Θ = 0 (the uniform policy),
+    as a natural actor-critic's θ₀; the features are rescaled as in :func:`fit_linear_policy`."""
+    x, costs = cost_rows(x, costs, rng)
+    n, d = x.shape
+    scale = math.sqrt(d)
+    xs = x * scale
+    theta = np.zeros((costs.shape[1], d))
+    opt = Adam(theta.size, IMITATION_LR)
+    for _ in range(steps):
+        logits = xs @ theta.T
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        # d/dlogits of Σₐ pₐ cₐ is p ⊙ (c − Σₐ pₐ cₐ).
+        g_logits = p * (costs - (p * costs).sum(axis=1, keepdims=True))
+        grad = g_logits.T @ xs / n + IMITATION_L2 * theta
+        opt.step(theta.reshape(-1), grad.reshape(-1))
+    accuracy = float(np.mean(np.argmax(xs @ theta.T, axis=1) == np.argmin(costs, axis=1)))
+    return theta * scale, accuracy
+
+
 __all__ = [
     "IMITATION_L2",
     "IMITATION_LR",
     "IMITATION_MAX_ROWS",
     "IMITATION_STEPS",
+    "check_costs",
+    "cost_rows",
     "fit_linear_policy",
+    "fit_linear_policy_to_costs",
     "imitation_rows",
 ]

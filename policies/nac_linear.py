@@ -37,7 +37,7 @@ from policies.agent import (
     with_fallback,
 )
 from policies.fallback import FallbackSettings
-from policies.imitation import fit_linear_policy
+from policies.imitation import check_costs, fit_linear_policy, fit_linear_policy_to_costs
 from policies.kl_step import (
     KL_STEP_DIAGNOSTICS,
     Adam,
@@ -146,6 +146,11 @@ class LinearKLLearner:
 
     def imitate(self, x: np.ndarray, actions: np.ndarray, rng: np.random.Generator) -> float:
         theta, accuracy = fit_linear_policy(x, actions, self.n_actions, rng)
+        self.theta[:] = theta
+        return accuracy
+
+    def imitate_costs(self, x: np.ndarray, costs: np.ndarray, rng: np.random.Generator) -> float:
+        theta, accuracy = fit_linear_policy_to_costs(x, check_costs(costs, self.n_actions), rng)
         self.theta[:] = theta
         return accuracy
 
@@ -287,6 +292,11 @@ class NaturalLinearLearner:
     def imitate(self, x: np.ndarray, actions: np.ndarray, rng: np.random.Generator) -> float:
         # θᵀφ(s, a) = Θ[a] · x(s): the fitted Θ is θ viewed as (A, d).
         theta, accuracy = fit_linear_policy(x, actions, self.n_actions, rng)
+        self.core.theta.reshape(self.n_actions, self.state_dim)[:] = theta
+        return accuracy
+
+    def imitate_costs(self, x: np.ndarray, costs: np.ndarray, rng: np.random.Generator) -> float:
+        theta, accuracy = fit_linear_policy_to_costs(x, check_costs(costs, self.n_actions), rng)
         self.core.theta.reshape(self.n_actions, self.state_dim)[:] = theta
         return accuracy
 

@@ -39,7 +39,7 @@ from policies.agent import (
     with_fallback,
 )
 from policies.fallback import FallbackSettings
-from policies.imitation import IMITATION_STEPS, imitation_rows
+from policies.imitation import IMITATION_STEPS, check_costs, cost_rows, imitation_rows
 from policies.kl_step import (
     KL_STEP_DIAGNOSTICS,
     KLStepSettings,
@@ -171,6 +171,20 @@ class TorchKLLearner:
             opt.step()
         with torch.no_grad():
             return float((self.actor(states).argmax(dim=1) == labels).float().mean())
+
+    def imitate_costs(self, x: np.ndarray, costs: np.ndarray, rng: np.random.Generator) -> float:
+        # The actor's expected cost Σₐ π(a|s)·cost(s, a), full batch, with a fresh Adam as above.
+        x, costs = cost_rows(x, check_costs(costs, self.n_actions), rng, IMITATION_NN_MAX_ROWS)
+        states = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        cost = torch.from_numpy(np.ascontiguousarray(costs, dtype=np.float32))
+        opt = torch.optim.Adam(self.actor.parameters(), lr=IMITATION_NN_LR)
+        for _ in range(IMITATION_STEPS):
+            opt.zero_grad()
+            loss = (torch.softmax(self.actor(states), dim=1) * cost).sum(dim=1).mean()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            return float((self.actor(states).argmax(dim=1) == cost.argmin(dim=1)).float().mean())
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         with torch.no_grad():

@@ -153,10 +153,15 @@ class HybridHistogramPolicy(StatelessFeedback):
     """True when a tick since the last busy one was unobserved: the next idle time is not recorded."""
     exec_s: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     """Last observed mean execution time per function, s (NaN until a completion was seen)."""
+    explain: bool = True
+    """Write each function's reason. False gives every row the same short reason, for a caller that
+    reads only the counts (the portfolio's histogram member)."""
 
     def __post_init__(self) -> None:
         self.counts = np.zeros((0, self.config.bins), dtype=np.int64)
         self.recent_out_of_range_s = np.zeros((0, self.config.oob_history))
+        self._windows: KeepWindows | None = None
+        self._stale = np.zeros(0, dtype=bool)
 
     def _grow(self, n: int) -> None:
         self.counts = grow_rows(self.counts, n, 0)
@@ -167,12 +172,14 @@ class HybridHistogramPolicy(StatelessFeedback):
         self.last_busy_s = grow(self.last_busy_s, n, np.nan)
         self.gap_unknown = grow(self.gap_unknown, n, False)
         self.exec_s = grow(self.exec_s, n, np.nan)
+        self._stale = grow(self._stale, n, True)
 
     def record_idle_times(self, rows: np.ndarray, idle_s: np.ndarray) -> None:
         """Add one idle time (s) for each function index in ``rows`` (distinct indices)."""
         cfg = self.config
         if np.unique(rows).size != rows.size:
             raise ValueError(f"record_idle_times: function indices must be distinct, got {rows.tolist()}")
+        self._stale[rows] = True
         self.samples[rows] += 1
         in_range = idle_s < cfg.range_s
         bins = np.minimum((idle_s[in_range] // cfg.bin_s).astype(np.int64), cfg.bins - 1)
@@ -183,18 +190,43 @@ class HybridHistogramPolicy(StatelessFeedback):
         self.out_of_range_next[far] = (self.out_of_range_next[far] + 1) % cfg.oob_history
 
     def windows(self) -> KeepWindows:
-        """Each function's current load window (paper, Section 4.2; see the module docstring)."""
-        cfg = self.config
+        """Each function's current load window (paper, Section 4.2; see the module docstring).
+
+        A function's window changes only when it records an idle time, so the windows are kept and
+        only those of functions that recorded one since are computed again."""
         n = len(self.samples)
-        in_range = self.counts.sum(axis=1)
+        cached = self._windows
+        if cached is None or len(cached.prewarm_s) != n or len(self._stale) != n:
+            self._windows = self._compute_windows(np.arange(n))
+        elif self._stale.any():
+            rows = np.flatnonzero(self._stale)
+            fresh = self._compute_windows(rows)
+            prewarm, keep_until, source = cached.prewarm_s.copy(), cached.keep_until_s.copy(), cached.source.copy()
+            prewarm[rows], keep_until[rows], source[rows] = fresh.prewarm_s, fresh.keep_until_s, fresh.source
+            self._windows = KeepWindows(prewarm_s=prewarm, keep_until_s=keep_until, source=source)
+        self._stale = np.zeros(n, dtype=bool)
+        return self._windows
+
+    def _compute_windows(self, rows: np.ndarray) -> KeepWindows:
+        """The windows of the functions ``rows``, from their histograms."""
+        cfg = self.config
+        n = len(rows)
+        every = n == len(self.samples)
+        counts = self.counts if every else self.counts[rows]
+        samples = self.samples if every else self.samples[rows]
+        out_of_range = self.out_of_range if every else self.out_of_range[rows]
+        in_range = counts.sum(axis=1)
         bins = cfg.bins
         mean = in_range / bins
-        spread = np.sqrt(np.maximum((self.counts.astype(float) ** 2).sum(axis=1) / bins - mean**2, 0.0))
+        spread = np.sqrt(np.maximum((counts * counts).sum(axis=1) / bins - mean**2, 0.0))
         cv = np.where(mean > 0, spread / np.where(mean > 0, mean, 1.0), 0.0)
 
-        cdf = np.cumsum(self.counts, axis=1) / np.maximum(in_range, 1)[:, None]
-        head_bin = np.argmax(cdf >= cfg.head_percentile - COUNT_EPS, axis=1)
-        tail_bin = np.argmax(cdf >= cfg.tail_percentile - COUNT_EPS, axis=1)
+        # The first bin whose share of the cumulative count reaches each percentile (compared in
+        # counts, which spares dividing the whole cumulative histogram).
+        cumulative = np.cumsum(counts, axis=1)
+        total = np.maximum(in_range, 1)[:, None]
+        head_bin = np.argmax(cumulative >= (cfg.head_percentile - COUNT_EPS) * total, axis=1)
+        tail_bin = np.argmax(cumulative >= (cfg.tail_percentile - COUNT_EPS) * total, axis=1)
         head_s = head_bin * cfg.bin_s
         tail_s = (tail_bin + 1) * cfg.bin_s
 
@@ -202,14 +234,14 @@ class HybridHistogramPolicy(StatelessFeedback):
         keep_until = np.full(n, cfg.fallback_keep_alive_s)
         source = np.full(n, FROM_FIXED, dtype=object)
 
-        representative = (self.samples >= cfg.min_samples) & (in_range > 0) & (cv > cfg.cv_threshold)
+        representative = (samples >= cfg.min_samples) & (in_range > 0) & (cv > cfg.cv_threshold)
         prewarm = np.where(representative, (1.0 - cfg.prewarm_margin) * head_s, prewarm)
         keep_until = np.where(representative, (1.0 + cfg.keep_alive_margin) * tail_s, keep_until)
         source[representative] = FROM_HISTOGRAM
 
-        mostly_far = (self.out_of_range > 0) & (self.out_of_range > cfg.oob_fraction * self.samples)
+        mostly_far = (out_of_range > 0) & (out_of_range > cfg.oob_fraction * samples)
         for i in np.flatnonzero(mostly_far):
-            recent = self.recent_out_of_range_s[i]
+            recent = self.recent_out_of_range_s[rows[i]]
             forecast = float(np.median(recent[~np.isnan(recent)]))
             prewarm[i] = (1.0 - cfg.oob_margin) * forecast
             keep_until[i] = (1.0 + cfg.oob_margin) * forecast
@@ -249,6 +281,8 @@ class HybridHistogramPolicy(StatelessFeedback):
         loaded = (held > 0) | inside
         containers = np.where(loaded, needed, 0)
 
+        if not self.explain:
+            return assemble(valid, containers, np.full(n, KEEP_SHARES), ("hybrid-histogram",) * n)
         reasons: list[str] = []
         for i in range(n):
             if held[i] > 0:

@@ -118,6 +118,41 @@ def test_under_the_ensure_cold_start_rule_no_label_has_more_cold_starts_than_ens
         cheapest_levels(plays, 0.1, "none")
 
 
+def test_regrets_are_zero_at_the_cheapest_allowed_level_and_an_excluded_level_costs_more_than_any():
+    from controller.warm_fit import LevelPlays, level_regrets
+
+    levels = ("platform", "c=0", "c=1.06", "c=3")
+    plays = LevelPlays(levels=levels, violations=np.array([[1.0, 5.0], [4.0, 1.0], [6.0, 6.0], [2.0, 2.0]]),
+                       memory=np.array([[10.0, 10.0], [10.0, 10.0], [30.0, 30.0], [90.0, 90.0]]),
+                       cold_starts=np.array([[50.0, 3.0], [40.0, 2.0], [5.0, 2.0], [1.0, 1.0]]),
+                       invocations=np.array([100.0, 100.0]), ticks=6, x=np.zeros((0, 3)),
+                       function=np.zeros(0, dtype=np.int64))
+    free = level_regrets(plays, 0.1)
+    assert free.shape == (2, 4) and free.min(axis=1).tolist() == [0.0, 0.0]
+    assert free.mean() == pytest.approx(1.0)  # in units of the mean regret
+    # Costs v + 0.1 m: function 0 (2, 5, 9, 11), function 1 (6, 2, 9, 11); regrets over their mean 4.875.
+    np.testing.assert_allclose(free * 4.875, [[0, 3, 7, 9], [4, 0, 7, 9]])
+    ruled = level_regrets(plays, 0.1, "ensure")
+    # Allowed (no more cold starts than c=1.06): function 0 c=1.06 and c=3 (regrets 0, 2), function 1
+    # c=0, c=1.06, c=3 (0, 7, 9); their mean is 3.6, and an excluded level costs its function's worst
+    # allowed regret plus one: 2/3.6 + 1 for function 0, 9/3.6 + 1 for function 1.
+    assert ruled[0, 2] == 0.0 and ruled[1, 1] == 0.0  # c=1.06 for function 0 now; c=0 still for 1
+    np.testing.assert_allclose(ruled * 3.6, [[5.6, 5.6, 0, 2], [12.6, 0, 7, 9]])
+
+
+def test_a_cost_fit_makes_each_function_most_likely_to_take_its_cheapest_level(tmp_path):
+    params = {"scheme": "staffing", "warm_start": "fitted", "fit_target": "cost"}
+    settings = _settings(**{"policy.params": {"nac-linear": params, "nac-nn": params}})
+    workload = build_workload(settings)
+    slo_s = measure_slos(settings, workload)
+    for name in ("nac-linear", "nac-nn"):
+        policy = build_policy(settings, PolicySpec(name))
+        fit = fit_warm_start(settings, name, policy, workload, slo_s, RunSeeds.from_seed(settings.seed), cache=tmp_path)
+        assert fit.target == "cost" and fit.record()["target"] == "cost" and 0 < fit.accuracy <= 1
+        assert not np.allclose(policy.learner.probabilities(np.ones((1, policy.agent.state_dim(policy.features)))
+                                                            / 10), 1 / policy.agent.n_actions)
+
+
 def test_plays_kept_by_an_earlier_version_are_played_again(tmp_path):
     from controller.warm_fit import LevelPlays
 
@@ -136,8 +171,10 @@ def test_the_plays_key_follows_what_a_player_reads_and_ignores_what_only_the_upd
     def key(**params):
         return plays_key(_settings(**{"policy.params": {"nac-linear": {**base, **params}}}), "nac-linear", seeds)
 
-    assert key() == key(policy_lr=0.01, entropy_reg=0.1, critic_epochs=3, fit_cold_starts="ensure", mode="kl")
-    for changed in ({"rate_max_per_s": 10.0}, {"decision_ticks": 6}, {"cost_features": True}, {"load_floor": 0.5}):
+    assert key() == key(policy_lr=0.01, entropy_reg=0.1, critic_epochs=3, fit_cold_starts="ensure", mode="kl",
+                        fit_target="cost")
+    for changed in ({"rate_max_per_s": 10.0}, {"decision_ticks": 6}, {"cost_features": True}, {"load_floor": 0.5},
+                    {"history_features": True}):
         assert key(**changed) != key(), changed  # features, the agent, the actions: the plays differ
     assert plays_key(_settings(**{"policy.params": {"nac-linear": base}, "cluster.invokers": 3}), "nac-linear",
                      seeds) != key()

@@ -115,3 +115,29 @@ def test_an_idle_time_spanning_an_unobserved_tick_is_not_recorded() -> None:
     policy.decide(snapshot(40.0, arrivals=1.0), MU)
     assert policy.samples[0] == 1
     assert policy.counts[0, 0] == 1
+
+
+def _random_ticks(seed: int, n: int = 40, ticks: int = 400):
+    """Snapshots of ``n`` functions with random, mostly sparse arrivals (some periodic, some rare)."""
+    rng = np.random.default_rng(seed)
+    names = tuple(f"f{i}" for i in range(n))
+    rate = rng.choice([0.002, 0.02, 0.2, 1.0], size=n)
+    for t in range(1, ticks + 1):
+        arrivals = (rng.random(n) < rate).astype(float)
+        yield snapshot(t * TICK_S, names, arrivals=arrivals, completions=arrivals, mean_exec_s=0.2,
+                       valid=rng.random(n) > 0.02)
+
+
+def test_windows_kept_between_ticks_are_those_computed_afresh_and_a_silent_policy_decides_alike() -> None:
+    kept, silent = HybridHistogramPolicy(), HybridHistogramPolicy(explain=False)
+    for snap in _random_ticks(seed=4):
+        told, quiet = kept.decide(snap, MU), silent.decide(snap, MU)
+        np.testing.assert_array_equal(told.containers, quiet.containers)
+        np.testing.assert_array_equal(told.valid, quiet.valid)
+        fresh = kept._compute_windows(np.arange(len(kept.samples)))
+        windows = kept.windows()
+        np.testing.assert_array_equal(windows.prewarm_s, fresh.prewarm_s)
+        np.testing.assert_array_equal(windows.keep_until_s, fresh.keep_until_s)
+        assert windows.source.tolist() == fresh.source.tolist()
+    assert (kept.samples > 0).sum() > 20 and any(r.startswith("hybrid-histogram: idle") for r in told.reasons)
+    assert set(quiet.reasons) <= {"hybrid-histogram", "no data"}

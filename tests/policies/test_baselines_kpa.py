@@ -98,3 +98,18 @@ def test_min_scale_keeps_a_container_for_a_quiet_function() -> None:
 def test_an_inconsistent_window_configuration_is_rejected() -> None:
     with pytest.raises(ValueError, match=r"KpaConfig\.panic_window_s = 90\.0 is outside the allowed range"):
         KpaConfig(panic_window_s=90.0)
+
+
+def test_a_kpa_that_does_not_explain_decides_the_same_counts() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    names = tuple(f"f{i}" for i in range(30))
+    told, silent = KpaPolicy(), KpaPolicy(explain=False)
+    for t in range(1, 200):
+        arrivals = rng.poisson(rng.choice([0.0, 0.5, 20.0], size=30))
+        snap = snapshot(10.0 * t, names, arrivals=arrivals, completions=arrivals, mean_exec_s=0.3,
+                        containers=rng.integers(0, 5, 30), in_flight=rng.integers(0, 3, 30))
+        a, b = told.decide(snap, MU), silent.decide(snap, MU)
+        np.testing.assert_array_equal(a.containers, b.containers)
+    assert a.reasons[0].startswith("kpa ") and set(b.reasons) <= {"kpa", "no data"}
