@@ -48,6 +48,12 @@ def imitation_rows(x: np.ndarray, actions: np.ndarray, rng: np.random.Generator,
     return x, actions
 
 
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``logits`` (N, A), shifted by each row's largest entry."""
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)
+
+
 def fit_linear_policy(x: np.ndarray, actions: np.ndarray, n_actions: int, rng: np.random.Generator,
                       steps: int = IMITATION_STEPS) -> tuple[np.ndarray, float]:
     """Θ (A, d) maximising the mean log-likelihood of ``actions`` under softmax(Θ x(s)), with an L2
@@ -67,10 +73,7 @@ def fit_linear_policy(x: np.ndarray, actions: np.ndarray, n_actions: int, rng: n
     theta = np.zeros((n_actions, d))
     opt = Adam(theta.size, IMITATION_LR)
     for _ in range(steps):
-        logits = xs @ theta.T
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        p /= p.sum(axis=1, keepdims=True)
+        p = _softmax(xs @ theta.T)
         grad = (p - onehot).T @ xs / n + IMITATION_L2 * theta
         opt.step(theta.reshape(-1), grad.reshape(-1))
     accuracy = float(np.mean(np.argmax(xs @ theta.T, axis=1) == actions))
@@ -116,10 +119,7 @@ def fit_linear_policy_to_costs(x: np.ndarray, costs: np.ndarray, rng: np.random.
     theta = np.zeros((costs.shape[1], d))
     opt = Adam(theta.size, IMITATION_LR)
     for _ in range(steps):
-        logits = xs @ theta.T
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        p /= p.sum(axis=1, keepdims=True)
+        p = _softmax(xs @ theta.T)
         # d/dlogits of Σₐ pₐ cₐ is p ⊙ (c − Σₐ pₐ cₐ).
         g_logits = p * (costs - (p * costs).sum(axis=1, keepdims=True))
         grad = g_logits.T @ xs / n + IMITATION_L2 * theta

@@ -100,17 +100,24 @@ def test_the_plays_are_kept_and_reused_at_another_alpha_and_by_the_other_learner
     assert len(played) == 2 * len(POOL_LEVELS)  # other seeds: other plays
 
 
-def test_under_the_ensure_cold_start_rule_no_label_has_more_cold_starts_than_ensures_level():
-    from controller.warm_fit import LevelPlays, cheapest_levels
+def _two_function_plays():
+    """Four levels played for two functions (violations, memory GB-s, cold starts per level and function)."""
+    from controller.warm_fit import LevelPlays
 
-    levels = ("platform", "c=0", "c=1.06", "c=3")
+    return LevelPlays(levels=("platform", "c=0", "c=1.06", "c=3"),
+                      violations=np.array([[1.0, 5.0], [4.0, 1.0], [6.0, 6.0], [2.0, 2.0]]),
+                      memory=np.array([[10.0, 10.0], [10.0, 10.0], [30.0, 30.0], [90.0, 90.0]]),
+                      cold_starts=np.array([[50.0, 3.0], [40.0, 2.0], [5.0, 2.0], [1.0, 1.0]]),
+                      invocations=np.array([100.0, 100.0]), ticks=6, x=np.zeros((0, 3)),
+                      function=np.zeros(0, dtype=np.int64))
+
+
+def test_under_the_ensure_cold_start_rule_no_label_has_more_cold_starts_than_ensures_level():
+    from controller.warm_fit import cheapest_levels
+
     # Function 0: the platform is cheapest but cold-starts more than c=1.06; function 1: c=0 is cheapest
     # and cold-starts no more than c=1.06.
-    plays = LevelPlays(levels=levels, violations=np.array([[1.0, 5.0], [4.0, 1.0], [6.0, 6.0], [2.0, 2.0]]),
-                       memory=np.array([[10.0, 10.0], [10.0, 10.0], [30.0, 30.0], [90.0, 90.0]]),
-                       cold_starts=np.array([[50.0, 3.0], [40.0, 2.0], [5.0, 2.0], [1.0, 1.0]]),
-                       invocations=np.array([100.0, 100.0]), ticks=6, x=np.zeros((0, 3)),
-                       function=np.zeros(0, dtype=np.int64))
+    plays = _two_function_plays()
     assert cheapest_levels(plays, 0.1).tolist() == [0, 1]
     assert cheapest_levels(plays, 0.1, "ensure").tolist() == [2, 1]  # c=3 has fewer cold starts but costs more
     assert cheapest_levels(plays, math.inf, "ensure").tolist() == [2, 1]  # memory alone: the platform is barred
@@ -119,14 +126,9 @@ def test_under_the_ensure_cold_start_rule_no_label_has_more_cold_starts_than_ens
 
 
 def test_regrets_are_zero_at_the_cheapest_allowed_level_and_an_excluded_level_costs_more_than_any():
-    from controller.warm_fit import LevelPlays, level_regrets
+    from controller.warm_fit import level_regrets
 
-    levels = ("platform", "c=0", "c=1.06", "c=3")
-    plays = LevelPlays(levels=levels, violations=np.array([[1.0, 5.0], [4.0, 1.0], [6.0, 6.0], [2.0, 2.0]]),
-                       memory=np.array([[10.0, 10.0], [10.0, 10.0], [30.0, 30.0], [90.0, 90.0]]),
-                       cold_starts=np.array([[50.0, 3.0], [40.0, 2.0], [5.0, 2.0], [1.0, 1.0]]),
-                       invocations=np.array([100.0, 100.0]), ticks=6, x=np.zeros((0, 3)),
-                       function=np.zeros(0, dtype=np.int64))
+    plays = _two_function_plays()
     free = level_regrets(plays, 0.1)
     assert free.shape == (2, 4) and free.min(axis=1).tolist() == [0.0, 0.0]
     assert free.mean() == pytest.approx(1.0)  # in units of the mean regret
