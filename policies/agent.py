@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from policies.history import HISTORY_FEATURES, ArrivalHistory
+from policies.record import RECORD_ENTRIES, LevelRecord
 from policies.serverless_features import (
     N_ACTIONS,
     ActionSettings,
@@ -52,6 +53,7 @@ from policies.staffing import (
     StaffingSettings,
     action_index,
     cost_features,
+    level_pools,
     staffing_decisions,
     staffing_features,
 )
@@ -255,6 +257,14 @@ class AgentSettings:
     hour shows in its history, not in one tick: idle functions look alike in the game's features whether
     they are invoked every 5 minutes or every 5 hours. False keeps the game's features alone (and the
     shipped checkpoints' shape)."""
+    record_features: bool = False
+    """``staffing`` and ``portfolio`` schemes: add to x(s), per pool level, that level's record for the
+    function over the last hour — the share of its arrivals the level's pools would have left without a
+    warm container, and the idle memory they would have held (``policies.record``). Every level decides
+    a pool for every function each tick, so the record is known for the levels a function does not
+    follow too; unlike the function's own features it means the same for every function ("this level
+    would have served you well"), which is what a policy fitted on one sample of functions can carry to
+    another. False keeps the game's features alone (and the shipped checkpoints' shape)."""
     fallback: str = "none"
     """``ensure``: while learning online, hand control to ENSURE whenever the learner is measurably
     worse than ENSURE would have been, and take it back when it no longer is
@@ -293,6 +303,9 @@ class AgentSettings:
         if self.history_features and not self.staffed:
             raise ValueError("AgentSettings.history_features needs scheme=staffing or portfolio (its entries join "
                              "their features)")
+        if self.record_features and not self.staffed:
+            raise ValueError("AgentSettings.record_features needs scheme=staffing or portfolio (it keeps a record of "
+                             "their pool levels)")
         if self.decision_ticks < 1:
             raise ValueError(f"AgentSettings.decision_ticks={self.decision_ticks}: must be >= 1")
         if not 0 < self.warm_start_probability < 1:
@@ -325,11 +338,13 @@ class AgentSettings:
     @property
     def extra_dim(self) -> int:
         """Entries the scheme adds after the game's features: the staffing features, and with
-        ``cost_features`` two per pool level, and with ``history_features`` the history's five."""
+        ``cost_features`` two per pool level, with ``history_features`` the history's five, and with
+        ``record_features`` two more per pool level."""
         if not self.staffed:
             return 0
         return (len(STAFFING_FEATURES) + (2 * len(self.levels) if self.cost_features else 0)
-                + (len(HISTORY_FEATURES) if self.history_features else 0))
+                + (len(HISTORY_FEATURES) if self.history_features else 0)
+                + (len(RECORD_ENTRIES) * len(self.levels) if self.record_features else 0))
 
     def warm_start_logit(self) -> float:
         """The preference of the warm-start action over every other that gives it
@@ -397,6 +412,8 @@ class SharedPolicyAgent:
         """The rules a ``portfolio`` pool level can follow (None under the other schemes)."""
         self.history = ArrivalHistory() if agent.history_features else None
         """Each function's longer arrival history (``agent.history_features``; None without)."""
+        self.record = LevelRecord(agent.levels) if agent.record_features else None
+        """Each pool level's record for each function (``agent.record_features``; None without)."""
         if agent.warm_start in WARM_START_ACTIONS:
             learner.prefer(WARM_START_ACTIONS[agent.warm_start], agent.warm_start_logit(), self._bias_entry())
         self.seed = seed
@@ -463,6 +480,10 @@ class SharedPolicyAgent:
             extra.append(cost_features(snapshot, load, self.agent.levels, followed))
         if self.history is not None:
             extra.append(self.history.features(snapshot))
+        if self.record is not None:
+            followed = self.members.counts(snapshot, mu) if self.members is not None else None
+            pools = level_pools(snapshot, load, self.agent.levels, followed)
+            extra.append(self.record.features(snapshot, pools, load, self.actions.idle_load))
         x = np.hstack([feats.x * math.sqrt(bound), *extra]) / math.sqrt(bound + self.agent.extra_dim)
         return np.where(feats.usable[:, None], x, 0.0), feats.usable
 

@@ -162,6 +162,7 @@ class HybridHistogramPolicy(StatelessFeedback):
         self.recent_out_of_range_s = np.zeros((0, self.config.oob_history))
         self._windows: KeepWindows | None = None
         self._stale = np.zeros(0, dtype=bool)
+        self._square_sum = np.zeros(0, dtype=np.int64)  # Σ counts² per function, kept as counts grow
 
     def _grow(self, n: int) -> None:
         self.counts = grow_rows(self.counts, n, 0)
@@ -173,17 +174,21 @@ class HybridHistogramPolicy(StatelessFeedback):
         self.gap_unknown = grow(self.gap_unknown, n, False)
         self.exec_s = grow(self.exec_s, n, np.nan)
         self._stale = grow(self._stale, n, True)
+        self._square_sum = grow(self._square_sum, n, 0)
 
     def record_idle_times(self, rows: np.ndarray, idle_s: np.ndarray) -> None:
         """Add one idle time (s) for each function index in ``rows`` (distinct indices)."""
         cfg = self.config
-        if np.unique(rows).size != rows.size:
+        if rows.size and np.bincount(rows).max() > 1:
             raise ValueError(f"record_idle_times: function indices must be distinct, got {rows.tolist()}")
         self._stale[rows] = True
         self.samples[rows] += 1
         in_range = idle_s < cfg.range_s
         bins = np.minimum((idle_s[in_range] // cfg.bin_s).astype(np.int64), cfg.bins - 1)
-        np.add.at(self.counts, (rows[in_range], bins), 1)
+        near = rows[in_range]
+        # One count per (distinct) row: c -> c + 1 adds 2c + 1 to the row's sum of squared counts.
+        self._square_sum[near] += 2 * self.counts[near, bins] + 1
+        self.counts[near, bins] += 1
         far = rows[~in_range]
         self.out_of_range[far] += 1
         self.recent_out_of_range_s[far, self.out_of_range_next[far]] = idle_s[~in_range]
@@ -215,18 +220,30 @@ class HybridHistogramPolicy(StatelessFeedback):
         counts = self.counts if every else self.counts[rows]
         samples = self.samples if every else self.samples[rows]
         out_of_range = self.out_of_range if every else self.out_of_range[rows]
-        in_range = counts.sum(axis=1)
+        square_sum = self._square_sum if every else self._square_sum[rows]
         bins = cfg.bins
+        cumulative = np.cumsum(counts, axis=1)
+        in_range = cumulative[:, -1]
         mean = in_range / bins
-        spread = np.sqrt(np.maximum((counts * counts).sum(axis=1) / bins - mean**2, 0.0))
+        spread = np.sqrt(np.maximum(square_sum / bins - mean**2, 0.0))
         cv = np.where(mean > 0, spread / np.where(mean > 0, mean, 1.0), 0.0)
 
-        # The first bin whose share of the cumulative count reaches each percentile (compared in
-        # counts, which spares dividing the whole cumulative histogram).
-        cumulative = np.cumsum(counts, axis=1)
-        total = np.maximum(in_range, 1)[:, None]
-        head_bin = np.argmax(cumulative >= (cfg.head_percentile - COUNT_EPS) * total, axis=1)
-        tail_bin = np.argmax(cumulative >= (cfg.tail_percentile - COUNT_EPS) * total, axis=1)
+        # The first bin whose cumulative count reaches each percentile of the row's count. Counts are
+        # whole numbers, so "reaches p·total" is "reaches ⌈p·total⌉"; every row is shifted above the
+        # previous one's largest value, which makes the flattened cumulative histogram one sorted
+        # array that a binary search per row answers.
+        total = np.maximum(in_range, 1)
+        offset = np.arange(n, dtype=np.int64) * (int(total.max(initial=1)) + 1)
+        flat = (cumulative + offset[:, None]).ravel()
+        start = np.arange(n, dtype=np.int64) * bins
+
+        def first_bin(percentile: float) -> np.ndarray:
+            needed = np.ceil((percentile - COUNT_EPS) * total).astype(np.int64)
+            found = np.searchsorted(flat, offset + needed) - start
+            return np.where(in_range > 0, np.minimum(found, bins - 1), 0)
+
+        head_bin = first_bin(cfg.head_percentile)
+        tail_bin = first_bin(cfg.tail_percentile)
         head_s = head_bin * cfg.bin_s
         tail_s = (tail_bin + 1) * cfg.bin_s
 

@@ -141,3 +141,42 @@ def test_windows_kept_between_ticks_are_those_computed_afresh_and_a_silent_polic
         assert windows.source.tolist() == fresh.source.tolist()
     assert (kept.samples > 0).sum() > 20 and any(r.startswith("hybrid-histogram: idle") for r in told.reasons)
     assert set(quiet.reasons) <= {"hybrid-histogram", "no data"}
+
+
+def test_windows_match_the_percentiles_of_each_histogram_read_directly():
+    """Head and tail bins, the coefficient of variation and the windows, against a row-by-row reading
+    of the counts as shares of their total (as the paper states them), for histograms of every shape:
+    empty, one bin, two bins, skewed, spread over the range, too few samples."""
+    rng = np.random.default_rng(11)
+    policy = HybridHistogramPolicy()
+    cfg = policy.config
+    n = 300
+    policy._grow(n)
+    shapes = rng.integers(0, 6, n)  # 4: too few samples to trust; 5: never invoked
+    for k in range(60):
+        rows = np.flatnonzero((rng.random(n) < 0.8) & (shapes < 5) & ((shapes != 4) | (k < 5)))
+        idle = np.where(shapes[rows] == 0, 0.0,
+               np.where(shapes[rows] == 1, rng.choice([120.0, 7200.0], rows.size),
+               np.where(shapes[rows] == 2, rng.exponential(600.0, rows.size),
+               np.where(shapes[rows] == 3, rng.uniform(0, cfg.range_s, rows.size), 600.0))))
+        policy.record_idle_times(rows, idle)
+    counts = policy.counts
+    np.testing.assert_array_equal(policy._square_sum, (counts * counts).sum(axis=1))
+    windows = policy.windows()
+    for i in range(n):
+        row = counts[i].astype(float)
+        total = row.sum()
+        if total == 0:
+            assert windows.source[i] == FROM_FIXED
+            continue
+        share = np.cumsum(row) / total
+        head = next(b for b in range(cfg.bins) if share[b] >= cfg.head_percentile - 1e-9)
+        tail = next(b for b in range(cfg.bins) if share[b] >= cfg.tail_percentile - 1e-9)
+        cv = row.std() / row.mean()
+        if policy.samples[i] >= cfg.min_samples and cv > cfg.cv_threshold:
+            assert windows.source[i] == FROM_HISTOGRAM
+            assert windows.prewarm_s[i] == pytest.approx((1 - cfg.prewarm_margin) * head * cfg.bin_s)
+            assert windows.keep_until_s[i] == pytest.approx((1 + cfg.keep_alive_margin) * (tail + 1) * cfg.bin_s)
+        else:
+            assert windows.source[i] == FROM_FIXED
+    assert {FROM_HISTOGRAM, FROM_FIXED} <= set(windows.source.tolist())
