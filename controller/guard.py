@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from policies.types import KEEP_SHARES, SHARES_PER_CORE, UNMANAGED, ClusterSnapshot, Decisions
+from policies.types import KEEP_SHARES, SHARES_PER_CORE, UNMANAGED, ClusterSnapshot, Decisions, LazyReasons
 
 
 @dataclass(frozen=True)
@@ -448,9 +448,9 @@ def guard(decisions: Decisions, snapshot: ClusterSnapshot, applied: AppliedTarge
     # --- reconcile: write the targets in force again where the platform does not hold them ---
     reapply, deferred, pacing = _reconcile(compare(snapshot, applied), passed, pacing, bounds.max_reapply_per_tick)
     restate = np.where(passed & same_shares, applied.cpu_shares, changes.cpu_shares)
-    reasons = tuple(
-        "re-applied: the observed state differs from the targets in force" if again else reason
-        for again, reason in zip(reapply.tolist(), decisions.reasons)
+    again, told = reapply.copy(), decisions.reasons
+    reasons = LazyReasons(
+        len(again), lambda i: "re-applied: the observed state differs from the targets in force" if again[i] else told[i]
     )
     to_apply = Decisions(
         containers=np.where(passed, target, applied.containers),

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import numpy as np
 from scipy.special import gammaincc, gammaln
 
-from policies.types import KEEP_SHARES, UNMANAGED, ClusterSnapshot, Decisions, Policy
+from policies.types import KEEP_SHARES, UNMANAGED, ClusterSnapshot, Decisions, LazyReasons, Policy
 
 log = logging.getLogger(__name__)
 
@@ -173,11 +173,15 @@ def floored(mine: Decisions, theirs: Decisions, heuristic: str) -> Decisions:
     containers = np.where(set_c, np.where(mine_c == UNMANAGED, theirs_c, np.maximum(mine_c, theirs_c)), mine_c)
     shares = np.where(set_s, np.where(mine_s == KEEP_SHARES, theirs_s, np.maximum(mine_s, theirs_s)), mine_s)
     lifted = (containers != mine_c) | (shares != mine_s)
-    reasons = tuple(
-        (f"{heuristic} (the learner made no decision): {r_h}" if alone
-         else f"{r} (held up to {heuristic}'s {c} containers, {s} shares)" if up else r)
-        for r, r_h, alone, up, c, s in zip(mine.reasons, theirs.reasons, only_theirs.tolist(), lifted.tolist(),
-                                           containers.tolist(), shares.tolist()))
+
+    def reason(i: int) -> str:
+        if only_theirs[i]:
+            return f"{heuristic} (the learner made no decision): {theirs.reasons[i]}"
+        if lifted[i]:
+            return f"{mine.reasons[i]} (held up to {heuristic}'s {containers[i]} containers, {shares[i]} shares)"
+        return mine.reasons[i]
+
+    reasons = LazyReasons(len(containers), reason)
     action = None if mine.action is None else np.where(only_theirs, -1, mine.action)
     return Decisions(containers=containers.astype(np.int64), cpu_shares=shares.astype(np.int64),
                      valid=mine_ok | theirs_ok, reasons=reasons, action=action)
@@ -223,7 +227,8 @@ class FallbackLearner:
         self._pending = (np.asarray(mine.containers).copy(), np.asarray(theirs.containers).copy(), self.active)
         if not self.active:
             return mine
-        reasons = tuple(f"fallback to {self.heuristic.name} ({self.reason}): {r}" for r in theirs.reasons)
+        told, head = theirs.reasons, f"fallback to {self.heuristic.name} ({self.reason})"
+        reasons = LazyReasons(len(told), lambda i: f"{head}: {told[i]}")
         return Decisions(containers=theirs.containers, cpu_shares=theirs.cpu_shares, valid=theirs.valid,
                          reasons=reasons, action=np.full(len(theirs), -1))
 

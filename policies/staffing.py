@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtr
 
-from policies.types import KEEP_SHARES, SHARES_PER_CORE, UNMANAGED, ClusterSnapshot, Decisions
+from policies.types import KEEP_SHARES, SHARES_PER_CORE, UNMANAGED, ClusterSnapshot, Decisions, LazyReasons
 
 #: Staffing constants a pool level can take: the knob values of ENSURE's sweep in the suite.
 STAFFING_LEVELS: tuple[float, ...] = (0.0, 0.5, 1.06, 2.0, 3.0)
@@ -312,26 +312,30 @@ def staffing_decisions(snapshot: ClusterSnapshot, actions: np.ndarray, usable: n
     shares = np.clip(np.round(openwhisk_shares(f.memory_mb, user_memory) * np.array(SHARE_FACTORS)[share]),
                      settings.share_floor, settings.share_ceiling).astype(np.int64)
     factors = np.array(SHARE_FACTORS)[share]
-    reasons = tuple(
-        "no data" if not ok
-        else f"{label}: {f'idle (R={r:.3g})' if sized_i else 'work size unknown'}, containers left to the platform"
-        if rest and not follow_i
-        else f"{label}: R={r:.2f}, containers left to the platform (chosen), shares {s_i}" if p_i == 0
-        else f"{label}: R={r:.2f}, follows {PORTFOLIO_HISTOGRAM_LEVELS[p_i]}, which made no decision: containers "
-             "left to the platform" if none_i
-        else f"{label}: R={r:.2f}, follows {PORTFOLIO_HISTOGRAM_LEVELS[p_i]} -> {k_i} containers, shares x{x_i:g} = "
-             f"{s_i}"
-        if p_i >= n_staffing
-        else f"{label}: R={r:.2f}, c={c_i:g} -> {k_i} containers, shares x{x_i:g} = {s_i}"
-        for ok, rest, sized_i, r, p_i, c_i, k_i, x_i, s_i, none_i, follow_i in zip(
-            np.asarray(usable, dtype=bool).tolist(), idle.tolist(), sized.tolist(), load.tolist(), pool.tolist(),
-            levels.tolist(), counts.tolist(), factors.tolist(), shares.tolist(), unset.tolist(), following.tolist())
-    )
+    columns = (np.asarray(usable, dtype=bool).copy(), idle, sized, load, pool, levels, counts, factors, shares, unset,
+               following)
+
+    def reason(i: int) -> str:
+        ok, rest, sized_i, r, p_i, c_i, k_i, x_i, s_i, none_i, follow_i = (column[i].item() for column in columns)
+        if not ok:
+            return "no data"
+        if rest and not follow_i:
+            return f"{label}: {f'idle (R={r:.3g})' if sized_i else 'work size unknown'}, containers left to the platform"
+        if p_i == 0:
+            return f"{label}: R={r:.2f}, containers left to the platform (chosen), shares {s_i}"
+        if p_i >= n_staffing:
+            if none_i:
+                return (f"{label}: R={r:.2f}, follows {PORTFOLIO_HISTOGRAM_LEVELS[p_i]}, which made no decision: "
+                        "containers left to the platform")
+            return (f"{label}: R={r:.2f}, follows {PORTFOLIO_HISTOGRAM_LEVELS[p_i]} -> {k_i} containers, shares "
+                    f"x{x_i:g} = {s_i}")
+        return f"{label}: R={r:.2f}, c={c_i:g} -> {k_i} containers, shares x{x_i:g} = {s_i}"
+
     return Decisions(
         containers=np.where(managed, counts, UNMANAGED),
         cpu_shares=np.where(managed, shares, KEEP_SHARES),
         valid=np.asarray(usable, dtype=bool).copy(),
-        reasons=tuple(reasons),
+        reasons=LazyReasons(n, reason),
         action=np.where(decided, safe, -1),
     )
 

@@ -19,7 +19,7 @@ Conventions every producer and consumer keeps:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Protocol, runtime_checkable
 
@@ -179,6 +179,59 @@ class ClusterSnapshot:
     """Per-invoker observations."""
 
 
+class LazyReasons(Sequence[str]):
+    """One reason per function, each written only when it is read.
+
+    Writing 10,000 reason strings costs a decision more than choosing the pools does, and a daemon
+    reads only the few it logs or explains; ``row(i)`` writes row ``i`` on demand (once). ``row`` must
+    read arrays that nobody changes afterwards. Compares equal to any sequence of the same strings.
+    """
+
+    __slots__ = ("_n", "_row", "_written")
+
+    def __init__(self, n: int, row: Callable[[int], str]) -> None:
+        self._n = int(n)
+        self._row = row
+        self._written: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _one(self, i: int) -> str:
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(f"reason {i} of {self._n}")
+        text = self._written.get(i)
+        if text is None:
+            text = self._written[i] = self._row(i)
+        return text
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return tuple(self._one(i) for i in range(*index.indices(self._n)))
+        return self._one(int(index))
+
+    def __iter__(self) -> Iterator[str]:
+        return (self._one(i) for i in range(self._n))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return len(other) == self._n and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"LazyReasons({self._n} rows)"
+
+
+def constant_reasons(valid: np.ndarray, reason: str, absent: str) -> LazyReasons:
+    """``reason`` for every row with ``valid`` True, ``absent`` elsewhere, without writing a string per row."""
+    ok = np.asarray(valid, dtype=bool).copy()
+    return LazyReasons(len(ok), lambda i: reason if ok[i] else absent)
+
+
 @dataclass(frozen=True, eq=False)
 class Decisions:
     """What a policy wants for every function of a snapshot; arrays of shape (n_functions,).
@@ -198,8 +251,9 @@ class Decisions:
     """Target CPU shares per container, int, or KEEP_SHARES."""
     valid: np.ndarray
     """Whether a decision was made for the function."""
-    reasons: tuple[str, ...]
-    """Why, one short phrase per function (e.g. "ensure: R=3.2 -> 6 containers", "no data")."""
+    reasons: Sequence[str]
+    """Why, one short phrase per function (e.g. "ensure: R=3.2 -> 6 containers", "no data"): a tuple, or
+    :class:`LazyReasons` that writes each phrase when it is read."""
     action: np.ndarray | None = None
     """The discrete action index per function for learners (0..8), else None."""
 
@@ -297,8 +351,10 @@ __all__ = [
     "Decisions",
     "FunctionStats",
     "InvokerStats",
+    "LazyReasons",
     "Learner",
     "Policy",
     "StatelessFeedback",
+    "constant_reasons",
     "is_learner",
 ]

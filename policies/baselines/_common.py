@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from policies.types import KEEP_SHARES, SHARES_PER_CORE, UNMANAGED, Decisions
+from policies.types import KEEP_SHARES, SHARES_PER_CORE, UNMANAGED, Decisions, constant_reasons
 
 #: Rounding guard for counts computed in floating point: 14 / 0.7 is 20.000000000000004, which a
 #: plain ceil turns into 21 containers. Any real excess is far larger than this.
@@ -68,12 +68,17 @@ def assemble(
     valid: np.ndarray,
     containers: np.ndarray,
     cpu_shares: np.ndarray,
-    reasons: Sequence[str],
+    reasons: Sequence[str] | str,
 ) -> Decisions:
-    """Decisions whose rows with ``valid`` False carry no decision and the reason "no data"."""
+    """Decisions whose rows with ``valid`` False carry no decision and the reason "no data".
+
+    ``reasons``: one per row, or one string for every row (then no string is written per row)."""
     valid = np.asarray(valid, dtype=bool)
     containers = np.where(valid, np.asarray(containers, dtype=np.int64), UNMANAGED)
     cpu_shares = np.where(valid, np.asarray(cpu_shares, dtype=np.int64), KEEP_SHARES)
+    if isinstance(reasons, str):
+        return Decisions(containers=containers, cpu_shares=cpu_shares, valid=valid,
+                         reasons=constant_reasons(valid, reasons, NO_DATA))
     reasons_out = tuple(reason if ok else NO_DATA for reason, ok in zip(reasons, valid))
     return Decisions(containers=containers, cpu_shares=cpu_shares, valid=valid, reasons=reasons_out)
 

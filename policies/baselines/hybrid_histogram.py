@@ -194,23 +194,34 @@ class HybridHistogramPolicy(StatelessFeedback):
         self.recent_out_of_range_s[far, self.out_of_range_next[far]] = idle_s[~in_range]
         self.out_of_range_next[far] = (self.out_of_range_next[far] + 1) % cfg.oob_history
 
-    def windows(self) -> KeepWindows:
+    def windows(self, needed: np.ndarray | None = None) -> KeepWindows:
         """Each function's current load window (paper, Section 4.2; see the module docstring).
 
         A function's window changes only when it records an idle time, so the windows are kept and
-        only those of functions that recorded one since are computed again."""
+        only those of functions that recorded one since are computed again. ``needed`` (a boolean
+        mask over the functions): only these windows must be current, the others are computed when
+        they are next needed (a busy function's window decides nothing this tick)."""
         n = len(self.samples)
         cached = self._windows
-        if cached is None or len(cached.prewarm_s) != n or len(self._stale) != n:
-            self._windows = self._compute_windows(np.arange(n))
-        elif self._stale.any():
-            rows = np.flatnonzero(self._stale)
+        if cached is None or len(cached.prewarm_s) != n:
+            old = 0 if cached is None else len(cached.prewarm_s)
+            self._stale = grow(self._stale, n, True)
+            self._stale[old:] = True
+            cached = KeepWindows(
+                prewarm_s=grow(np.zeros(0) if cached is None else cached.prewarm_s, n, 0.0),
+                keep_until_s=grow(np.zeros(0) if cached is None else cached.keep_until_s, n, 0.0),
+                source=grow(np.zeros(0, dtype=object) if cached is None else cached.source, n, FROM_FIXED),
+            )
+        due = self._stale if needed is None else self._stale & np.asarray(needed, dtype=bool)
+        if due.any():
+            rows = np.flatnonzero(due)
             fresh = self._compute_windows(rows)
             prewarm, keep_until, source = cached.prewarm_s.copy(), cached.keep_until_s.copy(), cached.source.copy()
             prewarm[rows], keep_until[rows], source[rows] = fresh.prewarm_s, fresh.keep_until_s, fresh.source
-            self._windows = KeepWindows(prewarm_s=prewarm, keep_until_s=keep_until, source=source)
-        self._stale = np.zeros(n, dtype=bool)
-        return self._windows
+            cached = KeepWindows(prewarm_s=prewarm, keep_until_s=keep_until, source=source)
+            self._stale = self._stale & ~due
+        self._windows = cached
+        return cached
 
     def _compute_windows(self, rows: np.ndarray) -> KeepWindows:
         """The windows of the functions ``rows``, from their histograms."""
@@ -287,9 +298,9 @@ class HybridHistogramPolicy(StatelessFeedback):
         self.gap_unknown = np.where(busy, False, self.gap_unknown | ~valid)
         self.last_busy_s = np.where(busy, now, self.last_busy_s)
 
-        windows = self.windows()
-        elapsed = now - self.last_busy_s  # the idle time an arrival in the coming tick would record
         seen = np.isfinite(self.last_busy_s)
+        windows = self.windows(valid & seen & ~(held > 0))  # a busy function is loaded whatever its window
+        elapsed = now - self.last_busy_s  # the idle time an arrival in the coming tick would record
         inside = (
             seen & (elapsed >= windows.prewarm_s - COUNT_EPS) & (elapsed <= windows.keep_until_s + COUNT_EPS)
         )
@@ -299,7 +310,7 @@ class HybridHistogramPolicy(StatelessFeedback):
         containers = np.where(loaded, needed, 0)
 
         if not self.explain:
-            return assemble(valid, containers, np.full(n, KEEP_SHARES), ("hybrid-histogram",) * n)
+            return assemble(valid, containers, np.full(n, KEEP_SHARES), "hybrid-histogram")
         reasons: list[str] = []
         for i in range(n):
             if held[i] > 0:

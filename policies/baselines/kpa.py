@@ -195,7 +195,7 @@ class KpaPolicy(StatelessFeedback):
         desired = np.where(in_grace, 1, desired)
 
         if not self.explain:
-            return assemble(valid, desired, np.full(n, KEEP_SHARES), ("kpa",) * n)
+            return assemble(valid, desired, np.full(n, KEEP_SHARES), "kpa")
         reasons: list[str] = []
         for i in range(n):
             mode = "panic" if panicking[i] else "stable"

@@ -143,6 +143,36 @@ def test_windows_kept_between_ticks_are_those_computed_afresh_and_a_silent_polic
     assert set(quiet.reasons) <= {"hybrid-histogram", "no data"}
 
 
+class _EveryWindowEveryTick(HybridHistogramPolicy):
+    """Brings every function's window up to date each tick, busy or not."""
+
+    def windows(self, needed=None):
+        return super().windows()
+
+
+def test_windows_left_stale_for_busy_functions_change_no_decision() -> None:
+    """A busy function's window is computed only when it next goes idle; every decision and every
+    window read afterwards is the one a policy computing them all each tick makes."""
+    lazy, eager = HybridHistogramPolicy(), _EveryWindowEveryTick()
+    rng = np.random.default_rng(9)
+    skipped = 0
+    for snap in _random_ticks(seed=5):
+        n = len(snap.functions)
+        busy = np.where(rng.random(n) < 0.4, rng.integers(1, 4, n), 0).astype(float)
+        snap = snapshot(snap.time_s, snap.functions.names, arrivals=snap.functions.arrivals,
+                        completions=snap.functions.completions, mean_exec_s=0.2, in_flight=busy,
+                        valid=snap.functions.valid)
+        mine, theirs = lazy.decide(snap, MU), eager.decide(snap, MU)
+        np.testing.assert_array_equal(mine.containers, theirs.containers)
+        assert list(mine.reasons) == list(theirs.reasons)
+        skipped += int(lazy._stale.sum())
+    assert skipped > 0  # some windows were left for later
+    late, fresh = lazy.windows(), eager.windows()
+    np.testing.assert_array_equal(late.prewarm_s, fresh.prewarm_s)
+    np.testing.assert_array_equal(late.keep_until_s, fresh.keep_until_s)
+    assert late.source.tolist() == fresh.source.tolist()
+
+
 def test_windows_match_the_percentiles_of_each_histogram_read_directly():
     """Head and tail bins, the coefficient of variation and the windows, against a row-by-row reading
     of the counts as shares of their total (as the paper states them), for histograms of every shape:

@@ -172,7 +172,11 @@ def test_a_stored_checkpoint_still_loads_and_its_next_tick_is_the_recorded_one(n
     decisions = policy.decide(busy_tick(5), MU)
     diagnostics = policy.feedback(busy_tick(5), MU, busy_rewards(5))
     assert decisions.action.tolist() == expected["actions"]
-    assert diagnostics == pytest.approx(expected["diagnostics"], rel=1e-6, abs=1e-9)
+    # NAC-NN computes in float32 through torch, whose kernels differ by CPU (AVX2 or AVX-512): its
+    # actor loss, a small difference of larger terms, moved by 2.8e-5 of itself between two machines.
+    # NAC-Linear computes in float64 with numpy.
+    rel = 1e-4 if name == "nac-nn" else 1e-6
+    assert diagnostics == pytest.approx(expected["diagnostics"], rel=rel, abs=1e-9)
 
 
 def test_the_stored_checkpoints_keep_their_state_keys() -> None:
