@@ -132,16 +132,19 @@ class SharedLearner(Protocol):
         (a warm start; learning moves it from there); ``bias_entry`` is x(s)'s constant first entry."""
         ...
 
-    def imitate(self, x: np.ndarray, actions: np.ndarray, rng: np.random.Generator) -> float:
+    def imitate(self, x: np.ndarray, actions: np.ndarray, rng: np.random.Generator, l2: float | None = None) -> float:
         """Replace the policy by the one of its form that best predicts ``actions`` in states ``x``
-        (maximum likelihood, ``policies.imitation``): a fitted warm start. Returns the share of states
-        whose most probable action is the label."""
+        (maximum likelihood, ``policies.imitation``): a fitted warm start. ``l2``: the penalty on the
+        fitted weights (None: the learner's own default). Returns the share of states whose most
+        probable action is the label."""
         ...
 
-    def imitate_costs(self, x: np.ndarray, costs: np.ndarray, rng: np.random.Generator) -> float:
+    def imitate_costs(self, x: np.ndarray, costs: np.ndarray, rng: np.random.Generator,
+                      l2: float | None = None) -> float:
         """Replace the policy by the one of its form with the least expected cost, ``costs`` (N, A)
-        giving every action's cost in each state of ``x`` (``policies.imitation``). Returns the share of
-        states whose most probable action is their cheapest."""
+        giving every action's cost in each state of ``x`` (``policies.imitation``), with the penalty
+        ``l2`` as in :meth:`imitate`. Returns the share of states whose most probable action is their
+        cheapest."""
         ...
 
 
@@ -238,6 +241,12 @@ class AgentSettings:
     against the cheapest (the policy of least expected cost, ``policies.imitation``), so functions whose
     levels nearly tie hardly move the fit and those whose choice matters do. Levels the cold-start
     rule excludes, and share factors the plays did not try, cost more than any allowed level."""
+    fit_l2: float | None = None
+    """With ``warm_start=fitted``: the L2 penalty on the fitted policy's weights, ``fit_l2``/2 · ‖θ‖²
+    (on features rescaled to unit size, ``policies.imitation``); None keeps the learner's own (NAC-Linear
+    0.001, NAC-NN none). A fit of one sample of functions' labels can tell them apart by whatever sets
+    them apart there; a stronger penalty keeps only what the labels share broadly, which is what carries
+    to functions the fit never saw."""
     histogram_member: bool = False
     """``portfolio`` scheme: one more pool level, ``hist``, that follows the hybrid-histogram keep-alive
     policy (``policies.baselines.hybrid_histogram``, default settings; it loads a function only inside
@@ -293,6 +302,9 @@ class AgentSettings:
             raise ValueError(f"AgentSettings.fallback={self.fallback!r}: must be none or ensure")
         if self.fit_cold_starts not in ("free", "ensure"):
             raise ValueError(f"AgentSettings.fit_cold_starts={self.fit_cold_starts!r}: must be free or ensure")
+        if self.fit_l2 is not None and not (isinstance(self.fit_l2, (int, float)) and not isinstance(self.fit_l2, bool)
+                                            and math.isfinite(self.fit_l2) and self.fit_l2 >= 0):
+            raise ValueError(f"AgentSettings.fit_l2={self.fit_l2}: must be a number >= 0 (or unset)")
         if self.fit_target not in ("label", "cost"):
             raise ValueError(f"AgentSettings.fit_target={self.fit_target!r}: must be label or cost")
         if self.histogram_member and self.scheme != "portfolio":
@@ -452,13 +464,13 @@ class SharedPolicyAgent:
         """Fit the shared policy to ``actions`` in states ``x`` (rows of this driver's x(s)): a fitted
         warm start (``policies.imitation``). Returns the share of states whose most probable action is
         the label."""
-        return float(self.learner.imitate(x, actions, self.rng))
+        return float(self.learner.imitate(x, actions, self.rng, l2=self.agent.fit_l2))
 
     def imitate_costs(self, x: np.ndarray, costs: np.ndarray) -> float:
         """Fit the shared policy to every action's cost ``costs`` (N, A) in states ``x``: a fitted warm
         start by expected cost (``AgentSettings.fit_target``). Returns the share of states whose most
         probable action is their cheapest."""
-        return float(self.learner.imitate_costs(x, costs, self.rng))
+        return float(self.learner.imitate_costs(x, costs, self.rng, l2=self.agent.fit_l2))
 
     def _bias_entry(self) -> float:
         """The value of x(s)'s first entry (the bias) in every state, under this scheme's scaling."""

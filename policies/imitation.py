@@ -24,7 +24,8 @@ from policies.kl_step import Adam
 IMITATION_STEPS = 300
 #: Adam's step size for the linear fit, in units of the rescaled features (below).
 IMITATION_LR = 0.5
-#: L2 penalty on the logit weights: keeps Θ finite where the labels are separable.
+#: Default L2 penalty on the logit weights (``AgentSettings.fit_l2`` sets another): keeps Θ finite where
+#: the labels are separable.
 IMITATION_L2 = 1e-3
 #: Most labelled states the fit uses (a uniform subsample beyond): 200,000 rows of 40 features fit
 #: in a few seconds and are far more than the ~d·A weights need.
@@ -55,9 +56,10 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def fit_linear_policy(x: np.ndarray, actions: np.ndarray, n_actions: int, rng: np.random.Generator,
-                      steps: int = IMITATION_STEPS) -> tuple[np.ndarray, float]:
-    """Θ (A, d) maximising the mean log-likelihood of ``actions`` under softmax(Θ x(s)), with an L2
-    penalty, and the share of states whose most probable action is the label.
+                      steps: int = IMITATION_STEPS, l2: float = IMITATION_L2) -> tuple[np.ndarray, float]:
+    """Θ (A, d) maximising the mean log-likelihood of ``actions`` under softmax(Θ x(s)), with the L2
+    penalty ``l2``/2 · ‖Θ‖² (on the rescaled features), and the share of states whose most probable action
+    is the label.
 
     The features are rescaled by sqrt(d) for the fit (x(s) is scaled so that ‖x‖ <= 1, which makes
     single entries small) and Θ is scaled back, so the returned Θ applies to x(s) as given.
@@ -74,7 +76,7 @@ def fit_linear_policy(x: np.ndarray, actions: np.ndarray, n_actions: int, rng: n
     opt = Adam(theta.size, IMITATION_LR)
     for _ in range(steps):
         p = _softmax(xs @ theta.T)
-        grad = (p - onehot).T @ xs / n + IMITATION_L2 * theta
+        grad = (p - onehot).T @ xs / n + l2 * theta
         opt.step(theta.reshape(-1), grad.reshape(-1))
     accuracy = float(np.mean(np.argmax(xs @ theta.T, axis=1) == actions))
     return theta * scale, accuracy
@@ -106,7 +108,7 @@ def cost_rows(x: np.ndarray, costs: np.ndarray, rng: np.random.Generator,
 
 
 def fit_linear_policy_to_costs(x: np.ndarray, costs: np.ndarray, rng: np.random.Generator,
-                               steps: int = IMITATION_STEPS) -> tuple[np.ndarray, float]:
+                               steps: int = IMITATION_STEPS, l2: float = IMITATION_L2) -> tuple[np.ndarray, float]:
     """Θ (A, d) minimising the mean expected cost Σₐ softmax(Θ x(s))ₐ · cost(s, a) over the states, with
     the L2 penalty of :func:`fit_linear_policy`, and the share of states whose most probable action is
     their cheapest. Where a label fit treats a near-tie as firmly as a choice that matters, this one
@@ -122,7 +124,7 @@ def fit_linear_policy_to_costs(x: np.ndarray, costs: np.ndarray, rng: np.random.
         p = _softmax(xs @ theta.T)
         # d/dlogits of Σₐ pₐ cₐ is p ⊙ (c − Σₐ pₐ cₐ).
         g_logits = p * (costs - (p * costs).sum(axis=1, keepdims=True))
-        grad = g_logits.T @ xs / n + IMITATION_L2 * theta
+        grad = g_logits.T @ xs / n + l2 * theta
         opt.step(theta.reshape(-1), grad.reshape(-1))
     accuracy = float(np.mean(np.argmax(xs @ theta.T, axis=1) == np.argmin(costs, axis=1)))
     return theta * scale, accuracy

@@ -37,7 +37,7 @@ from policies.agent import (
     with_fallback,
 )
 from policies.fallback import FallbackSettings
-from policies.imitation import check_costs, fit_linear_policy, fit_linear_policy_to_costs
+from policies.imitation import IMITATION_L2, check_costs, fit_linear_policy, fit_linear_policy_to_costs
 from policies.kl_step import (
     KL_STEP_DIAGNOSTICS,
     Adam,
@@ -144,13 +144,15 @@ class LinearKLLearner:
         # it adds ``logit`` to the action's preference everywhere.
         self.theta[action, 0] += logit / bias_entry
 
-    def imitate(self, x: np.ndarray, actions: np.ndarray, rng: np.random.Generator) -> float:
-        theta, accuracy = fit_linear_policy(x, actions, self.n_actions, rng)
+    def imitate(self, x: np.ndarray, actions: np.ndarray, rng: np.random.Generator, l2: float | None = None) -> float:
+        theta, accuracy = fit_linear_policy(x, actions, self.n_actions, rng, l2=IMITATION_L2 if l2 is None else l2)
         self.theta[:] = theta
         return accuracy
 
-    def imitate_costs(self, x: np.ndarray, costs: np.ndarray, rng: np.random.Generator) -> float:
-        theta, accuracy = fit_linear_policy_to_costs(x, check_costs(costs, self.n_actions), rng)
+    def imitate_costs(self, x: np.ndarray, costs: np.ndarray, rng: np.random.Generator,
+                      l2: float | None = None) -> float:
+        theta, accuracy = fit_linear_policy_to_costs(x, check_costs(costs, self.n_actions), rng,
+                                                     l2=IMITATION_L2 if l2 is None else l2)
         self.theta[:] = theta
         return accuracy
 
@@ -289,14 +291,16 @@ class NaturalLinearLearner:
         # θ viewed as (A, d): the bias entry of x(s) (see LinearKLLearner.prefer) of the action's block.
         self.core.theta.reshape(self.n_actions, self.state_dim)[action, 0] += logit / bias_entry
 
-    def imitate(self, x: np.ndarray, actions: np.ndarray, rng: np.random.Generator) -> float:
+    def imitate(self, x: np.ndarray, actions: np.ndarray, rng: np.random.Generator, l2: float | None = None) -> float:
         # θᵀφ(s, a) = Θ[a] · x(s): the fitted Θ is θ viewed as (A, d).
-        theta, accuracy = fit_linear_policy(x, actions, self.n_actions, rng)
+        theta, accuracy = fit_linear_policy(x, actions, self.n_actions, rng, l2=IMITATION_L2 if l2 is None else l2)
         self.core.theta.reshape(self.n_actions, self.state_dim)[:] = theta
         return accuracy
 
-    def imitate_costs(self, x: np.ndarray, costs: np.ndarray, rng: np.random.Generator) -> float:
-        theta, accuracy = fit_linear_policy_to_costs(x, check_costs(costs, self.n_actions), rng)
+    def imitate_costs(self, x: np.ndarray, costs: np.ndarray, rng: np.random.Generator,
+                      l2: float | None = None) -> float:
+        theta, accuracy = fit_linear_policy_to_costs(x, check_costs(costs, self.n_actions), rng,
+                                                     l2=IMITATION_L2 if l2 is None else l2)
         self.core.theta.reshape(self.n_actions, self.state_dim)[:] = theta
         return accuracy
 

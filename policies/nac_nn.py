@@ -155,7 +155,13 @@ class TorchKLLearner:
         with torch.no_grad():
             self.actor[-1].bias[action] += logit
 
-    def imitate(self, x: np.ndarray, actions: np.ndarray, rng: np.random.Generator) -> float:
+    def _penalty(self, l2: float | None) -> Any:
+        """``l2``/2 · the actor's squared weights (0 without ``l2``: the network's fit has no default penalty)."""
+        if not l2:
+            return 0.0
+        return 0.5 * l2 * sum((p * p).sum() for p in self.actor.parameters())
+
+    def imitate(self, x: np.ndarray, actions: np.ndarray, rng: np.random.Generator, l2: float | None = None) -> float:
         # The actor's cross-entropy on the labels, full batch, with its own Adam (a fresh one: the
         # fit is a start, not a step of the KL-penalised learning that follows).
         x, actions = imitation_rows(x, actions, rng, IMITATION_NN_MAX_ROWS)
@@ -166,13 +172,14 @@ class TorchKLLearner:
         opt = torch.optim.Adam(self.actor.parameters(), lr=IMITATION_NN_LR)
         for _ in range(IMITATION_STEPS):
             opt.zero_grad()
-            loss = nn.functional.cross_entropy(self.actor(states), labels)
+            loss = nn.functional.cross_entropy(self.actor(states), labels) + self._penalty(l2)
             loss.backward()
             opt.step()
         with torch.no_grad():
             return float((self.actor(states).argmax(dim=1) == labels).float().mean())
 
-    def imitate_costs(self, x: np.ndarray, costs: np.ndarray, rng: np.random.Generator) -> float:
+    def imitate_costs(self, x: np.ndarray, costs: np.ndarray, rng: np.random.Generator,
+                      l2: float | None = None) -> float:
         # The actor's expected cost Σₐ π(a|s)·cost(s, a), full batch, with a fresh Adam as above.
         x, costs = cost_rows(x, check_costs(costs, self.n_actions), rng, IMITATION_NN_MAX_ROWS)
         states = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
@@ -180,7 +187,7 @@ class TorchKLLearner:
         opt = torch.optim.Adam(self.actor.parameters(), lr=IMITATION_NN_LR)
         for _ in range(IMITATION_STEPS):
             opt.zero_grad()
-            loss = (torch.softmax(self.actor(states), dim=1) * cost).sum(dim=1).mean()
+            loss = (torch.softmax(self.actor(states), dim=1) * cost).sum(dim=1).mean() + self._penalty(l2)
             loss.backward()
             opt.step()
         with torch.no_grad():

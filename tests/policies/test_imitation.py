@@ -49,6 +49,45 @@ def test_each_learner_becomes_the_fitted_policy():
         assert np.mean(np.argmax(probs, axis=1) == labels[: len(x)]) == pytest.approx(accuracy), name
 
 
+def test_a_stronger_penalty_keeps_what_the_labels_share_and_drops_what_tells_a_few_apart():
+    """Most states follow one signal; a few are labelled against it by a feature only they have. The
+    default penalty learns the exception, a strong one keeps only the broad rule — and so does not
+    carry the exception to states that share the rare feature by chance."""
+    rng = np.random.default_rng(5)
+    n = 4000
+    signal, rare = rng.random(n), (rng.random(n) < 0.02).astype(float)
+    x = np.column_stack([np.ones(n), signal, rare]) / np.sqrt(3.0)
+    labels = np.where(rare > 0, 0, (signal > 0.5).astype(int))
+    loose, _ = fit_linear_policy(x, labels, 2, np.random.default_rng(1))
+    tight, _ = fit_linear_policy(x, labels, 2, np.random.default_rng(1), l2=1.0)
+    assert np.linalg.norm(tight) < 0.5 * np.linalg.norm(loose)
+    exception = np.array([[1.0, 0.9, 1.0]]) / np.sqrt(3.0)
+    assert np.argmax(exception @ loose.T) == 0 and np.argmax(exception @ tight.T) == 1
+    costs_tight, _ = fit_linear_policy_to_costs(x, np.eye(2)[1 - labels], np.random.default_rng(1), l2=1.0)
+    costs_loose, _ = fit_linear_policy_to_costs(x, np.eye(2)[1 - labels], np.random.default_rng(1))
+    assert np.linalg.norm(costs_tight) < 0.5 * np.linalg.norm(costs_loose)
+
+
+def test_the_agent_fits_with_its_own_penalty_and_refuses_a_bad_one():
+    from learner_fixtures import busy_tick
+
+    from policies.registry import make
+
+    for name in ("nac-linear", "nac-nn"):
+        norms = []
+        for l2 in (None, 1.0):
+            policy = make(name, seed=3, scheme="staffing", fit_l2=l2)
+            x, _ = policy._state(busy_tick(2), np.full(10, 0.1))
+            policy.imitate(np.vstack([x] * 50), np.tile(np.arange(len(x)) % 3, 50))
+            weights = (policy.learner.core.theta if name == "nac-linear"
+                       else np.concatenate([p.detach().numpy().ravel() for p in policy.learner.actor.parameters()]))
+            norms.append(np.linalg.norm(weights))
+        assert norms[1] < norms[0], name
+    for bad in (-1.0, float("nan"), "much", True):
+        with pytest.raises(ValueError, match="fit_l2"):
+            make("nac-linear", seed=3, scheme="staffing", fit_l2=bad)
+
+
 def test_bad_labels_are_refused_with_the_reason():
     x, labels = labelled_states(10)
     rng = np.random.default_rng(0)

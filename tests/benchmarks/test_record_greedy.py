@@ -1,0 +1,40 @@
+"""The records' choice: each function's level of least miss rate + W · idle memory."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from policies.record import LevelRecord
+from policies.staffing import action_index
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "record_greedy.py"
+_spec = importlib.util.spec_from_file_location("record_greedy", SCRIPT)
+greedy = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(greedy)
+
+
+def test_each_function_follows_its_cheapest_level_by_record_and_a_new_one_the_histogram() -> None:
+    record = LevelRecord(("platform", "kpa=0.7", "hist"))
+    record._clear(3)
+    record.arrivals = np.array([2.0, 2.0, 0.0])
+    # function 0: the platform misses nothing but holds memory; the KPA misses half; hist a little of both
+    record.miss = np.array([[0.0, 0.2, 0.0], [1.0, 0.2, 0.0], [0.2, 0.2, 0.0]])
+    record.idle = np.array([[0.05, 0.05, 0.0], [0.0, 0.0, 0.0], [0.01, 0.01, 0.0]])
+    agent = SimpleNamespace(record=record)
+    cheap_memory = greedy.record_choice(agent, weight=1.0).tolist()
+    dear_memory = greedy.record_choice(agent, weight=100.0).tolist()
+    assert cheap_memory == [action_index("platform"), action_index("kpa=0.7"), action_index("hist")]
+    assert dear_memory == [action_index("kpa=0.7"), action_index("kpa=0.7"), action_index("hist")]
+
+
+def test_a_negative_weight_is_one_line() -> None:
+    done = subprocess.run([sys.executable, str(SCRIPT), "x.yaml", "--weight", "-1"], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert done.returncode != 0 and "--weight -1.0: must be >= 0" in done.stderr and "Traceback" not in done.stderr
