@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from policies.imitation import imitation_rows, likeliest_temperature
 from policies.history import HISTORY_FEATURES, ArrivalHistory
 from policies.record import RECORD_ENTRIES, LevelRecord
 from policies.serverless_features import (
@@ -130,6 +131,10 @@ class SharedLearner(Protocol):
     def prefer(self, action: int, logit: float, bias_entry: float) -> None:
         """Start the policy preferring ``action`` by ``logit`` over every other action, in every state
         (a warm start; learning moves it from there); ``bias_entry`` is x(s)'s constant first entry."""
+        ...
+
+    def sharpen(self, factor: float) -> None:
+        """Multiply every logit of the policy by ``factor`` in every state (a temperature of 1/factor)."""
         ...
 
     def imitate(self, x: np.ndarray, actions: np.ndarray, rng: np.random.Generator, l2: float | None = None) -> float:
@@ -247,6 +252,12 @@ class AgentSettings:
     0.001, NAC-NN none). A fit of one sample of functions' labels can tell them apart by whatever sets
     them apart there; a stronger penalty keeps only what the labels share broadly, which is what carries
     to functions the fit never saw."""
+    fit_temperature: bool = False
+    """With ``warm_start=fitted`` and ``fit_target=label``: after the fit, scale the policy's logits by
+    the factor that makes the labels likeliest in the fitted states (``policies.imitation.
+    likeliest_temperature``). A penalised fit sets both which level the policy prefers and how firmly;
+    a learner draws its levels from the policy, so a strong ``fit_l2`` that ranks the levels well for
+    other functions leaves it drawing nearly uniformly. This keeps the ranking and fits the firmness."""
     histogram_member: bool = False
     """``portfolio`` scheme: one more pool level, ``hist``, that follows the hybrid-histogram keep-alive
     policy (``policies.baselines.hybrid_histogram``, default settings; it loads a function only inside
@@ -307,6 +318,9 @@ class AgentSettings:
             raise ValueError(f"AgentSettings.fit_l2={self.fit_l2}: must be a number >= 0 (or unset)")
         if self.fit_target not in ("label", "cost"):
             raise ValueError(f"AgentSettings.fit_target={self.fit_target!r}: must be label or cost")
+        if self.fit_temperature and self.fit_target != "label":
+            raise ValueError("AgentSettings.fit_temperature needs fit_target=label (a cost fit's likeliest "
+                             "temperature is always the greedy policy)")
         if self.histogram_member and self.scheme != "portfolio":
             raise ValueError("AgentSettings.histogram_member needs scheme=portfolio (it adds one of its members)")
         if self.cost_features and not self.staffed:
@@ -464,7 +478,12 @@ class SharedPolicyAgent:
         """Fit the shared policy to ``actions`` in states ``x`` (rows of this driver's x(s)): a fitted
         warm start (``policies.imitation``). Returns the share of states whose most probable action is
         the label."""
-        return float(self.learner.imitate(x, actions, self.rng, l2=self.agent.fit_l2))
+        accuracy = float(self.learner.imitate(x, actions, self.rng, l2=self.agent.fit_l2))
+        if self.agent.fit_temperature:
+            x_fit, labels = imitation_rows(x, actions, self.rng)
+            probs = np.clip(self.learner.probabilities(x_fit), 1e-300, None)
+            self.learner.sharpen(likeliest_temperature(np.log(probs), labels))
+        return accuracy
 
     def imitate_costs(self, x: np.ndarray, costs: np.ndarray) -> float:
         """Fit the shared policy to every action's cost ``costs`` (N, A) in states ``x``: a fitted warm

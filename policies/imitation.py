@@ -130,6 +130,32 @@ def fit_linear_policy_to_costs(x: np.ndarray, costs: np.ndarray, rng: np.random.
     return theta * scale, accuracy
 
 
+def likeliest_temperature(log_probs: np.ndarray, actions: np.ndarray, largest: float = 100.0) -> float:
+    """The factor s >= 0 that makes ``actions`` likeliest under softmax(s · log π), π the fitted policy's
+    probabilities (N, A) in the labelled states: a temperature fitted to the labels.
+
+    A penalised fit sets both which action the policy prefers and how firmly; this keeps the first and
+    fits the second. The mean log-likelihood is concave in s (the logits are linear in it), so Newton's
+    method from s = 1 finds it; ``largest`` bounds it where the labels are separable along the fit.
+    """
+    z = np.asarray(log_probs, dtype=float)
+    z = z - z.max(axis=1, keepdims=True)
+    picked = z[np.arange(len(z)), np.asarray(actions, dtype=np.int64)]
+    scale = 1.0
+    for _ in range(50):
+        p = _softmax(scale * z)
+        mean_z = (p * z).sum(axis=1)
+        slope = float(np.mean(picked - mean_z))
+        curvature = float(np.mean((p * z * z).sum(axis=1) - mean_z**2))
+        if curvature <= 1e-12:
+            return largest if slope > 0 else scale
+        step = slope / curvature
+        scale = float(np.clip(scale + step, scale / 4, min(4 * scale, largest)))
+        if abs(step) < 1e-6 * max(scale, 1.0) or scale >= largest:
+            break
+    return scale
+
+
 __all__ = [
     "IMITATION_L2",
     "IMITATION_LR",
@@ -139,5 +165,6 @@ __all__ = [
     "cost_rows",
     "fit_linear_policy",
     "fit_linear_policy_to_costs",
+    "likeliest_temperature",
     "imitation_rows",
 ]

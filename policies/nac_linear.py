@@ -156,6 +156,9 @@ class LinearKLLearner:
         self.theta[:] = theta
         return accuracy
 
+    def sharpen(self, factor: float) -> None:
+        self.theta *= factor
+
     def update(self, batch: Transitions) -> dict[str, float]:
         s = self.settings
         n = len(batch)
@@ -303,6 +306,9 @@ class NaturalLinearLearner:
                                                      l2=IMITATION_L2 if l2 is None else l2)
         self.core.theta.reshape(self.n_actions, self.state_dim)[:] = theta
         return accuracy
+
+    def sharpen(self, factor: float) -> None:
+        self.core.theta *= factor
 
     def update(self, batch: Transitions) -> dict[str, float]:
         return self.core.update(

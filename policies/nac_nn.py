@@ -155,6 +155,12 @@ class TorchKLLearner:
         with torch.no_grad():
             self.actor[-1].bias[action] += logit
 
+    def sharpen(self, factor: float) -> None:
+        # The actor's logits are its output layer's: scaling its weights and bias scales them.
+        with torch.no_grad():
+            self.actor[-1].weight *= factor
+            self.actor[-1].bias *= factor
+
     def _penalty(self, l2: float | None) -> Any:
         """``l2``/2 · the actor's squared weights (0 without ``l2``: the network's fit has no default penalty)."""
         if not l2:

@@ -11,6 +11,7 @@ from policies.imitation import (
     fit_linear_policy,
     fit_linear_policy_to_costs,
     imitation_rows,
+    likeliest_temperature,
 )
 
 
@@ -86,6 +87,46 @@ def test_the_agent_fits_with_its_own_penalty_and_refuses_a_bad_one():
     for bad in (-1.0, float("nan"), "much", True):
         with pytest.raises(ValueError, match="fit_l2"):
             make("nac-linear", seed=3, scheme="staffing", fit_l2=bad)
+
+
+def test_the_likeliest_temperature_keeps_the_ranking_and_restores_the_firmness_a_penalty_took():
+    rng = np.random.default_rng(2)
+    x, labels = labelled_states(seed=4)
+    noisy = np.where(rng.random(len(labels)) < 0.1, (labels + 1) % 3, labels)
+    theta, _ = fit_linear_policy(x, noisy, 3, np.random.default_rng(1), l2=1.0)
+    logits = x @ theta.T
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    scale = likeliest_temperature(log_p, noisy)
+
+    def likelihood(s):
+        z = s * log_p
+        return np.mean(z[np.arange(len(z)), noisy] - np.log(np.exp(z).sum(axis=1)))
+
+    assert scale > 2.0  # the strong penalty had flattened the policy
+    assert likelihood(scale) > max(likelihood(scale * 1.05), likelihood(scale / 1.05), likelihood(1.0))
+    assert np.array_equal(np.argmax(scale * log_p, axis=1), np.argmax(log_p, axis=1))
+    separable = np.log(np.array([[0.6, 0.4], [0.3, 0.7]]))
+    assert likeliest_temperature(separable, np.array([0, 1]), largest=50.0) == pytest.approx(50.0)
+
+
+def test_a_fitted_temperature_sharpens_each_learner_without_changing_its_choice():
+    from learner_fixtures import busy_tick
+
+    from policies.registry import make
+
+    for name in ("nac-linear", "nac-nn"):
+        entropies, choices = [], []
+        for calibrated in (False, True):
+            policy = make(name, seed=3, scheme="staffing", fit_l2=0.1, fit_temperature=calibrated)
+            x, _ = policy._state(busy_tick(2), np.full(10, 0.1))
+            policy.imitate(np.vstack([x] * 50), np.tile(np.arange(len(x)) % 3, 50))
+            probs = policy.learner.probabilities(x)
+            entropies.append(float(-(probs * np.log(probs)).sum(axis=1).mean()))
+            choices.append(np.argmax(probs, axis=1))
+        assert entropies[1] < entropies[0], name
+        assert np.array_equal(choices[0], choices[1]), name
+    with pytest.raises(ValueError, match="fit_temperature needs fit_target=label"):
+        make("nac-linear", seed=3, scheme="staffing", fit_temperature=True, fit_target="cost")
 
 
 def test_bad_labels_are_refused_with_the_reason():
