@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from policies.types import KEEP_SHARES, UNMANAGED, ClusterSnapshot, Decisions, FunctionStats
+from policies.types import KEEP_SHARES, UNMANAGED, ClusterSnapshot, Decisions, FunctionStats, LazyReasons
 
 #: Names of the local (per-function) feature columns, in order; μ's bins follow.
 LOCAL_FEATURES: tuple[str, ...] = (
@@ -486,28 +486,19 @@ def actions_to_decisions(
     target_c = np.where(usable & ~idle, target_c, UNMANAGED)
     target_s = np.where(usable & ~idle, target_s, KEEP_SHARES)
     bounds = (settings.min_containers, settings.max_containers)
-    reasons = tuple(
-        (f"{label}: idle (R={r:.3g}), containers left to the platform" if rest else
-         f"{label}: {describe_pool(c0, m, c1, dc, lo, hi, up - down, bounds)}, "
-         + (f"shares {s0}→{s1}" if s1 != s0 else f"shares {s0}"))
-        if ok
-        else "no data"
-        for ok, rest, r, dc, c0, m, c1, lo, hi, up, down, s0, s1 in zip(
-            usable.tolist(),
-            idle.tolist(),
-            load.tolist(),
-            move[:, 0].tolist(),
-            base_c.tolist(),
-            moved.tolist(),
-            target_c.tolist(),
-            floor.tolist(),
-            ceiling.tolist(),
-            lifted.tolist(),
-            lowered.tolist(),
-            base_s.tolist(),
-            target_s.tolist(),
-        )
-    )
+    columns = (np.asarray(usable, dtype=bool).copy(), idle, load, move[:, 0], base_c, moved, target_c, floor, ceiling,
+               lifted, lowered, base_s, target_s)
+
+    def reason(i: int) -> str:
+        ok, rest, r, dc, c0, m, c1, lo, hi, up, down, s0, s1 = (np.asarray(column)[i].item() for column in columns)
+        if not ok:
+            return "no data"
+        if rest:
+            return f"{label}: idle (R={r:.3g}), containers left to the platform"
+        return (f"{label}: {describe_pool(c0, m, c1, dc, lo, hi, up - down, bounds)}, "
+                + (f"shares {s0}→{s1}" if s1 != s0 else f"shares {s0}"))
+
+    reasons = LazyReasons(len(target_c), reason)
     return Decisions(
         containers=target_c,
         cpu_shares=target_s,
