@@ -27,8 +27,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from policies.imitation import imitation_rows, likeliest_temperature
 from policies.history import HISTORY_FEATURES, ArrivalHistory
+from policies.imitation import imitation_rows, likeliest_temperature
 from policies.record import RECORD_ENTRIES, LevelRecord
 from policies.serverless_features import (
     N_ACTIONS,
@@ -250,8 +250,8 @@ class AgentSettings:
     """With ``warm_start=fitted``: the L2 penalty on the fitted policy's weights, ``fit_l2``/2 · ‖θ‖²
     (on features rescaled to unit size, ``policies.imitation``); None keeps the learner's own (NAC-Linear
     0.001, NAC-NN none). A fit of one sample of functions' labels can tell them apart by whatever sets
-    them apart there; a stronger penalty keeps only what the labels share broadly, which is what carries
-    to functions the fit never saw."""
+    them apart there; a stronger penalty keeps only what the labels share broadly. It also flattens the
+    policy a learner samples from (docs/evaluation.md: judged at 0.1 it did worse)."""
     fit_temperature: bool = False
     """With ``warm_start=fitted`` and ``fit_target=label``: after the fit, scale the policy's logits by
     the factor that makes the labels likeliest in the fitted states (``policies.imitation.
