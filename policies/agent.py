@@ -291,6 +291,10 @@ class AgentSettings:
     (``policies.fallback``); ``none``: the learner always decides."""
 
     def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.type == "bool" and not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"AgentSettings.{item.name}={value!r}: must be true or false")
         if not (math.isfinite(self.reward_centering) and 0 <= self.reward_centering <= 1):
             raise ValueError(f"AgentSettings.reward_centering={self.reward_centering}: must be in [0, 1]")
         if self.scheme not in ACTION_SCHEMES:

@@ -204,9 +204,7 @@ class HybridHistogramPolicy(StatelessFeedback):
         n = len(self.samples)
         cached = self._windows
         if cached is None or len(cached.prewarm_s) != n:
-            old = 0 if cached is None else len(cached.prewarm_s)
-            self._stale = grow(self._stale, n, True)
-            self._stale[old:] = True
+            # Rows new since the last windows are stale already (``_grow``).
             cached = KeepWindows(
                 prewarm_s=grow(np.zeros(0) if cached is None else cached.prewarm_s, n, 0.0),
                 keep_until_s=grow(np.zeros(0) if cached is None else cached.keep_until_s, n, 0.0),

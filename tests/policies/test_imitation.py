@@ -87,6 +87,9 @@ def test_the_agent_fits_with_its_own_penalty_and_refuses_a_bad_one():
     for bad in (-1.0, float("nan"), "much", True):
         with pytest.raises(ValueError, match="fit_l2"):
             make("nac-linear", seed=3, scheme="staffing", fit_l2=bad)
+    for flag in ("fit_temperature", "history_features"):
+        with pytest.raises(ValueError, match=f"AgentSettings.{flag}='maybe': must be true or false"):
+            make("nac-linear", seed=3, scheme="staffing", **{flag: "maybe"})
 
 
 def test_the_likeliest_temperature_keeps_the_ranking_and_restores_the_firmness_a_penalty_took():
