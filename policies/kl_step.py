@@ -66,7 +66,9 @@ class KLStepSettings:
     """Initial KL penalty coefficient β (Schulman et al. 2017, adaptive KL variant, start at 1)."""
     kl_adapt_factor: float = 2.0
     """β is multiplied by this when KL > 1.5·target and divided by it when KL < target/1.5 (the
-    PPO paper's rule)."""
+    PPO paper's rule). 1 holds β at ``kl_coef_init`` (the paper's fixed-coefficient variant): where
+    every update moves the policy far less than the target, the adaptive rule halves β down to its
+    floor and the penalty no longer anchors the policy to where it started."""
     max_grad_norm: float = 0.5
     """Gradient norm clip per step: a single tick of extreme latencies must not throw θ far."""
     normalise_advantages: bool = True
@@ -83,7 +85,7 @@ class KLStepSettings:
             ("epochs", self.epochs >= 1, ">= 1"),
             ("kl_target", self.kl_target > 0, "> 0"),
             ("kl_coef_init", self.kl_coef_init > 0, "> 0"),
-            ("kl_adapt_factor", self.kl_adapt_factor > 1, "> 1"),
+            ("kl_adapt_factor", self.kl_adapt_factor >= 1, ">= 1"),
             ("max_grad_norm", self.max_grad_norm > 0, "> 0"),
         )
         for name, ok, allowed in checks:

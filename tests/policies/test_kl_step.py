@@ -27,6 +27,12 @@ def test_the_kl_coefficient_adapts_like_ppos_rule(coef: float, kl: float, expect
     assert adapt_kl_coef(coef, kl, KLStepSettings()) == expected
 
 
+@pytest.mark.parametrize("kl", [1e-9, 0.01, 5.0])
+def test_a_factor_of_one_holds_the_kl_coefficient_whatever_the_step(kl: float) -> None:
+    held = KLStepSettings(kl_coef_init=100.0, kl_adapt_factor=1.0)
+    assert adapt_kl_coef(100.0, kl, held) == 100.0
+
+
 @pytest.mark.parametrize(
     ("n", "count"),
     [(12, 3), (5, 1), (1, 1), (10_000, 8)],
@@ -40,8 +46,8 @@ def test_minibatches_are_the_papers_size_of_5_until_the_cap(n: int, count: int) 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("learning_rate", 0.0), ("gamma", 1.0), ("minibatch_size", 0), ("kl_adapt_factor", 1.0)],
-    ids=["zero-learning-rate", "gamma-one", "empty-minibatch", "factor-one"],
+    [("learning_rate", 0.0), ("gamma", 1.0), ("minibatch_size", 0), ("kl_adapt_factor", 0.5)],
+    ids=["zero-learning-rate", "gamma-one", "empty-minibatch", "factor-below-one"],
 )
 def test_kl_step_settings_out_of_range_are_rejected_naming_the_field(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=f"KLStepSettings.{field}={value}"):
