@@ -134,7 +134,7 @@ class LinearKLLearner:
         self.psi = np.zeros(shape)
         self.actor_opt = Adam(self.theta.size, self.settings.learning_rate)
         self.critic_opt = Adam(self.psi.size, self.settings.learning_rate)
-        self.kl_coef = self.settings.kl_coef_init
+        self.kl_coef = float(self.settings.kl_coef_init)
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         return softmax_rows(x, self.theta)

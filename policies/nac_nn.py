@@ -147,7 +147,7 @@ class TorchKLLearner:
         self.critic = _mlp(state_dim, network.hidden, network.activation, n_actions, CRITIC_OUT_GAIN, generator)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=settings.learning_rate, foreach=True)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=settings.learning_rate, foreach=True)
-        self.kl_coef = settings.kl_coef_init
+        self.kl_coef = float(settings.kl_coef_init)
         self.updates = 0
 
     def prefer(self, action: int, logit: float, bias_entry: float) -> None:

@@ -92,8 +92,13 @@ class Executor(Protocol):
 
 
 def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+    """The error's type and message on one line: a message of several lines (a heading and the items
+    under it) keeps every line, joined with "; " after the heading's colon."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    text = lines[0] if len(lines) == 1 else f"{lines[0]} " + "; ".join(lines[1:])
+    return f"{type(error).__name__}: {text}"
 
 
 #: The variables that set how many threads a worker's numeric libraries use. They are read when the

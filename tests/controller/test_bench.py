@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from controller.assemble import build_workload
 from controller.bench.analysis import PointSummary, frontier, paired, read_rows, relation, summarise
 from controller.bench.cells import Cell
-from controller.bench.execute import LocalExecutor, run_suite
+from controller.bench.execute import CallFailed, LocalExecutor, run_suite
 from controller.bench.scenarios import ScenarioError, load_scenario, shipped_scenarios
 from controller.bench.suite import FAMILIES, suite_points
 from controller.commands.bench import bench_command
@@ -405,3 +405,16 @@ def test_the_command_refuses_a_learner_param_it_cannot_read_in_one_line(tmp_path
                                                 "--learner-param", "colour=blue", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "unknown parameter 'colour'" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def _refuse_with_a_list(name: str) -> None:
+    raise ValueError(f"checkpoint {name} does not fit:\n  value a is not a count\n  array b: absent")
+
+
+def test_a_failed_call_keeps_every_line_of_its_reason_on_one_line() -> None:
+    # A message that lists its problems under a heading must not lose them to the heading alone.
+    with pytest.raises(CallFailed) as failure:
+        list(LocalExecutor(workers=1).run(_refuse_with_a_list, [("p.ckpt",)]))
+    assert failure.value.reason == (
+        "ValueError: checkpoint p.ckpt does not fit: value a is not a count; array b: absent"
+    )

@@ -83,6 +83,22 @@ def test_a_resumed_policy_decides_and_learns_exactly_like_the_uninterrupted_one(
     assert drive(resumed, range(4, 8)) == drive(original, range(4, 8))
 
 
+@pytest.mark.parametrize("name", ["nac-linear", "nac-nn"])
+def test_a_kl_learner_given_a_whole_number_coefficient_resumes_from_its_checkpoint(name, tmp_path: Path) -> None:
+    # A coefficient written as 100 (from YAML or the command line) must not read as a counter when
+    # the trained checkpoint, whose coefficient is a float, is loaded into a fresh policy.
+    params = {"kl_coef_init": 100, "kl_adapt_factor": 1}
+    if name == "nac-linear":
+        params["mode"] = "kl"
+    original = make(name, seed=3, **params)
+    drive(original, range(1, 4))
+    path = save_checkpoint(tmp_path / "p.ckpt.npz", original, tick=3, time_s=30.0)
+    resumed = make(name, seed=3, **params)
+    load_checkpoint(path, resumed)
+    assert resumed.learner.kl_coef == 100.0
+    assert drive(resumed, range(4, 6)) == drive(original, range(4, 6))
+
+
 def test_a_resumed_policy_staffs_for_the_same_smoothed_load(tmp_path: Path) -> None:
     # The smoothed load is part of the state: without it the first targets after a restart would
     # follow the tick's load alone. A quiet tick after a burst shows the difference.
