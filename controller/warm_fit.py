@@ -90,7 +90,7 @@ class _Recorder:
         return getattr(self.inner, name)
 
     def decide(self, snapshot: Any, mu: np.ndarray) -> Any:
-        x, usable = self.inner._state(snapshot, mu)
+        x, usable = self.inner.base_state(snapshot, mu)
         decisions = self.inner.decide(snapshot, mu)
         kept = usable & (np.asarray(decisions.action) >= 0)
         self.states.append((x[kept].copy(), np.flatnonzero(kept)))
@@ -216,11 +216,21 @@ def plays_key(settings: Settings, name: str, seeds: RunSeeds) -> str:
     logged = settings.logged()
     logged["reward"] = {k: v for k, v in logged["reward"].items() if k != "alpha"}
     # The cold-start rule and the fit's target only pick among the plays' levels, as α only prices them; the learner's own
-    # hyperparameters (its step, critic, network) never reach a frozen, greedy player of one level.
-    params = logged.get("policy", {}).get("params", {}).get(name)
+    # hyperparameters (its step, critic, network) never reach a frozen, greedy player of one level, and the two-block
+    # state only splits what the plays record (one function's features) after them.
+    # Only the player's own parameters reach it, so they are keyed under one name for every learner, and
+    # the other learners' are dropped: NAC-Linear and NAC-NN given the same scheme and features share plays.
+    from policies.registry import learned_policies
+
+    all_params = logged.get("policy", {}).get("params", {})
+    params = all_params.get(name)
     if isinstance(params, dict):
-        for key in ("fit_cold_starts", "fit_target", *_learner_only_params()):
+        for key in ("fit_cold_starts", "fit_target", "novel_block", "novel_fit_l2", *_learner_only_params()):
             params.pop(key, None)
+    if isinstance(all_params, dict):
+        for learner in learned_policies():
+            all_params.pop(learner, None)
+        all_params["(the learner)"] = params
     logged.pop("output", None)
     parts = {"settings": logged, "seeds": repr(seeds)}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
@@ -251,7 +261,7 @@ def play_levels(settings: Settings, name: str, policy: Any, workload: Any, slo_s
         for x, rows_ in recorder.states:
             xs.append(x)
             functions.append(rows_)
-    d = policy.agent.state_dim(policy.features)
+    d = policy.agent.base_state_dim(policy.features)
     return LevelPlays(levels=tuple(levels), violations=np.array(violations), memory=np.array(memory),
                       cold_starts=np.array(cold), invocations=invocations, ticks=ticks,
                       x=np.vstack(xs) if xs else np.zeros((0, d)),
@@ -284,6 +294,9 @@ def fit_warm_start(settings: Settings, name: str, policy: Any, workload: Any, sl
     labels_by_function = np.array([action_index(plays.levels[b], 1.0) for b in best], dtype=np.int64)
     if not len(plays.x):
         raise ValueError("warm_start=fitted: no function was decided for in the training window (no state to fit)")
+    if policy.agent.novel_block:
+        names = tuple(workload.names)
+        policy.know([names[i] for i in np.unique(plays.function) if i < len(names)])
     if policy.agent.fit_target == "cost":
         regrets = level_regrets(plays, price, policy.agent.fit_cold_starts)
         per_action = np.full((n_functions, policy.agent.n_actions), float(regrets.max(initial=0.0)) + 1.0)

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from policies.history import HISTORY_FEATURES, ArrivalHistory
-from policies.imitation import imitation_rows, likeliest_temperature
+from policies.imitation import IMITATION_L2, fit_linear_policy, imitation_rows, likeliest_temperature
 from policies.record import RECORD_ENTRIES, LevelRecord
 from policies.serverless_features import (
     N_ACTIONS,
@@ -285,6 +285,20 @@ class AgentSettings:
     follow too; unlike the function's own features it means the same for every function ("this level
     would have served you well"), which is what a policy fitted on one sample of functions can carry to
     another. False keeps the game's features alone (and the shipped checkpoints' shape)."""
+    novel_block: bool = False
+    """With ``warm_start=fitted`` (the linear learners): x(s) in two blocks, one for the functions the fit
+    was made on (those with a labelled state in the training window) and one for every other function,
+    x(s) in the block that applies and zeros in the other; so the shared policy keeps two sets of
+    weights, fitted apart on the same labels. The first is fitted as ``fit_l2`` and ``fit_temperature``
+    say and learns as before; the second with the stronger penalty ``novel_fit_l2``, which keeps only
+    what the labels share broadly, and its firmness then fitted to the labels (as ``fit_temperature``).
+    A fit of a sample's labels can tell those functions apart by whatever happens to set them apart
+    there, which serves them and misleads for any other function; one penalty cannot serve both
+    (docs/evaluation.md). The policy is still one linear softmax over φ(s, a), updated by the same
+    natural actor-critic; a function it was not fitted on keeps the second block however long it runs.
+    False keeps one block (and the shipped checkpoints' shape)."""
+    novel_fit_l2: float = 0.1
+    """With ``novel_block``: the L2 penalty of the second block's fit (``fit_l2``'s scale)."""
     fallback: str = "none"
     """``ensure``: while learning online, hand control to ENSURE whenever the learner is measurably
     worse than ENSURE would have been, and take it back when it no longer is
@@ -325,6 +339,12 @@ class AgentSettings:
         if self.fit_temperature and self.fit_target != "label":
             raise ValueError("AgentSettings.fit_temperature needs fit_target=label (a cost fit's likeliest "
                              "temperature is always the greedy policy)")
+        if self.novel_block and (self.warm_start != "fitted" or self.fit_target != "label"):
+            raise ValueError("AgentSettings.novel_block needs warm_start=fitted and fit_target=label (its second "
+                             "block is a fit of the same labels)")
+        if isinstance(self.novel_fit_l2, bool) or not isinstance(self.novel_fit_l2, (int, float)) or not (
+                math.isfinite(self.novel_fit_l2) and self.novel_fit_l2 >= 0):
+            raise ValueError(f"AgentSettings.novel_fit_l2={self.novel_fit_l2!r}: must be a number >= 0")
         if self.histogram_member and self.scheme != "portfolio":
             raise ValueError("AgentSettings.histogram_member needs scheme=portfolio (it adds one of its members)")
         if self.cost_features and not self.staffed:
@@ -354,7 +374,12 @@ class AgentSettings:
         return ACTION_SCHEMES[self.scheme]
 
     def state_dim(self, features: FeatureSettings) -> int:
-        """Length of the state vector x(s) under this scheme: the game's features, and the staffing
+        """Length of the state vector x(s) the learner sees: :meth:`base_state_dim`, twice with
+        ``novel_block``."""
+        return self.base_state_dim(features) * (2 if self.novel_block else 1)
+
+    def base_state_dim(self, features: FeatureSettings) -> int:
+        """Length of one function's features under this scheme: the game's features, and the staffing
         scheme's own (``policies.staffing.STAFFING_FEATURES``) after them."""
         return features.state_dim + self.extra_dim
 
@@ -444,6 +469,14 @@ class SharedPolicyAgent:
         """Each function's longer arrival history (``agent.history_features``; None without)."""
         self.record = LevelRecord(agent.levels) if agent.record_features else None
         """Each pool level's record for each function (``agent.record_features``; None without)."""
+        if agent.novel_block and not hasattr(learner, "set_logit_weights"):
+            raise ValueError(f"policy {name!r}: AgentSettings.novel_block needs a linear learner (its two blocks are "
+                             "fitted as two sets of logit weights); this learner has no such weights")
+        self.known: frozenset[str] = frozenset()
+        """With ``agent.novel_block``: the functions the fit was made on (the others use the second block;
+        before any fit every function uses the first)."""
+        self._known_rows: tuple[tuple[str, ...], np.ndarray] | None = None
+        """The last function list's rows in ``known`` (the list rarely changes between ticks)."""
         if agent.warm_start in WARM_START_ACTIONS:
             learner.prefer(WARM_START_ACTIONS[agent.warm_start], agent.warm_start_logit(), self._bias_entry())
         self.seed = seed
@@ -479,15 +512,49 @@ class SharedPolicyAgent:
         """Ticks summed into ``_held_reward``, per function."""
 
     def imitate(self, x: np.ndarray, actions: np.ndarray) -> float:
-        """Fit the shared policy to ``actions`` in states ``x`` (rows of this driver's x(s)): a fitted
-        warm start (``policies.imitation``). Returns the share of states whose most probable action is
-        the label."""
+        """Fit the shared policy to ``actions`` in states ``x`` (rows of this driver's x(s); with
+        ``agent.novel_block`` one function's features, :meth:`base_state`): a fitted warm start
+        (``policies.imitation``). Returns the share of states whose most probable action is the label."""
+        if self.agent.novel_block:
+            return self._imitate_blocks(x, actions)
         accuracy = float(self.learner.imitate(x, actions, self.rng, l2=self.agent.fit_l2))
         if self.agent.fit_temperature:
             x_fit, labels = imitation_rows(x, actions, self.rng)
             probs = np.clip(self.learner.probabilities(x_fit), 1e-300, None)
             self.learner.sharpen(likeliest_temperature(np.log(probs), labels))
         return accuracy
+
+    def _imitate_blocks(self, x: np.ndarray, actions: np.ndarray) -> float:
+        """The two blocks of ``agent.novel_block`` fitted to the same labels, the first as a single
+        block is, the second with ``novel_fit_l2`` and its fitted temperature; the first's accuracy."""
+        d = self.agent.base_state_dim(self.features)
+        x = np.asarray(x, dtype=float)
+        if x.ndim != 2 or x.shape[1] != d:
+            raise ValueError(f"{self.name}: a two-block fit needs one function's features (N, {d}); got {x.shape}")
+        a = self.agent.n_actions
+        l2 = IMITATION_L2 if self.agent.fit_l2 is None else self.agent.fit_l2
+        known, accuracy = fit_linear_policy(x, actions, a, self.rng, l2=l2)
+        novel, _ = fit_linear_policy(x, actions, a, self.rng, l2=self.agent.novel_fit_l2)
+        x_fit, labels = imitation_rows(x, actions, self.rng)
+        if self.agent.fit_temperature:
+            known = known * likeliest_temperature(_log_softmax(x_fit @ known.T), labels)
+        novel = novel * likeliest_temperature(_log_softmax(x_fit @ novel.T), labels)
+        self.learner.set_logit_weights(np.hstack([known, novel]))
+        return float(accuracy)
+
+    def know(self, names: Sequence[str]) -> None:
+        """With ``agent.novel_block``: the functions the fit was made on (they use the first block)."""
+        self.known = frozenset(str(n) for n in names)
+        self._known_rows = None
+
+    def _novel_rows(self, names: tuple[str, ...]) -> np.ndarray:
+        """(N,) which of ``names`` use the second block: those not in ``known`` (none before a fit)."""
+        cached = self._known_rows
+        if cached is not None and cached[0] is names:
+            return cached[1]
+        novel = np.array([n not in self.known for n in names], dtype=bool) if self.known else np.zeros(len(names), bool)
+        self._known_rows = (names, novel)
+        return novel
 
     def imitate_costs(self, x: np.ndarray, costs: np.ndarray) -> float:
         """Fit the shared policy to every action's cost ``costs`` (N, A) in states ``x``: a fitted warm
@@ -501,7 +568,20 @@ class SharedPolicyAgent:
         return 1.0 / math.sqrt(base + self.agent.extra_dim)
 
     def _state(self, snapshot: ClusterSnapshot, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The state vectors x(s) of every function (‖x‖ <= 1) and which rows are usable."""
+        """The state vectors x(s) the learner sees for every function (‖x‖ <= 1) and which rows are
+        usable: :meth:`base_state`, in the block that applies under ``agent.novel_block``."""
+        x, usable = self.base_state(snapshot, mu)
+        if not self.agent.novel_block:
+            return x, usable
+        novel = self._novel_rows(snapshot.functions.names)
+        d = x.shape[1]
+        blocked = np.zeros((len(x), 2 * d))
+        blocked[~novel, :d] = x[~novel]
+        blocked[novel, d:] = x[novel]
+        return blocked, usable
+
+    def base_state(self, snapshot: ClusterSnapshot, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One function's features for every function (‖x‖ <= 1) and which rows are usable."""
         feats = state_features(snapshot, mu, self.features)
         if not self.agent.staffed:
             return feats.x, feats.usable
@@ -661,6 +741,8 @@ class SharedPolicyAgent:
         state["agent/rng"] = self.rng.bit_generator.state
         state["agent/reward_mean"] = self.reward_mean
         state["agent/reward_batches"] = self.reward_batches
+        if self.agent.novel_block:
+            state["agent/known_functions"] = sorted(self.known)
         if self.load is not None:
             state[f"{PENDING_PREFIX}load"] = self.load.copy()
             state[f"{PENDING_PREFIX}load_time"] = self.load_time
@@ -689,6 +771,8 @@ class SharedPolicyAgent:
         self.rng.bit_generator.state = state["agent/rng"]
         self.reward_mean = float(state["agent/reward_mean"])
         self.reward_batches = int(state["agent/reward_batches"])
+        if self.agent.novel_block:
+            self.know(state.get("agent/known_functions", ()))
         self._before = self._prepared = None
         self._fed_time = None
         self._latest = None
@@ -722,6 +806,12 @@ class SharedPolicyAgent:
             "mu_bins": self.features.mu_bins,
             **self.learner.signature(),
         }
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise log softmax of ``logits`` (N, A)."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
 def pair_transitions(

@@ -159,6 +159,10 @@ class LinearKLLearner:
     def sharpen(self, factor: float) -> None:
         self.theta *= factor
 
+    def set_logit_weights(self, theta: np.ndarray) -> None:
+        """Set Θ (A, d), the policy's logits Θ x(s), to ``theta``."""
+        self.theta[:] = np.asarray(theta, dtype=float).reshape(self.theta.shape)
+
     def update(self, batch: Transitions) -> dict[str, float]:
         s = self.settings
         n = len(batch)
@@ -309,6 +313,11 @@ class NaturalLinearLearner:
 
     def sharpen(self, factor: float) -> None:
         self.core.theta *= factor
+
+    def set_logit_weights(self, theta: np.ndarray) -> None:
+        """Set θ viewed as (A, d), the policy's logits θᵀφ(s, a) = Θ[a] · x(s), to ``theta``."""
+        self.core.theta.reshape(self.n_actions, self.state_dim)[:] = np.asarray(theta, dtype=float).reshape(
+            self.n_actions, self.state_dim)
 
     def update(self, batch: Transitions) -> dict[str, float]:
         return self.core.update(

@@ -180,3 +180,8 @@ def test_the_plays_key_follows_what_a_player_reads_and_ignores_what_only_the_upd
         assert key(**changed) != key(), changed  # features, the agent, the actions: the plays differ
     assert plays_key(_settings(**{"policy.params": {"nac-linear": base}, "cluster.invokers": 3}), "nac-linear",
                      seeds) != key()
+    # Each learner given only its own parameters (as the bench gives them): the same plays.
+    assert plays_key(_settings(**{"policy.params": {"nac-nn": {**base, "kl_coef_init": 1000.0}}}), "nac-nn",
+                     seeds) == key(policy_lr=0.01)
+    assert plays_key(_settings(**{"policy.params": {"nac-nn": {**base, "history_features": True}}}), "nac-nn",
+                     seeds) != key()

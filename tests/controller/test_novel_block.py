@@ -1,0 +1,123 @@
+"""The two-block state: functions the fit was made on and every other function keep separate weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from controller.assemble import PolicySpec, RunSeeds, build_policy, build_workload, measure_slos
+from controller.checkpoint import load_checkpoint, save_checkpoint
+from controller.settings import load_settings
+from controller.warm_fit import fit_warm_start, plays_key
+from policies.agent import AgentSettings
+from policies.imitation import fit_linear_policy
+
+TINY = {"workload.functions": 4, "workload.minutes": 2, "reward.slo_probe_invocations": 200, "output.plots": False,
+        "reward.kind": "operator"}
+BLOCKED = {"scheme": "portfolio", "warm_start": "fitted", "novel_block": True}
+
+
+def _settings(params, **extra):
+    return load_settings(overrides={**TINY, "policy.params": {"nac-linear": params}, **extra})
+
+
+def _fitted(params=BLOCKED, cache=None):
+    settings = _settings(params)
+    workload = build_workload(settings)
+    policy = build_policy(settings, PolicySpec("nac-linear"))
+    fit_warm_start(settings, "nac-linear", policy, workload, measure_slos(settings, workload),
+                   RunSeeds.from_seed(settings.seed), cache=cache)
+    return settings, workload, policy
+
+
+def test_the_state_doubles_and_only_the_block_that_applies_is_filled():
+    settings = _settings(BLOCKED)
+    policy = build_policy(settings, PolicySpec("nac-linear"))
+    agent = policy.agent
+    assert agent.state_dim(policy.features) == 2 * agent.base_state_dim(policy.features)
+    assert policy.learner.state_dim == agent.state_dim(policy.features)
+
+    class _Functions:
+        names = ("a", "b", "c")
+
+    # Before a fit every function uses the first block; after it, only the functions it was made on.
+    assert not policy._novel_rows(_Functions.names).any()
+    policy.know(["a", "c"])
+    assert policy._novel_rows(_Functions.names).tolist() == [False, True, False]
+
+
+def test_the_fit_marks_the_training_functions_known_and_fits_the_second_block_more_weakly(tmp_path):
+    settings, workload, policy = _fitted(cache=tmp_path)
+    assert policy.known and policy.known <= set(workload.names)
+    d = policy.agent.base_state_dim(policy.features)
+    theta = policy.learner.core.theta.reshape(policy.agent.n_actions, 2 * d)
+    known, novel = theta[:, :d], theta[:, d:]
+    assert np.abs(known).sum() > 0 and np.abs(novel).sum() > 0
+    # The same labels, two penalties: the blocks differ (0.001 against 0.1 on the same rows).
+    assert not np.allclose(known, novel)
+    # A single-block policy fitted on the same plays (kept in the cache under the same key) has the
+    # first block's weights: the split changes nothing for the functions the fit was made on.
+    single_settings = _settings({k: v for k, v in BLOCKED.items() if k != "novel_block"})
+    assert plays_key(single_settings, "nac-linear", RunSeeds.from_seed(0)) == plays_key(
+        settings, "nac-linear", RunSeeds.from_seed(0))
+    _, _, single = _fitted({k: v for k, v in BLOCKED.items() if k != "novel_block"}, cache=tmp_path)
+    single_theta = single.learner.core.theta.reshape(policy.agent.n_actions, d)
+    assert np.allclose(single_theta, known)
+
+
+def test_a_known_function_is_decided_by_the_first_block_and_a_new_one_by_the_second(tmp_path):
+    _, _, policy = _fitted(cache=tmp_path)
+    d = policy.agent.base_state_dim(policy.features)
+    theta = policy.learner.core.theta.reshape(policy.agent.n_actions, 2 * d)
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 1, size=(5, d)) / np.sqrt(d)
+    first = np.hstack([x, np.zeros_like(x)])
+    second = np.hstack([np.zeros_like(x), x])
+    assert np.allclose(np.log(policy.learner.probabilities(first)).argmax(1), (x @ theta[:, :d].T).argmax(1))
+    assert np.allclose(np.log(policy.learner.probabilities(second)).argmax(1), (x @ theta[:, d:].T).argmax(1))
+
+
+def test_the_known_functions_travel_with_the_checkpoint(tmp_path):
+    settings, _, policy = _fitted(cache=tmp_path)
+    path = tmp_path / "blocked.ckpt.npz"
+    save_checkpoint(path, policy, tick=1, time_s=10.0)
+    fresh = build_policy(settings, PolicySpec("nac-linear"))
+    assert not fresh.known
+    load_checkpoint(path, fresh)
+    assert fresh.known == policy.known
+    single = build_policy(_settings({k: v for k, v in BLOCKED.items() if k != "novel_block"}), PolicySpec("nac-linear"))
+    with pytest.raises(Exception, match="state_dim"):
+        load_checkpoint(path, single)
+
+
+def test_the_second_blocks_temperature_makes_the_labels_likelier():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 6))
+    labels = (x[:, 0] > 0).astype(np.int64)
+    weak, _ = fit_linear_policy(x, labels, 2, np.random.default_rng(1), l2=1.0)
+    settings = _settings(BLOCKED)
+    policy = build_policy(settings, PolicySpec("nac-linear"))
+    from policies.agent import _log_softmax
+    from policies.imitation import likeliest_temperature
+    factor = likeliest_temperature(_log_softmax(x @ weak.T), labels)
+    assert factor > 1.0
+    assert _log_softmax(factor * x @ weak.T)[np.arange(400), labels].mean() > _log_softmax(
+        x @ weak.T)[np.arange(400), labels].mean()
+    assert policy.agent.novel_fit_l2 == 0.1
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"scheme": "portfolio", "novel_block": True}, "warm_start=fitted"),
+    ({**BLOCKED, "fit_target": "cost"}, "fit_target=label"),
+    ({**BLOCKED, "novel_fit_l2": -1.0}, "novel_fit_l2"),
+    ({**BLOCKED, "novel_fit_l2": True}, "novel_fit_l2"),
+])
+def test_bad_two_block_settings_are_refused_naming_the_setting(params, message):
+    with pytest.raises(ValueError, match=message):
+        AgentSettings(**params)
+
+
+def test_the_network_learner_refuses_two_blocks():
+    settings = load_settings(overrides={**TINY, "policy.params": {"nac-nn": BLOCKED}})
+    with pytest.raises(Exception, match="novel_block needs a linear learner"):
+        build_policy(settings, PolicySpec("nac-nn"))
