@@ -644,8 +644,12 @@ def compatible_fit(
     advantage_n: np.ndarray,
     hp: NACHyperparameters,
     rng: np.random.Generator,
+    x_blocks: int = 1,
 ) -> ActorResult:
-    """Minimise the sampled L(w) = mean (wᵀ∇log π(a|s) − Â(s, a))² over the R-ball (Algorithm 3)."""
+    """Minimise the sampled L(w) = mean (wᵀ∇log π(a|s) − Â(s, a))² over the R-ball (Algorithm 3).
+
+    ``x_blocks`` > 1: x(s) is that many equal blocks and every state fills at most one; the Fisher
+    matrix is then block-diagonal by x's block and is solved block by block (:func:`_block_solve`)."""
     n = advantage_n.shape[0]
     if hp.actor_solver == "fisher":
         rhs = _rmatvec(grad_nd, advantage_n) / n
@@ -658,9 +662,11 @@ def compatible_fit(
             if 0 < hp.fisher_rows < n:
                 sample = _rows(grad_nd, np.sort(rng.choice(n, hp.fisher_rows, replace=False)))
             m = sample.shape[0]
-            fisher = (sample.gram() if isinstance(sample, KroneckerRows) else sample.T @ sample) / m
-            ridge = hp.fisher_ridge * max(float(np.trace(fisher)) / fisher.shape[0], 1e-12)
-            w = np.linalg.solve(fisher + ridge * np.eye(fisher.shape[0]), rhs)
+            w = _block_solve(sample, rhs, m, x_blocks, hp.fisher_ridge) if x_blocks > 1 else None
+            if w is None:
+                fisher = (sample.gram() if isinstance(sample, KroneckerRows) else sample.T @ sample) / m
+                ridge = hp.fisher_ridge * max(float(np.trace(fisher)) / fisher.shape[0], 1e-12)
+                w = np.linalg.solve(fisher + ridge * np.eye(fisher.shape[0]), rhs)
         w, projected = _project(np.asarray(w, dtype=float), hp.actor_radius)
     else:
         steps = _minibatches(n, hp.actor_minibatch, hp.actor_epochs, True, rng)
@@ -683,6 +689,41 @@ def compatible_fit(
         w = w_sum / len(steps)
     loss = float(np.mean((grad_nd @ w - advantage_n) ** 2))
     return ActorResult(w_hat=w, loss=loss, projected=bool(projected))
+
+
+def _block_solve(sample: Rows, rhs: np.ndarray, m: int, blocks: int, fisher_ridge: float) -> np.ndarray | None:
+    """(F + ρI)⁻¹ rhs for F = XᵀX / m, X = ``sample``'s rows weights ⊗ x, when x is ``blocks`` equal
+    blocks and every row fills at most one: entry (a, j) of F pairs x's columns j and j' of one row, so
+    columns of different blocks never meet and F is one (A·d_x/blocks)² system per block, at a fraction
+    of the whole matrix's cost. ρ is ``fisher_ridge`` times the mean diagonal over the blocks some
+    sampled row fills; a block none fills has F = 0 there, and its solution is rhs/ρ. None when ``sample`` is not of that
+    form (a row filling two blocks, or not a Kronecker product): the caller solves the whole."""
+    if not isinstance(sample, KroneckerRows) or sample.x.shape[1] % blocks:
+        return None
+    n_actions, d_x = sample.weights.shape[1], sample.x.shape[1]
+    size = d_x // blocks
+    x_nbk = sample.x.reshape(-1, blocks, size)
+    filled = np.any(x_nbk != 0.0, axis=2)
+    if np.any(filled.sum(axis=1) > 1):
+        return None
+    grams: list[np.ndarray | None] = []
+    trace = 0.0
+    for b in range(blocks):
+        rows = np.flatnonzero(filled[:, b])
+        gram = KroneckerRows(sample.weights[rows], x_nbk[rows, b, :]).gram() / m if rows.size else None
+        trace += float(np.trace(gram)) if gram is not None else 0.0
+        grams.append(gram)
+    # ρ relative to the mean diagonal over the blocks the sample fills: a block no state reaches does not
+    # dilute it, so states that all fill one block get the step a single block of x would give them.
+    reached = sum(gram is not None for gram in grams)
+    ridge = fisher_ridge * max(trace / (n_actions * size * max(reached, 1)), 1e-12)
+    rhs_abk = rhs.reshape(n_actions, blocks, size)
+    w_abk = np.empty_like(rhs_abk)
+    for b, gram in enumerate(grams):
+        part = rhs_abk[:, b, :].reshape(-1)
+        solved = part / ridge if gram is None else np.linalg.solve(gram + ridge * np.eye(gram.shape[0]), part)
+        w_abk[:, b, :] = solved.reshape(n_actions, size)
+    return w_abk.reshape(-1)
 
 
 def natural_gradient(
@@ -717,8 +758,11 @@ class NaturalActorCritic:
     """Algorithm 1's policy side: a log-linear policy π_θ(a|s) ∝ exp(θᵀφ(s, a)), θ₀ = 0, its critic
     and its actor. One object serves a whole population: every call takes a batch of N rows."""
 
-    def __init__(self, hp: NACHyperparameters, rng: np.random.Generator | None = None) -> None:
+    def __init__(self, hp: NACHyperparameters, rng: np.random.Generator | None = None, x_blocks: int = 1) -> None:
         self.hp = hp
+        self.x_blocks = int(x_blocks)
+        """Equal blocks of x(s) of which every state fills at most one (1: no such structure); the Fisher
+        solve then splits into one system per block (:func:`compatible_fit`)."""
         self.rng = rng if rng is not None else np.random.default_rng(hp.seed)
         d = hp.n_features
         self.theta = np.zeros(d)
@@ -788,7 +832,7 @@ class NaturalActorCritic:
         grad = grad_log_pi(
             batch.features, pi_na, actions, phi_sa if isinstance(phi_sa, np.ndarray) else None
         )
-        actor = compatible_fit(grad, advantage, hp, self.rng)
+        actor = compatible_fit(grad, advantage, hp, self.rng, self.x_blocks)
         self.w_hat = actor.w_hat
 
         # Algorithm 1, line 5.

@@ -285,10 +285,12 @@ class NaturalLinearLearner:
 
     @classmethod
     def create(
-        cls, state_dim: int, params: Mapping[str, Any], rng: np.random.Generator, n_actions: int = N_ACTIONS
+        cls, state_dim: int, params: Mapping[str, Any], rng: np.random.Generator, n_actions: int = N_ACTIONS,
+        x_blocks: int = 1,
     ) -> NaturalLinearLearner:
+        """``x_blocks``: equal blocks of x(s) of which every state fills one (``AgentSettings.novel_block``)."""
         hp = NACHyperparameters(n_features=n_actions * state_dim, n_actions=n_actions, **params)
-        return cls(NaturalActorCritic(hp, rng), state_dim)
+        return cls(NaturalActorCritic(hp, rng, x_blocks), state_dim)
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         # θᵀφ(s, a) = Θ[a] · x(s) with Θ = θ viewed as (A, d): the core's softmax, never materialising φ.
@@ -352,13 +354,16 @@ def _linear_record(mode: str, params: Mapping[str, Any], state_dim: int, n_actio
 
 
 def build_linear_learner(
-    mode: str, state_dim: int, params: Mapping[str, Any], rng: np.random.Generator, n_actions: int = N_ACTIONS
+    mode: str, state_dim: int, params: Mapping[str, Any], rng: np.random.Generator, n_actions: int = N_ACTIONS,
+    x_blocks: int = 1,
 ) -> SharedLearner:
-    """The linear learner of ``mode`` with its own hyperparameters from ``params``, over ``n_actions``."""
+    """The linear learner of ``mode`` with its own hyperparameters from ``params``, over ``n_actions``;
+    ``x_blocks``: equal blocks of x(s) of which every state fills one (the natural step solves its
+    Fisher matrix block by block)."""
     if mode == "kl":
         return LinearKLLearner(state_dim=state_dim, settings=KLStepSettings(**params), rng=rng, n_actions=n_actions)
     if mode == "natural":
-        return NaturalLinearLearner.create(state_dim, params, rng, n_actions)
+        return NaturalLinearLearner.create(state_dim, params, rng, n_actions, x_blocks)
     raise ValueError(f"nac-linear mode={mode!r}: must be one of {LINEAR_MODES}")
 
 
@@ -396,7 +401,8 @@ def nac_linear(*, seed: int = 0, mode: str = "natural", **params: Any) -> Shared
     if mode == "natural":
         routed["learner"] = {**SERVERLESS_NAC_DEFAULTS, **routed["learner"]}
     learner_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1])
-    learner = build_linear_learner(mode, agent.state_dim(features), routed["learner"], learner_rng, agent.n_actions)
+    learner = build_linear_learner(mode, agent.state_dim(features), routed["learner"], learner_rng, agent.n_actions,
+                                   x_blocks=2 if agent.novel_block else 1)
     record = {
         "mode": mode,
         "features": asdict(features),

@@ -121,3 +121,59 @@ def test_the_network_learner_refuses_two_blocks():
     settings = load_settings(overrides={**TINY, "policy.params": {"nac-nn": BLOCKED}})
     with pytest.raises(Exception, match="novel_block needs a linear learner"):
         build_policy(settings, PolicySpec("nac-nn"))
+
+
+def test_the_block_by_block_fisher_solve_equals_the_whole_matrix_solve():
+    from policies.nac import KroneckerRows, _block_solve
+
+    rng = np.random.default_rng(5)
+    n, a, size = 300, 4, 6
+    x = rng.normal(size=(n, 2 * size))
+    second = rng.random(n) < 0.3
+    x[second, :size] = 0.0
+    x[~second, size:] = 0.0
+    weights = rng.normal(size=(n, a))
+    rows = KroneckerRows(weights, x)
+    rhs = rng.normal(size=a * 2 * size)
+    fisher = rows.gram() / n
+    ridge = 1e-3 * np.trace(fisher) / fisher.shape[0]
+    whole = np.linalg.solve(fisher + ridge * np.eye(fisher.shape[0]), rhs)
+    assert np.allclose(_block_solve(rows, rhs, n, 2, 1e-3), whole, rtol=1e-9, atol=1e-9)
+    # Only the first block filled: its system is the one x's first block alone gives (ρ from its own
+    # diagonal), and the second's is ρI.
+    only_first = KroneckerRows(weights[~second], x[~second])
+    m = only_first.shape[0]
+    alone = KroneckerRows(weights[~second], x[~second, :size]).gram() / m
+    ridge = 1e-3 * np.trace(alone) / alone.shape[0]
+    first = np.linalg.solve(alone + ridge * np.eye(alone.shape[0]), rhs.reshape(a, 2, size)[:, 0, :].reshape(-1))
+    solved = _block_solve(only_first, rhs, m, 2, 1e-3).reshape(a, 2, size)
+    assert np.allclose(solved[:, 0, :].reshape(-1), first, rtol=1e-9, atol=1e-9)
+    assert np.allclose(solved[:, 1, :], rhs.reshape(a, 2, size)[:, 1, :] / ridge)
+    # A row that fills both blocks: not of that form, the caller solves the whole matrix.
+    x[0, :] = 1.0
+    assert _block_solve(KroneckerRows(weights, x), rhs, n, 2, 1e-3) is None
+
+
+def test_a_two_block_learners_update_matches_a_single_block_learner_on_the_functions_it_knows():
+    # Every function known: the second block stays as fitted and the first learns as a single block does.
+    settings = _settings(BLOCKED)
+    single_settings = _settings({k: v for k, v in BLOCKED.items() if k != "novel_block"})
+    blocked = build_policy(settings, PolicySpec("nac-linear"))
+    single = build_policy(single_settings, PolicySpec("nac-linear"))
+    d = single.learner.state_dim
+    rng = np.random.default_rng(2)
+    from policies.agent import Transitions
+
+    n, a = 64, single.agent.n_actions
+    x, x_next = rng.uniform(0, 0.2, size=(n, d)), rng.uniform(0, 0.2, size=(n, d))
+    probs = np.full((n, a), 1.0 / a)
+    batch = dict(action=rng.integers(0, a, n), reward=rng.uniform(0, 1, n), probs=probs, probs_next=probs,
+                 action_next=rng.integers(0, a, n))
+    zeros = np.zeros_like(x)
+    single.learner.update(Transitions(x=x, x_next=x_next, **batch))
+    blocked.learner.update(Transitions(x=np.hstack([x, zeros]), x_next=np.hstack([x_next, zeros]), **batch))
+    theta_single = single.learner.core.theta.reshape(a, d)
+    theta_blocked = blocked.learner.core.theta.reshape(a, 2 * d)
+    assert np.allclose(theta_blocked[:, :d], theta_single, rtol=1e-8, atol=1e-10)
+    assert np.allclose(theta_blocked[:, d:], 0.0)
+    assert np.abs(theta_single).sum() > 0
