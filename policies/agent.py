@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from policies.history import HISTORY_FEATURES, ArrivalHistory
-from policies.imitation import IMITATION_L2, fit_linear_policy, imitation_rows, likeliest_temperature
+from policies.imitation import imitation_rows, likeliest_temperature
 from policies.record import RECORD_ENTRIES, LevelRecord
 from policies.serverless_features import (
     N_ACTIONS,
@@ -135,6 +135,18 @@ class SharedLearner(Protocol):
 
     def sharpen(self, factor: float) -> None:
         """Multiply every logit of the policy by ``factor`` in every state (a temperature of 1/factor)."""
+        ...
+
+    x_blocks: int
+    """Equal blocks of x(s) of which every state fills one, each with its own weights (1: no blocks)."""
+
+    def imitate_block(self, block: int, x: np.ndarray, actions: np.ndarray, rng: np.random.Generator,
+                      l2: float | None = None) -> float:
+        """:meth:`imitate` for the weights of one block of x(s) only, ``x`` holding that block's entries."""
+        ...
+
+    def sharpen_block(self, block: int, factor: float) -> None:
+        """:meth:`sharpen` in the states that fill block ``block`` only."""
         ...
 
     def imitate(self, x: np.ndarray, actions: np.ndarray, rng: np.random.Generator, l2: float | None = None) -> float:
@@ -286,19 +298,20 @@ class AgentSettings:
     would have served you well"), which is what a policy fitted on one sample of functions can carry to
     another. False keeps the game's features alone (and the shipped checkpoints' shape)."""
     novel_block: bool = False
-    """With ``warm_start=fitted`` (the linear learners): x(s) in two blocks, one for the functions the fit
-    was made on (those with a labelled state in the training window) and one for every other function,
-    x(s) in the block that applies and zeros in the other; so the shared policy keeps two sets of
-    weights, fitted apart on the same labels. The first is fitted as ``fit_l2`` and ``fit_temperature``
+    """With ``warm_start=fitted``: x(s) in two blocks, one for the functions the fit was made on (those
+    with a labelled state in the training window) and one for every other function, x(s) in the block
+    that applies and zeros in the other; so the shared policy keeps two sets of weights (NAC-Linear: of
+    Θ; NAC-NN: an actor and a critic network per block), fitted apart on the same labels. The first is fitted as ``fit_l2`` and ``fit_temperature``
     say and learns as before; the second with the stronger penalty ``novel_fit_l2``, which keeps only
     what the labels share broadly, and its firmness then fitted to the labels (as ``fit_temperature``).
     A fit of a sample's labels can tell those functions apart by whatever happens to set them apart
     there, which serves them and misleads for any other function; one penalty cannot serve both
     (docs/evaluation.md). The policy is still one linear softmax over φ(s, a), updated by the same
-    natural actor-critic; a function it was not fitted on keeps the second block however long it runs.
-    False keeps one block (and the shipped checkpoints' shape)."""
+    natural actor-critic (or NAC-NN's KL-penalised step); a function it was not fitted on keeps the second
+    block however long it runs. False keeps one block (and the shipped checkpoints' shape)."""
     novel_fit_l2: float = 0.1
-    """With ``novel_block``: the L2 penalty of the second block's fit (``fit_l2``'s scale)."""
+    """With ``novel_block``: the L2 penalty of the second block's fit (``fit_l2``'s form: on the rescaled
+    features' weights for NAC-Linear, on every weight of the block's actor for NAC-NN)."""
     fallback: str = "none"
     """``ensure``: while learning online, hand control to ENSURE whenever the learner is measurably
     worse than ENSURE would have been, and take it back when it no longer is
@@ -469,9 +482,9 @@ class SharedPolicyAgent:
         """Each function's longer arrival history (``agent.history_features``; None without)."""
         self.record = LevelRecord(agent.levels) if agent.record_features else None
         """Each pool level's record for each function (``agent.record_features``; None without)."""
-        if agent.novel_block and not hasattr(learner, "set_logit_weights"):
-            raise ValueError(f"policy {name!r}: AgentSettings.novel_block needs a linear learner (its two blocks are "
-                             "fitted as two sets of logit weights); this learner has no such weights")
+        if agent.novel_block and getattr(learner, "x_blocks", 1) != 2:
+            raise ValueError(f"policy {name!r}: AgentSettings.novel_block needs a learner built for two blocks of "
+                             "x(s); this one has one")
         self.known: frozenset[str] = frozenset()
         """With ``agent.novel_block``: the functions the fit was made on (the others use the second block;
         before any fit every function uses the first)."""
@@ -531,16 +544,15 @@ class SharedPolicyAgent:
         x = np.asarray(x, dtype=float)
         if x.ndim != 2 or x.shape[1] != d:
             raise ValueError(f"{self.name}: a two-block fit needs one function's features (N, {d}); got {x.shape}")
-        a = self.agent.n_actions
-        l2 = IMITATION_L2 if self.agent.fit_l2 is None else self.agent.fit_l2
-        known, accuracy = fit_linear_policy(x, actions, a, self.rng, l2=l2)
-        novel, _ = fit_linear_policy(x, actions, a, self.rng, l2=self.agent.novel_fit_l2)
+        accuracy = float(self.learner.imitate_block(0, x, actions, self.rng, l2=self.agent.fit_l2))
+        self.learner.imitate_block(1, x, actions, self.rng, l2=self.agent.novel_fit_l2)
         x_fit, labels = imitation_rows(x, actions, self.rng)
-        if self.agent.fit_temperature:
-            known = known * likeliest_temperature(_log_softmax(x_fit @ known.T), labels)
-        novel = novel * likeliest_temperature(_log_softmax(x_fit @ novel.T), labels)
-        self.learner.set_logit_weights(np.hstack([known, novel]))
-        return float(accuracy)
+        for block in (0, 1) if self.agent.fit_temperature else (1,):
+            placed = np.zeros((len(x_fit), 2 * d))
+            placed[:, block * d:(block + 1) * d] = x_fit
+            probs = np.clip(self.learner.probabilities(placed), 1e-300, None)
+            self.learner.sharpen_block(block, likeliest_temperature(np.log(probs), labels))
+        return accuracy
 
     def know(self, names: Sequence[str]) -> None:
         """With ``agent.novel_block``: the functions the fit was made on (they use the first block)."""
@@ -806,12 +818,6 @@ class SharedPolicyAgent:
             "mu_bins": self.features.mu_bins,
             **self.learner.signature(),
         }
-
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise log softmax of ``logits`` (N, A)."""
-    z = logits - logits.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
 def pair_transitions(

@@ -115,6 +115,8 @@ class LinearKLLearner:
     """Shuffles the minibatches; owned by this learner."""
     n_actions: int = N_ACTIONS
     """A, the number of discrete moves."""
+    x_blocks: int = 1
+    """Equal blocks of x(s) of which every state fills one (``AgentSettings.novel_block``)."""
     theta: np.ndarray = field(init=False)
     """Policy parameters (A, d), θ₀ = 0 (the uniform policy, as Algorithm 1 starts)."""
     psi: np.ndarray = field(init=False)
@@ -159,9 +161,12 @@ class LinearKLLearner:
     def sharpen(self, factor: float) -> None:
         self.theta *= factor
 
-    def set_logit_weights(self, theta: np.ndarray) -> None:
-        """Set Θ (A, d), the policy's logits Θ x(s), to ``theta``."""
-        self.theta[:] = np.asarray(theta, dtype=float).reshape(self.theta.shape)
+    def imitate_block(self, block: int, x: np.ndarray, actions: np.ndarray, rng: np.random.Generator,
+                      l2: float | None = None) -> float:
+        return _imitate_block(self.theta, self.x_blocks, block, x, actions, rng, l2)
+
+    def sharpen_block(self, block: int, factor: float) -> None:
+        _block_view(self.theta, self.x_blocks, block)[:] *= factor
 
     def update(self, batch: Transitions) -> dict[str, float]:
         s = self.settings
@@ -316,10 +321,18 @@ class NaturalLinearLearner:
     def sharpen(self, factor: float) -> None:
         self.core.theta *= factor
 
-    def set_logit_weights(self, theta: np.ndarray) -> None:
-        """Set θ viewed as (A, d), the policy's logits θᵀφ(s, a) = Θ[a] · x(s), to ``theta``."""
-        self.core.theta.reshape(self.n_actions, self.state_dim)[:] = np.asarray(theta, dtype=float).reshape(
-            self.n_actions, self.state_dim)
+    @property
+    def x_blocks(self) -> int:
+        """Equal blocks of x(s) of which every state fills one (``AgentSettings.novel_block``)."""
+        return self.core.x_blocks
+
+    def imitate_block(self, block: int, x: np.ndarray, actions: np.ndarray, rng: np.random.Generator,
+                      l2: float | None = None) -> float:
+        theta = self.core.theta.reshape(self.n_actions, self.state_dim)
+        return _imitate_block(theta, self.x_blocks, block, x, actions, rng, l2)
+
+    def sharpen_block(self, block: int, factor: float) -> None:
+        _block_view(self.core.theta.reshape(self.n_actions, self.state_dim), self.x_blocks, block)[:] *= factor
 
     def update(self, batch: Transitions) -> dict[str, float]:
         return self.core.update(
@@ -353,6 +366,20 @@ def _linear_record(mode: str, params: Mapping[str, Any], state_dim: int, n_actio
     return asdict(NACHyperparameters(n_features=n_actions * state_dim, n_actions=n_actions, **params))
 
 
+def _block_view(theta: np.ndarray, blocks: int, block: int) -> np.ndarray:
+    """The weights Θ (A, d) of block ``block`` of x(s) (of ``blocks`` equal ones), as a view."""
+    size = theta.shape[1] // blocks
+    return theta[:, block * size:(block + 1) * size]
+
+
+def _imitate_block(theta: np.ndarray, blocks: int, block: int, x: np.ndarray, actions: np.ndarray,
+                   rng: np.random.Generator, l2: float | None) -> float:
+    """Fit one block's weights of Θ (A, d) in place to ``actions`` in states ``x`` (that block's entries)."""
+    fitted, accuracy = fit_linear_policy(x, actions, theta.shape[0], rng, l2=IMITATION_L2 if l2 is None else l2)
+    _block_view(theta, blocks, block)[:] = fitted
+    return accuracy
+
+
 def build_linear_learner(
     mode: str, state_dim: int, params: Mapping[str, Any], rng: np.random.Generator, n_actions: int = N_ACTIONS,
     x_blocks: int = 1,
@@ -361,7 +388,8 @@ def build_linear_learner(
     ``x_blocks``: equal blocks of x(s) of which every state fills one (the natural step solves its
     Fisher matrix block by block)."""
     if mode == "kl":
-        return LinearKLLearner(state_dim=state_dim, settings=KLStepSettings(**params), rng=rng, n_actions=n_actions)
+        return LinearKLLearner(state_dim=state_dim, settings=KLStepSettings(**params), rng=rng, n_actions=n_actions,
+                               x_blocks=x_blocks)
     if mode == "natural":
         return NaturalLinearLearner.create(state_dim, params, rng, n_actions, x_blocks)
     raise ValueError(f"nac-linear mode={mode!r}: must be one of {LINEAR_MODES}")

@@ -22,7 +22,7 @@ fixed thread count fixes the order of floating-point reductions, so equal seeds 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -113,6 +113,39 @@ def _mlp(
     return net
 
 
+class _Blocks(nn.Module):
+    """One network per equal block of x(s), for states that each fill one block (``AgentSettings.
+    novel_block``): a state's output is the network of the block it fills (the first when it fills
+    none). A network is fitted and learns only from the states of its block, as a linear policy's
+    weights of one block do."""
+
+    def __init__(self, nets: Sequence[nn.Sequential], size: int) -> None:
+        super().__init__()
+        self.nets = nn.ModuleList(nets)
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, blocks = x.shape[0], len(self.nets)
+        x_nbk = x.reshape(n, blocks, self.size)
+        filled = (x_nbk != 0).any(dim=2)
+        block = torch.zeros(n, dtype=torch.int64)
+        for b in range(blocks - 1, 0, -1):
+            block = torch.where(filled[:, b], b, block)
+        out: torch.Tensor | None = None
+        for b, net in enumerate(self.nets):
+            rows = torch.nonzero(block == b).squeeze(1)
+            if rows.numel() == 0:
+                continue
+            y = net(x_nbk[rows, b, :])
+            out = (y.new_zeros((n, y.shape[1])) if out is None else out).index_copy(0, rows, y)
+        return out if out is not None else self.nets[0](x_nbk[:, 0, :])
+
+
+def _last_layers(net: nn.Module) -> list[nn.Linear]:
+    """The output layer of ``net``, or of each block's network."""
+    return [sub[-1] for sub in net.nets] if isinstance(net, _Blocks) else [net[-1]]
+
+
 class TorchKLLearner:
     """Actor and critic MLPs with the KL-penalised step; batched over all functions of a tick."""
 
@@ -127,6 +160,7 @@ class TorchKLLearner:
         seed: int,
         rng: np.random.Generator,
         n_actions: int = N_ACTIONS,
+        x_blocks: int = 1,
     ) -> None:
         torch.set_num_threads(network.threads)
         if network.deterministic:
@@ -137,14 +171,24 @@ class TorchKLLearner:
         self.n_actions = n_actions
         self.rng = rng
         generator = torch.Generator().manual_seed(seed)
-        self.actor = _mlp(state_dim, network.hidden, network.activation, n_actions, ACTOR_OUT_GAIN, generator)
+        if state_dim % x_blocks:
+            raise ValueError(f"x(s) of {state_dim} entries does not split into {x_blocks} equal blocks")
+        self.x_blocks = x_blocks
+        """Equal blocks of x(s), each with its own actor and critic networks (``AgentSettings.novel_block``)."""
+        size = state_dim // x_blocks
+        actors, critics = [], []
+        for _ in range(x_blocks):
+            # Each block's actor then critic: the first block's networks are a single-block learner's.
+            actors.append(_mlp(size, network.hidden, network.activation, n_actions, ACTOR_OUT_GAIN, generator))
+            critics.append(_mlp(size, network.hidden, network.activation, n_actions, CRITIC_OUT_GAIN, generator))
+        self.actor: nn.Module = actors[0] if x_blocks == 1 else _Blocks(actors, size)
         # The critic's output gain is small for the same reason: the advantage compares q̂ across
         # actions, so q̂₀ must be (nearly) equal for all of them, as the linear critic's ψ₀ = 0 is. With
         # gain 1 the initial q̂ differed by O(1) between actions, far more than the rewards do (values
         # in [0, 1]), and the normalised advantage made the actor follow that random ranking: on a
         # bandit that pays 0.8 for 3 of the 9 moves and 0.6 for the rest, their probability fell from
         # 1/3 to 0.006 in 50 updates; with 0.01 it rose to 0.995 (docs/results-agents.md).
-        self.critic = _mlp(state_dim, network.hidden, network.activation, n_actions, CRITIC_OUT_GAIN, generator)
+        self.critic: nn.Module = critics[0] if x_blocks == 1 else _Blocks(critics, size)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=settings.learning_rate, foreach=True)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=settings.learning_rate, foreach=True)
         self.kl_coef = float(settings.kl_coef_init)
@@ -153,36 +197,35 @@ class TorchKLLearner:
     def prefer(self, action: int, logit: float, bias_entry: float) -> None:
         # The actor's output layer bias: a constant preference in every state.
         with torch.no_grad():
-            self.actor[-1].bias[action] += logit
+            for layer in _last_layers(self.actor):
+                layer.bias[action] += logit
 
     def sharpen(self, factor: float) -> None:
         # The actor's logits are its output layer's: scaling its weights and bias scales them.
         with torch.no_grad():
-            self.actor[-1].weight *= factor
-            self.actor[-1].bias *= factor
+            for layer in _last_layers(self.actor):
+                layer.weight *= factor
+                layer.bias *= factor
+
+    def sharpen_block(self, block: int, factor: float) -> None:
+        """:meth:`sharpen` for the states of one block of x(s) only."""
+        with torch.no_grad():
+            layer = _last_layers(self.actor)[block]
+            layer.weight *= factor
+            layer.bias *= factor
+
+    def imitate_block(self, block: int, x: np.ndarray, actions: np.ndarray, rng: np.random.Generator,
+                      l2: float | None = None) -> float:
+        """:meth:`imitate` for one block's actor, ``x`` one block's entries (N, d / blocks)."""
+        net = self.actor.nets[block] if isinstance(self.actor, _Blocks) else self.actor
+        return _fit_actor(net, x, actions, rng, l2, self.n_actions)
 
     def _penalty(self, l2: float | None) -> Any:
         """``l2``/2 · the actor's squared weights (0 without ``l2``: the network's fit has no default penalty)."""
-        if not l2:
-            return 0.0
-        return 0.5 * l2 * sum((p * p).sum() for p in self.actor.parameters())
+        return _penalty(self.actor, l2)
 
     def imitate(self, x: np.ndarray, actions: np.ndarray, rng: np.random.Generator, l2: float | None = None) -> float:
-        # The actor's cross-entropy on the labels, full batch, with its own Adam (a fresh one: the
-        # fit is a start, not a step of the KL-penalised learning that follows).
-        x, actions = imitation_rows(x, actions, rng, IMITATION_NN_MAX_ROWS)
-        if np.any(actions >= self.n_actions):
-            raise ValueError(f"imitation labels must be actions < {self.n_actions}")
-        states = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        labels = torch.from_numpy(actions)
-        opt = torch.optim.Adam(self.actor.parameters(), lr=IMITATION_NN_LR)
-        for _ in range(IMITATION_STEPS):
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(self.actor(states), labels) + self._penalty(l2)
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            return float((self.actor(states).argmax(dim=1) == labels).float().mean())
+        return _fit_actor(self.actor, x, actions, rng, l2, self.n_actions)
 
     def imitate_costs(self, x: np.ndarray, costs: np.ndarray, rng: np.random.Generator,
                       l2: float | None = None) -> float:
@@ -314,7 +357,35 @@ class TorchKLLearner:
             "n_actions": self.n_actions,
             "hidden": self.network.hidden,
             "activation": self.network.activation,
+            **({"x_blocks": self.x_blocks} if self.x_blocks > 1 else {}),
         }
+
+
+def _penalty(net: nn.Module, l2: float | None) -> Any:
+    """``l2``/2 · ``net``'s squared weights (0 without ``l2``: the network's fit has no default penalty)."""
+    if not l2:
+        return 0.0
+    return 0.5 * l2 * sum((p * p).sum() for p in net.parameters())
+
+
+def _fit_actor(net: nn.Module, x: np.ndarray, actions: np.ndarray, rng: np.random.Generator, l2: float | None,
+               n_actions: int) -> float:
+    """Fit ``net``'s logits to ``actions`` in states ``x``: the cross-entropy, full batch, with its own Adam
+    (a fresh one: the fit is a start, not a step of the KL-penalised learning that follows), and the
+    penalty ``l2``; returns the share of states whose most probable action is the label."""
+    x, actions = imitation_rows(x, actions, rng, IMITATION_NN_MAX_ROWS)
+    if np.any(actions >= n_actions):
+        raise ValueError(f"imitation labels must be actions < {n_actions}")
+    states = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    labels = torch.from_numpy(actions)
+    opt = torch.optim.Adam(net.parameters(), lr=IMITATION_NN_LR)
+    for _ in range(IMITATION_STEPS):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(net(states), labels) + _penalty(net, l2)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return float((net(states).argmax(dim=1) == labels).float().mean())
 
 
 def _flatten_adam(prefix: str, opt: torch.optim.Adam) -> dict[str, Any]:
@@ -385,7 +456,8 @@ def nac_nn(*, seed: int = 0, **params: Any) -> SharedPolicyAgent:
     kl = KLStepSettings(**routed["learner"])
     network = NetworkSettings(**routed["network"])
     learner_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1])
-    learner = TorchKLLearner(agent.state_dim(features), kl, network, seed, learner_rng, agent.n_actions)
+    learner = TorchKLLearner(agent.state_dim(features), kl, network, seed, learner_rng, agent.n_actions,
+                             x_blocks=2 if agent.novel_block else 1)
     record = {
         "features": asdict(features),
         "actions": asdict(actions),

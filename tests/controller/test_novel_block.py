@@ -97,8 +97,11 @@ def test_the_second_blocks_temperature_makes_the_labels_likelier():
     weak, _ = fit_linear_policy(x, labels, 2, np.random.default_rng(1), l2=1.0)
     settings = _settings(BLOCKED)
     policy = build_policy(settings, PolicySpec("nac-linear"))
-    from policies.agent import _log_softmax
     from policies.imitation import likeliest_temperature
+
+    def _log_softmax(z):
+        z = z - z.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
     factor = likeliest_temperature(_log_softmax(x @ weak.T), labels)
     assert factor > 1.0
     assert _log_softmax(factor * x @ weak.T)[np.arange(400), labels].mean() > _log_softmax(
@@ -117,10 +120,62 @@ def test_bad_two_block_settings_are_refused_naming_the_setting(params, message):
         AgentSettings(**params)
 
 
-def test_the_network_learner_refuses_two_blocks():
+def test_the_network_learner_keeps_one_actor_per_block_and_its_first_is_a_single_block_learners(tmp_path):
+    import torch
+
+    single = build_policy(load_settings(overrides={**TINY, "policy.params": {"nac-nn": {
+        k: v for k, v in BLOCKED.items() if k != "novel_block"}}}), PolicySpec("nac-nn"))
     settings = load_settings(overrides={**TINY, "policy.params": {"nac-nn": BLOCKED}})
-    with pytest.raises(Exception, match="novel_block needs a linear learner"):
-        build_policy(settings, PolicySpec("nac-nn"))
+    blocked = build_policy(settings, PolicySpec("nac-nn"))
+    d = single.learner.state_dim
+    assert blocked.learner.state_dim == 2 * d and blocked.learner.x_blocks == 2
+    first = blocked.learner.actor.nets[0]
+    for a, b in zip(first.parameters(), single.learner.actor.parameters(), strict=True):
+        assert torch.equal(a, b)
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0, 0.3, size=(6, d))
+    zeros = np.zeros_like(x)
+    # A state in the first block is decided by the first network, one in the second by the second.
+    assert np.allclose(blocked.learner.probabilities(np.hstack([x, zeros])), single.learner.probabilities(x))
+    with torch.no_grad():
+        second = torch.softmax(blocked.learner.actor.nets[1](torch.from_numpy(x.astype(np.float32))), dim=1).numpy()
+    assert np.allclose(blocked.learner.probabilities(np.hstack([zeros, x])), second, atol=1e-6)
+    # Fitted: both blocks move away from uniform, apart; the checkpoint keeps the known functions.
+    workload = build_workload(settings)
+    fit_warm_start(settings, "nac-nn", blocked, workload, measure_slos(settings, workload),
+                   RunSeeds.from_seed(settings.seed), cache=tmp_path)
+    assert blocked.known
+    p_first = blocked.learner.probabilities(np.hstack([x, zeros]))
+    p_second = blocked.learner.probabilities(np.hstack([zeros, x]))
+    assert p_first.max() > 2.0 / p_first.shape[1] and not np.allclose(p_first, p_second)
+    path = tmp_path / "blocked-nn.ckpt.npz"
+    save_checkpoint(path, blocked, tick=1, time_s=10.0)
+    fresh = build_policy(settings, PolicySpec("nac-nn"))
+    load_checkpoint(path, fresh)
+    assert fresh.known == blocked.known
+    assert np.allclose(fresh.learner.probabilities(np.hstack([zeros, x])), p_second)
+
+
+def test_a_network_update_on_known_functions_leaves_the_second_blocks_networks_alone():
+    import torch
+    from policies.agent import Transitions
+
+    settings = load_settings(overrides={**TINY, "policy.params": {"nac-nn": BLOCKED}})
+    policy = build_policy(settings, PolicySpec("nac-nn"))
+    d = policy.learner.state_dim // 2
+    before = [p.detach().clone() for p in policy.learner.actor.nets[1].parameters()]
+    first_before = [p.detach().clone() for p in policy.learner.actor.nets[0].parameters()]
+    rng = np.random.default_rng(2)
+    n, a = 64, policy.agent.n_actions
+    zeros = np.zeros((n, d))
+    probs = np.full((n, a), 1.0 / a)
+    policy.learner.update(Transitions(
+        x=np.hstack([rng.uniform(0, 0.2, (n, d)), zeros]), x_next=np.hstack([rng.uniform(0, 0.2, (n, d)), zeros]),
+        action=rng.integers(0, a, n), reward=rng.uniform(0, 1, n), probs=probs, probs_next=probs,
+        action_next=rng.integers(0, a, n)))
+    assert all(torch.equal(p, q) for p, q in zip(policy.learner.actor.nets[1].parameters(), before, strict=True))
+    assert not all(torch.equal(p, q) for p, q in zip(policy.learner.actor.nets[0].parameters(), first_before,
+                                                     strict=True))
 
 
 def test_the_block_by_block_fisher_solve_equals_the_whole_matrix_solve():
