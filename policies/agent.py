@@ -140,6 +140,9 @@ class SharedLearner(Protocol):
     x_blocks: int
     """Equal blocks of x(s) of which every state fills one, each with its own weights (1: no blocks)."""
 
+    novel_fit_l2: float
+    """The penalty of the second block's fit when ``AgentSettings.novel_fit_l2`` is unset."""
+
     def imitate_block(self, block: int, x: np.ndarray, actions: np.ndarray, rng: np.random.Generator,
                       l2: float | None = None) -> float:
         """:meth:`imitate` for the weights of one block of x(s) only, ``x`` holding that block's entries."""
@@ -309,9 +312,11 @@ class AgentSettings:
     (docs/evaluation.md). The policy is still one linear softmax over φ(s, a), updated by the same
     natural actor-critic (or NAC-NN's KL-penalised step); a function it was not fitted on keeps the second
     block however long it runs. False keeps one block (and the shipped checkpoints' shape)."""
-    novel_fit_l2: float = 0.1
-    """With ``novel_block``: the L2 penalty of the second block's fit (``fit_l2``'s form: on the rescaled
-    features' weights for NAC-Linear, on every weight of the block's actor for NAC-NN)."""
+    novel_fit_l2: float | None = None
+    """With ``novel_block``: the L2 penalty of the second block's fit, in ``fit_l2``'s form (on the rescaled
+    features' weights for NAC-Linear, on every weight of the block's actor for NAC-NN); None keeps the
+    learner's own (its ``novel_fit_l2``: NAC-Linear 0.1, NAC-NN 0.01, each chosen on the tuning copy of
+    unseen-functions, docs/evaluation.md)."""
     fallback: str = "none"
     """``ensure``: while learning online, hand control to ENSURE whenever the learner is measurably
     worse than ENSURE would have been, and take it back when it no longer is
@@ -355,9 +360,10 @@ class AgentSettings:
         if self.novel_block and (self.warm_start != "fitted" or self.fit_target != "label"):
             raise ValueError("AgentSettings.novel_block needs warm_start=fitted and fit_target=label (its second "
                              "block is a fit of the same labels)")
-        if isinstance(self.novel_fit_l2, bool) or not isinstance(self.novel_fit_l2, (int, float)) or not (
-                math.isfinite(self.novel_fit_l2) and self.novel_fit_l2 >= 0):
-            raise ValueError(f"AgentSettings.novel_fit_l2={self.novel_fit_l2!r}: must be a number >= 0")
+        if self.novel_fit_l2 is not None and (
+                isinstance(self.novel_fit_l2, bool) or not isinstance(self.novel_fit_l2, (int, float))
+                or not (math.isfinite(self.novel_fit_l2) and self.novel_fit_l2 >= 0)):
+            raise ValueError(f"AgentSettings.novel_fit_l2={self.novel_fit_l2!r}: must be a number >= 0 (or unset)")
         if self.histogram_member and self.scheme != "portfolio":
             raise ValueError("AgentSettings.histogram_member needs scheme=portfolio (it adds one of its members)")
         if self.cost_features and not self.staffed:
@@ -545,7 +551,8 @@ class SharedPolicyAgent:
         if x.ndim != 2 or x.shape[1] != d:
             raise ValueError(f"{self.name}: a two-block fit needs one function's features (N, {d}); got {x.shape}")
         accuracy = float(self.learner.imitate_block(0, x, actions, self.rng, l2=self.agent.fit_l2))
-        self.learner.imitate_block(1, x, actions, self.rng, l2=self.agent.novel_fit_l2)
+        novel_l2 = self.learner.novel_fit_l2 if self.agent.novel_fit_l2 is None else self.agent.novel_fit_l2
+        self.learner.imitate_block(1, x, actions, self.rng, l2=novel_l2)
         x_fit, labels = imitation_rows(x, actions, self.rng)
         for block in (0, 1) if self.agent.fit_temperature else (1,):
             placed = np.zeros((len(x_fit), 2 * d))

@@ -695,8 +695,8 @@ def _block_solve(sample: Rows, rhs: np.ndarray, m: int, blocks: int, fisher_ridg
     """(F + ρI)⁻¹ rhs for F = XᵀX / m, X = ``sample``'s rows weights ⊗ x, when x is ``blocks`` equal
     blocks and every row fills at most one: entry (a, j) of F pairs x's columns j and j' of one row, so
     columns of different blocks never meet and F is one (A·d_x/blocks)² system per block, at a fraction
-    of the whole matrix's cost. ρ is ``fisher_ridge`` times the mean diagonal over the blocks some
-    sampled row fills; a block none fills has F = 0 there, and its solution is rhs/ρ. None when ``sample`` is not of that
+    of the whole matrix's cost and with its solution (ρ is ``fisher_ridge`` times the whole matrix's mean
+    diagonal). A block no sampled row fills has F = 0 there: its solution is rhs/ρ. None when ``sample`` is not of that
     form (a row filling two blocks, or not a Kronecker product): the caller solves the whole."""
     if not isinstance(sample, KroneckerRows) or sample.x.shape[1] % blocks:
         return None
@@ -713,10 +713,7 @@ def _block_solve(sample: Rows, rhs: np.ndarray, m: int, blocks: int, fisher_ridg
         gram = KroneckerRows(sample.weights[rows], x_nbk[rows, b, :]).gram() / m if rows.size else None
         trace += float(np.trace(gram)) if gram is not None else 0.0
         grams.append(gram)
-    # ρ relative to the mean diagonal over the blocks the sample fills: a block no state reaches does not
-    # dilute it, so states that all fill one block get the step a single block of x would give them.
-    reached = sum(gram is not None for gram in grams)
-    ridge = fisher_ridge * max(trace / (n_actions * size * max(reached, 1)), 1e-12)
+    ridge = fisher_ridge * max(trace / (n_actions * d_x), 1e-12)
     rhs_abk = rhs.reshape(n_actions, blocks, size)
     w_abk = np.empty_like(rhs_abk)
     for b, gram in enumerate(grams):

@@ -113,6 +113,11 @@ def _mlp(
     return net
 
 
+#: The second block's penalty (``AgentSettings.novel_fit_l2`` unset), on every weight of its actor: chosen on
+#: unseen-functions-tune among 0.001, 0.003, 0.01 and 0.1 (docs/evaluation.md, "New functions apart").
+NOVEL_FIT_L2 = 0.01
+
+
 class _Blocks(nn.Module):
     """One network per equal block of x(s), for states that each fill one block (``AgentSettings.
     novel_block``): a state's output is the network of the block it fills (the first when it fills
@@ -151,6 +156,8 @@ class TorchKLLearner:
 
     diagnostics: ClassVar[tuple[str, ...]] = KL_STEP_DIAGNOSTICS
     """Every key :meth:`update` returns."""
+    novel_fit_l2: ClassVar[float] = NOVEL_FIT_L2
+    """The second block's fit penalty when unset (:data:`NOVEL_FIT_L2`)."""
 
     def __init__(
         self,

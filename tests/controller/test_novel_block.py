@@ -106,7 +106,7 @@ def test_the_second_blocks_temperature_makes_the_labels_likelier():
     assert factor > 1.0
     assert _log_softmax(factor * x @ weak.T)[np.arange(400), labels].mean() > _log_softmax(
         x @ weak.T)[np.arange(400), labels].mean()
-    assert policy.agent.novel_fit_l2 == 0.1
+    assert policy.agent.novel_fit_l2 is None and policy.learner.novel_fit_l2 == 0.1
 
 
 @pytest.mark.parametrize("params, message", [
@@ -194,25 +194,26 @@ def test_the_block_by_block_fisher_solve_equals_the_whole_matrix_solve():
     ridge = 1e-3 * np.trace(fisher) / fisher.shape[0]
     whole = np.linalg.solve(fisher + ridge * np.eye(fisher.shape[0]), rhs)
     assert np.allclose(_block_solve(rows, rhs, n, 2, 1e-3), whole, rtol=1e-9, atol=1e-9)
-    # Only the first block filled: its system is the one x's first block alone gives (ρ from its own
-    # diagonal), and the second's is ρI.
+    # Only the first block filled: the second's system is ρI.
     only_first = KroneckerRows(weights[~second], x[~second])
     m = only_first.shape[0]
-    alone = KroneckerRows(weights[~second], x[~second, :size]).gram() / m
-    ridge = 1e-3 * np.trace(alone) / alone.shape[0]
-    first = np.linalg.solve(alone + ridge * np.eye(alone.shape[0]), rhs.reshape(a, 2, size)[:, 0, :].reshape(-1))
-    solved = _block_solve(only_first, rhs, m, 2, 1e-3).reshape(a, 2, size)
-    assert np.allclose(solved[:, 0, :].reshape(-1), first, rtol=1e-9, atol=1e-9)
-    assert np.allclose(solved[:, 1, :], rhs.reshape(a, 2, size)[:, 1, :] / ridge)
+    fisher = only_first.gram() / m
+    ridge = 1e-3 * np.trace(fisher) / fisher.shape[0]
+    whole = np.linalg.solve(fisher + ridge * np.eye(fisher.shape[0]), rhs)
+    solved = _block_solve(only_first, rhs, m, 2, 1e-3)
+    assert np.allclose(solved, whole, rtol=1e-9, atol=1e-9)
+    assert np.allclose(solved.reshape(a, 2, size)[:, 1, :], rhs.reshape(a, 2, size)[:, 1, :] / ridge)
     # A row that fills both blocks: not of that form, the caller solves the whole matrix.
     x[0, :] = 1.0
     assert _block_solve(KroneckerRows(weights, x), rhs, n, 2, 1e-3) is None
 
 
 def test_a_two_block_learners_update_matches_a_single_block_learner_on_the_functions_it_knows():
-    # Every function known: the second block stays as fitted and the first learns as a single block does.
+    # Every function known: the second block stays as it was and the first learns as a single block does
+    # whose Fisher ridge is half as large (ρ is relative to the mean diagonal over twice the coordinates,
+    # half of them zero).
     settings = _settings(BLOCKED)
-    single_settings = _settings({k: v for k, v in BLOCKED.items() if k != "novel_block"})
+    single_settings = _settings({**{k: v for k, v in BLOCKED.items() if k != "novel_block"}, "fisher_ridge": 5e-4})
     blocked = build_policy(settings, PolicySpec("nac-linear"))
     single = build_policy(single_settings, PolicySpec("nac-linear"))
     d = single.learner.state_dim
