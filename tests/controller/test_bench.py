@@ -418,3 +418,17 @@ def test_a_failed_call_keeps_every_line_of_its_reason_on_one_line() -> None:
     assert failure.value.reason == (
         "ValueError: checkpoint p.ckpt does not fit: value a is not a count; array b: absent"
     )
+
+
+def test_the_check_copy_of_unseen_functions_judges_other_unseen_functions():
+    from controller.bench.scenarios import SCENARIO_DIR
+
+    check = load_scenario(SCENARIO_DIR / "checks" / "unseen-functions-other-split.yaml")
+    shipped = load_scenario(SCENARIO_DIR / "unseen-functions.yaml")
+    assert SCENARIO_DIR / "checks" / "unseen-functions-other-split.yaml" not in set(shipped_scenarios())
+    names = {(s.name, part): set(build_workload(s.settings(part, True)).names)
+             for s in (check, shipped) for part in ("train", "evaluate")}
+    trained, judged = names[check.name, "train"], names[check.name, "evaluate"]
+    assert trained.isdisjoint(judged) and len(trained) == len(judged) == 200
+    # Another half of the sample: neither the scenario's judged half nor its training half.
+    assert judged != names[shipped.name, "evaluate"] and judged != names[shipped.name, "train"]
