@@ -7,8 +7,8 @@ levels, the nine moves, and the portfolio, whose decide also runs its three KPA 
 batched policy, sampling, decisions with reasons) and of one learner update from one transition per
 function. Targets: decide and update each ≤ 20 ms for NAC-Linear and ≤ 100 ms for NAC-NN with 10,000
 functions. The portfolio also with its histogram member and the history features (``+hist +history``,
-the configuration the suite's trained points are judged in), and NAC-Linear's with the two-block state
-(``+novel``, half the functions new to it). Also the whole tick of a learner behind its ENSURE fallback (its decide, ENSURE's shadow
+the configuration the suite's trained points are judged in), and the same with the two-block state
+(``+novel``, half the functions new to the policy). Also the whole tick of a learner behind its ENSURE fallback (its decide, ENSURE's shadow
 decide, the learner's feedback with its update, and the fallback's queueing model), which has no
 target of its own: it is what the daemon spends per tick on the policy. Reports the median and best wall
 time over repeats (after one warm-up) and the median CPU time of this process, and compares both
@@ -40,8 +40,8 @@ TARGET_MS = {"nac-linear": 20.0, "nac-nn": 100.0}
 #: The portfolio as the suite's trained points are judged with: its histogram member (a hybrid-histogram
 #: policy deciding beside the KPA members) and the function-history features.
 JUDGED = {"scheme": "portfolio", "histogram_member": True, "history_features": True}
-#: The two-block state (``AgentSettings.novel_block``, NAC-Linear only): functions the fit was made on and
-#: new ones keep separate weights; measured with half the functions new.
+#: The two-block state (``AgentSettings.novel_block``): functions the fit was made on and new ones keep
+#: separate weights; measured with half the functions new.
 NOVEL = {"warm_start": "fitted", "novel_block": True}
 
 
@@ -171,7 +171,7 @@ def main() -> None:
                          ("nac-linear", {"mode": "natural", "scheme": "portfolio"}),
                          ("nac-nn", {"scheme": "portfolio"}),
                          ("nac-linear", {"mode": "natural", **JUDGED}), ("nac-nn", JUDGED),
-                         ("nac-linear", {"mode": "natural", **JUDGED, **NOVEL})):
+                         ("nac-linear", {"mode": "natural", **JUDGED, **NOVEL}), ("nac-nn", {**JUDGED, **NOVEL})):
         rows.extend(bench(name, params, args.functions, args.repeats))
     for name in ("nac-linear", "nac-nn"):
         rows.append(bench_fallback(name, args.functions, args.repeats))
