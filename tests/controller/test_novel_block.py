@@ -90,22 +90,32 @@ def test_the_known_functions_travel_with_the_checkpoint(tmp_path):
         load_checkpoint(path, single)
 
 
-def test_the_second_blocks_temperature_makes_the_labels_likelier():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(400, 6))
-    labels = (x[:, 0] > 0).astype(np.int64)
-    weak, _ = fit_linear_policy(x, labels, 2, np.random.default_rng(1), l2=1.0)
+def test_the_second_block_is_fitted_more_weakly_then_sharpened_to_the_labels_and_the_first_is_not():
+    from policies.imitation import fit_linear_policy, likeliest_temperature
+
     settings = _settings(BLOCKED)
     policy = build_policy(settings, PolicySpec("nac-linear"))
-    from policies.imitation import likeliest_temperature
+    d = policy.agent.base_state_dim(policy.features)
+    a = policy.agent.n_actions
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, size=(600, d)) / np.sqrt(d)
+    labels = np.where(x[:, 1] > x[:, 2], 0, 3).astype(np.int64)
+    policy._imitate_blocks(x, labels)
+    zeros = np.zeros_like(x)
 
-    def _log_softmax(z):
-        z = z - z.max(axis=1, keepdims=True)
-        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    factor = likeliest_temperature(_log_softmax(x @ weak.T), labels)
-    assert factor > 1.0
-    assert _log_softmax(factor * x @ weak.T)[np.arange(400), labels].mean() > _log_softmax(
-        x @ weak.T)[np.arange(400), labels].mean()
+    def log_probs(block):
+        placed = np.hstack([x, zeros]) if block == 0 else np.hstack([zeros, x])
+        return np.log(np.clip(policy.learner.probabilities(placed), 1e-300, None))
+
+    # The second block's firmness is already the likeliest: fitting it again changes nothing.
+    assert likeliest_temperature(log_probs(1), labels) == pytest.approx(1.0, abs=1e-3)
+    # Its penalty (0.1) is the stronger: unsharpened, the same fit would be less sure of the labels.
+    weak, _ = fit_linear_policy(x, labels, a, np.random.default_rng(1), l2=policy.learner.novel_fit_l2)
+    z = x @ weak.T
+    unsharpened = (z - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)) - z.max(1, keepdims=True))
+    assert log_probs(1)[np.arange(600), labels].mean() > unsharpened[np.arange(600), labels].mean()
+    # Without fit_temperature the first block is the plain fit: a different firmness than the likeliest.
+    assert likeliest_temperature(log_probs(0), labels) != pytest.approx(1.0, abs=1e-3)
     assert policy.agent.novel_fit_l2 is None and policy.learner.novel_fit_l2 == 0.1
 
 
