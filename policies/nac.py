@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
+import scipy.linalg as scipy_linalg
 import scipy.sparse.linalg as sparse_linalg
 from scipy import sparse
 
@@ -400,6 +401,20 @@ class KroneckerRows:
     """(N, A) float: the action-side factor of every row."""
     x: np.ndarray
     """(N, d_x) float: the state-side factor of every row."""
+    actions: np.ndarray | None = None
+    """(N,) int when ``weights`` is one-hot at these actions (φ(s, a) of taken actions), else None."""
+    u: np.ndarray | None = None
+    """(N, d_u) x's varying columns and a column of ones, with x_n = L u_n (:meth:`factored`); None: x alone."""
+    lift: np.ndarray | None = None
+    """L, (d_x, d_u), with ``u``."""
+
+    def factored(self) -> KroneckerRows:
+        """The same rows with x's constant columns factored out (:func:`_factor_constant_columns`), so
+        products run over u's d_u columns instead of x's d_x; the rows themselves unless that applies."""
+        if self.lift is not None:
+            return self
+        u, lift = _factor_constant_columns(self.x)
+        return self if lift is None else KroneckerRows(self.weights, self.x, self.actions, u, lift)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -409,42 +424,145 @@ class KroneckerRows:
         return v.reshape(self.weights.shape[1], self.x.shape[1])
 
     def __matmul__(self, v: np.ndarray) -> np.ndarray:
-        return np.einsum("na,na->n", self.weights, self.x @ self._blocks(v).T)
+        blocks = self._blocks(v)
+        scores_na = self.x @ blocks.T if self.lift is None else self.u @ (blocks @ self.lift).T
+        if self.actions is not None:
+            # One-hot weights: the weighted sum over actions is the taken action's score (the same number).
+            return scores_na[np.arange(self.actions.shape[0]), self.actions]
+        return np.einsum("na,na->n", self.weights, scores_na)
 
     def rmatvec(self, c: np.ndarray) -> np.ndarray:
         """Xᵀc, (A·d_x,): block a is Σ_n c_n weights[n, a] x[n]."""
-        return ((self.weights * c[:, None]).T @ self.x).reshape(-1)
+        if self.lift is None:
+            return ((self.weights * c[:, None]).T @ self.x).reshape(-1)
+        return (((self.weights * c[:, None]).T @ self.u) @ self.lift.T).reshape(-1)
 
     def col_square_sum(self) -> np.ndarray:
         """Σ_n X[n, j]², (A·d_x,): block a is Σ_n weights[n, a]² x[n]² (exact)."""
         return ((self.weights**2).T @ (self.x**2)).reshape(-1)
 
     def rows(self, sel: np.ndarray | slice) -> KroneckerRows:
-        return KroneckerRows(self.weights[sel], self.x[sel])
+        def part(rows: np.ndarray | None) -> np.ndarray | None:
+            return None if rows is None else rows[sel]
+
+        return KroneckerRows(self.weights[sel], self.x[sel], part(self.actions), part(self.u), self.lift)
 
     def scaled(self, c: np.ndarray) -> KroneckerRows:
         """diag(c) X: every row multiplied by its entry of c."""
-        return KroneckerRows(self.weights * c[:, None], self.x)
+        return KroneckerRows(self.weights * c[:, None], self.x, None, self.u, self.lift)
 
     def gram(self) -> np.ndarray:
-        """XᵀX as a dense (A·d_x, A·d_x) matrix, assembled block by block.
+        """XᵀX as a dense (A·d_x, A·d_x) matrix (:meth:`factored_gram` put back together)."""
+        core, lift = self.factored_gram()
+        if lift is None:
+            return core
+        n_actions = self.weights.shape[1]
+        blocks = lift @ core.reshape(n_actions, lift.shape[1], n_actions, lift.shape[1]).transpose(0, 2, 1, 3) @ lift.T
+        return blocks.transpose(0, 2, 1, 3).reshape(n_actions * self.x.shape[1], n_actions * self.x.shape[1])
 
-        Block (a, b) is Σ_n w_na w_nb x_n x_nᵀ: one product of the A(A+1)/2 distinct weight
-        products (per row) with the d_x(d_x+1)/2 distinct entries of x_n x_nᵀ, a GEMM of
-        N·A²·d_x²/4 multiply-adds, about half the N·(A·d_x)²/2 of forming the rows and XᵀX (syrk);
-        the symmetric halves are then mirrored.
+    def factored_gram(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(S, L) with XᵀX = (I_A ⊗ L) S (I_A ⊗ L)ᵀ: S = Σ_n (w_n w_nᵀ) ⊗ (u_n u_nᵀ), (A·d_u, A·d_u).
+
+        Block (a, b) of XᵀX is Σ_n w_na w_nb x_n x_nᵀ. Columns of x that hold one value in every row
+        (the bias; μ's bins in a batch of one tick) factor out of that sum: x_n = L u_n with u_n the
+        varying columns and a 1 (:func:`_factor_constant_columns`), so only u's pairs enter the
+        product. L is None when nothing is factored (S is then XᵀX itself, u = x).
+
+        The product is one GEMM of the A(A+1)/2 distinct weight products (per row) with the
+        d_u(d_u+1)/2 distinct entries of u_n u_nᵀ, N·A²·d_u²/4 multiply-adds, about half the
+        N·(A·d_u)²/2 of forming the rows and their syrk; the symmetric halves are then mirrored.
         """
-        n_actions, d_x = self.weights.shape[1], self.x.shape[1]
+        n_actions = self.weights.shape[1]
+        u, lift = (self.u, self.lift) if self.lift is not None else _factor_constant_columns(self.x)
+        d_u = u.shape[1]
         a_i, a_j = np.triu_indices(n_actions)
-        x_i, x_j = np.triu_indices(d_x)
-        upper = _upper_products(self.weights) @ _upper_products(self.x).T  # (A-pairs, d_x-pairs)
-        sym = np.empty((a_i.size, d_x, d_x))
-        sym[:, x_i, x_j] = upper
-        sym[:, x_j, x_i] = upper
-        full = np.empty((n_actions, n_actions, d_x, d_x))
+        u_i, u_j = np.triu_indices(d_u)
+        upper = _upper_products(self.weights) @ _upper_products(u).T  # (A-pairs, d_u-pairs)
+        sym = np.empty((a_i.size, d_u, d_u))
+        sym[:, u_i, u_j] = upper
+        sym[:, u_j, u_i] = upper
+        full = np.empty((n_actions, n_actions, d_u, d_u))
         full[a_i, a_j] = sym
         full[a_j, a_i] = sym
-        return full.transpose(0, 2, 1, 3).reshape(n_actions * d_x, n_actions * d_x)
+        return full.transpose(0, 2, 1, 3).reshape(n_actions * d_u, n_actions * d_u), lift
+
+
+FACTOR_MIN_ROWS = 256
+"""From this many rows on, x's constant columns are factored out of Kronecker rows' products
+(:meth:`KroneckerRows.factored`, :meth:`KroneckerRows.factored_gram`) and the Fisher system is solved in
+the smaller space; on fewer rows the products are cheap and are formed directly, as they always were."""
+
+
+def _factor_constant_columns(x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(u, L) with x_n = L u_n for every row: u the columns of x that vary over rows and a column of
+    ones, L (d_x, d_u) putting them back (a varying column copied, a constant one its value times the
+    ones; without a non-zero constant there is no column of ones). L has full column rank. (x, None)
+    when fewer than two columns are constant (nothing to gain), x has fewer than
+    :data:`FACTOR_MIN_ROWS` rows, or x is all zeros."""
+    if x.shape[0] < FACTOR_MIN_ROWS:
+        return x, None
+    constant = np.all(x == x[0], axis=0)
+    if constant.sum() < 2:
+        return x, None
+    varying = np.flatnonzero(~constant)
+    ones = bool(np.any(x[0, constant] != 0.0))
+    if varying.size == 0 and not ones:
+        return x, None
+    # np.take keeps u C-ordered (x[:, varying] would not); the ones take the place of a copied column.
+    u = np.take(x, np.append(varying, 0) if ones else varying, axis=1)
+    lift = np.zeros((x.shape[1], u.shape[1]))
+    lift[varying, np.arange(varying.size)] = 1.0
+    if ones:
+        u[:, -1] = 1.0
+        lift[constant, -1] = x[0, constant]
+    return u, lift
+
+
+@dataclass(frozen=True, eq=False)
+class _FisherPart:
+    """F = XᵀX / m of one sample of Kronecker rows, kept as :meth:`KroneckerRows.factored_gram` gives it:
+    its trace and the solve of (F + ρI) w = r, without forming F when x's constant columns were factored."""
+
+    core: np.ndarray
+    """S / m, (A·d_u, A·d_u)."""
+    lift: np.ndarray | None
+    """L, (d_x, d_u); None: ``core`` is F."""
+    n_actions: int
+
+    @classmethod
+    def of(cls, sample: KroneckerRows, m: int) -> _FisherPart:
+        core, lift = sample.factored_gram()
+        return cls(core / m, lift, sample.weights.shape[1])
+
+    def trace(self) -> float:
+        if self.lift is None:
+            return float(np.trace(self.core))
+        # tr(L S_aa Lᵀ) = ⟨S_aa, LᵀL⟩ for every action's diagonal block.
+        d_u = self.lift.shape[1]
+        diagonal = self.core.reshape(self.n_actions, d_u, self.n_actions, d_u)[np.arange(self.n_actions), :, np.arange(self.n_actions), :]
+        return float(np.sum(diagonal * (self.lift.T @ self.lift)))
+
+    def solve(self, ridge: float, rhs: np.ndarray) -> np.ndarray:
+        """w with (F + ρI) w = ``rhs``, ρ = ``ridge`` > 0.
+
+        Factored (F = M S Mᵀ, M = I_A ⊗ L of full column rank): split rhs = M r + p with Mᵀp = 0 (r the
+        least-squares coefficients, G r = Mᵀ rhs for G = MᵀM = I_A ⊗ LᵀL); then w = M y + p / ρ, where
+        (ρG + G S G) y = Mᵀ rhs — a symmetric positive-definite system of A·d_u unknowns instead of A·d_x.
+        The rhs of an update lies in M's range (p is rounding), as every row's x has the constant values.
+        """
+        if self.lift is None:
+            return np.linalg.solve(self.core + ridge * np.eye(self.core.shape[0]), rhs)
+        lift, n_actions = self.lift, self.n_actions
+        d_u = lift.shape[1]
+        h = lift.T @ lift
+        projected = (rhs.reshape(n_actions, -1) @ lift)  # Mᵀ rhs, (A, d_u)
+        blocks = self.core.reshape(n_actions, d_u, n_actions, d_u).transpose(0, 2, 1, 3)
+        system = (h @ blocks @ h).transpose(0, 2, 1, 3).reshape(n_actions * d_u, n_actions * d_u)
+        system += ridge * np.kron(np.eye(n_actions), h)
+        y = scipy_linalg.cho_solve(scipy_linalg.cho_factor(system, lower=True), projected.reshape(-1))
+        coefficients = np.linalg.solve(h, projected.T).T  # r, (A, d_u)
+        w = y.reshape(n_actions, d_u) @ lift.T + (rhs.reshape(n_actions, -1) - coefficients @ lift.T) / ridge
+        return w.reshape(-1)
 
 
 def _upper_products(m: np.ndarray) -> np.ndarray:
@@ -505,7 +623,7 @@ def taken_features(phi: Features, actions_n: np.ndarray) -> Rows:
     if isinstance(phi, OneHotFeatures):
         return SparseRows(phi.index[np.arange(n), actions_n][:, None], np.ones((n, 1)), phi.dim)
     if isinstance(phi, BlockFeatures):
-        return KroneckerRows(_one_hot(actions_n, phi.n_actions), phi.x)
+        return KroneckerRows(_one_hot(actions_n, phi.n_actions), phi.x, actions_n).factored()
     n_actions, dim = phi.shape[1], phi.shape[2]
     # Row gather on the flattened (N·A, d) view: one contiguous copy per row, ~5x faster here than
     # the two-array fancy index phi[arange, actions].
@@ -517,14 +635,18 @@ def grad_log_pi(
 ) -> Rows:
     """∇_θ log π(a|s) = φ(s, a) − Σ_a' π(a'|s) φ(s, a'), (N, d).
 
-    Sparse rows for one-hot features; for block features the row is (e_a − π(·|s)) ⊗ x(s).
+    Sparse rows for one-hot features; for block features the row is (e_a − π(·|s)) ⊗ x(s). ``phi_sa``,
+    φ(s, a) of the same rows as :func:`taken_features` gave it, saves work: dense rows are not gathered
+    again, and block features keep its factoring of x.
     """
     n = probs_na.shape[0]
     if isinstance(phi, (OneHotFeatures, BlockFeatures)):
         weights = -probs_na.copy()
         weights[np.arange(n), actions_n] += 1.0
         if isinstance(phi, BlockFeatures):
-            return KroneckerRows(weights, phi.x)
+            if isinstance(phi_sa, KroneckerRows) and phi_sa.x is phi.x:
+                return KroneckerRows(weights, phi.x, None, phi_sa.u, phi_sa.lift)  # the same x, factored once
+            return KroneckerRows(weights, phi.x).factored()
         return SparseRows(phi.index, weights, phi.dim)
     taken = taken_features(phi, actions_n) if phi_sa is None else phi_sa
     return taken - np.einsum("na,nad->nd", probs_na, phi)
@@ -663,8 +785,12 @@ def compatible_fit(
                 sample = _rows(grad_nd, np.sort(rng.choice(n, hp.fisher_rows, replace=False)))
             m = sample.shape[0]
             w = _block_solve(sample, rhs, m, x_blocks, hp.fisher_ridge) if x_blocks > 1 else None
-            if w is None:
-                fisher = (sample.gram() if isinstance(sample, KroneckerRows) else sample.T @ sample) / m
+            if w is None and isinstance(sample, KroneckerRows):
+                fisher = _FisherPart.of(sample, m)
+                ridge = hp.fisher_ridge * max(fisher.trace() / rhs.shape[0], 1e-12)
+                w = fisher.solve(ridge, rhs)
+            elif w is None:
+                fisher = sample.T @ sample / m
                 ridge = hp.fisher_ridge * max(float(np.trace(fisher)) / fisher.shape[0], 1e-12)
                 w = np.linalg.solve(fisher + ridge * np.eye(fisher.shape[0]), rhs)
         w, projected = _project(np.asarray(w, dtype=float), hp.actor_radius)
@@ -706,19 +832,17 @@ def _block_solve(sample: Rows, rhs: np.ndarray, m: int, blocks: int, fisher_ridg
     filled = np.any(x_nbk != 0.0, axis=2)
     if np.any(filled.sum(axis=1) > 1):
         return None
-    grams: list[np.ndarray | None] = []
-    trace = 0.0
+    parts: list[_FisherPart | None] = []
     for b in range(blocks):
         rows = np.flatnonzero(filled[:, b])
-        gram = KroneckerRows(sample.weights[rows], x_nbk[rows, b, :]).gram() / m if rows.size else None
-        trace += float(np.trace(gram)) if gram is not None else 0.0
-        grams.append(gram)
+        parts.append(_FisherPart.of(KroneckerRows(sample.weights[rows], x_nbk[rows, b, :]), m) if rows.size else None)
+    trace = sum(part.trace() for part in parts if part is not None)
     ridge = fisher_ridge * max(trace / (n_actions * d_x), 1e-12)
     rhs_abk = rhs.reshape(n_actions, blocks, size)
     w_abk = np.empty_like(rhs_abk)
-    for b, gram in enumerate(grams):
+    for b, fisher in enumerate(parts):
         part = rhs_abk[:, b, :].reshape(-1)
-        solved = part / ridge if gram is None else np.linalg.solve(gram + ridge * np.eye(gram.shape[0]), part)
+        solved = part / ridge if fisher is None else fisher.solve(ridge, part)
         w_abk[:, b, :] = solved.reshape(n_actions, size)
     return w_abk.reshape(-1)
 
@@ -826,9 +950,7 @@ class NaturalActorCritic:
         # Algorithm 3: Â from the soft Q̂ = q̂ + λ log π (see the module docstring).
         soft_q_na = scores(batch.features, self.psi_bar) + hp.entropy_reg * log_pi_na
         advantage = soft_q_na[np.arange(n), actions] - np.sum(pi_na * soft_q_na, axis=1)
-        grad = grad_log_pi(
-            batch.features, pi_na, actions, phi_sa if isinstance(phi_sa, np.ndarray) else None
-        )
+        grad = grad_log_pi(batch.features, pi_na, actions, phi_sa)
         actor = compatible_fit(grad, advantage, hp, self.rng, self.x_blocks)
         self.w_hat = actor.w_hat
 

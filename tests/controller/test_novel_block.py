@@ -188,15 +188,22 @@ def test_a_network_update_on_known_functions_leaves_the_second_blocks_networks_a
                                                      strict=True))
 
 
-def test_the_block_by_block_fisher_solve_equals_the_whole_matrix_solve():
-    from policies.nac import KroneckerRows, _block_solve
+@pytest.mark.parametrize("shared", [False, True], ids=["every-column-varies", "bias-and-mu-shared-per-block"])
+def test_the_block_by_block_fisher_solve_equals_the_whole_matrix_solve(shared: bool):
+    from policies.nac import FACTOR_MIN_ROWS, KroneckerRows, _block_solve, _FisherPart
 
     rng = np.random.default_rng(5)
-    n, a, size = 300, 4, 6
+    n, a, size = (4 * FACTOR_MIN_ROWS if shared else 300), 4, 6
     x = rng.normal(size=(n, 2 * size))
     second = rng.random(n) < 0.3
     x[second, :size] = 0.0
     x[~second, size:] = 0.0
+    if shared:
+        # One tick's bias and μ: the same in every row of a block, so each block's system is factored.
+        x[~second, 0], x[~second, 3], x[second, size], x[second, size + 3] = 1.0, 0.4, 1.0, 0.4
+        for rows_of_block, part in ((~second, slice(0, size)), (second, slice(size, 2 * size))):
+            assert _FisherPart.of(KroneckerRows(rng.normal(size=(int(rows_of_block.sum()), a)),
+                                                x[rows_of_block, part]), n).lift is not None
     weights = rng.normal(size=(n, a))
     rows = KroneckerRows(weights, x)
     rhs = rng.normal(size=a * 2 * size)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from policies.nac import (
+    FACTOR_MIN_ROWS,
     BlockFeatures,
     KroneckerRows,
     NACHyperparameters,
@@ -25,6 +26,7 @@ from policies.nac import (
     sample_from,
     taken_features,
 )
+from policies.nac import _factor_constant_columns, _FisherPart
 
 GAMMA = 0.9
 LAM = 0.1
@@ -366,6 +368,84 @@ def test_kronecker_rows_match_their_dense_matrix() -> None:
     np.testing.assert_allclose(rows.scaled(c) @ v, c * (dense @ v), rtol=1e-12)
 
 
+def tick_states(rng: np.random.Generator, n: int, d_x: int, shared: dict[int, float]) -> np.ndarray:
+    """States of one tick: columns ``shared`` (index → value) hold one value in every row, as the bias
+    and μ's bins do; the rest vary."""
+    x = rng.normal(size=(n, d_x))
+    for column, value in shared.items():
+        x[:, column] = value
+    return x
+
+
+@pytest.mark.parametrize("shared", [{0: 1.0, 3: 0.25, 4: 0.0}, {1: 0.0, 2: 0.0}, {0: 1.0, 1: -2.0, 5: 0.5}],
+                         ids=["bias-mu-and-a-zero", "zeros-only", "three-constants"])
+def test_kronecker_rows_with_constant_columns_factor_them_out_and_match_their_dense_matrix(
+    shared: dict[int, float],
+) -> None:
+    rng = np.random.default_rng(9)
+    n, n_actions, d_x = FACTOR_MIN_ROWS + 17, 4, 6
+    x = tick_states(rng, n, d_x, shared)
+    rows = KroneckerRows(rng.normal(size=(n, n_actions)), x).factored()
+    assert rows.lift is not None
+    # A column of ones only when some constant is non-zero; every varying column stays.
+    assert rows.u.shape[1] == d_x - len(shared) + (1 if any(shared.values()) else 0)
+    np.testing.assert_allclose(rows.u @ rows.lift.T, x, rtol=0, atol=0)
+    dense = np.einsum("na,nj->naj", rows.weights, x).reshape(n, n_actions * d_x)
+    v, c = rng.normal(size=n_actions * d_x), rng.normal(size=n)
+    np.testing.assert_allclose(rows @ v, dense @ v, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rows.rmatvec(c), dense.T @ c, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rows.gram(), dense.T @ dense, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(rows.rows(slice(3, 300)) @ v, dense[3:300] @ v, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rows.scaled(c).rmatvec(c), dense.T @ (c * c), rtol=1e-12, atol=1e-12)
+    core, lift = rows.factored_gram()
+    assert core.shape == (n_actions * rows.u.shape[1],) * 2
+
+
+def test_constant_columns_are_factored_only_where_it_pays() -> None:
+    rng = np.random.default_rng(10)
+    few = tick_states(rng, FACTOR_MIN_ROWS - 1, 6, {0: 1.0, 1: 0.5})
+    assert _factor_constant_columns(few)[1] is None
+    one_constant = tick_states(rng, FACTOR_MIN_ROWS, 6, {0: 1.0})
+    assert _factor_constant_columns(one_constant)[1] is None
+    assert _factor_constant_columns(np.zeros((FACTOR_MIN_ROWS, 6)))[1] is None
+    assert _factor_constant_columns(tick_states(rng, FACTOR_MIN_ROWS, 6, {0: 1.0, 1: 0.5}))[1] is not None
+
+
+def test_taken_actions_of_factored_rows_score_as_their_dense_rows() -> None:
+    rng = np.random.default_rng(11)
+    n, n_actions, d_x = FACTOR_MIN_ROWS * 2, 5, 7
+    phi = BlockFeatures(tick_states(rng, n, d_x, {0: 1.0, 4: 0.1, 5: 0.3}), n_actions)
+    actions = rng.integers(0, n_actions, n)
+    taken = taken_features(phi, actions)
+    assert taken.lift is not None and taken.actions is not None
+    dense = phi.dense()[np.arange(n), actions]
+    v = rng.normal(size=n_actions * d_x)
+    np.testing.assert_allclose(taken @ v, dense @ v, rtol=1e-12, atol=1e-12)
+    # ∇log π reuses the taken rows' factoring of the same x.
+    probs = np.exp(log_softmax(rng.normal(size=(n, n_actions))))
+    grad = grad_log_pi(phi, probs, actions, taken)
+    assert grad.u is taken.u
+    dense_grad = dense - np.einsum("na,nad->nd", probs, phi.dense())
+    np.testing.assert_allclose(grad @ v, dense_grad @ v, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("in_range", [True, False], ids=["rhs-of-the-rows", "any-rhs"])
+def test_the_factored_fisher_system_has_the_dense_solution_and_trace(in_range: bool) -> None:
+    rng = np.random.default_rng(12)
+    n, n_actions, d_x = FACTOR_MIN_ROWS + 40, 4, 8
+    rows = KroneckerRows(rng.normal(size=(n, n_actions)), tick_states(rng, n, d_x, {0: 1.0, 2: 0.2, 6: 0.0}))
+    part = _FisherPart.of(rows, n)
+    assert part.lift is not None
+    dense = np.einsum("na,nj->naj", rows.weights, rows.x).reshape(n, n_actions * d_x)
+    fisher = dense.T @ dense / n
+    assert part.trace() == pytest.approx(np.trace(fisher), rel=1e-12)
+    # An update's rhs lies in the rows' span; any other vector is solved as exactly.
+    rhs = dense.T @ rng.normal(size=n) / n if in_range else rng.normal(size=n_actions * d_x)
+    for ridge in (1e-3, 1e-1, 10.0):
+        expected = np.linalg.solve(fisher + ridge * np.eye(fisher.shape[0]), rhs)
+        np.testing.assert_allclose(part.solve(ridge, rhs), expected, rtol=1e-8, atol=1e-10 * np.abs(expected).max())
+
+
 BLOCK_CASES = {
     "defaults-fisher": {},
     "serverless-five-td-epochs": {"critic_lr": 0.5, "critic_epochs": 5, "critic_radius": 400.0},
@@ -452,3 +532,33 @@ def test_a_large_batch_estimates_the_fisher_matrix_on_a_sample_of_its_rows_and_a
                        np.random.default_rng(0)).w_hat)
     with pytest.raises(ValueError, match="fisher_rows"):
         hp(n_features=3, fisher_rows=-1)
+
+
+def test_a_learner_on_one_ticks_states_learns_as_on_dense_features() -> None:
+    # Enough rows, and the bias and μ shared by every row: the block learner factors them out of its
+    # critic products and its Fisher system; the dense learner forms every product in full.
+    rng = np.random.default_rng(22)
+    n, n_actions, d_x = FACTOR_MIN_ROWS + 60, 4, 7
+    settings = NACHyperparameters(
+        n_features=n_actions * d_x, n_actions=n_actions, gamma=0.95, policy_lr=2.0, seed=3,
+        critic_lr=0.5, critic_epochs=5, critic_radius=400.0, fisher_rows=FACTOR_MIN_ROWS + 10,
+    )
+    block_learner, dense_learner = NaturalActorCritic(settings), NaturalActorCritic(settings)
+    theta0, psi0 = rng.normal(size=n_actions * d_x), rng.normal(size=n_actions * d_x)
+    for learner in (block_learner, dense_learner):
+        learner.theta, learner.psi = theta0.copy(), psi0.copy()
+    for tick in range(3):
+        mu = rng.dirichlet(np.ones(2))
+        shared = {0: 1.0, 5: mu[0], 6: mu[1]}
+        x, x_next = tick_states(rng, n, d_x, shared), tick_states(rng, n, d_x, {0: 1.0, 5: mu[1], 6: mu[0]})
+        args = {"actions": rng.integers(0, n_actions, n), "rewards": rng.uniform(size=n),
+                "next_actions": rng.integers(0, n_actions, n)}
+        block, block_next = BlockFeatures(x, n_actions), BlockFeatures(x_next, n_actions)
+        assert taken_features(block, args["actions"]).lift is not None
+        d_block = block_learner.update(TransitionBatch(features=block, next_features=block_next, **args))
+        d_dense = dense_learner.update(TransitionBatch(features=block.dense(), next_features=block_next.dense(), **args))
+        for key in d_block:
+            assert d_block[key] == pytest.approx(d_dense[key], rel=1e-8, abs=1e-10), (tick, key)
+        for name in ("theta", "psi", "psi_bar", "w_hat"):
+            np.testing.assert_allclose(getattr(block_learner, name), getattr(dense_learner, name), rtol=1e-8, atol=1e-10)
+    assert np.linalg.norm(block_learner.theta - theta0) > 1e-2
