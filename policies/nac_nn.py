@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.adam import adam as adam_step
 
 from policies.agent import (
     AgentSettings,
@@ -284,11 +285,10 @@ class TorchKLLearner:
                 a_m = a_e[sl]
                 q_m = self.critic(x_e[sl]).gather(1, a_m[:, None])[:, 0]
                 loss = torch.mean((q_m - target_e[sl]) ** 2)
-                self.critic_opt.zero_grad()
+                _drop_grads(self.critic_opt)
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.critic.parameters(), s.max_grad_norm)
-                self.critic_opt.step()
-                critic_losses.append(loss.item())
+                _clipped_adam_step(self.critic_opt, s.max_grad_norm)
+                critic_losses.append(loss.detach())
 
         with torch.no_grad():
             q_a_n = self.critic(x_n_d).T
@@ -310,11 +310,10 @@ class TorchKLLearner:
                 ratio_m = torch.exp(logp_a_m.gather(0, a_1_m)[0] - logp_old_a_m.gather(0, a_1_m)[0])
                 kl_m = torch.sum(p_old_a_m * (logp_old_a_m - logp_a_m), dim=0)
                 loss = -torch.mean(ratio_m * adv_e[sl]) + kl_coef * torch.mean(kl_m)
-                self.actor_opt.zero_grad()
+                _drop_grads(self.actor_opt)
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.actor.parameters(), s.max_grad_norm)
-                self.actor_opt.step()
-                actor_losses.append(loss.item())
+                _clipped_adam_step(self.actor_opt, s.max_grad_norm)
+                actor_losses.append(loss.detach())
 
         with torch.no_grad():
             logp_new_a_n = torch.log_softmax(self.actor(x_n_d).T, dim=0)
@@ -323,8 +322,8 @@ class TorchKLLearner:
         self.kl_coef = adapt_kl_coef(kl_coef, kl, s)
         self.updates += 1
         return {
-            "losses/critic": float(np.mean(critic_losses)),
-            "losses/actor": float(np.mean(actor_losses)),
+            "losses/critic": float(np.mean(torch.stack(critic_losses).numpy().astype(float))),
+            "losses/actor": float(np.mean(torch.stack(actor_losses).numpy().astype(float))),
             "approx_kl": float(kl),
             "entropy": float(entropy),
             "explained_variance": explained_variance(
@@ -366,6 +365,46 @@ class TorchKLLearner:
             "activation": self.network.activation,
             **({"x_blocks": self.x_blocks} if self.x_blocks > 1 else {}),
         }
+
+
+def _drop_grads(opt: torch.optim.Optimizer) -> None:
+    """``opt.zero_grad()`` (gradients set to None) without its per-call bookkeeping."""
+    for group in opt.param_groups:
+        for param in group["params"]:
+            param.grad = None
+
+
+def _clipped_adam_step(opt: torch.optim.Adam, max_norm: float) -> None:
+    """``nn.utils.clip_grad_norm_(params, max_norm)`` then ``opt.step()``, to the bit, at about half their
+    cost: an update at 10,000 functions takes 80 of these steps, and the wrappers' per-call bookkeeping
+    (grouping tensors by device, profiler hooks, re-collecting Adam's state) was a tenth of it.
+
+    The gradients' global norm is the 2-norm of their norms; they are scaled by max_norm / (norm + 10⁻⁶)
+    when that is below 1 (torch multiplies by the coefficient clamped to 1, which changes nothing). The
+    Adam step is torch's own multi-tensor Adam on the optimizer's state; a parameter's first step, when
+    that state does not exist yet, goes through ``opt.step()``, which creates it.
+    """
+    (group,) = opt.param_groups
+    params = [param for param in group["params"] if param.grad is not None]
+    if not params:
+        return
+    grads = [param.grad for param in params]
+    with torch.no_grad():
+        total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
+        coef = max_norm / (total + 1e-6)
+        if coef.item() < 1.0:
+            torch._foreach_mul_(grads, coef)
+        states = [opt.state.get(param) for param in params]
+        if group["amsgrad"] or group["fused"] or not group["foreach"] or not all(states):
+            opt.step()
+            return
+        beta1, beta2 = group["betas"]
+        adam_step(params, grads, [state["exp_avg"] for state in states], [state["exp_avg_sq"] for state in states], [],
+                  [state["step"] for state in states], foreach=True, capturable=group["capturable"],
+                  differentiable=group["differentiable"], fused=None, grad_scale=None, found_inf=None,
+                  has_complex=any(torch.is_complex(param) for param in params),
+                  decoupled_weight_decay=group["decoupled_weight_decay"], amsgrad=False, beta1=beta1, beta2=beta2,
+                  lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"], maximize=group["maximize"])
 
 
 def _penalty(net: nn.Module, l2: float | None) -> Any:

@@ -126,3 +126,39 @@ def test_the_initial_policy_is_nearly_uniform_like_theta_zero() -> None:
 def test_invalid_network_settings_are_rejected_naming_the_field(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         NetworkSettings(**kwargs)
+
+
+@pytest.mark.parametrize("max_norm", [1e-3, 1e3], ids=["clipping", "not-clipping"])
+def test_the_learners_step_is_torchs_clip_and_adam_to_the_bit(max_norm: float) -> None:
+    from policies.nac_nn import _clipped_adam_step, _drop_grads
+
+    def build() -> tuple[torch.nn.Module, torch.optim.Adam]:
+        torch.manual_seed(4)
+        net = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3),
+                                  torch.nn.Linear(3, 3))
+        return net, torch.optim.Adam(net.parameters(), lr=1e-2, foreach=True)
+
+    ours, ours_opt = build()
+    theirs, theirs_opt = build()
+    x = torch.randn(64, 5)
+    for step in range(6):
+        # The last layer gets no gradient on the first steps: its Adam state is created later, on its first.
+        for net, opt in ((ours, ours_opt), (theirs, theirs_opt)):
+            out = net[2](net[1](net[0](x)))
+            loss = out.pow(2).mean() + (net[3](out).pow(3).mean() if step >= 3 else 0.0)
+            _drop_grads(opt) if net is ours else opt.zero_grad()
+            loss.backward()
+            if net is ours:
+                _clipped_adam_step(opt, max_norm)
+            else:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm)
+                opt.step()
+    assert ours[3].weight.grad is not None  # the late layer did learn
+    for mine, theirs_param in zip(ours.parameters(), theirs.parameters(), strict=True):
+        assert torch.equal(mine, theirs_param)
+        assert torch.equal(mine.grad, theirs_param.grad)
+    for mine, theirs_param in zip(ours.parameters(), theirs.parameters(), strict=True):
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(ours_opt.state[mine][key], theirs_opt.state[theirs_param][key])
+    # The comparison is not of two networks standing still.
+    assert not torch.equal(ours[0].weight, build()[0][0].weight)
