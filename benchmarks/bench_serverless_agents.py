@@ -28,12 +28,15 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse
 import math
 import statistics
+from dataclasses import replace
 import time
 from collections.abc import Callable
 
 import numpy as np
 
+from policies.agent import Transitions
 from policies.registry import make
+from policies.serverless_features import LOCAL_FEATURES
 from policies.types import ClusterSnapshot, FunctionStats, InvokerStats
 
 TARGET_MS = {"nac-linear": 20.0, "nac-nn": 100.0}
@@ -81,6 +84,31 @@ def synthetic_snapshot(n: int, time_s: float, rng: np.random.Generator) -> Clust
     return ClusterSnapshot(time_s=time_s, tick_s=10.0, functions=functions, invokers=invokers)
 
 
+def tick_like(batch: Transitions, blocks: int, mu_bins: int, rng: np.random.Generator) -> Transitions:
+    """``batch`` with every column of x(s) and x(s′) varying over functions as in a real tick's batch,
+    except the bias and μ's bins, which one tick shares across functions.
+
+    The synthetic snapshots leave some columns constant that vary on a cluster (the function histories,
+    which two ticks cannot fill; whether a latency was seen). A learner that factors constant columns
+    out of its products would be timed on an easier batch than it meets, so those columns get draws
+    of the features' size (uniform in [0, 1]). With x in ``blocks`` (the two-block state) each row
+    fills one block, and a column is drawn anew over the rows that fill its block.
+    """
+    size = batch.x.shape[1] // blocks
+    shared = {0, *range(len(LOCAL_FEATURES), len(LOCAL_FEATURES) + mu_bins)}
+    varied = {}
+    for key in ("x", "x_next"):
+        x = getattr(batch, key).copy()
+        for b in range(blocks):
+            part = x[:, b * size : (b + 1) * size]  # a view: draws land in x
+            rows = np.flatnonzero(np.any(part != 0.0, axis=1))
+            for j in np.flatnonzero(np.ptp(part[rows], axis=0) == 0):
+                if j not in shared:
+                    part[rows, j] = rng.random(rows.size)
+        varied[key] = x
+    return replace(batch, **varied)
+
+
 def timed(call: Callable[[], object], repeats: int) -> tuple[float, float, float]:
     """(median wall, best wall, median CPU) time of ``call`` in ms, after one warm-up call.
 
@@ -125,7 +153,7 @@ def bench(
     # One update from one transition per function: build the batch the driver would, then time learner.update.
     policy.decide(snapshots[0], mu)
     policy.decide(snapshots[1], mu)
-    batch = policy.pending_batch(rewards)
+    batch = tick_like(policy.pending_batch(rewards), 2 if params.get("novel_block") else 1, mu.size, rng)
     update_ms = timed(lambda: policy.learner.update(batch), repeats)
     label = name + "".join(f" ({params[k]})" for k in ("mode", "scheme") if k in params)
     if params.get("history_features"):
