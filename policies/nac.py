@@ -407,14 +407,23 @@ class KroneckerRows:
     """(N, d_u) x's varying columns and a column of ones, with x_n = L u_n (:meth:`factored`); None: x alone."""
     lift: np.ndarray | None = None
     """L, (d_x, d_u), with ``u``."""
+    by_action: _ByAction | None = None
+    """Factored one-hot rows grouped by their action (:meth:`factored`), for :meth:`rmatvec`."""
 
     def factored(self) -> KroneckerRows:
         """The same rows with x's constant columns factored out (:func:`_factor_constant_columns`), so
-        products run over u's d_u columns instead of x's d_x; the rows themselves unless that applies."""
+        products run over u's d_u columns instead of x's d_x; the rows themselves unless that applies.
+
+        Factored one-hot rows (φ(s, a) of taken actions) also take per-row products: a score is
+        u_n · (Ψ L)[a_n] and Xᵀc sums c_n u_n over the rows of each action, which costs a fraction of
+        the products over all A actions that the general rows need."""
         if self.lift is not None:
             return self
         u, lift = _factor_constant_columns(self.x)
-        return self if lift is None else KroneckerRows(self.weights, self.x, self.actions, u, lift)
+        if lift is None:
+            return self
+        by_action = None if self.actions is None else _ByAction.of(self.actions, u)
+        return KroneckerRows(self.weights, self.x, self.actions, u, lift, by_action)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -425,6 +434,8 @@ class KroneckerRows:
 
     def __matmul__(self, v: np.ndarray) -> np.ndarray:
         blocks = self._blocks(v)
+        if self.lift is not None and self.actions is not None:
+            return np.einsum("nd,nd->n", self.u, (blocks @ self.lift).take(self.actions, axis=0))
         scores_na = self.x @ blocks.T if self.lift is None else self.u @ (blocks @ self.lift).T
         if self.actions is not None:
             # One-hot weights: the weighted sum over actions is the taken action's score (the same number).
@@ -435,6 +446,8 @@ class KroneckerRows:
         """Xᵀc, (A·d_x,): block a is Σ_n c_n weights[n, a] x[n]."""
         if self.lift is None:
             return ((self.weights * c[:, None]).T @ self.x).reshape(-1)
+        if self.by_action is not None:
+            return (self.by_action.sums(c, self.weights.shape[1]) @ self.lift.T).reshape(-1)
         return (((self.weights * c[:, None]).T @ self.u) @ self.lift.T).reshape(-1)
 
     def col_square_sum(self) -> np.ndarray:
@@ -485,6 +498,34 @@ class KroneckerRows:
         full[a_i, a_j] = sym
         full[a_j, a_i] = sym
         return full.transpose(0, 2, 1, 3).reshape(n_actions * d_u, n_actions * d_u), lift
+
+
+@dataclass(frozen=True, eq=False)
+class _ByAction:
+    """Rows of u grouped by their action: ``u[order]``, and where each action's group starts."""
+
+    order: np.ndarray
+    """(N,) the rows sorted by action (stable)."""
+    sorted_u: np.ndarray
+    """(N, d_u) ``u[order]``."""
+    starts: np.ndarray
+    """First position of each action present, in ``order``."""
+    present: np.ndarray
+    """The actions present, one per start."""
+
+    @classmethod
+    def of(cls, actions: np.ndarray, u: np.ndarray) -> _ByAction:
+        order = np.argsort(actions, kind="stable")
+        ranked = actions[order]
+        starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]]) if ranked.size else np.zeros(0, np.intp)
+        return cls(order, u.take(order, axis=0), starts, ranked[starts])
+
+    def sums(self, c: np.ndarray, n_actions: int) -> np.ndarray:
+        """(A, d_u): row a is Σ over the rows of action a of c_n u_n."""
+        out = np.zeros((n_actions, self.sorted_u.shape[1]))
+        if self.starts.size:
+            out[self.present] = np.add.reduceat(self.sorted_u * c.take(self.order)[:, None], self.starts, axis=0)
+        return out
 
 
 FACTOR_MIN_ROWS = 256

@@ -416,11 +416,17 @@ def test_taken_actions_of_factored_rows_score_as_their_dense_rows() -> None:
     n, n_actions, d_x = FACTOR_MIN_ROWS * 2, 5, 7
     phi = BlockFeatures(tick_states(rng, n, d_x, {0: 1.0, 4: 0.1, 5: 0.3}), n_actions)
     actions = rng.integers(0, n_actions, n)
+    actions[actions == 3] = 2  # an action no row took: its block of Xᵀc is zero
     taken = taken_features(phi, actions)
-    assert taken.lift is not None and taken.actions is not None
+    assert taken.lift is not None and taken.actions is not None and taken.by_action is not None
     dense = phi.dense()[np.arange(n), actions]
-    v = rng.normal(size=n_actions * d_x)
+    v, c = rng.normal(size=n_actions * d_x), rng.normal(size=n)
     np.testing.assert_allclose(taken @ v, dense @ v, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(taken.rmatvec(c), dense.T @ c, rtol=1e-12, atol=1e-12)
+    part = taken.rows(np.arange(5, n, 3))
+    np.testing.assert_allclose(part @ v, dense[5::3] @ v, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(part.rmatvec(c[5::3]), dense[5::3].T @ c[5::3], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(taken.scaled(c).rmatvec(c), dense.T @ (c * c), rtol=1e-12, atol=1e-12)
     # ∇log π reuses the taken rows' factoring of the same x.
     probs = np.exp(log_softmax(rng.normal(size=(n, n_actions))))
     grad = grad_log_pi(phi, probs, actions, taken)
