@@ -81,8 +81,8 @@ def _row(result: Any, seed: int, phase: str, extra: dict[str, Any]) -> dict[str,
 def job(args: argparse.Namespace, seed: int, policy: str) -> tuple[str, dict[str, Any]]:
     """Train (learned policies) and evaluate one policy for one seed; write its CSV row."""
     from controller.assemble import PolicySpec, build_workload, measure_slos
-    from controller.runner import run_policy
     from controller.report import write_csv
+    from controller.runner import run_policy
     from controller.training import summary, train_policy
 
     folder = Path(args.out) / f"seed{seed}"

@@ -535,11 +535,11 @@ __all__ = [
     "build_workload",
     "busiest_rows",
     "busiest_trace_ids",
-    "split_half",
     "check_policy_names",
     "cluster_config",
     "measure_slos",
     "resolve_trace_dir",
+    "split_half",
     "tick_count",
     "trace_format",
 ]

@@ -418,8 +418,8 @@ class Checkpointer:
 __all__ = [
     "FORMAT_VERSION",
     "CheckpointError",
-    "Checkpointer",
     "Checkpointable",
+    "Checkpointer",
     "LoadedCheckpoint",
     "load_checkpoint",
     "read_checkpoint",

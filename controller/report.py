@@ -21,7 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from controller.costs import COST_COLUMNS, TABLE_COLUMNS, Activations, GuardCuts, Usage, function_costs, overall_costs
+from controller.costs import (
+    COST_COLUMNS,
+    TABLE_COLUMNS,
+    Activations,
+    GuardCuts,
+    Usage,
+    function_costs,
+    overall_costs,
+)
 from controller.loop import TickReport
 from policies.types import UNMANAGED
 

@@ -34,9 +34,9 @@ from mfg.dp import (
     FiniteHorizon,
     Setting,
     discounted_best_response,
+    evaluate,
     finite_best_response,
     game_models,
-    evaluate,
     initial_distribution,
 )
 from mfg.model import MeanFieldGame

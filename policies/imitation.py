@@ -165,6 +165,6 @@ __all__ = [
     "cost_rows",
     "fit_linear_policy",
     "fit_linear_policy_to_costs",
-    "likeliest_temperature",
     "imitation_rows",
+    "likeliest_temperature",
 ]

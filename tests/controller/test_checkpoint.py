@@ -17,8 +17,8 @@ from conftest import make_snapshot
 
 from controller.checkpoint import (
     FORMAT_VERSION,
-    CheckpointError,
     Checkpointer,
+    CheckpointError,
     load_checkpoint,
     read_checkpoint,
     save_checkpoint,

@@ -12,8 +12,8 @@ from test_daemon_faults import NAMES, AlternatingPolicy, FaultyBackend
 
 from controller.checkpoint import CheckpointError, read_checkpoint
 from controller.daemon import build_daemon
-from workload.arrivals import RepeatingArrivals
 from controller.settings import load_settings
+from workload.arrivals import RepeatingArrivals
 
 
 @dataclass

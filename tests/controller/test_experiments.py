@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from controller.assemble import PolicySpec, RunSeeds, build_policy, build_workload, measure_slos
 from controller.backends.base import FailureKind
 from controller.backends.sim import SimBackend
-from controller.assemble import PolicySpec, RunSeeds, build_policy, build_workload, measure_slos
-from controller.commands.main import main
 from controller.checkpoint import Checkpointer
+from controller.commands.main import main
 from controller.runner import run_policy
 from controller.settings import load_settings
 from policies.types import KEEP_SHARES, UNMANAGED, Decisions

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.backends.base import FailureKind
+from controller.clients.prometheus import PromQLThrottled, PromQLTimeout
 from controller.estimator import PopulationEstimator
 from controller.loop import ControlLoop
 from controller.metrics import (
@@ -22,7 +23,6 @@ from controller.metrics import (
     MetricsExporter,
     error_kind,
 )
-from controller.clients.prometheus import PromQLThrottled, PromQLTimeout
 from policies.types import KEEP_SHARES
 
 NAMES = ("a", "b", "c")

@@ -91,7 +91,7 @@ def test_the_known_functions_travel_with_the_checkpoint(tmp_path):
 
 
 def test_the_second_block_is_fitted_more_weakly_then_sharpened_to_the_labels_and_the_first_is_not():
-    from policies.imitation import fit_linear_policy, likeliest_temperature
+    from policies.imitation import likeliest_temperature
 
     settings = _settings(BLOCKED)
     policy = build_policy(settings, PolicySpec("nac-linear"))
@@ -168,6 +168,7 @@ def test_the_network_learner_keeps_one_actor_per_block_and_its_first_is_a_single
 
 def test_a_network_update_on_known_functions_leaves_the_second_blocks_networks_alone():
     import torch
+
     from policies.agent import Transitions
 
     settings = load_settings(overrides={**TINY, "policy.params": {"nac-nn": BLOCKED}})
@@ -240,8 +241,8 @@ def test_a_two_block_learners_update_matches_a_single_block_learner_on_the_funct
     n, a = 64, single.agent.n_actions
     x, x_next = rng.uniform(0, 0.2, size=(n, d)), rng.uniform(0, 0.2, size=(n, d))
     probs = np.full((n, a), 1.0 / a)
-    batch = dict(action=rng.integers(0, a, n), reward=rng.uniform(0, 1, n), probs=probs, probs_next=probs,
-                 action_next=rng.integers(0, a, n))
+    batch = {"action": rng.integers(0, a, n), "reward": rng.uniform(0, 1, n), "probs": probs, "probs_next": probs,
+             "action_next": rng.integers(0, a, n)}
     zeros = np.zeros_like(x)
     single.learner.update(Transitions(x=x, x_next=x_next, **batch))
     blocked.learner.update(Transitions(x=np.hstack([x, zeros]), x_next=np.hstack([x_next, zeros]), **batch))

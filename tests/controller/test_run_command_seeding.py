@@ -9,8 +9,8 @@ from conftest import FakeBackend, make_snapshot
 
 import controller.commands.run as run_module
 from controller.assemble import RunSeeds
-from controller.loop import ControlLoop
 from controller.estimator import PopulationEstimator
+from controller.loop import ControlLoop
 
 
 class _Built(Exception):

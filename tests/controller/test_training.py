@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from controller.assemble import PolicySpec, build_policy, build_workload, cluster_config, measure_slos
 from controller.checkpoint import read_checkpoint
 from controller.commands.main import main
-from controller.assemble import PolicySpec, build_policy, build_workload, cluster_config, measure_slos
 from controller.settings import load_settings
 from controller.training import side_path, train_policy
 

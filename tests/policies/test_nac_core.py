@@ -17,6 +17,8 @@ from policies.nac import (
     OneHotFeatures,
     SparseRows,
     TransitionBatch,
+    _factor_constant_columns,
+    _FisherPart,
     compatible_fit,
     grad_log_pi,
     log_softmax,
@@ -26,7 +28,6 @@ from policies.nac import (
     sample_from,
     taken_features,
 )
-from policies.nac import _factor_constant_columns, _FisherPart
 
 GAMMA = 0.9
 LAM = 0.1
@@ -397,7 +398,7 @@ def test_kronecker_rows_with_constant_columns_factor_them_out_and_match_their_de
     np.testing.assert_allclose(rows.gram(), dense.T @ dense, rtol=1e-12, atol=1e-10)
     np.testing.assert_allclose(rows.rows(slice(3, 300)) @ v, dense[3:300] @ v, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(rows.scaled(c).rmatvec(c), dense.T @ (c * c), rtol=1e-12, atol=1e-12)
-    core, lift = rows.factored_gram()
+    core, _ = rows.factored_gram()
     assert core.shape == (n_actions * rows.u.shape[1],) * 2
 
 
