@@ -600,7 +600,12 @@ class _FisherPart:
         blocks = self.core.reshape(n_actions, d_u, n_actions, d_u).transpose(0, 2, 1, 3)
         system = (h @ blocks @ h).transpose(0, 2, 1, 3).reshape(n_actions * d_u, n_actions * d_u)
         system += ridge * np.kron(np.eye(n_actions), h)
-        y = scipy_linalg.cho_solve(scipy_linalg.cho_factor(system, lower=True), projected.reshape(-1))
+        try:
+            y = scipy_linalg.cho_solve(scipy_linalg.cho_factor(system, lower=True), projected.reshape(-1))
+        except np.linalg.LinAlgError:
+            # A ridge so small against S that rounding leaves the system not positive definite: LU, as
+            # the unfactored path solves.
+            y = np.linalg.solve(system, projected.reshape(-1))
         coefficients = np.linalg.solve(h, projected.T).T  # r, (A, d_u)
         w = y.reshape(n_actions, d_u) @ lift.T + (rhs.reshape(n_actions, -1) - coefficients @ lift.T) / ridge
         return w.reshape(-1)

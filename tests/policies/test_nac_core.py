@@ -569,3 +569,24 @@ def test_a_learner_on_one_ticks_states_learns_as_on_dense_features() -> None:
         for name in ("theta", "psi", "psi_bar", "w_hat"):
             np.testing.assert_allclose(getattr(block_learner, name), getattr(dense_learner, name), rtol=1e-8, atol=1e-10)
     assert np.linalg.norm(block_learner.theta - theta0) > 1e-2
+
+
+def test_the_factored_fisher_system_falls_back_to_lu_when_cholesky_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A ridge lost in S's rounding leaves the system not positive definite in floating point; then LU
+    # solves it, to the same answer where both can.
+    from policies import nac
+
+    rng = np.random.default_rng(13)
+    n, n_actions, d_x = FACTOR_MIN_ROWS + 4, 4, 8
+    rows = KroneckerRows(rng.normal(size=(n, n_actions)), tick_states(rng, n, d_x, {0: 1.0, 2: 0.2}))
+    part = _FisherPart.of(rows, n)
+    rhs = rows.rmatvec(rng.normal(size=n)) / n
+    ridge = 1e-3 * part.trace() / rhs.size
+    expected = part.solve(ridge, rhs)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise np.linalg.LinAlgError("not positive definite")
+
+    monkeypatch.setattr(nac.scipy_linalg, "cho_factor", refuse)
+    np.testing.assert_allclose(part.solve(ridge, rhs), expected, rtol=1e-10, atol=1e-12)
+
