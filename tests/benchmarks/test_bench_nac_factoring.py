@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -15,7 +17,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "bench_nac_factoring.py"
 _spec = importlib.util.spec_from_file_location("bench_nac_factoring", SCRIPT)
 bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+# The script limits BLAS to one thread in the environment of the process that runs it; imported here it
+# must not leave that setting to the subprocesses of later tests.
+with mock.patch.dict(os.environ):
+    _spec.loader.exec_module(bench)
 
 
 def test_the_direct_and_the_factored_path_learn_the_same_policy_and_the_threshold_is_put_back():

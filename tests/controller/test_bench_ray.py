@@ -313,10 +313,14 @@ def _driver(address: str, mode: str, cwd: Path) -> subprocess.Popen[str]:
 
 
 def _report(driver: subprocess.Popen[str]) -> dict[str, Any]:
-    """The driver's JSON report ({} if it ended without one): the text after the mark on its line."""
+    """The driver's JSON report ({} if it ended without one): the object after the mark on its line.
+
+    Ray's log forwarding writes to the same stdout from another thread and may land on the report's line
+    after the object (before its newline), so the object is read up to its own end."""
     for line in driver.stdout:
         if REPORT_MARK in line:
-            return json.loads(line.split(REPORT_MARK, 1)[1])
+            report, _ = json.JSONDecoder().raw_decode(line.split(REPORT_MARK, 1)[1])
+            return report
     return {}
 
 
