@@ -394,7 +394,8 @@ class KroneckerRows:
     """An (N, A·d_x) matrix whose row n is weights[n] ⊗ x[n]: entry a·d_x + j is weights[n, a]·x[n, j].
 
     The block-feature path's φ(s, a) (weights e_a) and ∇log π(a|s) (weights e_a − π(·|s)). Every
-    product goes through x (N, d_x) and the weights (N, A), never through the (N, A·d_x) matrix.
+    product goes through x (N, d_x) — or, once :meth:`factored`, through its varying columns u — and the
+    weights (N, A), never through the (N, A·d_x) matrix.
     """
 
     weights: np.ndarray
