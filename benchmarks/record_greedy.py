@@ -1,6 +1,6 @@
 """What the pool levels' records know: every function follows the level with the best recent record.
 
-    python benchmarks/record_greedy.py SCENARIO.yaml --weight W [--quick] [--seeds 0-2]
+    python benchmarks/record_greedy.py SCENARIO.yaml --weight W [--hold-ticks K] [--quick] [--seeds 0-2]
         [--against RESULTS.csv]
 
 ``record_features`` gives the learner, per function and pool level, what that level would have cost
@@ -53,7 +53,10 @@ def follow_records(weight: float) -> None:
     observe = SharedPolicyAgent._observe
 
     def observed(self: SharedPolicyAgent, snapshot: Any, mu: np.ndarray) -> AgentStep:
-        step = replace(observe(self, snapshot, mu), actions=record_choice(self, weight))
+        step = observe(self, snapshot, mu)
+        if not step.decided:
+            return step  # inside a held choice (``--hold-ticks``): the records' choice made when it was drawn
+        step = replace(step, actions=record_choice(self, weight))
         self._held = step
         return step
 
@@ -65,6 +68,9 @@ def main() -> None:
     parser.add_argument("scenario", type=Path)
     parser.add_argument("--weight", type=float, required=True,
                         help="W: the price of one invoker's memory held idle, in missed arrivals' share")
+    parser.add_argument("--hold-ticks", type=int, default=1,
+                        help="ticks each function keeps the level chosen for it before the records choose again "
+                             "(the learner's decision_ticks) [default: 1, every tick]")
     parser.add_argument("--quick", action="store_true", help="the scenario's quick windows (mfrm bench --quick)")
     parser.add_argument("--seeds", default="0-2", help="a range a-b or a list a,b,c [default: 0-2]")
     parser.add_argument("--against", type=Path, metavar="RESULTS.csv",
@@ -72,12 +78,14 @@ def main() -> None:
     args = parser.parse_args()
     if not args.weight >= 0:
         sys.exit(f"--weight {args.weight}: must be >= 0")
+    if args.hold_ticks < 1:
+        sys.exit(f"--hold-ticks {args.hold_ticks}: must be >= 1")
     spec = importlib.util.spec_from_file_location("warm_start_point", HERE / "warm_start_point.py")
     warm = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(warm)
     follow_records(args.weight)
     sys.argv = [sys.argv[0], str(args.scenario), "--warm-start", "kpa", "--param", "histogram_member=true",
-                "--param", "record_features=true", "--seeds", args.seeds,
+                "--param", "record_features=true", "--param", f"decision_ticks={args.hold_ticks}", "--seeds", args.seeds,
                 *(["--quick"] if args.quick else []), *(["--against", str(args.against)] if args.against else [])]
     warm.main()
 

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from policies.agent import AgentStep, SharedPolicyAgent
 from policies.record import LevelRecord
 from policies.staffing import action_index
 
@@ -38,3 +39,30 @@ def test_a_negative_weight_is_one_line() -> None:
     done = subprocess.run([sys.executable, str(SCRIPT), "x.yaml", "--weight", "-1"], capture_output=True, text=True,
                           cwd=ROOT)
     assert done.returncode != 0 and "--weight -1.0: must be >= 0" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_held_choice_stays_until_the_records_choose_again(monkeypatch) -> None:
+    record = LevelRecord(("platform", "kpa=0.7", "hist"))
+    record._clear(2)
+    record.arrivals = np.array([1.0, 1.0])
+    record.miss = np.array([[0.0, 0.5], [0.5, 0.0], [0.5, 0.5]])
+    record.idle = np.zeros((3, 2))
+    agent = SimpleNamespace(record=record, _held=None)
+
+    def step(decided: bool, actions: list[int]) -> AgentStep:
+        return AgentStep(0.0, ("f", "g"), np.zeros((2, 1)), np.ones(2, bool), np.array(actions), np.ones((2, 3)) / 3,
+                         decided=decided)
+
+    drawn = iter([step(True, [7, 7]), step(False, [5, 6])])
+    monkeypatch.setattr(SharedPolicyAgent, "_observe", lambda self, snapshot, mu: next(drawn))
+    greedy.follow_records(1.0)
+    first = SharedPolicyAgent._observe(agent, None, None)
+    assert first.actions.tolist() == [action_index("platform"), action_index("kpa=0.7")] and agent._held is first
+    record.miss = record.miss[::-1].copy()  # the records change, but the choice is held
+    assert SharedPolicyAgent._observe(agent, None, None).actions.tolist() == [5, 6]
+
+
+def test_a_hold_of_no_tick_is_one_line() -> None:
+    done = subprocess.run([sys.executable, str(SCRIPT), "x.yaml", "--weight", "1", "--hold-ticks", "0"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode != 0 and "--hold-ticks 0: must be >= 1" in done.stderr and "Traceback" not in done.stderr
