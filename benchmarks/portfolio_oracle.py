@@ -67,13 +67,16 @@ def level_table(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
 
 
 def hindsight_point(levels: tuple[str, ...], tables: list[dict[str, np.ndarray]], price: float,
-                    rule: str) -> tuple[dict[str, float], dict[str, int]]:
+                    rule: str, choose_on: list[dict[str, np.ndarray]] | None = None
+                    ) -> tuple[dict[str, float], dict[str, int]]:
     """The totals of choosing per function its cheapest level at ``price`` under the cold-start ``rule``
     (``controller.warm_fit.cheapest_levels``), as a result row's cost columns, and how many functions
-    chose each level."""
+    chose each level. The choice is made on ``choose_on`` (other plays of the same functions) when
+    given, on ``tables`` themselves otherwise; the totals are always ``tables``'."""
     stacked = {c: np.vstack([t[c] for t in tables]) for c in COLUMNS}
-    plays = LevelPlays(levels=levels, violations=stacked["violations"], memory=stacked["memory_gb_s"],
-                       cold_starts=stacked["cold_starts"], invocations=stacked["invocations"][0], ticks=1,
+    chooser = stacked if choose_on is None else {c: np.vstack([t[c] for t in choose_on]) for c in COLUMNS}
+    plays = LevelPlays(levels=levels, violations=chooser["violations"], memory=chooser["memory_gb_s"],
+                       cold_starts=chooser["cold_starts"], invocations=chooser["invocations"][0], ticks=1,
                        x=np.zeros((0, 1)), function=np.zeros(0, dtype=np.int64))
     best = cheapest_levels(plays, price, rule)
     f = np.arange(len(best))
@@ -116,12 +119,22 @@ def main() -> None:
                         help="a baseline (registered policy, default settings) added as one more level (repeatable)")
     parser.add_argument("--prices", default="0,1e-4,1e-3,3e-3,1e-2,3e-2",
                         help="prices λ of a GB-s in violations, one hindsight point each [default: 0,1e-4,1e-3,3e-3,1e-2,3e-2]")
+    parser.add_argument("--choose-on", choices=("same", "next-seed", "window-before"), default="same",
+                        help="where each function's level is chosen: on the judged plays themselves (the "
+                             "bound), or also on the next seed's plays of the same functions, window and "
+                             "arrivals (the seeds cycle; rows 'next seed'), which shows how much of the bound "
+                             "is the plays' own noise, or also on plays of the same functions in the window of "
+                             "the same length just before the judged one (rows 'window before'): what a "
+                             "choice made from a function's own recent past, with every level's outcome known, "
+                             "would give [default: same]")
     parser.add_argument("--against", type=Path, metavar="RESULTS.csv",
                         help="a bench's results.csv of the same scenario, windows and seeds: the acceptance rows")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     seeds = parse_list(args.seeds, "--seeds", int)
     prices = parse_list(args.prices, "--prices", float)
+    if args.choose_on == "next-seed" and len(seeds) < 2:
+        sys.exit(f"--choose-on next-seed: needs two or more seeds (--seeds {args.seeds})")
     if any(not p >= 0 for p in prices):
         sys.exit(f"--prices {args.prices!r}: every price must be >= 0")
     unknown = [m for m in args.member if m not in available()]
@@ -136,6 +149,7 @@ def main() -> None:
     learner = {"reward.kind": "operator", "policy.name": "nac-linear",
                "policy.params": {"nac-linear": {"scheme": "portfolio"}}}
     rows: list[dict[str, Any]] = []
+    played = []
     for seed in seeds:
         settings = scenario.settings("evaluate", args.quick, {**learner, "seed": seed})
         workload = build_workload(settings)
@@ -151,15 +165,45 @@ def main() -> None:
             tables.append(level_table(function_metrics(run_policy(
                 member_settings, workload, slo_s, PolicySpec(member), seeds=run_seeds, save_learner=False))))
             levels = (*levels, member)
+        before = None
+        if args.choose_on == "window-before":
+            start, minutes = settings.workload.start_minute, settings.workload.minutes
+            if start < minutes:
+                sys.exit(f"--choose-on window-before: the judged window starts at minute {start}, "
+                         f"less than its length ({minutes}) after midnight")
+            earlier = scenario.settings("evaluate", args.quick, {**learner, "seed": seed,
+                                                                  "workload.start_minute": start - minutes})
+            earlier_workload = build_workload(earlier)
+            if [f.name for f in earlier_workload.functions] != [f.name for f in workload.functions]:
+                sys.exit(f"--choose-on window-before: {args.scenario} selects other functions in the window "
+                         "before the judged one")
+            earlier_slo = measure_slos(earlier, earlier_workload)
+            before = [level_table(play(earlier, earlier_workload, earlier_slo, run_seeds, level))
+                      for level in levels[: len(levels) - len(args.member)]]
+            for member in args.member:
+                member_settings = scenario.settings("evaluate", args.quick, {
+                    "seed": seed, "policy.name": member, "workload.start_minute": start - minutes})
+                before.append(level_table(function_metrics(run_policy(
+                    member_settings, earlier_workload, earlier_slo, PolicySpec(member), seeds=run_seeds,
+                    save_learner=False))))
+            print(f"seed {seed}: played the window before", file=sys.stderr, flush=True)
+        played.append((seed, workload, levels, tables, before))
+    if args.choose_on == "next-seed" and len({tuple(f.name for f in w.functions) for _, w, *_ in played}) > 1:
+        sys.exit(f"--choose-on next-seed: {args.scenario} draws other functions per seed; the choice needs "
+                 "the same functions in every seed")
+    for i, (seed, workload, levels, tables, before) in enumerate(played):
         own = len(levels) - len(args.member)
-        sets = [(levels[:own], tables[:own], "")]
+        other = {"same": None, "next-seed": played[(i + 1) % len(played)][3], "window-before": before}[args.choose_on]
+        choosers = [None] if other is None else [None, other]
+        sets = [(levels[:own], tables[:own], None if c is None else c[:own], "") for c in choosers]
         if args.member:
-            sets.append((levels, tables, "".join(f" +{m}" for m in args.member)))
-        for some, their_tables, added in sets:
+            sets += [(levels, tables, c, "".join(f" +{m}" for m in args.member)) for c in choosers]
+        for some, their_tables, choose_on, added in sets:
             for price in prices:
                 for rule in ("free", "ensure"):
-                    row, chosen = hindsight_point(some, their_tables, price, rule)
-                    label = f"hindsight {rule} λ={price:g}{added}"
+                    row, chosen = hindsight_point(some, their_tables, price, rule, choose_on)
+                    chooser_name = "hindsight" if choose_on is None else args.choose_on.replace("-", " ")
+                    label = f"{chooser_name} {rule} λ={price:g}{added}"
                     rows.append({"scenario": scenario.name, "family": "portfolio-hindsight", "point": label,
                                  "policy": "portfolio-hindsight", "knob": "", "value": repr(price),
                                  "default": "false", "seed": seed, "functions": len(workload.functions), **row})

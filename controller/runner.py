@@ -44,6 +44,7 @@ from controller.assemble import (
     tick_count,
 )
 from controller.checkpoint import Checkpointer
+from controller.level_twins import attach_level_twins
 from controller.loop import MetricsSink, tick_times
 from controller.report import RunRecorder, RunResult
 from controller.settings import Settings
@@ -72,6 +73,7 @@ def run_policy(settings: Settings, workload: Any, slo_s: np.ndarray, policy_name
     backend = build_sim_backend(settings, workload, slo_s, seeds=seeds)
     inner = policy if policy is not None else build_policy(settings, spec)
     attach_twin(inner, settings, workload, slo_s, seeds)
+    attach_level_twins(inner, settings, workload, slo_s, seeds)
     recorder = RunRecorder()
     if is_learner(inner) and checkpointer is None:
         checkpointer = Checkpointer.in_directory(settings.output.out_dir / "checkpoints", spec.name)

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from controller.assemble import PolicySpec, RunSeeds, build_policy
+from controller.prices import level_price
 from controller.report import function_metrics
 from controller.runner import run_policy
 from controller.settings import Settings
@@ -95,15 +96,6 @@ class _Recorder:
         kept = usable & (np.asarray(decisions.action) >= 0)
         self.states.append((x[kept].copy(), np.flatnonzero(kept)))
         return decisions
-
-
-def level_price(settings: Settings, invocations_per_function_tick: float) -> float:
-    """λ of the module docstring for this run's α, cluster and tick."""
-    alpha = float(settings.reward.alpha)
-    if alpha >= 1.0:
-        return math.inf
-    return (alpha / (1.0 - alpha) * max(invocations_per_function_tick, 1.0) * 1024.0
-            / (settings.cluster.user_memory_mb * settings.loop.tick_s))
 
 
 @dataclass(frozen=True)
@@ -206,7 +198,7 @@ def _learner_only_params() -> frozenset[str]:
 
 def plays_key(settings: Settings, name: str, seeds: RunSeeds) -> str:
     """A digest of everything the plays depend on: the run's settings but the reward's α (which only
-    prices them), the learner's cold-start rule (which only picks among them), its hyperparameters and
+    prices them, unless the learner's ``twin_features`` put α's price into the states), the learner's cold-start rule (which only picks among them), its hyperparameters and
     the output options, and the seeds. Not the learner: a frozen, greedy player of one
     level acts and observes alike whichever learner it is built as (their features are in the settings),
     so NAC-Linear and NAC-NN trained on the same window share the plays. ``name`` is checked, not keyed:
@@ -214,7 +206,10 @@ def plays_key(settings: Settings, name: str, seeds: RunSeeds) -> str:
     if not name:
         raise ValueError("plays_key needs the learner's name")
     logged = settings.logged()
-    logged["reward"] = {k: v for k, v in logged["reward"].items() if k != "alpha"}
+    params_of_name = logged.get("policy", {}).get("params", {}).get(name)
+    if not (isinstance(params_of_name, dict) and params_of_name.get("twin_features")):
+        # (With twin features α does reach the plays: the states they record hold the levels' regrets at α's price.)
+        logged["reward"] = {k: v for k, v in logged["reward"].items() if k != "alpha"}
     # The cold-start rule and the fit's target only pick among the plays' levels, as α only prices them; the learner's own
     # hyperparameters (its step, critic, network) never reach a frozen, greedy player of one level, and the two-block
     # state only splits what the plays record (one function's features) after them.

@@ -300,6 +300,15 @@ class AgentSettings:
     follow too; unlike the function's own features it means the same for every function ("this level
     would have served you well"), which is what a policy fitted on one sample of functions can carry to
     another. False keeps the game's features alone (and the shipped checkpoints' shape)."""
+    twin_features: bool = False
+    """``staffing`` and ``portfolio`` schemes: add to x(s), per pool level, its *regret* for the function:
+    how much more than the cheapest level it would have cost over the last hour, by simulated twins of
+    the cluster, one per level, fed the arrivals every function had (``controller.level_twins``; priced
+    at the reward's α as the fitted warm start prices the levels). Like the records it means the same for
+    every function; unlike them it counts what a level's pools would have done to the function's
+    latency, cold starts and queueing included. The twins know the functions' profiles, so they exist
+    where the cluster is simulated: a run there attaches them, and deciding without them is refused.
+    False keeps the game's features alone (and the shipped checkpoints' shape)."""
     novel_block: bool = False
     """With ``warm_start=fitted``: x(s) in two blocks, one for the functions the fit was made on (those
     with a labelled state in the training window) and one for every other function, x(s) in the block
@@ -372,6 +381,9 @@ class AgentSettings:
         if self.history_features and not self.staffed:
             raise ValueError("AgentSettings.history_features needs scheme=staffing or portfolio (its entries join "
                              "their features)")
+        if self.twin_features and not self.staffed:
+            raise ValueError("AgentSettings.twin_features needs scheme=staffing or portfolio (its entries are one "
+                             "per pool level)")
         if self.record_features and not self.staffed:
             raise ValueError("AgentSettings.record_features needs scheme=staffing or portfolio (it keeps a record of "
                              "their pool levels)")
@@ -413,12 +425,13 @@ class AgentSettings:
     def extra_dim(self) -> int:
         """Entries the scheme adds after the game's features: the staffing features, and with
         ``cost_features`` two per pool level, with ``history_features`` the history's five, and with
-        ``record_features`` two more per pool level."""
+        ``record_features`` two more per pool level, and with ``twin_features`` one more per pool level."""
         if not self.staffed:
             return 0
         return (len(STAFFING_FEATURES) + (2 * len(self.levels) if self.cost_features else 0)
                 + (len(HISTORY_FEATURES) if self.history_features else 0)
-                + (len(RECORD_ENTRIES) * len(self.levels) if self.record_features else 0))
+                + (len(RECORD_ENTRIES) * len(self.levels) if self.record_features else 0)
+                + (len(self.levels) if self.twin_features else 0))
 
     def warm_start_logit(self) -> float:
         """The preference of the warm-start action over every other that gives it
@@ -488,6 +501,9 @@ class SharedPolicyAgent:
         """Each function's longer arrival history (``agent.history_features``; None without)."""
         self.record = LevelRecord(agent.levels) if agent.record_features else None
         """Each pool level's record for each function (``agent.record_features``; None without)."""
+        self.level_twins: Any = None
+        """With ``agent.twin_features``: the simulated twins of the cluster, one per pool level, attached by
+        the run (``controller.level_twins``); anything with ``features(snapshot) -> (N, levels)``."""
         if agent.novel_block and getattr(learner, "x_blocks", 1) != 2:
             raise ValueError(f"policy {name!r}: AgentSettings.novel_block needs a learner built for two blocks of "
                              "x(s); this one has one")
@@ -618,6 +634,11 @@ class SharedPolicyAgent:
             followed = self.members.counts(snapshot, mu) if self.members is not None else None
             pools = level_pools(snapshot, load, self.agent.levels, followed)
             extra.append(self.record.features(snapshot, pools, load, self.actions.idle_load))
+        if self.agent.twin_features:
+            if self.level_twins is None:
+                raise RuntimeError(f"policy {self.name!r}: twin_features needs the simulated twins of the cluster, "
+                                   "which only a run on the embedded simulated cluster attaches")
+            extra.append(np.asarray(self.level_twins.features(snapshot), dtype=float))
         x = np.hstack([feats.x * math.sqrt(bound), *extra]) / math.sqrt(bound + self.agent.extra_dim)
         return np.where(feats.usable[:, None], x, 0.0), feats.usable
 

@@ -185,3 +185,17 @@ def test_the_plays_key_follows_what_a_player_reads_and_ignores_what_only_the_upd
                      seeds) == key(policy_lr=0.01)
     assert plays_key(_settings(**{"policy.params": {"nac-nn": {**base, "history_features": True}}}), "nac-nn",
                      seeds) != key()
+
+
+def test_the_plays_key_ignores_alpha_unless_twin_features_put_its_price_into_the_states():
+    from controller.warm_fit import plays_key
+
+    seeds = RunSeeds.from_seed(0)
+
+    def key(alpha, **params):
+        return plays_key(_settings(**{"reward.alpha": alpha, "policy.params": {"nac-linear": {
+            "scheme": "portfolio", "warm_start": "fitted", **params}}}), "nac-linear", seeds)
+
+    assert key(0.1) == key(0.7)
+    assert key(0.1, twin_features=True) != key(0.7, twin_features=True)
+    assert key(0.1, twin_features=True) != key(0.1)

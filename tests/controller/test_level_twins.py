@@ -1,0 +1,171 @@
+"""Twins of the cluster, one per pool level: the regret entries, the memo across runs, and a run that
+attaches them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import controller.level_twins as twins_module
+from controller.assemble import PolicySpec, RunSeeds, build_policy, build_workload, measure_slos
+from controller.bench.scenarios import load_scenario
+from controller.level_twins import LevelTwins, attach_level_twins, regrets, wants_twins
+from controller.runner import run_policy
+from policies.agent import AgentSettings
+from policies.fallback import FallbackLearner, FallbackSettings
+
+SCENARIO = """\
+scenario:
+  version: 1
+  name: twins
+  description: the 4 busiest functions for 20 minutes
+  train: {start_minute: 480, minutes: 20}
+  evaluate: {start_minute: 600, minutes: 20}
+cluster: {invokers: 3}
+workload: {functions: 4, select: busiest, profiles: benchmark}
+reward: {kind: operator, slo_probe_invocations: 200}
+policy:
+  params:
+    nac-linear: {scheme: portfolio, histogram_member: true, twin_features: true}
+"""
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory) -> tuple:
+    path = Path(tmp_path_factory.mktemp("twins")) / "twins.yaml"
+    path.write_text(SCENARIO, encoding="utf-8")
+    settings = load_scenario(path).settings("evaluate", False, {"seed": 2, "output.plots": False})
+    workload = build_workload(settings)
+    return settings, workload, measure_slos(settings, workload)
+
+
+class Snapshots:
+    """Every snapshot of a run (a metrics sink)."""
+
+    def __init__(self) -> None:
+        self.seen: list = []
+
+    def on_tick(self, report) -> None:
+        self.seen.append(report.snapshot)
+
+
+@pytest.fixture(scope="module")
+def snapshots(scenario) -> list:
+    settings, workload, slo_s = scenario
+    sink = Snapshots()
+    run_policy(settings, workload, slo_s, "ensure", sinks=[sink], save_learner=False)
+    return sink.seen
+
+
+def test_a_regret_is_zero_for_the_cheapest_level_and_grows_with_the_cost() -> None:
+    costs = np.array([[1.0, 0.0, 2.0], [3.0, 0.0, 2.0], [1.0, 0.0, 6.0]])  # (levels, functions)
+    out = regrets(costs, np.array([True, True, False]))
+    assert out.shape == (3, 3)
+    assert out[0].tolist() == [0.0, 0.5, 0.0]  # (3 − 1) / (3 + 1)
+    assert out[1].tolist() == [0.0, 0.0, 0.0]  # every level free: nothing to regret
+    assert out[2].tolist() == [0.0, 0.0, 0.0]  # not seen yet
+
+
+def _fed(scenario, snapshots, clear: bool = True) -> LevelTwins:
+    settings, workload, slo_s = scenario
+    if clear:
+        twins_module._MEMO.clear()
+    twins = LevelTwins(settings, workload, slo_s, RunSeeds.from_seed(2), "nac-linear",
+                       AgentSettings(scheme="portfolio", histogram_member=True).levels)
+    for snapshot in snapshots:
+        twins.features(snapshot)
+    return twins
+
+
+def test_the_twins_cost_each_level_for_each_function_and_the_regrets_follow(scenario, snapshots) -> None:
+    twins = _fed(scenario, snapshots)
+    levels = twins.levels
+    assert twins.seen.all() and (twins.memory_gb_s >= 0).all()
+    # The platform keeps containers 10 minutes after a need; c=0 keeps only the load's containers.
+    assert twins.memory_gb_s[levels.index("platform")].sum() > twins.memory_gb_s[levels.index("c=0")].sum()
+    assert twins.violations[levels.index("c=0")].sum() > twins.violations[levels.index("c=3")].sum()
+    x = regrets(twins.costs(), twins.seen)
+    assert x.shape == (len(snapshots[0].functions), len(levels))
+    assert np.all(x.min(axis=1) == 0.0) and np.all((x >= 0) & (x < 1))
+
+
+def test_a_second_run_of_the_same_ticks_reads_the_memo_and_differing_ticks_catch_up(scenario, snapshots) -> None:
+    first = _fed(scenario, snapshots)
+    again = _fed(scenario, snapshots, clear=False)
+    assert again._loops is None  # nothing simulated: every tick was in the memo
+    assert np.array_equal(again.violations, first.violations) and np.array_equal(again.memory_gb_s, first.memory_gb_s)
+    # Arrivals that differ from some tick on: the twins simulate from the first tick, as a fresh run does.
+    k = len(snapshots) // 2
+    busier = [s if i < k else _with_arrivals(s, np.asarray(s.functions.arrivals) + 3.0) for i, s in enumerate(snapshots)]
+    caught_up = _fed(scenario, busier, clear=False)
+    assert caught_up._loops is not None
+    fresh = _fed(scenario, busier, clear=True)
+    assert np.array_equal(caught_up.violations, fresh.violations)
+    assert np.array_equal(caught_up.memory_gb_s, fresh.memory_gb_s)
+    assert not np.array_equal(caught_up.memory_gb_s, first.memory_gb_s)
+
+
+def test_the_memo_ignores_the_reward_weight_which_only_prices_the_outcome(scenario, snapshots) -> None:
+    settings, workload, slo_s = scenario
+    first = _fed(scenario, snapshots)
+    other = settings.model_copy(update={"reward": settings.reward.model_copy(update={"alpha": 0.9})})
+    twins = LevelTwins(other, workload, slo_s, RunSeeds.from_seed(2), "nac-linear", first.levels)
+    for snapshot in snapshots:
+        twins.features(snapshot)
+    assert twins._loops is None and np.array_equal(twins.violations, first.violations)
+    assert twins.price() > first.price()  # a dearer GB-s at a larger α
+
+
+def _with_arrivals(snapshot, arrivals: np.ndarray):
+    from dataclasses import replace
+
+    return replace(snapshot, functions=replace(snapshot.functions, arrivals=arrivals))
+
+
+def test_a_run_attaches_twins_to_an_agent_that_asks_and_it_decides_with_them(scenario) -> None:
+    settings, workload, slo_s = scenario
+    twins_module._MEMO.clear()
+    agent = build_policy(settings, PolicySpec("nac-linear", frozen=True, greedy=True))
+    assert agent.agent.twin_features and agent.level_twins is None
+    sink = Snapshots()
+    run_policy(settings, workload, slo_s, PolicySpec("nac-linear", frozen=True, greedy=True), policy=agent,
+               sinks=[sink], save_learner=False)
+    last = sink.seen[-1]
+    assert agent.level_twins is not None and agent.level_twins.time_s == float(last.time_s)
+    x, usable = agent.base_state(last, np.full(agent.features.mu_bins, 0.1))
+    assert x.shape[1] == agent.agent.base_state_dim(agent.features)
+    # The last entries are the twins' regrets (rescaled with the rest of x): the cheapest level's is 0.
+    twin_part = x[usable, -len(agent.agent.levels):]
+    assert np.all(twin_part.min(axis=1) == 0.0) and np.any(twin_part > 0)
+
+
+def test_deciding_without_twins_is_refused_with_what_is_missing(scenario, snapshots) -> None:
+    settings, _, _ = scenario
+    agent = build_policy(settings, PolicySpec("nac-linear", frozen=True, greedy=True))
+    with pytest.raises(RuntimeError, match="twin_features needs the simulated twins"):
+        agent.decide(snapshots[0], np.full(agent.features.mu_bins, 0.1))
+
+
+def test_twins_are_attached_through_a_fallback_and_left_off_for_an_agent_that_does_not_ask(scenario) -> None:
+    settings, workload, slo_s = scenario
+    agent = build_policy(settings, PolicySpec("nac-linear", frozen=True, greedy=True))
+    from policies.baselines.ensure import make_ensure
+
+    wrapped = FallbackLearner(agent, make_ensure(), FallbackSettings())
+    assert wants_twins(wrapped) is agent
+    attach_level_twins(wrapped, settings, workload, slo_s, RunSeeds.from_seed(2))
+    assert agent.level_twins is not None
+    plain = build_policy(settings.model_copy(update={"policy": settings.policy.model_copy(update={"params": {}})}),
+                         PolicySpec("nac-linear", frozen=True, greedy=True))
+    assert wants_twins(plain) is None
+    attach_level_twins(plain, settings, workload, slo_s, RunSeeds.from_seed(2))
+    assert plain.level_twins is None
+
+
+def test_twin_features_need_a_scheme_with_pool_levels() -> None:
+    with pytest.raises(ValueError, match="twin_features needs scheme=staffing or portfolio"):
+        AgentSettings(scheme="moves", twin_features=True)
+    assert AgentSettings(scheme="portfolio", histogram_member=True, twin_features=True).extra_dim == \
+        AgentSettings(scheme="portfolio", histogram_member=True).extra_dim + 10
