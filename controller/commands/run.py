@@ -41,6 +41,7 @@ from controller.daemon import (
     install_signal_handlers,
     interval_of,
 )
+from controller.level_twins import wants_twins
 from controller.settings import Settings, SettingsError, default_of
 from controller.version import __version__
 
@@ -114,6 +115,10 @@ def run_command(config: Path | None, once: bool, dry_run: bool, sets: tuple[str,
         policy = build_policy(settings, PolicySpec(settings.policy.name))
     except (AssemblyError, CheckpointError) as error:
         raise UsageProblem(str(error)) from None
+    if wants_twins(policy) is not None:
+        raise UsageProblem(f"policy.params.{settings.policy.name}.twin_features: the level twins know the functions' "
+                           "profiles and run only beside the embedded simulated cluster of mfrm simulate, train and "
+                           "bench; the daemon has none (set it to false)")
     started = time.perf_counter()
     try:
         backend = build_backend(settings)

@@ -33,8 +33,11 @@ def _config(tmp_path, text: str):
         ("", ["--set", "daemon.shutdown_timeout_s=0"], ["daemon.shutdown_timeout_s = 0",
                                                           "allowed: 0 < value <= 3600"]),
         ("policy: {name: no-such-policy}\n", [], ["unknown policy 'no-such-policy'"]),
+        ("policy: {name: nac-linear, params: {nac-linear: {scheme: portfolio, twin_features: true}}}\n", [],
+         ["policy.params.nac-linear.twin_features", "the daemon has none"]),
     ],
-    ids=["value-out-of-range", "not-yaml", "misspelt-key", "bad-flag", "bad-set", "unknown-policy"],
+    ids=["value-out-of-range", "not-yaml", "misspelt-key", "bad-flag", "bad-set", "unknown-policy",
+         "twins-in-the-daemon"],
 )
 def test_bad_settings_at_start_exit_2_naming_what_is_wrong(tmp_path, text, args, said):
     result = CliRunner().invoke(run_command, ["--config", str(_config(tmp_path, text)), "--once", *args])
