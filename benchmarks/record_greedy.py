@@ -23,16 +23,17 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from policies.agent import AgentStep, SharedPolicyAgent
+from policies.agent import SharedPolicyAgent
 from policies.staffing import action_index
 
 HERE = Path(__file__).resolve().parent
+_spec = importlib.util.spec_from_file_location("warm_start_point", HERE / "warm_start_point.py")
+warm = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(warm)
 
 
 def record_choice(agent: SharedPolicyAgent, weight: float) -> np.ndarray:
@@ -49,18 +50,9 @@ def record_choice(agent: SharedPolicyAgent, weight: float) -> np.ndarray:
 
 
 def follow_records(weight: float) -> None:
-    """Make every portfolio agent of this process take the records' choice instead of its own."""
-    observe = SharedPolicyAgent._observe
-
-    def observed(self: SharedPolicyAgent, snapshot: Any, mu: np.ndarray) -> AgentStep:
-        step = observe(self, snapshot, mu)
-        if not step.decided:
-            return step  # inside a held choice (``--hold-ticks``): the records' choice made when it was drawn
-        step = replace(step, actions=record_choice(self, weight))
-        self._held = step
-        return step
-
-    SharedPolicyAgent._observe = observed  # type: ignore[method-assign]
+    """Make every portfolio agent of this process take the records' choice instead of its own (held for
+    ``decision_ticks`` once made, as ``--hold-ticks`` asks)."""
+    warm.override_choices(lambda agent, snapshot: record_choice(agent, weight))
 
 
 def main() -> None:
@@ -80,9 +72,6 @@ def main() -> None:
         sys.exit(f"--weight {args.weight}: must be >= 0")
     if args.hold_ticks < 1:
         sys.exit(f"--hold-ticks {args.hold_ticks}: must be >= 1")
-    spec = importlib.util.spec_from_file_location("warm_start_point", HERE / "warm_start_point.py")
-    warm = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(warm)
     follow_records(args.weight)
     sys.argv = [sys.argv[0], str(args.scenario), "--warm-start", "kpa", "--param", "histogram_member=true",
                 "--param", "record_features=true", "--param", f"decision_ticks={args.hold_ticks}", "--seeds", args.seeds,

@@ -37,10 +37,13 @@ import numpy as np
 
 from controller import runner
 from controller.level_twins import SEED_OFFSET, LevelTwins
-from policies.agent import AgentStep, SharedPolicyAgent
+from policies.agent import SharedPolicyAgent
 from policies.staffing import action_index
 
 HERE = Path(__file__).resolve().parent
+_spec = importlib.util.spec_from_file_location("warm_start_point", HERE / "warm_start_point.py")
+warm = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(warm)
 
 
 def believed_profiles(profiles: list[Any], error: float, rng: np.random.Generator) -> list[Any]:
@@ -79,19 +82,15 @@ def follow_twins(price: float, cold_starts: str, profile_error: float = 0.0) -> 
                                               profiles=profiles)
 
     runner.attach_twin = attach_levels
-    observe = SharedPolicyAgent._observe
 
-    def observed(self: SharedPolicyAgent, snapshot: Any, mu: np.ndarray) -> AgentStep:
-        step = observe(self, snapshot, mu)
-        twins = getattr(self, "_choice_twins", None)
+    def choose(agent: SharedPolicyAgent, snapshot: Any) -> np.ndarray | None:
+        twins = getattr(agent, "_choice_twins", None)
         if twins is None:
-            return step
+            return None
         twins.advance(snapshot)
-        step = replace(step, actions=twin_choice(twins, price, cold_starts))
-        self._held = step
-        return step
+        return twin_choice(twins, price, cold_starts)
 
-    SharedPolicyAgent._observe = observed  # type: ignore[method-assign]
+    warm.override_choices(choose)
 
 
 def main() -> None:
@@ -111,9 +110,6 @@ def main() -> None:
     args = parser.parse_args()
     if not args.price >= 0:
         sys.exit(f"--price {args.price}: must be >= 0")
-    spec = importlib.util.spec_from_file_location("warm_start_point", HERE / "warm_start_point.py")
-    warm = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(warm)
     if not args.profile_error >= 0:
         sys.exit(f"--profile-error {args.profile_error}: must be >= 0")
     follow_twins(args.price, args.cold_starts, args.profile_error)

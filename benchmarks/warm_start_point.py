@@ -24,9 +24,12 @@ import argparse
 import logging
 import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from controller.assemble import PolicySpec, RunSeeds, build_policy, build_workload, measure_slos
@@ -37,6 +40,7 @@ from controller.bench.scenarios import ScenarioError, load_scenario
 from controller.bench.suite import Point
 from controller.checkpoint import Checkpointer
 from controller.warm_fit import fit_warm_start
+from policies.agent import AgentStep, SharedPolicyAgent
 
 
 def warm_start_point(policy: str, scheme: str, warm_start: str, alpha: float | None = None,
@@ -68,6 +72,27 @@ def fitted_checkpoint(cell: Cell, directory: Path, plays: Path | None = None) ->
     fit_warm_start(settings, cell.point.policy, policy, workload, measure_slos(settings, workload),
                    RunSeeds.from_seed(settings.seed).episode(settings.seed, 0), cache=plays)
     return str(Checkpointer(directory / "fitted.ckpt.npz").save(policy, 0, 0.0))
+
+
+def override_choices(choose: Callable[[SharedPolicyAgent, Any], np.ndarray | None]) -> None:
+    """Make every shared-policy agent of this process take ``choose(agent, snapshot)``'s actions instead
+    of its own whenever it draws them (not inside a held choice, ``decision_ticks``, which keeps the
+    overriding choice); where ``choose`` returns None the agent keeps its own. For the rules that ask what
+    some estimate is worth with no learning (``record_greedy.py``, ``twin_greedy.py``)."""
+    observe = SharedPolicyAgent._observe
+
+    def observed(self: SharedPolicyAgent, snapshot: Any, mu: np.ndarray) -> AgentStep:
+        step = observe(self, snapshot, mu)
+        if not step.decided:
+            return step
+        chosen = choose(self, snapshot)
+        if chosen is None:
+            return step
+        step = replace(step, actions=chosen)
+        self._held = step
+        return step
+
+    SharedPolicyAgent._observe = observed  # type: ignore[method-assign]
 
 
 def parse_seeds(text: str) -> list[int]:
