@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from controller import runner
-from controller.level_twins import SEED_OFFSET, LevelTwins
+from controller.level_twins import SEED_OFFSET, LevelTwins, cold_start_allowed
 from policies.agent import SharedPolicyAgent
 from policies.staffing import action_index
 
@@ -62,9 +62,7 @@ def twin_choice(twins: LevelTwins, price: float, cold_starts: str) -> np.ndarray
     ``cold_starts == "ensure"`` only among levels with no more cold starts than ``c=1.06``'s), the
     histogram member's where the function has had no arrival."""
     cost = twins.violations + price * twins.memory_gb_s
-    if cold_starts == "ensure":
-        allowed = twins.cold_starts <= twins.cold_starts[twins.levels.index("c=1.06")] + 1e-12
-        cost = np.where(allowed, cost, np.inf)
+    cost = np.where(cold_start_allowed(twins.cold_starts, twins.levels, cold_starts), cost, np.inf)
     actions = np.array([action_index(level, 1.0) for level in twins.levels], dtype=np.int64)
     return np.where(twins.seen, actions[np.argmin(cost, axis=0)], action_index("hist", 1.0))
 

@@ -20,6 +20,12 @@ one that costs many times more; 0 for every level before the function's first ar
 means the same for every function, so a policy that learns to prefer levels of low regret on one
 sample of functions does so on any other.
 
+The price sees a cold start only when it makes an invocation late, and the levels that scale to zero
+win on memory with cold starts an operator also pays for. Under the learner's cold-start rule
+``ensure`` (``AgentSettings.fit_cold_starts``, the rule its fitted warm start labels by) a level that
+has averaged more cold starts for a function than ENSURE's level (c = 1.06) is not a candidate: its
+regret is 1, and the least regret is taken among the others (ENSURE's level is always one).
+
 The twins know the functions' profiles (memory, execution-time distribution, cold-start time), as the
 simulator does: they exist where the cluster is simulated (the bench, ``mfrm train``, ``mfrm
 simulate``). Their own draws are seeded apart from the cluster's. A twin ignores what a *mixture* of
@@ -44,6 +50,11 @@ from controller.prices import level_price
 TAU_S = 3600.0
 #: Offset of the twins' seeds from the run's, so that they draw apart from the cluster they shadow.
 SEED_OFFSET = 7919
+#: The twins' cold-start rules (the learner's ``fit_cold_starts``): every level a candidate, or only the
+#: levels with no more cold starts than :data:`ENSURE_LEVEL`'s for that function.
+COLD_START_RULES: tuple[str, ...] = ("free", "ensure")
+#: The level whose cold starts bound the others' under the ``ensure`` rule.
+ENSURE_LEVEL = "c=1.06"
 
 
 class LevelTwins:
@@ -59,8 +70,14 @@ class LevelTwins:
     """
 
     def __init__(self, settings: Any, workload: Any, slo_s: np.ndarray, seeds: Any, name: str,
-                 levels: Sequence[str], profiles: Sequence[Any] | None = None) -> None:
+                 levels: Sequence[str], profiles: Sequence[Any] | None = None, cold_starts: str = "free") -> None:
         self.levels = tuple(levels)
+        if cold_starts not in COLD_START_RULES:
+            raise ValueError(f"LevelTwins: cold-start rule {cold_starts!r} must be one of {', '.join(COLD_START_RULES)}")
+        if cold_starts == "ensure" and ENSURE_LEVEL not in self.levels:
+            raise ValueError(f"LevelTwins: the ensure cold-start rule needs the level {ENSURE_LEVEL} among "
+                             f"{', '.join(self.levels)}")
+        self.cold_start_rule = cold_starts
         self.names = tuple(workload.names)
         self.settings = settings
         self.profiles = list(profiles) if profiles is not None else [fn.profile for fn in workload.functions]
@@ -178,11 +195,11 @@ class LevelTwins:
         return level_price(self.settings, float(self.arrivals.mean()) if self.arrivals.size else 0.0)
 
     def costs(self) -> np.ndarray:
-        """(levels, N) each level's running cost per tick for each function at :meth:`price`."""
+        """(levels, N) each level's running cost per tick for each function at :meth:`price`; infinite for
+        a level the cold-start rule excludes."""
         price = self.price()
-        if math.isinf(price):
-            return self.memory_gb_s.copy()
-        return self.violations + price * self.memory_gb_s
+        cost = self.memory_gb_s.copy() if math.isinf(price) else self.violations + price * self.memory_gb_s
+        return np.where(cold_start_allowed(self.cold_starts, self.levels, self.cold_start_rule), cost, np.inf)
 
     def features(self, snapshot: Any) -> np.ndarray:
         """(N, levels) each level's regret for each function, advancing the twins by ``snapshot`` first."""
@@ -215,23 +232,38 @@ _MEMO: OrderedDict[str, dict[str, _State]] = OrderedDict()
 
 def _memo_key(settings: Any, name: str, names: tuple[str, ...], profiles: list[Any], slo_s: np.ndarray,
               seeds: Any, levels: tuple[str, ...]) -> str:
-    """Everything the twins' outcome depends on but the arrivals: the run's settings (but the reward's α,
-    which only prices the outcome, and the output options), the learner, the functions, their profiles
+    """Everything the twins' outcome depends on but the arrivals: the run's settings (but the reward's α
+    and the learner's cold-start rule, which only price the outcome, and the output options), the learner, the functions, their profiles
     and SLOs, the seeds and the levels."""
     logged = settings.logged()
     logged.pop("output", None)
     logged["reward"] = {k: v for k, v in logged.get("reward", {}).items() if k != "alpha"}
+    mine = logged.get("policy", {}).get("params", {}).get(name)
+    if isinstance(mine, dict):
+        mine.pop("fit_cold_starts", None)
     text = json.dumps([logged, name, names, [repr(p) for p in profiles], repr(seeds), levels], sort_keys=True,
                       default=str)
     return hashlib.sha256(text.encode() + slo_s.tobytes()).hexdigest()
 
 
+def cold_start_allowed(cold_starts: np.ndarray, levels: Sequence[str], rule: str) -> np.ndarray:
+    """(levels, N) the levels ``rule`` lets each function take: all under ``free``; under ``ensure`` those
+    with no more cold starts (``cold_starts``, levels × N) than :data:`ENSURE_LEVEL`'s."""
+    if rule == "free":
+        return np.ones(cold_starts.shape, dtype=bool)
+    bound = cold_starts[list(levels).index(ENSURE_LEVEL)]
+    return cold_starts <= bound[None, :] + 1e-12
+
+
 def regrets(costs: np.ndarray, seen: np.ndarray) -> np.ndarray:
-    """(N, levels): (c_l − c_min) / (c_l + c_min) per function, 0 where all costs are 0 or the function
-    has not been seen."""
-    best = costs.min(axis=0)
+    """(N, levels): (c_l − c_min) / (c_l + c_min) per function (1 for an infinite cost, the least taken
+    over the finite ones), 0 where all costs are 0 or the function has not been seen."""
+    finite = np.isfinite(costs)
+    best = np.where(finite, costs, np.inf).min(axis=0)
+    best = np.where(np.isfinite(best), best, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(costs + best > 0, (costs - best) / (costs + best), 0.0)
+    out = np.where(finite, out, 1.0)
     return np.where(seen[None, :], np.clip(out, 0.0, 1.0), 0.0).T
 
 
@@ -265,7 +297,9 @@ def attach_level_twins(policy: Any, settings: Any, workload: Any, slo_s: np.ndar
     agent = wants_twins(policy)
     if agent is None:
         return
-    agent.level_twins = LevelTwins(settings, workload, slo_s, seeds, agent.name, agent.agent.levels)
+    agent.level_twins = LevelTwins(settings, workload, slo_s, seeds, agent.name, agent.agent.levels,
+                                   cold_starts=agent.agent.fit_cold_starts)
 
 
-__all__ = ["MEMO_RUNS", "SEED_OFFSET", "TAU_S", "LevelTwins", "attach_level_twins", "regrets", "wants_twins"]
+__all__ = ["COLD_START_RULES", "ENSURE_LEVEL", "MEMO_RUNS", "SEED_OFFSET", "TAU_S", "LevelTwins", "attach_level_twins",
+           "cold_start_allowed", "regrets", "wants_twins"]

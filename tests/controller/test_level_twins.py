@@ -11,7 +11,7 @@ import pytest
 import controller.level_twins as twins_module
 from controller.assemble import PolicySpec, RunSeeds, build_policy, build_workload, measure_slos
 from controller.bench.scenarios import load_scenario
-from controller.level_twins import LevelTwins, attach_level_twins, regrets, wants_twins
+from controller.level_twins import LevelTwins, attach_level_twins, cold_start_allowed, regrets, wants_twins
 from controller.runner import run_policy
 from policies.agent import AgentSettings
 from policies.fallback import FallbackLearner, FallbackSettings
@@ -68,6 +68,26 @@ def test_a_regret_is_zero_for_the_cheapest_level_and_grows_with_the_cost() -> No
     assert out[2].tolist() == [0.0, 0.0, 0.0]  # not seen yet
 
 
+def test_a_level_the_cold_start_rule_excludes_has_regret_one_and_the_least_is_taken_over_the_rest() -> None:
+    levels = ("c=0", "c=1.06", "c=3")
+    cold = np.array([[5.0, 0.0], [2.0, 0.0], [1.0, 0.0]])  # (levels, functions)
+    assert cold_start_allowed(cold, levels, "free").all()
+    allowed = cold_start_allowed(cold, levels, "ensure")
+    assert allowed.T.tolist() == [[False, True, True], [True, True, True]]
+    costs = np.where(allowed, np.array([[1.0, 1.0], [4.0, 3.0], [2.0, 2.0]]), np.inf)
+    out = regrets(costs, np.array([True, True]))
+    assert out[0].tolist() == [1.0, pytest.approx(1.0 / 3.0), 0.0]  # c=0 is out; c=3 is the cheapest left
+    assert out[1].tolist() == [0.0, 0.5, pytest.approx(1.0 / 3.0)]
+
+
+def test_the_ensure_rule_needs_ensures_level(scenario) -> None:
+    settings, workload, slo_s = scenario
+    with pytest.raises(ValueError, match="c=1.06"):
+        LevelTwins(settings, workload, slo_s, RunSeeds.from_seed(2), "nac-linear", ("c=0", "c=3"), cold_starts="ensure")
+    with pytest.raises(ValueError, match="cold-start rule 'never'"):
+        LevelTwins(settings, workload, slo_s, RunSeeds.from_seed(2), "nac-linear", ("c=0",), cold_starts="never")
+
+
 def _fed(scenario, snapshots, clear: bool = True) -> LevelTwins:
     settings, workload, slo_s = scenario
     if clear:
@@ -116,6 +136,21 @@ def test_the_memo_ignores_the_reward_weight_which_only_prices_the_outcome(scenar
         twins.features(snapshot)
     assert twins._loops is None and np.array_equal(twins.violations, first.violations)
     assert twins.price() > first.price()  # a dearer GB-s at a larger α
+
+
+def test_the_ensure_rule_shares_the_memo_and_rules_out_levels_of_more_cold_starts(scenario, snapshots) -> None:
+    settings, workload, slo_s = scenario
+    first = _fed(scenario, snapshots)
+    twins = LevelTwins(settings, workload, slo_s, RunSeeds.from_seed(2), "nac-linear", first.levels, cold_starts="ensure")
+    for snapshot in snapshots:
+        twins.features(snapshot)
+    assert twins._loops is None  # the same outcome, priced by another rule
+    bound = twins.cold_starts[twins.levels.index("c=1.06")]
+    more = twins.cold_starts > bound[None, :] + 1e-12
+    assert more.any()  # some level (scaling to zero) had more cold starts than ENSURE's for some function
+    x = regrets(twins.costs(), twins.seen).T
+    assert np.all(x[more] == 1.0)
+    assert np.all(x[twins.levels.index("c=1.06")] < 1.0) and np.all(x.min(axis=0) == 0.0)
 
 
 def _with_arrivals(snapshot, arrivals: np.ndarray):
