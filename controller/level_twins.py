@@ -138,12 +138,12 @@ class LevelTwins:
         memo = _MEMO.setdefault(self._key, {})
         _MEMO.move_to_end(self._key)
         while len(_MEMO) > MEMO_RUNS:
-            _MEMO.popitem(last=False)
+            _forget_oldest()
         kept = memo.get(self._chain)
         if kept is None:
             self._simulate(len(self._ticks))
             kept = self._sim.copy()
-            memo[self._chain] = kept
+            _remember(self._key, self._chain, kept)
         self.state = kept.copy()
         self.time_s = now
 
@@ -220,6 +220,11 @@ class _State:
         return cls(np.zeros(n), np.zeros((levels, n)), np.zeros((levels, n)), np.zeros((levels, n)),
                    np.zeros(n, dtype=bool))
 
+    @property
+    def nbytes(self) -> int:
+        return (self.arrivals.nbytes + self.violations.nbytes + self.memory_gb_s.nbytes + self.cold_starts.nbytes
+                + self.seen.nbytes)
+
     def copy(self) -> _State:
         return _State(self.arrivals.copy(), self.violations.copy(), self.memory_gb_s.copy(), self.cold_starts.copy(),
                       self.seen.copy())
@@ -227,7 +232,39 @@ class _State:
 
 #: Runs (distinct keys) whose twins' states the memo keeps, the most recently used.
 MEMO_RUNS = 6
+#: Bytes of state the memo keeps at most, over every run: past it the older runs are forgotten, and a run
+#: that alone would pass it keeps its first ticks only (a later run of the same arrivals simulates the
+#: rest again, as a fresh run would).
+MEMO_BYTES = 1 << 29
 _MEMO: OrderedDict[str, dict[str, _State]] = OrderedDict()
+_MEMO_SIZE: dict[str, int] = {}
+
+
+def _forget_oldest() -> None:
+    key, _ = _MEMO.popitem(last=False)
+    _MEMO_SIZE.pop(key, None)
+
+
+def _remember(key: str, chain: str, state: _State) -> None:
+    """Keep ``state`` under ``key`` (the run most recently used) and ``chain``, forgetting older runs to
+    make room; not at all if it would not fit with this run's own states alone."""
+    need = state.nbytes
+    while sum(_MEMO_SIZE.values()) + need > MEMO_BYTES and len(_MEMO) > 1 and next(iter(_MEMO)) != key:
+        _forget_oldest()
+    if sum(_MEMO_SIZE.values()) + need <= MEMO_BYTES:
+        _MEMO[key][chain] = state
+        _MEMO_SIZE[key] = _MEMO_SIZE.get(key, 0) + need
+
+
+def clear_memo() -> None:
+    """Forget every run's twins (a later run simulates its own)."""
+    _MEMO.clear()
+    _MEMO_SIZE.clear()
+
+
+def memo_bytes() -> int:
+    """Bytes of state the memo holds now."""
+    return sum(_MEMO_SIZE.values())
 
 
 def _memo_key(settings: Any, name: str, names: tuple[str, ...], profiles: list[Any], slo_s: np.ndarray,
@@ -301,5 +338,5 @@ def attach_level_twins(policy: Any, settings: Any, workload: Any, slo_s: np.ndar
                                    cold_starts=agent.agent.fit_cold_starts)
 
 
-__all__ = ["COLD_START_RULES", "ENSURE_LEVEL", "MEMO_RUNS", "SEED_OFFSET", "TAU_S", "LevelTwins", "attach_level_twins",
-           "cold_start_allowed", "regrets", "wants_twins"]
+__all__ = ["COLD_START_RULES", "ENSURE_LEVEL", "MEMO_BYTES", "MEMO_RUNS", "SEED_OFFSET", "TAU_S", "LevelTwins", "attach_level_twins",
+           "clear_memo", "cold_start_allowed", "memo_bytes", "regrets", "wants_twins"]

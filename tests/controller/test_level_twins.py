@@ -91,7 +91,7 @@ def test_the_ensure_rule_needs_ensures_level(scenario) -> None:
 def _fed(scenario, snapshots, clear: bool = True) -> LevelTwins:
     settings, workload, slo_s = scenario
     if clear:
-        twins_module._MEMO.clear()
+        twins_module.clear_memo()
     twins = LevelTwins(settings, workload, slo_s, RunSeeds.from_seed(2), "nac-linear",
                        AgentSettings(scheme="portfolio", histogram_member=True).levels)
     for snapshot in snapshots:
@@ -153,6 +153,28 @@ def test_the_ensure_rule_shares_the_memo_and_rules_out_levels_of_more_cold_start
     assert np.all(x[twins.levels.index("c=1.06")] < 1.0) and np.all(x.min(axis=0) == 0.0)
 
 
+def test_a_memo_bound_keeps_the_first_ticks_and_a_later_run_simulates_the_rest_as_a_fresh_one(
+        scenario, snapshots, monkeypatch) -> None:
+    first = _fed(scenario, snapshots)
+    per_tick = twins_module.memo_bytes() // len(snapshots)
+    twins_module.clear_memo()
+    monkeypatch.setattr(twins_module, "MEMO_BYTES", per_tick * 5)
+    bounded = _fed(scenario, snapshots, clear=False)
+    assert twins_module.memo_bytes() == per_tick * 5  # the first five ticks kept, no more
+    again = _fed(scenario, snapshots, clear=False)
+    assert again._loops is not None  # past the kept ticks it simulated
+    for twins in (bounded, again):
+        assert np.array_equal(twins.violations, first.violations)
+        assert np.array_equal(twins.memory_gb_s, first.memory_gb_s)
+        assert np.array_equal(twins.cold_starts, first.cold_starts)
+    # Another run's twins make room by forgetting the older run.
+    settings, workload, slo_s = scenario
+    other = LevelTwins(settings, workload, slo_s, RunSeeds.from_seed(3), "nac-linear", first.levels)
+    for snapshot in snapshots[:3]:
+        other.features(snapshot)
+    assert twins_module.memo_bytes() <= per_tick * 5 and list(twins_module._MEMO)[-1] == other._key
+
+
 def _with_arrivals(snapshot, arrivals: np.ndarray):
     from dataclasses import replace
 
@@ -161,7 +183,7 @@ def _with_arrivals(snapshot, arrivals: np.ndarray):
 
 def test_a_run_attaches_twins_to_an_agent_that_asks_and_it_decides_with_them(scenario) -> None:
     settings, workload, slo_s = scenario
-    twins_module._MEMO.clear()
+    twins_module.clear_memo()
     agent = build_policy(settings, PolicySpec("nac-linear", frozen=True, greedy=True))
     assert agent.agent.twin_features and agent.level_twins is None
     sink = Snapshots()
