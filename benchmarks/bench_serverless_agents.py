@@ -6,8 +6,9 @@ For NAC-Linear (natural and KL-penalised step) and NAC-NN, under each action sch
 levels, the nine moves, and the portfolio, whose decide also runs its three KPA members): the time of one ``decide`` for all functions of a snapshot (features,
 batched policy, sampling, decisions with reasons) and of one learner update from one transition per
 function. Targets: decide and update each ≤ 20 ms for NAC-Linear and ≤ 100 ms for NAC-NN with 10,000
-functions. The portfolio also with its histogram member and the history features (``+hist +history``,
-the configuration the suite's trained points are judged in), and the same with the two-block state
+functions. The portfolio also with its histogram member and the history features (``+hist +history``)
+or the level twins' regrets (``+hist +twins``, the configuration judged since the twins, the twins stood
+in for by drawn regrets: they are simulated clusters, not the learner), and the same with the two-block state
 (``+novel``, half the functions new to the policy). Also the whole tick of a learner behind its ENSURE fallback (its decide, ENSURE's shadow
 decide, the learner's feedback with its update, and the fallback's queueing model), which has no
 target of its own: it is what the daemon spends per tick on the policy. Reports the median and best wall
@@ -43,6 +44,10 @@ TARGET_MS = {"nac-linear": 20.0, "nac-nn": 100.0}
 #: The portfolio as the suite's trained points are judged with: its histogram member (a hybrid-histogram
 #: policy deciding beside the KPA members) and the function-history features.
 JUDGED = {"scheme": "portfolio", "histogram_member": True, "history_features": True}
+#: The portfolio with its histogram member and the level twins' regrets (``twin_features``), the
+#: configuration judged since the twins. The twins themselves are simulated clusters (their cost is the
+#: simulator's, ``bench_simulator.py``); here they are stood in for by regrets drawn per tick.
+JUDGED_TWINS = {"scheme": "portfolio", "histogram_member": True, "twin_features": True}
 #: The two-block state (``AgentSettings.novel_block``): functions the fit was made on and new ones keep
 #: separate weights; measured with half the functions new.
 NOVEL = {"warm_start": "fitted", "novel_block": True}
@@ -82,6 +87,21 @@ def synthetic_snapshot(n: int, time_s: float, rng: np.random.Generator) -> Clust
         valid=np.ones(k, dtype=bool),
     )
     return ClusterSnapshot(time_s=time_s, tick_s=10.0, functions=functions, invokers=invokers)
+
+
+class DrawnTwins:
+    """Stands in for the level twins: each function's regret per level drawn uniform in [0, 1) every
+    snapshot, one level of each function at 0 (the least), as the twins' entries are."""
+
+    def __init__(self, levels: int, seed: int = 11) -> None:
+        self.levels = levels
+        self.rng = np.random.default_rng(seed)
+
+    def features(self, snapshot: ClusterSnapshot) -> np.ndarray:
+        n = len(snapshot.functions.names)
+        x = self.rng.random((n, self.levels))
+        x[np.arange(n), self.rng.integers(0, self.levels, n)] = 0.0
+        return x
 
 
 def tick_like(batch: Transitions, blocks: int, mu_bins: int, rng: np.random.Generator) -> Transitions:
@@ -130,6 +150,8 @@ def bench(
 ) -> list[tuple[str, str, float, float, float, float]]:
     rng = np.random.default_rng(7)
     policy = make(name, seed=1, **params)
+    if params.get("twin_features"):
+        policy.level_twins = DrawnTwins(len(policy.agent.levels))
     mu = np.full(10, 0.1)
     snapshots = [synthetic_snapshot(n, 10.0 * (t + 1), rng) for t in range(2)]
     if params.get("novel_block"):
@@ -158,6 +180,8 @@ def bench(
     label = name + "".join(f" ({params[k]})" for k in ("mode", "scheme") if k in params)
     if params.get("history_features"):
         label += " +hist +history"
+    if params.get("twin_features"):
+        label += " +hist +twins"
     if params.get("novel_block"):
         label += " +novel"
     target = TARGET_MS[name]
@@ -199,6 +223,7 @@ def main() -> None:
                          ("nac-linear", {"mode": "natural", "scheme": "portfolio"}),
                          ("nac-nn", {"scheme": "portfolio"}),
                          ("nac-linear", {"mode": "natural", **JUDGED}), ("nac-nn", JUDGED),
+                         ("nac-linear", {"mode": "natural", **JUDGED_TWINS}), ("nac-nn", JUDGED_TWINS),
                          ("nac-linear", {"mode": "natural", **JUDGED, **NOVEL}), ("nac-nn", {**JUDGED, **NOVEL})):
         rows.extend(bench(name, params, args.functions, args.repeats))
     for name in ("nac-linear", "nac-nn"):
