@@ -311,6 +311,8 @@ def _player_settings(settings: Any, name: str) -> Any:
     mine = params.setdefault(name, {})
     for feature in ("twin_features", "history_features", "record_features", "cost_features"):
         mine[feature] = False
+    if mine.get("fit_target") == "twins":
+        mine["fit_target"] = "label"  # a player is never fitted; without twins it cannot name this target
     return settings.model_copy(update={"policy": settings.policy.model_copy(update={"params": params})})
 
 

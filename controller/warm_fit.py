@@ -25,7 +25,9 @@ than ENSURE's c = 1.06: the price sees no cold start that does not make an invoc
 levels that scale to zero win on memory with them); the share factor of every label is 1 (OpenWhisk's shares), the CPU level the learner
 then adjusts. With ``fit_target: cost`` the policy is fitted instead to every level's cost for each
 function, as its regret against the cheapest (``level_regrets``): the policy of least expected cost, which
-a function whose levels nearly tie hardly moves.
+a function whose levels nearly tie hardly moves. With ``fit_target: twins`` (and the level twins'
+entries in the state, ``controller.level_twins``) each state is labelled with the level its twins
+price lowest in that state: the fit imitates the rule "follow the twins" in the states it was played in.
 """
 
 from __future__ import annotations
@@ -181,6 +183,16 @@ def level_regrets(plays: LevelPlays, price: float, cold_starts: str = "free") ->
     return np.where(allowed, regret, worst + 1.0).T
 
 
+def twin_labels(x: np.ndarray, levels: int, window_label: np.ndarray) -> np.ndarray:
+    """(R,) index of the level each state's twin entries (the last ``levels`` columns of ``x``, each
+    level's regret) price lowest: ``window_label`` (the function's label over the window) where it is
+    among the lowest, else the first lowest."""
+    regret = x[:, -levels:]
+    lowest = regret <= regret.min(axis=1, keepdims=True) + 1e-12
+    rows = np.arange(len(x))
+    return np.where(lowest[rows, window_label], window_label, np.argmax(lowest, axis=1))
+
+
 def _learner_only_params() -> frozenset[str]:
     """The parameters that only the learners' update reads: their hyperparameter and network settings
     (never a feature, action, agent, staffing or fallback setting, which every player reads)."""
@@ -298,6 +310,9 @@ def fit_warm_start(settings: Settings, name: str, policy: Any, workload: Any, sl
         for j, level in enumerate(plays.levels):
             per_action[:, action_index(level, 1.0)] = regrets[:, j]
         accuracy = policy.imitate_costs(plays.x, per_action[plays.function])
+    elif policy.agent.fit_target == "twins":
+        chosen = twin_labels(plays.x, len(plays.levels), best[plays.function])
+        accuracy = policy.imitate(plays.x, np.array([action_index(level, 1.0) for level in plays.levels])[chosen])
     else:
         accuracy = policy.imitate(plays.x, labels_by_function[plays.function])
     fit = WarmFit(price=price, labels=dict(Counter(plays.levels[b] for b in best)), states=len(plays.x),
@@ -308,4 +323,4 @@ def fit_warm_start(settings: Settings, name: str, policy: Any, workload: Any, sl
 
 
 __all__ = ["ENSURE_LEVEL", "FIT_COLD_STARTS", "LevelPlays", "WarmFit", "cheapest_levels", "fit_warm_start",
-           "level_price", "level_regrets", "play_levels", "plays_key"]
+           "level_price", "level_regrets", "play_levels", "plays_key", "twin_labels"]

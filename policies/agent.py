@@ -260,7 +260,10 @@ class AgentSettings:
     most likely action in its states); ``cost`` to every level's cost for the function, as its regret
     against the cheapest (the policy of least expected cost, ``policies.imitation``), so functions whose
     levels nearly tie hardly move the fit and those whose choice matters do. Levels the cold-start
-    rule excludes, and share factors the plays did not try, cost more than any allowed level."""
+    rule excludes, and share factors the plays did not try, cost more than any allowed level. ``twins``
+    (with ``twin_features``) labels each state with the level its twins' entries price lowest in that
+    state (under the same cold-start rule), the function's window label where that is among the
+    lowest: the heuristic "follow the twins", fitted in the states the plays were in."""
     fit_l2: float | None = None
     """With ``warm_start=fitted``: the L2 penalty on the fitted policy's weights, ``fit_l2``/2 · ‖θ‖²
     (on features rescaled to unit size, ``policies.imitation``); None keeps the learner's own (NAC-Linear
@@ -361,8 +364,11 @@ class AgentSettings:
         if self.fit_l2 is not None and not (isinstance(self.fit_l2, (int, float)) and not isinstance(self.fit_l2, bool)
                                             and math.isfinite(self.fit_l2) and self.fit_l2 >= 0):
             raise ValueError(f"AgentSettings.fit_l2={self.fit_l2}: must be a number >= 0 (or unset)")
-        if self.fit_target not in ("label", "cost"):
-            raise ValueError(f"AgentSettings.fit_target={self.fit_target!r}: must be label or cost")
+        if self.fit_target not in ("label", "cost", "twins"):
+            raise ValueError(f"AgentSettings.fit_target={self.fit_target!r}: must be label, cost or twins")
+        if self.fit_target == "twins" and not self.twin_features:
+            raise ValueError("AgentSettings.fit_target=twins needs twin_features=true (its labels are read from "
+                             "the twins' entries of each state)")
         if self.fit_temperature and self.fit_target != "label":
             raise ValueError("AgentSettings.fit_temperature needs fit_target=label (a cost fit's likeliest "
                              "temperature is always the greedy policy)")

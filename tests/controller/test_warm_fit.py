@@ -199,3 +199,47 @@ def test_the_plays_key_ignores_alpha_unless_twin_features_put_its_price_into_the
     assert key(0.1) == key(0.7)
     assert key(0.1, twin_features=True) != key(0.7, twin_features=True)
     assert key(0.1, twin_features=True) != key(0.1)
+
+
+def test_twin_labels_take_the_states_least_regret_and_the_window_label_among_ties():
+    from controller.warm_fit import twin_labels
+
+    # Three states, two other columns, then three levels' regrets.
+    x = np.array([[0.5, 0.1, 0.3, 0.0, 0.2],   # level 1 lowest
+                  [0.5, 0.1, 0.0, 0.0, 0.2],   # levels 0 and 1 tie; the window says 1
+                  [0.5, 0.1, 0.0, 0.0, 0.0]])  # all tie (not seen yet); the window says 2
+    assert twin_labels(x, 3, np.array([2, 1, 2])).tolist() == [1, 1, 2]
+    assert twin_labels(x, 3, np.array([0, 2, 0])).tolist() == [1, 0, 0]
+
+
+def test_a_twin_fit_needs_the_twins_entries():
+    from policies.agent import AgentSettings
+
+    with pytest.raises(ValueError, match="fit_target=twins needs twin_features"):
+        AgentSettings(scheme="portfolio", warm_start="fitted", fit_target="twins")
+
+
+def test_a_twin_fit_follows_the_twins_in_the_states_it_was_played_in(tmp_path):
+    params = {"scheme": "portfolio", "warm_start": "fitted", "histogram_member": True, "twin_features": True,
+              "fit_target": "twins", "fit_cold_starts": "ensure"}
+    settings = _settings(**{"workload.minutes": 20, "policy.params": {"nac-linear": params}})
+    workload = build_workload(settings)
+    slo_s = measure_slos(settings, workload)
+    policy = build_policy(settings, PolicySpec("nac-linear"))
+    fit = fit_warm_start(settings, "nac-linear", policy, workload, slo_s, RunSeeds.from_seed(settings.seed),
+                         cache=tmp_path)
+    assert fit.target == "twins" and fit.cold_starts == "ensure"
+    from controller.warm_fit import LevelPlays
+
+    plays = LevelPlays.load(next(tmp_path.glob("plays-*.npz")))
+    levels = policy.agent.levels
+    regret = plays.x[:, -len(levels):]
+    varied = regret.max(axis=1) > 0  # states where the twins tell the levels apart
+    assert varied.any()
+    likeliest = np.argmax(policy.learner.probabilities(plays.x), axis=1)
+    actions = np.array([action_index(level, 1.0) for level in levels])
+    # The fitted policy takes a level of least regret in most states where the twins tell them apart.
+    lowest = regret <= regret.min(axis=1, keepdims=True) + 1e-12
+    took = np.array([lowest[i, list(actions).index(a)] if a in actions else False
+                     for i, a in enumerate(likeliest)])
+    assert took[varied].mean() > 0.8
