@@ -1,7 +1,7 @@
 """What a function's own recent past says, when every pool level's outcome is simulated: each function
 follows the level whose twin served it best over the last hour.
 
-    python benchmarks/twin_greedy.py SCENARIO.yaml --price P [--cold-starts free|ensure]
+    python benchmarks/twin_greedy.py SCENARIO.yaml --price P [--cold-starts free|ensure|priced]
         [--profile-error E] [--quick] [--seeds 0-2] [--against RESULTS.csv]
 
 ``benchmarks/portfolio_oracle.py --choose-on window-before`` shows how far past the baselines a choice
@@ -12,7 +12,8 @@ fed each tick the arrivals every function had, spread over the tick), each playe
 that level for every function. Per function and level the twin's SLO violations, memory GB-s and cold
 starts are averaged with a time constant of one hour. Every tick each function follows the level of least
 ``violations + P · memory GB-s`` (with ``--cold-starts ensure`` only among the levels with no more cold
-starts than ENSURE's ``c=1.06`` level, as ``fit_cold_starts: ensure`` labels); a function with no
+starts than ENSURE's ``c=1.06`` level, as ``fit_cold_starts: ensure`` labels; with ``priced`` plus the
+cold starts); a function with no
 arrival yet follows the histogram member.
 
 No learning: the portfolio learner with the histogram member is built fresh (KPA warm start, frozen,
@@ -36,7 +37,8 @@ from typing import Any
 import numpy as np
 
 from controller import runner
-from controller.level_twins import SEED_OFFSET, LevelTwins, cold_start_allowed
+from controller.level_twins import SEED_OFFSET, LevelTwins
+from controller.prices import COLD_START_RULES, cold_start_allowed, level_costs
 from policies.agent import SharedPolicyAgent
 from policies.staffing import action_index
 
@@ -59,9 +61,10 @@ def believed_profiles(profiles: list[Any], error: float, rng: np.random.Generato
 
 def twin_choice(twins: LevelTwins, price: float, cold_starts: str) -> np.ndarray:
     """Each function's action: the level of least violations + price · memory GB-s in the twins (with
-    ``cold_starts == "ensure"`` only among levels with no more cold starts than ``c=1.06``'s), the
+    ``cold_starts == "ensure"`` only among levels with no more cold starts than ``c=1.06``'s; with
+    ``priced`` the cold starts added to the violations), the
     histogram member's where the function has had no arrival."""
-    cost = twins.violations + price * twins.memory_gb_s
+    cost = level_costs(twins.violations, twins.memory_gb_s, twins.cold_starts, price, cold_starts)
     cost = np.where(cold_start_allowed(twins.cold_starts, twins.levels, cold_starts), cost, np.inf)
     actions = np.array([action_index(level, 1.0) for level in twins.levels], dtype=np.int64)
     return np.where(twins.seen, actions[np.argmin(cost, axis=0)], action_index("hist", 1.0))
@@ -95,9 +98,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenario", type=Path)
     parser.add_argument("--price", type=float, required=True, help="P: the price of one GB-s in SLO violations")
-    parser.add_argument("--cold-starts", choices=("free", "ensure"), default="ensure",
-                        help="choose among every level (free) or only those with no more cold starts than "
-                             "ENSURE's c=1.06 level in the twins (ensure) [default: ensure]")
+    parser.add_argument("--cold-starts", choices=COLD_START_RULES, default="ensure",
+                        help="choose among every level (free), only those with no more cold starts than "
+                             "ENSURE's c=1.06 level in the twins (ensure), or count a cold start as a "
+                             "violation (priced) [default: ensure]")
     parser.add_argument("--profile-error", type=float, default=0.0, metavar="E",
                         help="simulate each function with its execution and cold-start times off by random "
                              "factors exp(E·z), z standard normal, per function (0: the true profiles) [default: 0]")

@@ -133,9 +133,10 @@ def main() -> None:
     parser.add_argument("--seeds", default="0-4", help="a range a-b or a list a,b,c [default: 0-4]")
     parser.add_argument("--alphas", help="comma-separated reward weights α, one point each (a fitted warm start "
                                          "prices the levels by α) [default: the scenario's α]")
-    parser.add_argument("--fit-cold-starts", choices=("free", "ensure"), default="free",
+    parser.add_argument("--fit-cold-starts", choices=("free", "ensure", "priced"), default="free",
                         help="with --warm-start fitted: label each function among every level (free) or only "
-                             "among those with no more cold starts than ENSURE's c=1.06 (ensure) [default: free]")
+                             "among those with no more cold starts than ENSURE's c=1.06 (ensure), or count a cold "
+                             "start as a violation (priced) [default: free]")
     parser.add_argument("--plays", type=Path, metavar="DIR",
                         help="with --warm-start fitted: a folder of kept plays of the training windows to reuse, "
                              "e.g. a bench's checkpoints/<scenario>/warm-fit-plays [default: play them]")

@@ -20,11 +20,11 @@ one that costs many times more; 0 for every level before the function's first ar
 means the same for every function, so a policy that learns to prefer levels of low regret on one
 sample of functions does so on any other.
 
-The price sees a cold start only when it makes an invocation late, and the levels that scale to zero
-win on memory with cold starts an operator also pays for. Under the learner's cold-start rule
-``ensure`` (``AgentSettings.fit_cold_starts``, the rule its fitted warm start labels by) a level that
-has averaged more cold starts for a function than ENSURE's level (c = 1.06) is not a candidate: its
-regret is 1, and the least regret is taken among the others (ENSURE's level is always one).
+The learner's cold-start rule (``AgentSettings.fit_cold_starts``, the rule its fitted warm start labels
+by; ``controller.prices``) applies to the twins' averages: under ``priced`` a level's cost counts its
+cold starts as violations; under ``ensure`` a level that has averaged more cold starts for a function
+than ENSURE's level (c = 1.06) is not a candidate: its regret is 1, and the least regret is taken among
+the others (ENSURE's level is always one).
 
 The twins know the functions' profiles (memory, execution-time distribution, cold-start time), as the
 simulator does: they exist where the cluster is simulated (the bench, ``mfrm train``, ``mfrm
@@ -44,17 +44,12 @@ from typing import Any
 
 import numpy as np
 
-from controller.prices import level_price
+from controller.prices import COLD_START_RULES, ENSURE_LEVEL, cold_start_allowed, level_costs, level_price
 
 #: Time constant of the twins' averages, s.
 TAU_S = 3600.0
 #: Offset of the twins' seeds from the run's, so that they draw apart from the cluster they shadow.
 SEED_OFFSET = 7919
-#: The twins' cold-start rules (the learner's ``fit_cold_starts``): every level a candidate, or only the
-#: levels with no more cold starts than :data:`ENSURE_LEVEL`'s for that function.
-COLD_START_RULES: tuple[str, ...] = ("free", "ensure")
-#: The level whose cold starts bound the others' under the ``ensure`` rule.
-ENSURE_LEVEL = "c=1.06"
 
 
 class LevelTwins:
@@ -197,8 +192,7 @@ class LevelTwins:
     def costs(self) -> np.ndarray:
         """(levels, N) each level's running cost per tick for each function at :meth:`price`; infinite for
         a level the cold-start rule excludes."""
-        price = self.price()
-        cost = self.memory_gb_s.copy() if math.isinf(price) else self.violations + price * self.memory_gb_s
+        cost = level_costs(self.violations, self.memory_gb_s, self.cold_starts, self.price(), self.cold_start_rule)
         return np.where(cold_start_allowed(self.cold_starts, self.levels, self.cold_start_rule), cost, np.inf)
 
     def features(self, snapshot: Any) -> np.ndarray:
@@ -281,15 +275,6 @@ def _memo_key(settings: Any, name: str, names: tuple[str, ...], profiles: list[A
     text = json.dumps([logged, name, names, [repr(p) for p in profiles], repr(seeds), levels], sort_keys=True,
                       default=str)
     return hashlib.sha256(text.encode() + slo_s.tobytes()).hexdigest()
-
-
-def cold_start_allowed(cold_starts: np.ndarray, levels: Sequence[str], rule: str) -> np.ndarray:
-    """(levels, N) the levels ``rule`` lets each function take: all under ``free``; under ``ensure`` those
-    with no more cold starts (``cold_starts``, levels × N) than :data:`ENSURE_LEVEL`'s."""
-    if rule == "free":
-        return np.ones(cold_starts.shape, dtype=bool)
-    bound = cold_starts[list(levels).index(ENSURE_LEVEL)]
-    return cold_starts <= bound[None, :] + 1e-12
 
 
 def regrets(costs: np.ndarray, seen: np.ndarray) -> np.ndarray:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import time
 from collections import Counter
@@ -47,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from controller.assemble import PolicySpec, RunSeeds, build_policy
-from controller.prices import level_price
+from controller.prices import COLD_START_RULES, ENSURE_LEVEL, cold_start_allowed, level_costs, level_price
 from controller.report import function_metrics
 from controller.runner import run_policy
 from controller.settings import Settings
@@ -142,12 +141,11 @@ class LevelPlays:
                        ticks=int(data["ticks"]), x=data["x"], function=data["function"])
 
 
-#: How a fitted warm start treats cold starts (``AgentSettings.fit_cold_starts``): ``free`` (the labels
-#: price violations and memory only) or ``ensure`` (a function's label is chosen among the levels that
-#: had no more cold starts for it than ENSURE's level, c = 1.06, on the training window).
-FIT_COLD_STARTS: tuple[str, ...] = ("free", "ensure")
-#: The level whose cold starts bound the others' under ``fit_cold_starts: ensure``.
-ENSURE_LEVEL = "c=1.06"
+#: How a fitted warm start treats cold starts (``AgentSettings.fit_cold_starts``, ``controller.prices``):
+#: ``free`` (the labels price violations and memory only), ``ensure`` (a function's label is chosen
+#: among the levels that had no more cold starts for it than ENSURE's level, c = 1.06, on the training
+#: window) or ``priced`` (a cold start costs as much as a violation).
+FIT_COLD_STARTS: tuple[str, ...] = COLD_START_RULES
 
 
 def cheapest_levels(plays: LevelPlays, price: float, cold_starts: str = "free") -> np.ndarray:
@@ -157,10 +155,8 @@ def cheapest_levels(plays: LevelPlays, price: float, cold_starts: str = "free") 
     which always includes it)."""
     if cold_starts not in FIT_COLD_STARTS:
         raise ValueError(f"fit_cold_starts={cold_starts!r}: must be one of {', '.join(FIT_COLD_STARTS)}")
-    cost = plays.violations + plays.memory * price if math.isfinite(price) else plays.memory.copy()
-    if cold_starts == "ensure":
-        bound = plays.cold_starts[plays.levels.index(ENSURE_LEVEL)]
-        cost = np.where(plays.cold_starts <= bound[None, :], cost, np.inf)
+    cost = level_costs(plays.violations, plays.memory, plays.cold_starts, price, cold_starts)
+    cost = np.where(cold_start_allowed(plays.cold_starts, plays.levels, cold_starts), cost, np.inf)
     return np.argmin(cost, axis=0)
 
 
@@ -171,10 +167,8 @@ def level_regrets(plays: LevelPlays, price: float, cold_starts: str = "free") ->
     than any level it allows: that level's largest regret plus one (the mean). Not more: a bar as high as
     the window's worst regret makes the one level every function allows (ENSURE's) the fit's choice for
     all of them, since a function whose label is missed pays that bar."""
-    cost = plays.violations + plays.memory * price if math.isfinite(price) else plays.memory.copy()
-    allowed = np.ones_like(cost, dtype=bool)
-    if cold_starts == "ensure":
-        allowed = plays.cold_starts <= plays.cold_starts[plays.levels.index(ENSURE_LEVEL)][None, :]
+    cost = level_costs(plays.violations, plays.memory, plays.cold_starts, price, cold_starts)
+    allowed = cold_start_allowed(plays.cold_starts, plays.levels, cold_starts)
     best = np.where(allowed, cost, np.inf).min(axis=0)
     regret = np.where(allowed, cost - best[None, :], 0.0)
     scale = float(regret[allowed].mean()) if allowed.any() else 0.0

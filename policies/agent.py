@@ -252,9 +252,10 @@ class AgentSettings:
     fit_cold_starts: str = "free"
     """With ``warm_start=fitted``: ``free`` labels each function with the level cheapest in violations
     and memory; ``ensure`` only among the levels that had no more cold starts for it than ENSURE's
-    c = 1.06 on the training window (``controller.warm_fit.cheapest_levels``). ``free`` is what the
-    fitted warm start was first judged with; under it the fitted policies had more cold starts than
-    ENSURE."""
+    c = 1.06 on the training window (``controller.warm_fit.cheapest_levels``); ``priced`` counts each
+    cold start as a violation. The level twins (``twin_features``) price the levels by the same rule.
+    ``free`` is what the fitted warm start was first judged with; under it the fitted policies had more
+    cold starts than ENSURE."""
     fit_target: str = "label"
     """With ``warm_start=fitted``: ``label`` fits the policy to each function's cheapest level (the
     most likely action in its states); ``cost`` to every level's cost for the function, as its regret
@@ -359,8 +360,8 @@ class AgentSettings:
                              "ENSURE, not to the heuristic the learner started from; use warm_start=ensure")
         if self.fallback not in ("none", "ensure"):
             raise ValueError(f"AgentSettings.fallback={self.fallback!r}: must be none or ensure")
-        if self.fit_cold_starts not in ("free", "ensure"):
-            raise ValueError(f"AgentSettings.fit_cold_starts={self.fit_cold_starts!r}: must be free or ensure")
+        if self.fit_cold_starts not in ("free", "ensure", "priced"):
+            raise ValueError(f"AgentSettings.fit_cold_starts={self.fit_cold_starts!r}: must be free, ensure or priced")
         if self.fit_l2 is not None and not (isinstance(self.fit_l2, (int, float)) and not isinstance(self.fit_l2, bool)
                                             and math.isfinite(self.fit_l2) and self.fit_l2 >= 0):
             raise ValueError(f"AgentSettings.fit_l2={self.fit_l2}: must be a number >= 0 (or unset)")

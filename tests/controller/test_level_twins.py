@@ -226,3 +226,21 @@ def test_twin_features_need_a_scheme_with_pool_levels() -> None:
         AgentSettings(scheme="moves", twin_features=True)
     assert AgentSettings(scheme="portfolio", histogram_member=True, twin_features=True).extra_dim == \
         AgentSettings(scheme="portfolio", histogram_member=True).extra_dim + 10
+
+
+def test_the_priced_rule_counts_a_cold_start_as_a_violation(scenario, snapshots) -> None:
+    from controller.prices import level_costs
+
+    levels = ("c=0", "c=1.06")
+    violations, memory, cold = np.array([[1.0], [2.0]]), np.array([[10.0], [20.0]]), np.array([[3.0], [0.0]])
+    assert level_costs(violations, memory, cold, 0.1, "free")[:, 0].tolist() == [2.0, 4.0]
+    assert level_costs(violations, memory, cold, 0.1, "priced")[:, 0].tolist() == [5.0, 4.0]
+    assert cold_start_allowed(cold, levels, "priced").all()
+    with pytest.raises(ValueError, match="cold-start rule 'never'"):
+        level_costs(violations, memory, cold, 0.1, "never")
+    settings, workload, slo_s = scenario
+    first = _fed(scenario, snapshots)
+    twins = LevelTwins(settings, workload, slo_s, RunSeeds.from_seed(2), "nac-linear", first.levels, cold_starts="priced")
+    for snapshot in snapshots:
+        twins.features(snapshot)
+    assert np.allclose(twins.costs(), first.costs() + first.cold_starts)
