@@ -57,26 +57,19 @@ def follow_records(weight: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("scenario", type=Path)
+    warm.add_rule_arguments(parser)
     parser.add_argument("--weight", type=float, required=True,
                         help="W: the price of one invoker's memory held idle, in missed arrivals' share")
     parser.add_argument("--hold-ticks", type=int, default=1,
                         help="ticks each function keeps the level chosen for it before the records choose again "
                              "(the learner's decision_ticks) [default: 1, every tick]")
-    parser.add_argument("--quick", action="store_true", help="the scenario's quick windows (mfrm bench --quick)")
-    parser.add_argument("--seeds", default="0-2", help="a range a-b or a list a,b,c [default: 0-2]")
-    parser.add_argument("--against", type=Path, metavar="RESULTS.csv",
-                        help="a bench's results.csv of the same scenario, windows and seeds: the acceptance row")
     args = parser.parse_args()
     if not args.weight >= 0:
         sys.exit(f"--weight {args.weight}: must be >= 0")
     if args.hold_ticks < 1:
         sys.exit(f"--hold-ticks {args.hold_ticks}: must be >= 1")
     follow_records(args.weight)
-    sys.argv = [sys.argv[0], str(args.scenario), "--warm-start", "kpa", "--param", "histogram_member=true",
-                "--param", "record_features=true", "--param", f"decision_ticks={args.hold_ticks}", "--seeds", args.seeds,
-                *(["--quick"] if args.quick else []), *(["--against", str(args.against)] if args.against else [])]
-    warm.main()
+    warm.judge_rule(args, "histogram_member=true", "record_features=true", f"decision_ticks={args.hold_ticks}")
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ def follow_twins(price: float, cold_starts: str, profile_error: float = 0.0) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("scenario", type=Path)
+    warm.add_rule_arguments(parser)
     parser.add_argument("--price", type=float, required=True, help="P: the price of one GB-s in SLO violations")
     parser.add_argument("--cold-starts", choices=COLD_START_RULES, default="ensure",
                         help="choose among every level (free), only those with no more cold starts than "
@@ -105,20 +105,13 @@ def main() -> None:
     parser.add_argument("--profile-error", type=float, default=0.0, metavar="E",
                         help="simulate each function with its execution and cold-start times off by random "
                              "factors exp(E·z), z standard normal, per function (0: the true profiles) [default: 0]")
-    parser.add_argument("--quick", action="store_true", help="the scenario's quick windows (mfrm bench --quick)")
-    parser.add_argument("--seeds", default="0-2", help="a range a-b or a list a,b,c [default: 0-2]")
-    parser.add_argument("--against", type=Path, metavar="RESULTS.csv",
-                        help="a bench's results.csv of the same scenario, windows and seeds: the acceptance row")
     args = parser.parse_args()
     if not args.price >= 0:
         sys.exit(f"--price {args.price}: must be >= 0")
     if not args.profile_error >= 0:
         sys.exit(f"--profile-error {args.profile_error}: must be >= 0")
     follow_twins(args.price, args.cold_starts, args.profile_error)
-    sys.argv = [sys.argv[0], str(args.scenario), "--warm-start", "kpa", "--param", "histogram_member=true",
-                "--seeds", args.seeds, *(["--quick"] if args.quick else []),
-                *(["--against", str(args.against)] if args.against else [])]
-    warm.main()
+    warm.judge_rule(args, "histogram_member=true")
 
 
 if __name__ == "__main__":

@@ -95,6 +95,25 @@ def override_choices(choose: Callable[[SharedPolicyAgent, Any], np.ndarray | Non
     SharedPolicyAgent._observe = observed  # type: ignore[method-assign]
 
 
+def add_rule_arguments(parser: argparse.ArgumentParser) -> None:
+    """The scenario and the judging options of a no-learning rule run through :func:`judge_rule`."""
+    parser.add_argument("scenario", type=Path)
+    parser.add_argument("--quick", action="store_true", help="the scenario's quick windows (mfrm bench --quick)")
+    parser.add_argument("--seeds", default="0-2", help="a range a-b or a list a,b,c [default: 0-2]")
+    parser.add_argument("--against", type=Path, metavar="RESULTS.csv",
+                        help="a bench's results.csv of the same scenario, windows and seeds: the acceptance row")
+
+
+def judge_rule(args: argparse.Namespace, *params: str) -> None:
+    """Judge, as :func:`main` judges a warm start, the portfolio learner built fresh with the KPA warm start
+    and ``params`` (``KEY=VALUE``) whose choices a rule has replaced (:func:`override_choices`), on the
+    scenario and seeds of ``args`` (:func:`add_rule_arguments`)."""
+    sys.argv = [sys.argv[0], str(args.scenario), "--warm-start", "kpa",
+                *(arg for param in params for arg in ("--param", param)), "--seeds", args.seeds,
+                *(["--quick"] if args.quick else []), *(["--against", str(args.against)] if args.against else [])]
+    main()
+
+
 def parse_seeds(text: str) -> list[int]:
     """``a-b`` or ``a,b,c`` as a list of seeds."""
     try:
