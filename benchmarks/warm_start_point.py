@@ -1,7 +1,7 @@
 """Where a warm-started learner starts: its warm-start heuristic played through its own action scheme.
 
     python benchmarks/warm_start_point.py SCENARIO.yaml [--policy nac-linear] [--scheme portfolio]
-        [--warm-start kpa|ensure|fitted] [--alphas 0.1,0.3] [--plays DIR] [--quick] [--seeds 0-4]
+        [--warm-start kpa|ensure|twins|fitted] [--alphas 0.1,0.3] [--plays DIR] [--quick] [--seeds 0-4]
         [--param KEY=VALUE ...] [--against RESULTS.csv]
 
 A learner that starts from a heuristic (``warm_start``) and is judged beyond the baselines' frontier
@@ -11,7 +11,8 @@ size to the platform). This script builds the learner fresh from the scenario's 
 given scheme and warm start, never runs a learning episode, and judges it frozen and greedy on the
 scenario's evaluation window and the seeds, as ``mfrm bench`` judges (the suite's ``warm-start``
 point mode, through the bench's own cell runner): with ``ensure`` or ``kpa`` every function takes the
-warm-start action; with ``fitted`` the fit is made first, on the seed's training window exactly as
+warm-start action; with ``twins`` (and ``--param twin_features=true``) every function takes the level
+its twins price lowest (the rule the policy starts as, drawn greedily); with ``fitted`` the fit is made first, on the seed's training window exactly as
 training makes it (``controller.warm_fit``), and the fitted policy is judged. It prints the point per seed and, with ``--against``
 a bench's ``results.csv`` of the same scenario and windows, the suite's acceptance row for it: where
 it lies against every baseline's frontier. What learning added is the trained point's row minus this
@@ -54,7 +55,8 @@ def warm_start_point(policy: str, scheme: str, warm_start: str, alpha: float | N
         params["fit_cold_starts"] = fit_cold_starts
     overrides: dict = {"reward.kind": "operator", "policy.params": {policy: params}}
     more = "".join(f" {k}={v}" for k, v in sorted((extra or {}).items()))
-    label = f"{policy} warm start {warm_start}{'' if fit_cold_starts == 'free' else ' cold<=ensure'}{more} [{scheme}]"
+    rule = {"free": "", "ensure": " cold<=ensure"}.get(fit_cold_starts, f" cold {fit_cold_starts}")
+    label = f"{policy} warm start {warm_start}{rule}{more} [{scheme}]"
     if alpha is not None:
         overrides["reward.alpha"] = alpha
         label = f"{policy} alpha={alpha:g} {label[len(policy) + 1:]}"
@@ -146,16 +148,16 @@ def main() -> None:
                         help="the learner [default: nac-linear]")
     parser.add_argument("--scheme", default="portfolio", choices=("staffing", "portfolio"),
                         help="its action scheme [default: portfolio]")
-    parser.add_argument("--warm-start", default="kpa", choices=("ensure", "kpa", "fitted"),
+    parser.add_argument("--warm-start", default="kpa", choices=("ensure", "kpa", "twins", "fitted"),
                         help="the heuristic it starts from [default: kpa]")
     parser.add_argument("--quick", action="store_true", help="the scenario's quick windows (mfrm bench --quick)")
     parser.add_argument("--seeds", default="0-4", help="a range a-b or a list a,b,c [default: 0-4]")
     parser.add_argument("--alphas", help="comma-separated reward weights α, one point each (a fitted warm start "
                                          "prices the levels by α) [default: the scenario's α]")
     parser.add_argument("--fit-cold-starts", choices=("free", "ensure", "priced"), default="free",
-                        help="with --warm-start fitted: label each function among every level (free) or only "
-                             "among those with no more cold starts than ENSURE's c=1.06 (ensure), or count a cold "
-                             "start as a violation (priced) [default: free]")
+                        help="with --warm-start fitted or twins: choose each function's level among every level "
+                             "(free) or only among those with no more cold starts than ENSURE's c=1.06 (ensure), or "
+                             "count a cold start as a violation (priced) [default: free]")
     parser.add_argument("--plays", type=Path, metavar="DIR",
                         help="with --warm-start fitted: a folder of kept plays of the training windows to reuse, "
                              "e.g. a bench's checkpoints/<scenario>/warm-fit-plays [default: play them]")

@@ -298,6 +298,8 @@ def _player_settings(settings: Any, name: str) -> Any:
         mine[feature] = False
     if mine.get("fit_target") == "twins":
         mine["fit_target"] = "label"  # a player is never fitted; without twins it cannot name this target
+    if mine.get("warm_start") == "twins":
+        mine["warm_start"] = "none"  # a player's actions are set for it; without twins it cannot start as them
     return settings.model_copy(update={"policy": settings.policy.model_copy(update={"params": params})})
 
 

@@ -47,14 +47,17 @@ from policies.staffing import (
     N_PORTFOLIO_HISTOGRAM_ACTIONS,
     N_STAFFING_ACTIONS,
     POOL_LEVELS,
+    PORTFOLIO_HISTOGRAM_ACTIONS,
     PORTFOLIO_HISTOGRAM_LEVELS,
     PORTFOLIO_LEVELS,
+    SHARE_FACTORS,
     STAFFING_FEATURES,
     KpaMembers,
     StaffingSettings,
     action_index,
     cost_features,
     level_pools,
+    scheme_actions,
     staffing_decisions,
     staffing_features,
 )
@@ -135,6 +138,12 @@ class SharedLearner(Protocol):
 
     def sharpen(self, factor: float) -> None:
         """Multiply every logit of the policy by ``factor`` in every state (a temperature of 1/factor)."""
+        ...
+
+    def add_logits(self, weights: np.ndarray) -> None:
+        """Add ``weights[a] · x(s)`` to action a's logit in every state (``weights`` (A, d)): a warm start
+        that is a linear rule of the state. Only non-negative entries of x(s) may carry a weight (a
+        network passes each such entry through a unit of its hidden layer)."""
         ...
 
     x_blocks: int
@@ -233,7 +242,10 @@ class AgentSettings:
     constant with OpenWhisk's shares, chosen with probability ``warm_start_probability`` in every
     state), so a fresh deployment is not worse than ENSURE from its first tick, ``kpa``
     (``portfolio`` scheme: the same, from the KPA at its default target 0.7 with OpenWhisk's shares),
-    or ``fitted`` (``staffing`` and ``portfolio``: training first plays every pool level for every
+    ``twins`` (with ``twin_features``: the policy starts as "follow the twins", each level's logit
+    −``twin_sharpness`` times its regret for the function, and OpenWhisk's shares preferred at each level
+    with probability ``warm_start_probability``; a rule of the state that means the same for every
+    function, so it needs no plays and no fit), or ``fitted`` (``staffing`` and ``portfolio``: training first plays every pool level for every
     function over the training window, labels each function with the level whose violations and
     memory its reward prices lowest, and fits the policy to those labels in every state the functions
     were in, ``controller.warm_fit``; the natural actor-critic then learns from that θ₀). ``fitted``
@@ -255,7 +267,7 @@ class AgentSettings:
     c = 1.06 on the training window (``controller.warm_fit.cheapest_levels``); ``priced`` counts each
     cold start as a violation. The level twins (``twin_features``) price the levels by the same rule.
     ``free`` is what the fitted warm start was first judged with; under it the fitted policies had more
-    cold starts than ENSURE."""
+    cold starts than ENSURE. With ``warm_start=twins`` it is the twins' rule alone."""
     fit_target: str = "label"
     """With ``warm_start=fitted``: ``label`` fits the policy to each function's cheapest level (the
     most likely action in its states); ``cost`` to every level's cost for the function, as its regret
@@ -313,6 +325,10 @@ class AgentSettings:
     latency, cold starts and queueing included. The twins know the functions' profiles, so they exist
     where the cluster is simulated: a run there attaches them, and deciding without them is refused.
     False keeps the game's features alone (and the shipped checkpoints' shape)."""
+    twin_sharpness: float = 30.0
+    """With ``warm_start=twins``: the weight k of a level's regret r in its starting logit, −k·r. A level
+    of regret r is drawn e^{−k r} times as often as the level of least regret (k = 30: a level 10% dearer
+    over the hour, r ≈ 0.05, one time in 4.5; one the cold-start rule excludes, r = 1, never)."""
     novel_block: bool = False
     """With ``warm_start=fitted``: x(s) in two blocks, one for the functions the fit was made on (those
     with a labelled state in the training window) and one for every other function, x(s) in the block
@@ -355,6 +371,15 @@ class AgentSettings:
         if self.warm_start == "fitted" and not self.staffed:
             raise ValueError("AgentSettings.warm_start=fitted needs scheme=staffing or portfolio (it chooses among "
                              "their pool levels)")
+        if self.warm_start == "twins" and not self.twin_features:
+            raise ValueError("AgentSettings.warm_start=twins needs twin_features=true (the rule it starts as reads "
+                             "the twins' regrets)")
+        if self.warm_start == "twins" and self.novel_block:
+            raise ValueError("AgentSettings.warm_start=twins with novel_block: the second block is a fit, and this "
+                             "warm start has none")
+        if not (isinstance(self.twin_sharpness, (int, float)) and not isinstance(self.twin_sharpness, bool)
+                and math.isfinite(self.twin_sharpness) and self.twin_sharpness >= 0):
+            raise ValueError(f"AgentSettings.twin_sharpness={self.twin_sharpness!r}: must be a number >= 0")
         if self.warm_start == "kpa" and self.fallback != "none":
             raise ValueError("AgentSettings.warm_start=kpa with fallback=ensure: the fallback hands control to "
                              "ENSURE, not to the heuristic the learner started from; use warm_start=ensure")
@@ -448,7 +473,7 @@ class AgentSettings:
 
 
 #: The values of ``AgentSettings.warm_start``.
-WARM_STARTS: tuple[str, ...] = ("none", "ensure", "kpa", "fitted")
+WARM_STARTS: tuple[str, ...] = ("none", "ensure", "kpa", "twins", "fitted")
 #: The action a warm start prefers: ENSURE's default constant, or the KPA member at the KPA's default
 #: target, each with OpenWhisk's shares.
 WARM_START_ACTIONS: dict[str, int] = {"ensure": ENSURE_ACTION, "kpa": action_index("kpa=0.7", 1.0)}
@@ -521,6 +546,8 @@ class SharedPolicyAgent:
         """The last function list's rows in ``known`` (the list rarely changes between ticks)."""
         if agent.warm_start in WARM_START_ACTIONS:
             learner.prefer(WARM_START_ACTIONS[agent.warm_start], agent.warm_start_logit(), self._bias_entry())
+        if agent.warm_start == "twins":
+            self._start_as_twins()
         self.seed = seed
         """The seed the driver's and the learner's generators were spawned from."""
         self.settings_record = dict(settings_record)
@@ -603,6 +630,25 @@ class SharedPolicyAgent:
         start by expected cost (``AgentSettings.fit_target``). Returns the share of states whose most
         probable action is their cheapest."""
         return float(self.learner.imitate_costs(x, costs, self.rng, l2=self.agent.fit_l2))
+
+    def _start_as_twins(self) -> None:
+        """θ₀ of ``warm_start=twins``: each action's logit −k·(its level's regret entry), plus, at every
+        level, the preference for OpenWhisk's shares (share factor 1) that the warm-start probability gives
+        over the other factors."""
+        levels, n_levels = self.agent.levels, len(self.agent.levels)
+        d = self.agent.base_state_dim(self.features)
+        # The twins' entries are the last of x(s), each a regret divided by x(s)'s scale (base_state).
+        first = d - n_levels
+        scale = math.sqrt(self.features.state_dim - self.features.mu_bins + 1 + self.agent.extra_dim)
+        table = scheme_actions(self.agent.scheme) if not self.agent.histogram_member else PORTFOLIO_HISTOGRAM_ACTIONS
+        weights = np.zeros((self.agent.n_actions, d))
+        for a, (level, _share) in enumerate(table):
+            weights[a, first + int(level)] = -self.agent.twin_sharpness * scale
+        self.learner.add_logits(weights)
+        p = self.agent.warm_start_probability
+        logit = math.log(p * (len(SHARE_FACTORS) - 1) / (1 - p))
+        for level in levels:
+            self.learner.prefer(action_index(level, 1.0), logit, self._bias_entry())
 
     def _bias_entry(self) -> float:
         """The value of x(s)'s first entry (the bias) in every state, under this scheme's scaling."""

@@ -106,6 +106,14 @@ def linear_kl_actor_grad(
 NOVEL_FIT_L2 = 0.1
 
 
+def _checked_weights(weights: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``weights`` as a float array of the policy's shape (A, d), or an error naming both shapes."""
+    w = np.asarray(weights, dtype=float)
+    if w.shape != shape:
+        raise ValueError(f"logit weights of shape {w.shape}: the policy's are {shape}")
+    return w
+
+
 @dataclass
 class LinearKLLearner:
     """NAC-Linear with the paper's serverless step: linear soft-Q critic, KL-penalised linear actor."""
@@ -168,6 +176,9 @@ class LinearKLLearner:
 
     def sharpen(self, factor: float) -> None:
         self.theta *= factor
+
+    def add_logits(self, weights: np.ndarray) -> None:
+        self.theta += _checked_weights(weights, self.theta.shape)
 
     def imitate_block(self, block: int, x: np.ndarray, actions: np.ndarray, rng: np.random.Generator,
                       l2: float | None = None) -> float:
@@ -328,6 +339,10 @@ class NaturalLinearLearner:
 
     def sharpen(self, factor: float) -> None:
         self.core.theta *= factor
+
+    def add_logits(self, weights: np.ndarray) -> None:
+        theta = self.core.theta.reshape(self.n_actions, self.state_dim)
+        theta += _checked_weights(weights, theta.shape)
 
     novel_fit_l2: float = NOVEL_FIT_L2
     """The second block's fit penalty when unset (:data:`NOVEL_FIT_L2`)."""

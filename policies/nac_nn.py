@@ -54,6 +54,9 @@ from policies.serverless_features import N_ACTIONS, ActionSettings, FeatureSetti
 from policies.staffing import StaffingSettings
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
+#: The input weight of a hidden tanh unit that passes an entry of x(s) (in [0, 1]) to the logits
+#: (``add_logits``): tanh(g·v)/g is within 0.4% of v for v <= 1.
+TANH_PASS_GAIN = 0.1
 
 #: Adam's step size when the actor is fitted to labelled states (a fitted warm start): larger than the
 #: learning's 3e-4, which would need thousands of full-batch steps to fit a network from scratch.
@@ -214,6 +217,29 @@ class TorchKLLearner:
             for layer in _last_layers(self.actor):
                 layer.weight *= factor
                 layer.bias *= factor
+
+    def add_logits(self, weights: np.ndarray) -> None:
+        # A linear term of non-negative entries passes exactly through ReLU units (and, scaled down into
+        # tanh's linear range, nearly through tanh units): the last hidden units, one per weighted entry,
+        # are given over to it, each reading its entry alone and feeding the logits its column of weights.
+        w = np.asarray(weights, dtype=float)
+        if w.shape != (self.n_actions, self.state_dim):
+            raise ValueError(f"logit weights of shape {w.shape}: the policy's are {(self.n_actions, self.state_dim)}")
+        if self.x_blocks != 1:
+            raise ValueError("add_logits: a policy with blocks of x(s) has one actor per block; not supported")
+        columns = np.flatnonzero(np.any(w != 0, axis=0))
+        first, last = self.actor[0], self.actor[-1]
+        if len(columns) > first.out_features:
+            raise ValueError(f"add_logits: {len(columns)} weighted entries of x(s) need as many hidden units; the "
+                             f"actor has {first.out_features}")
+        gain = 1.0 if self.network.activation == "relu" else TANH_PASS_GAIN
+        with torch.no_grad():
+            for k, column in enumerate(columns):
+                unit = first.out_features - 1 - k
+                first.weight[unit] = 0.0
+                first.weight[unit, column] = gain
+                first.bias[unit] = 0.0
+                last.weight[:, unit] = torch.as_tensor(w[:, column] / gain, dtype=last.weight.dtype)
 
     def sharpen_block(self, block: int, factor: float) -> None:
         """:meth:`sharpen` for the states of one block of x(s) only."""

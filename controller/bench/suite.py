@@ -212,8 +212,9 @@ def suite_points(families: Sequence[str] | None = None, learner_scheme: str = LE
 #: The action schemes a suite's learner points can be run with (``mfrm bench --learner-scheme``).
 LEARNER_SCHEMES: tuple[str, ...] = ("staffing", "portfolio")
 #: Where the suite's trained learner points can start (``mfrm bench --learner-warm-start``): ``none``
-#: (θ₀ = 0, the suite's default), ``ensure``, ``kpa`` (portfolio scheme) or ``fitted``.
-LEARNER_WARM_STARTS: tuple[str, ...] = ("none", "ensure", "kpa", "fitted")
+#: (θ₀ = 0, the suite's default), ``ensure``, ``kpa`` (portfolio scheme), ``twins`` (with the learner
+#: parameter ``twin_features=true``) or ``fitted``.
+LEARNER_WARM_STARTS: tuple[str, ...] = ("none", "ensure", "kpa", "twins", "fitted")
 
 
 def _with_warm_start(point: Point, warm_start: str) -> Point:

@@ -97,8 +97,9 @@ def parse_seeds(text: str | None) -> tuple[int, ...]:
                    "a point run with another scheme than the default is labelled with it.")
 @click.option("--learner-warm-start", type=click.Choice(LEARNER_WARM_STARTS), default="none", show_default=True,
               help="Where the trained learner points start: none (the uniform policy), ensure, kpa (portfolio "
-                   "scheme) or fitted (each function's cheapest level on the training window, played and fitted "
-                   "before the first episode); such points are labelled with it. The online points keep ENSURE's.")
+                   "scheme), twins (with --learner-param twin_features=true: each function's level drawn by its "
+                   "regret in the level twins) or fitted (each function's cheapest level on the training window, "
+                   "played and fitted before the first episode); such points are labelled with it. The online points keep ENSURE's.")
 @click.option("--learner-param", "learner_param_values", multiple=True, metavar="KEY=VALUE",
               help="One more parameter of every trained learner point (repeatable), e.g. fit_cold_starts=ensure, or of "
                    "one learner's, e.g. nac-linear.policy_lr=0.01; such points are labelled with it. The "

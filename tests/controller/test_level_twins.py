@@ -15,6 +15,7 @@ from controller.level_twins import LevelTwins, attach_level_twins, cold_start_al
 from controller.runner import run_policy
 from policies.agent import AgentSettings
 from policies.fallback import FallbackLearner, FallbackSettings
+from policies.staffing import action_index
 
 SCENARIO = """\
 scenario:
@@ -244,3 +245,48 @@ def test_the_priced_rule_counts_a_cold_start_as_a_violation(scenario, snapshots)
     for snapshot in snapshots:
         twins.features(snapshot)
     assert np.allclose(twins.costs(), first.costs() + first.cold_starts)
+
+
+def _with_params(settings, name: str, **params):
+    merged = {name: {"scheme": "portfolio", "histogram_member": True, "twin_features": True, **params}}
+    return settings.model_copy(update={"policy": settings.policy.model_copy(update={"params": merged})})
+
+
+@pytest.mark.parametrize("name,extra", [("nac-linear", {}), ("nac-nn", {}), ("nac-nn", {"activation": "tanh"})])
+def test_the_twins_warm_start_draws_each_level_by_its_regret_and_openwhisk_shares_at_it(scenario, name, extra) -> None:
+    settings, workload, slo_s = scenario
+    twins_module.clear_memo()
+    settings = _with_params(settings, name, warm_start="twins", twin_sharpness=20.0, **extra)
+    agent = build_policy(settings, PolicySpec(name, frozen=True, greedy=True))
+    sink = Snapshots()
+    run_policy(settings, workload, slo_s, PolicySpec(name, frozen=True, greedy=True), policy=agent, sinks=[sink],
+               save_learner=False)
+    x, usable = agent.base_state(sink.seen[-1], np.full(agent.features.mu_bins, 0.1))
+    regret = agent.level_twins.features(sink.seen[-1])[usable]
+    assert np.any(regret > 0.05)  # the levels differ for some function, so the check below has teeth
+    logp = np.log(agent.learner.probabilities(x[usable]))
+    levels = agent.agent.levels
+    own = np.array([action_index(level, 1.0) for level in levels])
+    doubled = np.array([action_index(level, 2.0) for level in levels])
+    # Between levels, at OpenWhisk's shares: the log-odds are −k times the difference of the regrets.
+    # (A network starts with small random logits of its own beside the rule's.)
+    tolerance = 1e-6 if name == "nac-linear" else 0.2
+    spread = logp[:, own] - logp[:, own[:1]]
+    assert np.allclose(spread, -20.0 * (regret - regret[:, :1]), atol=tolerance)
+    # At each level OpenWhisk's shares are drawn with the warm-start probability, 0.9, over the other factor.
+    assert np.allclose(logp[:, own] - logp[:, doubled], np.log(9.0), atol=tolerance)
+    # Drawn greedily, every function follows a level of least regret, at OpenWhisk's shares.
+    chosen = np.argmax(logp, axis=1)
+    assert np.isin(chosen, own).all()
+    taken = regret[np.arange(len(chosen)), np.searchsorted(own, chosen)]
+    assert np.allclose(taken, regret.min(axis=1), atol=0.01 if name == "nac-linear" else 0.02)
+
+
+def test_the_twins_warm_start_needs_the_twins_and_a_players_settings_drop_it(scenario) -> None:
+    with pytest.raises(ValueError, match="warm_start=twins needs twin_features=true"):
+        AgentSettings(scheme="portfolio", warm_start="twins")
+    with pytest.raises(ValueError, match="twin_sharpness=-1"):
+        AgentSettings(scheme="portfolio", twin_features=True, warm_start="twins", twin_sharpness=-1)
+    settings = _with_params(scenario[0], "nac-linear", warm_start="twins")
+    player = twins_module._player_settings(settings, "nac-linear").policy.params["nac-linear"]
+    assert player["warm_start"] == "none" and player["twin_features"] is False
