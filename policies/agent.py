@@ -47,7 +47,6 @@ from policies.staffing import (
     N_PORTFOLIO_HISTOGRAM_ACTIONS,
     N_STAFFING_ACTIONS,
     POOL_LEVELS,
-    PORTFOLIO_HISTOGRAM_ACTIONS,
     PORTFOLIO_HISTOGRAM_LEVELS,
     PORTFOLIO_LEVELS,
     SHARE_FACTORS,
@@ -57,7 +56,6 @@ from policies.staffing import (
     action_index,
     cost_features,
     level_pools,
-    scheme_actions,
     staffing_decisions,
     staffing_features,
 )
@@ -465,10 +463,10 @@ class AgentSettings:
                 + (len(RECORD_ENTRIES) * len(self.levels) if self.record_features else 0)
                 + (len(self.levels) if self.twin_features else 0))
 
-    def warm_start_logit(self) -> float:
+    def warm_start_logit(self, among: int | None = None) -> float:
         """The preference of the warm-start action over every other that gives it
-        ``warm_start_probability``: log(p (A − 1) / (1 − p))."""
-        p, a = self.warm_start_probability, self.n_actions
+        ``warm_start_probability`` among ``among`` actions (None: all A of the scheme): log(p (A − 1) / (1 − p))."""
+        p, a = self.warm_start_probability, self.n_actions if among is None else among
         return math.log(p * (a - 1) / (1 - p))
 
 
@@ -635,25 +633,27 @@ class SharedPolicyAgent:
         """θ₀ of ``warm_start=twins``: each action's logit −k·(its level's regret entry), plus, at every
         level, the preference for OpenWhisk's shares (share factor 1) that the warm-start probability gives
         over the other factors."""
-        levels, n_levels = self.agent.levels, len(self.agent.levels)
+        levels = self.agent.levels
         d = self.agent.base_state_dim(self.features)
         # The twins' entries are the last of x(s), each a regret divided by x(s)'s scale (base_state).
-        first = d - n_levels
-        scale = math.sqrt(self.features.state_dim - self.features.mu_bins + 1 + self.agent.extra_dim)
-        table = scheme_actions(self.agent.scheme) if not self.agent.histogram_member else PORTFOLIO_HISTOGRAM_ACTIONS
+        first = d - len(levels)
         weights = np.zeros((self.agent.n_actions, d))
-        for a, (level, _share) in enumerate(table):
-            weights[a, first + int(level)] = -self.agent.twin_sharpness * scale
+        for index, level in enumerate(levels):
+            for share in SHARE_FACTORS:
+                weights[action_index(level, share), first + index] = -self.agent.twin_sharpness * self._x_scale()
         self.learner.add_logits(weights)
-        p = self.agent.warm_start_probability
-        logit = math.log(p * (len(SHARE_FACTORS) - 1) / (1 - p))
+        logit = self.agent.warm_start_logit(among=len(SHARE_FACTORS))
         for level in levels:
             self.learner.prefer(action_index(level, 1.0), logit, self._bias_entry())
 
+    def _x_scale(self) -> float:
+        """What x(s) is divided by under this scheme: sqrt of its squared-norm bound (``base_state``)."""
+        base = self.features.state_dim - self.features.mu_bins + 1  # the game's vector's bound
+        return math.sqrt(base + self.agent.extra_dim)
+
     def _bias_entry(self) -> float:
         """The value of x(s)'s first entry (the bias) in every state, under this scheme's scaling."""
-        base = self.features.state_dim - self.features.mu_bins + 1  # the squared-norm bound of x(s)
-        return 1.0 / math.sqrt(base + self.agent.extra_dim)
+        return 1.0 / self._x_scale()
 
     def _state(self, snapshot: ClusterSnapshot, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The state vectors x(s) the learner sees for every function (‖x‖ <= 1) and which rows are
