@@ -152,11 +152,12 @@ def main() -> None:
     if mine.help:
         print(__doc__)
         print("--minutes M: the length of the parts of the window the cold starts are shown in [default: 10]; "
-              "every other option is benchmarks/warm_start_point.py's (its --help)")
+              "every other option is benchmarks/warm_start_point.py's (its --help). Runs are numbered in the "
+              "order they are judged: each α in turn, its seeds in order.")
         return
     if not mine.minutes > 0:
         sys.exit(f"--minutes {mine.minutes}: must be > 0")
-    if "--param" not in rest or not any(arg.startswith("twin_features=") for arg in rest):
+    if not any(arg.replace(" ", "").lower() == "twin_features=true" for arg in rest):
         sys.exit("twin_cold_starts.py: needs --param twin_features=true (the twins it compares the cluster with)")
     ledgers = watch(mine.minutes * 60.0)
 

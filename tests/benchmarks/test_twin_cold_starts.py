@@ -61,6 +61,7 @@ def test_the_ledger_counts_the_mixture_against_ensures_level_by_part_and_by_leve
 @pytest.mark.parametrize("args, message", [
     (["x.yaml", "--minutes", "0"], "--minutes 0.0: must be > 0"),
     (["x.yaml", "--warm-start", "twins"], "needs --param twin_features=true"),
+    (["x.yaml", "--param", "twin_features=false"], "needs --param twin_features=true"),
 ])
 def test_a_bad_option_is_one_line(args: list[str], message: str) -> None:
     done = subprocess.run([sys.executable, str(SCRIPT), *args], check=False, capture_output=True, text=True, cwd=ROOT)
