@@ -34,7 +34,7 @@ import numpy as np
 from controller import level_twins
 from controller.prices import ENSURE_LEVEL
 from policies.agent import SharedPolicyAgent
-from policies.staffing import PORTFOLIO_HISTOGRAM_LEVELS, SHARE_FACTORS
+from policies.staffing import PORTFOLIO_HISTOGRAM_ACTIONS, PORTFOLIO_HISTOGRAM_LEVELS
 
 HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("warm_start_point", HERE / "warm_start_point.py")
@@ -52,7 +52,8 @@ def tick_values(before: np.ndarray, after: np.ndarray, weight: float) -> np.ndar
 
 def followed_levels(actions: np.ndarray, levels: tuple[str, ...]) -> np.ndarray:
     """Each function's level (its index in ``levels``) from the portfolio actions it was given."""
-    names = [PORTFOLIO_HISTOGRAM_LEVELS[int(a) // len(SHARE_FACTORS)] for a in np.asarray(actions).ravel()]
+    rows = PORTFOLIO_HISTOGRAM_ACTIONS[np.asarray(actions, dtype=np.int64).ravel(), 0]
+    names = [PORTFOLIO_HISTOGRAM_LEVELS[int(p)] for p in rows]
     missing = sorted(set(names) - set(levels))
     if missing:
         raise ValueError(f"followed_levels: actions of levels {', '.join(missing)} that the twins do not run")
