@@ -590,3 +590,53 @@ def test_the_factored_fisher_system_falls_back_to_lu_when_cholesky_fails(monkeyp
     monkeypatch.setattr(nac.scipy_linalg, "cho_factor", refuse)
     np.testing.assert_allclose(part.solve(ridge, rhs), expected, rtol=1e-10, atol=1e-12)
 
+
+
+def _small_column_case(n: int = 2000, n_actions: int = 4) -> tuple[KroneckerRows, np.ndarray, np.ndarray]:
+    """Rows (e_a − π) ⊗ x with a bias column, two columns in [0, 0.2] and two in [0, 0.01], and an
+    advantage that is exactly linear in them (w_true larger on the small columns, as a rule's weights are)."""
+    rng = np.random.default_rng(0)
+    x = np.column_stack([np.full(n, 0.2), rng.uniform(0, 0.2, n), rng.uniform(0, 0.2, n),
+                         rng.uniform(0, 0.01, n), rng.uniform(0, 0.01, n)])
+    probs = rng.dirichlet(np.ones(n_actions), size=n)
+    actions = sample_from(probs, rng)
+    weights = -probs
+    weights[np.arange(n), actions] += 1.0
+    rows = KroneckerRows(weights, x).factored()
+    w_true = (rng.normal(size=(n_actions, 5)) * np.array([1.0, 1.0, 1.0, 100.0, 100.0])).reshape(-1)
+    return rows, rows @ w_true, w_true
+
+
+def _identified(w: np.ndarray, n_actions: int, column: int) -> np.ndarray:
+    """Column ``column`` of w (A, d) less its mean over actions: what the rows identify (Σ_a (e_a − π)_a = 0)."""
+    block = w.reshape(n_actions, -1)
+    return block[:, column] - block[:, column].mean()
+
+
+def test_the_plain_ridge_swamps_small_columns_and_the_column_scaled_solve_does_not() -> None:
+    rows, advantage, w_true = _small_column_case()
+    plain = compatible_fit(rows, advantage, hp(n_features=20, n_actions=4, actor_radius=1e9), np.random.default_rng(1))
+    scaled = compatible_fit(rows, advantage, hp(n_features=20, n_actions=4, actor_radius=1e9, fisher_column_scale=True),
+                            np.random.default_rng(1))
+    for column in (3, 4):
+        truth = _identified(w_true, 4, column)
+        # The ridge, set against F's mean diagonal, keeps under two-thirds of a small column's weight ...
+        assert np.all(_identified(plain.w_hat, 4, column) / truth < 0.65)
+        # ... and the column-scaled solve with the same ρ keeps over 99%.
+        np.testing.assert_allclose(_identified(scaled.w_hat, 4, column) / truth, 1.0, atol=0.01)
+
+
+def test_without_a_ridge_the_column_scaled_solve_is_the_natural_gradient_itself() -> None:
+    rows, advantage, _ = _small_column_case()
+    settings = hp(n_features=20, n_actions=4, actor_radius=1e9, fisher_ridge=1e-12)
+    plain = compatible_fit(rows, advantage, settings, np.random.default_rng(1))
+    scaled = compatible_fit(rows, advantage, replace(settings, fisher_column_scale=True), np.random.default_rng(1))
+    np.testing.assert_allclose(rows @ scaled.w_hat, rows @ plain.w_hat, rtol=1e-6, atol=1e-9)
+
+
+def test_the_column_scaled_solve_bounds_w_in_the_features_own_units() -> None:
+    rows, advantage, _ = _small_column_case()
+    bounded = compatible_fit(rows, advantage, hp(n_features=20, n_actions=4, actor_radius=5.0, fisher_column_scale=True),
+                             np.random.default_rng(1))
+    assert bounded.projected
+    assert np.linalg.norm(bounded.w_hat) == pytest.approx(5.0)

@@ -1,0 +1,159 @@
+"""How far training moved a learner that started as the twins' rule, and what moved it.
+
+    python benchmarks/rule_drift.py PATH [PATH ...]
+
+Each PATH is a NAC-Linear checkpoint of the natural step (``*.ckpt.npz``, with the ``.run.json`` that
+training writes beside it) or a folder searched for them, e.g. a bench's ``RUN/checkpoints``. The learner
+must have started as the twins' rule (``warm_start: twins``). For each checkpoint the learner is built
+twice from the settings its run recorded: fresh (θ₀, the rule) and with the checkpoint loaded (θ). The
+rule's logits are −k times each level's regret entry, so θ₀'s weights in the twins' entries have one
+contrast per level: its actions' weight on the level's entry against every other action's. Printed, per
+folder of checkpoints (mean over them):
+
+* ``sharpness``: θ's contrast as a fraction of θ₀'s, and beside it ``decay``, the fraction the natural
+  step's regularisation alone leaves after the U updates the checkpoint made, (1 − ηλ)^U (the step is
+  θ ← (1 − ηλ)θ + ηŵ);
+* ``settles at``: the sharpness the last update's evidence supports, as the same fraction: the step's
+  fixed point is θ = ŵ/λ, so this is ŵ's contrast over λ times θ₀'s (1: the rewards bear out the rule as
+  sharp as it started; 0: they say nothing along it, and the decay alone moves it);
+* ``moved``: ‖θ − θ₀‖ over the game's local entries, μ's bins, the scheme's entries and the twins'
+  entries (the bias entry, where the share preference sits, is left out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from controller.checkpoint import CheckpointError, load_checkpoint
+from policies.agent import SharedPolicyAgent
+from policies.nac_linear import NaturalLinearLearner
+from policies.registry import make
+from policies.staffing import SHARE_FACTORS, action_index
+
+#: Settings groups of a run's record that the learner's factory does not take back (derived from the others).
+_DERIVED = {"learner": ("n_features", "n_actions", "seed")}
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One checkpoint's distance from the rule it started as."""
+
+    updates: int
+    sharpness: float
+    decay: float
+    settles_at: float
+    moved: dict[str, float]
+
+
+def rebuild(record: dict[str, Any]) -> SharedPolicyAgent:
+    """The learner a run's ``policy_settings`` record describes, built fresh."""
+    params: dict[str, Any] = {}
+    for group, value in record.items():
+        if isinstance(value, dict):
+            params.update({k: v for k, v in value.items() if k not in _DERIVED.get(group, ())})
+        else:
+            params[group] = value
+    return make("nac-linear", **params)
+
+
+def rule_mask(agent: SharedPolicyAgent) -> np.ndarray:
+    """(A, L): True where action a plays level l (each of the twins' entries, one per level)."""
+    levels = agent.agent.levels
+    mask = np.zeros((agent.agent.n_actions, len(levels)), dtype=bool)
+    for a in range(agent.agent.n_actions):
+        for index, level in enumerate(levels):
+            mask[a, index] = any(action_index(level, s) == a for s in SHARE_FACTORS)
+    return mask
+
+
+def contrast(block: np.ndarray, mask: np.ndarray) -> float:
+    """Mean over levels of (the level's actions' weight on its entry − every other action's)."""
+    return float(np.mean([block[mask[:, j], j].mean() - block[~mask[:, j], j].mean() for j in range(mask.shape[1])]))
+
+
+def column_groups(agent: SharedPolicyAgent) -> dict[str, slice]:
+    """Where each group of x(s)'s entries sits (the bias, entry 0, in none)."""
+    game = agent.features.state_dim
+    local = game - agent.features.mu_bins
+    d = agent.agent.base_state_dim(agent.features)
+    twins = d - len(agent.agent.levels)
+    return {"local": slice(1, local), "mu": slice(local, game), "scheme": slice(game, twins), "twins": slice(twins, d)}
+
+
+def drift(path: Path) -> Drift:
+    """Compare the checkpoint at ``path`` with the rule its learner started as."""
+    run = Path(str(path).removesuffix(".npz") + ".run.json")
+    if not run.is_file():
+        raise CheckpointError(f"{path}: no {run.name} beside it (the settings its run recorded)")
+    record = json.loads(run.read_text()).get("policy_settings")
+    if not isinstance(record, dict) or record.get("mode") != "natural":
+        raise CheckpointError(f"{path}: not a NAC-Linear learner of the natural step (its run's policy_settings)")
+    if record.get("agent", {}).get("warm_start") != "twins":
+        raise CheckpointError(f"{path}: its learner did not start as the twins' rule (agent.warm_start)")
+    fresh, trained = rebuild(record), rebuild(record)
+    load_checkpoint(path, trained)
+    core = trained.learner
+    assert isinstance(core, NaturalLinearLearner)
+    shape = (core.n_actions, core.state_dim)
+    theta0 = fresh.learner.core.theta.reshape(shape)
+    theta, w_hat = core.core.theta.reshape(shape), core.core.w_hat.reshape(shape)
+    groups, mask = column_groups(trained), rule_mask(trained)
+    twins = groups["twins"]
+    eta, lam, updates = core.core.hp.policy_lr, core.core.hp.entropy_reg, int(core.core.updates)
+    start = contrast(theta0[:, twins], mask)
+    now = contrast(theta[:, twins], mask)
+    return Drift(
+        updates=updates,
+        sharpness=now / start,
+        decay=(1.0 - eta * lam) ** updates,
+        settles_at=contrast(w_hat[:, twins], mask) / (lam * start),
+        moved={name: float(np.linalg.norm((theta - theta0)[:, cols])) for name, cols in groups.items()},
+    )
+
+
+def checkpoints(paths: list[Path]) -> list[Path]:
+    """The checkpoint files named, and those under the folders named, in order."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(path.rglob("*.ckpt.npz")))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise CheckpointError(f"{path}: no such file or folder")
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    args = parser.parse_args()
+    try:
+        files = checkpoints(args.paths)
+        if not files:
+            sys.exit(f"{' '.join(map(str, args.paths))}: no *.ckpt.npz checkpoints")
+        by_folder: dict[Path, list[Drift]] = defaultdict(list)
+        for path in files:
+            by_folder[path.parent].append(drift(path))
+    except CheckpointError as error:
+        sys.exit(str(error))
+    print("| checkpoints | n | updates | sharpness | decay (1−ηλ)^U | settles at | moved: local / μ / scheme / twins |")
+    print("|---|---|---|---|---|---|---|")
+    for folder, rows in by_folder.items():
+        mean = {k: float(np.mean([r.moved[k] for r in rows])) for k in rows[0].moved}
+        print(f"| {folder} | {len(rows)} | {np.mean([r.updates for r in rows]):.0f} "
+              f"| {np.mean([r.sharpness for r in rows]):.3f} | {np.mean([r.decay for r in rows]):.3f} "
+              f"| {np.mean([r.settles_at for r in rows]):.3f} "
+              f"| {mean['local']:.2f} / {mean['mu']:.2f} / {mean['scheme']:.2f} / {mean['twins']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

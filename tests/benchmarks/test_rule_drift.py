@@ -1,0 +1,92 @@
+"""rule_drift.py: how far a twins-started learner's θ moved from the rule, read from its checkpoints."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from controller.checkpoint import Checkpointer
+from policies.registry import make
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "rule_drift.py"
+_spec = importlib.util.spec_from_file_location("rule_drift", SCRIPT)
+drift = importlib.util.module_from_spec(_spec)
+sys.modules.setdefault("rule_drift", drift)  # its dataclass looks its module up by name
+_spec.loader.exec_module(drift)
+
+TWINS = {"scheme": "portfolio", "warm_start": "twins", "twin_features": True, "histogram_member": True,
+         "policy_lr": 0.1}
+
+
+def saved(policy, path: Path, record: bool = True) -> Path:
+    """``policy`` checkpointed at ``path`` with the run record training writes beside it."""
+    Checkpointer(path).save(policy, 0, 0.0)
+    if record:
+        Path(str(path).removesuffix(".npz") + ".run.json").write_text(
+            json.dumps({"policy_settings": policy.settings_record}))
+    return path
+
+
+def test_a_fresh_learner_is_the_rule_itself(tmp_path: Path) -> None:
+    result = drift.drift(saved(make("nac-linear", **TWINS), tmp_path / "fresh.ckpt.npz"))
+    assert result.updates == 0
+    assert result.sharpness == pytest.approx(1.0)
+    assert result.decay == pytest.approx(1.0)
+    assert all(value == pytest.approx(0.0, abs=1e-12) for value in result.moved.values())
+
+
+def test_sharpness_decay_and_evidence_are_read_from_theta_and_w(tmp_path: Path) -> None:
+    policy = make("nac-linear", **TWINS)
+    core = policy.learner.core
+    groups = drift.column_groups(policy)
+    theta = core.theta.reshape(policy.learner.n_actions, policy.learner.state_dim)
+    start = theta.copy()
+    theta[:, groups["twins"]] *= 0.5
+    theta[:, groups["local"].start] += 3.0
+    core.w_hat = 0.25 * core.hp.entropy_reg * start.reshape(-1)
+    core.updates = 100
+    result = drift.drift(saved(policy, tmp_path / "moved.ckpt.npz"))
+    assert result.sharpness == pytest.approx(0.5)
+    assert result.settles_at == pytest.approx(0.25)
+    assert result.decay == pytest.approx((1 - 0.1 * core.hp.entropy_reg) ** 100)
+    assert result.moved["local"] == pytest.approx(3.0 * np.sqrt(policy.learner.n_actions))
+    assert result.moved["mu"] == pytest.approx(0.0)
+    assert result.moved["twins"] == pytest.approx(0.5 * np.linalg.norm(start[:, groups["twins"]]))
+
+
+def test_the_twins_block_is_the_last_entries_one_per_level() -> None:
+    policy = make("nac-linear", **TWINS)
+    groups = drift.column_groups(policy)
+    assert groups["twins"].stop == policy.learner.state_dim
+    assert groups["twins"].stop - groups["twins"].start == len(policy.agent.levels)
+    mask = drift.rule_mask(policy)
+    assert mask.sum(axis=0).tolist() == [2] * len(policy.agent.levels)  # one action per share factor
+    assert mask.sum(axis=1).tolist() == [1] * policy.learner.n_actions
+
+
+def test_checkpoints_it_cannot_read_are_refused_in_one_line(tmp_path: Path) -> None:
+    bare = saved(make("nac-linear", **TWINS), tmp_path / "bare.ckpt.npz", record=False)
+    other = saved(make("nac-linear", **{**TWINS, "warm_start": "ensure", "twin_features": False}),
+                  tmp_path / "ensure" / "other.ckpt.npz")
+    for path, words in ((bare, "no bare.ckpt.run.json beside it"), (other, "did not start as the twins' rule"),
+                        (tmp_path / "missing", "no such file or folder")):
+        done = subprocess.run([sys.executable, str(SCRIPT), str(path)], capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode != 0
+        assert words in done.stderr
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_folder_prints_one_row_of_means(tmp_path: Path) -> None:
+    for seed in range(2):
+        saved(make("nac-linear", **TWINS, seed=seed), tmp_path / "scenario" / f"s{seed}.ckpt.npz")
+    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith(f"| {tmp_path}")]
+    assert len(rows) == 1 and "| 2 | 0 | 1.000 | 1.000 |" in rows[0]
