@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -230,11 +230,11 @@ class NACHyperparameters:
     fisher_ridge: float = 1e-3
     """ρ relative to the mean diagonal of F: keeps the solve defined where features were never
     visited (their weight stays 0) while barely shrinking visited directions."""
-    fisher_column_scale: bool = False
-    """Block features: solve for ŵ with x(s)'s columns each divided by its root mean square over the
-    batch, then scale ŵ back. Without a ridge the two solves agree (the natural gradient does not depend
-    on the features' scale); with one, ρ then shrinks every column by the same fraction instead of
-    swamping the columns whose values are small against the mean diagonal (off: as the ridge alone)."""
+    exact_shift: bool = False
+    """Add the soft advantage's shift λθ to ŵ exactly instead of fitting it with the rest: ŵ = λθ + the fit of
+    q̂'s own advantage. With a batch that determines ŵ the two agree (see the module docstring); with one that
+    does not (fewer distinct rows than A·d), the fit recovers λθ only in the span of the batch's rows, so the
+    fitted shift lets θ ← (1 − ηλ)θ + ηŵ shrink θ by (1 − ηλ) in every direction the batch says nothing about."""
     q_max: float | None = None
     """Bound on |q| used by the paper's actor step; None means (1 + γλ log A)/(1 − γ) (Lemma 3)."""
     seed: int = 0
@@ -708,12 +708,6 @@ def grad_log_pi(
     return taken - np.einsum("na,nad->nd", probs_na, phi)
 
 
-def _column_rms(x: np.ndarray) -> np.ndarray:
-    """(d_x,) each column's root mean square over the rows; 1 for a column that is zero in every row."""
-    rms = np.sqrt(np.mean(x * x, axis=0))
-    return np.where(rms > 0, rms, 1.0)
-
-
 def _project(v: np.ndarray, radius: float) -> tuple[np.ndarray, bool]:
     """Euclidean projection on the ball of the given radius (Algorithm 2 line 6, Algorithm 3 line 6)."""
     norm = float(np.linalg.norm(v))
@@ -835,16 +829,6 @@ def compatible_fit(
     ``x_blocks`` > 1: x(s) is that many equal blocks and every state fills at most one; the Fisher
     matrix is then block-diagonal by x's block and is solved block by block (:func:`_block_solve`)."""
     n = advantage_n.shape[0]
-    if hp.actor_solver == "fisher" and hp.fisher_column_scale and isinstance(grad_nd, KroneckerRows):
-        scale = _column_rms(grad_nd.x)
-        scaled = KroneckerRows(grad_nd.weights, grad_nd.x / scale).factored()
-        # The ball bounds ŵ itself, so it is applied once ŵ is back in x(s)'s units.
-        unbounded = replace(hp, fisher_column_scale=False, actor_radius=math.inf)
-        fit = compatible_fit(scaled, advantage_n, unbounded, rng, x_blocks)
-        w = (fit.w_hat.reshape(-1, scale.shape[0]) / scale).reshape(-1)
-        w, projected = _project(w, hp.actor_radius)
-        loss = float(np.mean((grad_nd @ w - advantage_n) ** 2))
-        return ActorResult(w_hat=w, loss=loss, projected=bool(projected))
     if hp.actor_solver == "fisher":
         rhs = _rmatvec(grad_nd, advantage_n) / n
         if isinstance(grad_nd, SparseRows):
@@ -1019,12 +1003,15 @@ class NaturalActorCritic:
         critic = projected_td0(phi_sa, phi_next_sa, offset, hp.gamma, psi0, hp, self.rng)
         self.psi, self.psi_bar = critic.psi_last, critic.psi_bar
 
-        # Algorithm 3: Â from the soft Q̂ = q̂ + λ log π (see the module docstring).
-        soft_q_na = scores(batch.features, self.psi_bar) + hp.entropy_reg * log_pi_na
+        # Algorithm 3: Â from the soft Q̂ = q̂ + λ log π (see the module docstring); with ``exact_shift`` the
+        # advantage of λ log π, which is λθᵀ∇log π, is added to ŵ as λθ instead of being fitted.
+        soft_q_na = scores(batch.features, self.psi_bar)
+        if not hp.exact_shift:
+            soft_q_na = soft_q_na + hp.entropy_reg * log_pi_na
         advantage = soft_q_na[np.arange(n), actions] - np.sum(pi_na * soft_q_na, axis=1)
         grad = grad_log_pi(batch.features, pi_na, actions, phi_sa)
         actor = compatible_fit(grad, advantage, hp, self.rng, self.x_blocks)
-        self.w_hat = actor.w_hat
+        self.w_hat = actor.w_hat + hp.entropy_reg * self.theta if hp.exact_shift else actor.w_hat
 
         # Algorithm 1, line 5.
         self.theta = (1.0 - hp.policy_lr * hp.entropy_reg) * self.theta + hp.policy_lr * self.w_hat

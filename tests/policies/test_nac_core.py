@@ -591,52 +591,49 @@ def test_the_factored_fisher_system_falls_back_to_lu_when_cholesky_fails(monkeyp
     np.testing.assert_allclose(part.solve(ridge, rhs), expected, rtol=1e-10, atol=1e-12)
 
 
-
-def _small_column_case(n: int = 2000, n_actions: int = 4) -> tuple[KroneckerRows, np.ndarray, np.ndarray]:
-    """Rows (e_a − π) ⊗ x with a bias column, two columns in [0, 0.2] and two in [0, 0.01], and an
-    advantage that is exactly linear in them (w_true larger on the small columns, as a rule's weights are)."""
-    rng = np.random.default_rng(0)
-    x = np.column_stack([np.full(n, 0.2), rng.uniform(0, 0.2, n), rng.uniform(0, 0.2, n),
-                         rng.uniform(0, 0.01, n), rng.uniform(0, 0.01, n)])
-    probs = rng.dirichlet(np.ones(n_actions), size=n)
-    actions = sample_from(probs, rng)
-    weights = -probs
-    weights[np.arange(n), actions] += 1.0
-    rows = KroneckerRows(weights, x).factored()
-    w_true = (rng.normal(size=(n_actions, 5)) * np.array([1.0, 1.0, 1.0, 100.0, 100.0])).reshape(-1)
-    return rows, rows @ w_true, w_true
+def _block_batch(rng: np.random.Generator, x: np.ndarray, x_next: np.ndarray, n_actions: int) -> TransitionBatch:
+    n = x.shape[0]
+    return TransitionBatch(features=BlockFeatures(x, n_actions), actions=rng.integers(0, n_actions, n),
+                           rewards=rng.uniform(size=n), next_features=BlockFeatures(x_next, n_actions),
+                           next_actions=rng.integers(0, n_actions, n))
 
 
-def _identified(w: np.ndarray, n_actions: int, column: int) -> np.ndarray:
-    """Column ``column`` of w (A, d) less its mean over actions: what the rows identify (Σ_a (e_a − π)_a = 0)."""
-    block = w.reshape(n_actions, -1)
-    return block[:, column] - block[:, column].mean()
+def test_the_exact_shift_is_the_fitted_one_when_the_batch_determines_w() -> None:
+    rng = np.random.default_rng(21)
+    n_actions, d_x = 3, 4
+    theta = rng.normal(size=n_actions * d_x)
+    batches = [_block_batch(rng, rng.uniform(size=(400, d_x)) / 2, rng.uniform(size=(400, d_x)) / 2, n_actions)
+               for _ in range(3)]
+    settings = hp(n_features=n_actions * d_x, n_actions=n_actions, critic_lr=0.5, critic_epochs=3, fisher_ridge=1e-12)
+    fitted, exact = NaturalActorCritic(settings), NaturalActorCritic(replace(settings, exact_shift=True))
+    for learner in (fitted, exact):
+        learner.theta = theta.copy()
+        for batch in batches:
+            learner.update(batch)
+    # θ is determined up to a vector added to every action's block, which leaves π unchanged: the fitted
+    # shift shrinks that part too (the batch says nothing about it), so the policies are compared.
+    def centred(v: np.ndarray) -> np.ndarray:
+        block = v.reshape(n_actions, d_x)
+        return block - block.mean(axis=0)
+
+    np.testing.assert_allclose(centred(exact.theta), centred(fitted.theta), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(centred(exact.w_hat), centred(fitted.w_hat), rtol=1e-7, atol=1e-9)
+    assert not np.allclose(exact.theta, fitted.theta)
 
 
-def test_the_plain_ridge_swamps_small_columns_and_the_column_scaled_solve_does_not() -> None:
-    rows, advantage, w_true = _small_column_case()
-    plain = compatible_fit(rows, advantage, hp(n_features=20, n_actions=4, actor_radius=1e9), np.random.default_rng(1))
-    scaled = compatible_fit(rows, advantage, hp(n_features=20, n_actions=4, actor_radius=1e9, fisher_column_scale=True),
-                            np.random.default_rng(1))
-    for column in (3, 4):
-        truth = _identified(w_true, 4, column)
-        # The ridge, set against F's mean diagonal, keeps under two-thirds of a small column's weight ...
-        assert np.all(_identified(plain.w_hat, 4, column) / truth < 0.65)
-        # ... and the column-scaled solve with the same ρ keeps over 99%.
-        np.testing.assert_allclose(_identified(scaled.w_hat, 4, column) / truth, 1.0, atol=0.01)
-
-
-def test_without_a_ridge_the_column_scaled_solve_is_the_natural_gradient_itself() -> None:
-    rows, advantage, _ = _small_column_case()
-    settings = hp(n_features=20, n_actions=4, actor_radius=1e9, fisher_ridge=1e-12)
-    plain = compatible_fit(rows, advantage, settings, np.random.default_rng(1))
-    scaled = compatible_fit(rows, advantage, replace(settings, fisher_column_scale=True), np.random.default_rng(1))
-    np.testing.assert_allclose(rows @ scaled.w_hat, rows @ plain.w_hat, rtol=1e-6, atol=1e-9)
-
-
-def test_the_column_scaled_solve_bounds_w_in_the_features_own_units() -> None:
-    rows, advantage, _ = _small_column_case()
-    bounded = compatible_fit(rows, advantage, hp(n_features=20, n_actions=4, actor_radius=5.0, fisher_column_scale=True),
-                             np.random.default_rng(1))
-    assert bounded.projected
-    assert np.linalg.norm(bounded.w_hat) == pytest.approx(5.0)
+def test_the_fitted_shift_shrinks_theta_where_the_batch_says_nothing_and_the_exact_one_does_not() -> None:
+    rng = np.random.default_rng(22)
+    n_actions, d_x = 3, 4
+    # Every state has x's last entry 0: the batch carries no evidence about θ's weights on it.
+    x = np.column_stack([rng.uniform(size=(200, d_x - 1)) / 2, np.zeros(200)])
+    batch = _block_batch(rng, x, x[::-1].copy(), n_actions)
+    theta = rng.normal(size=n_actions * d_x)
+    settings = hp(n_features=n_actions * d_x, n_actions=n_actions, critic_lr=0.5, policy_lr=0.5)
+    fitted, exact = NaturalActorCritic(settings), NaturalActorCritic(replace(settings, exact_shift=True))
+    for learner in (fitted, exact):
+        learner.theta = theta.copy()
+        learner.update(batch)
+    unseen = np.arange(n_actions) * d_x + d_x - 1
+    np.testing.assert_allclose(fitted.theta[unseen], (1 - 0.5 * settings.entropy_reg) * theta[unseen], rtol=1e-9)
+    np.testing.assert_allclose(exact.theta[unseen], theta[unseen], rtol=1e-9)
+    assert not np.allclose(exact.theta, theta)  # it still learns where the batch has evidence
