@@ -16,6 +16,11 @@ folder of checkpoints (mean over them):
 * ``settles at``: the sharpness the last update's evidence supports, as the same fraction: the step's
   fixed point is θ = ŵ/λ, so this is ŵ's contrast over λ times θ₀'s (1: the rewards bear out the rule as
   sharp as it started; 0: they say nothing along it, and the decay alone moves it);
+* ``shift kept``: how much of the rule one tick's batch can carry. The soft advantage's shift is
+  λθᵀ∇log π, so fitting it should give back λθ; it is fitted here alone, on the states of the batch
+  the checkpoint holds (one tick: one row per usable function) with actions drawn from θ, and the fit's
+  contrast is shown as a fraction of λθ's (1: the batch carries the rule; 0: the fit loses it, and the
+  step θ ← (1 − ηλ)θ + ηŵ then shrinks it; ``exact_shift`` adds λθ to ŵ instead of fitting it);
 * ``moved``: ‖θ − θ₀‖ over the game's local entries, μ's bins, the scheme's entries and the twins'
   entries (the bias entry, where the share preference sits, is left out).
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -32,8 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from controller.checkpoint import CheckpointError, load_checkpoint
+from controller.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from policies.agent import SharedPolicyAgent
+from policies.nac import KroneckerRows, compatible_fit, sample_from
 from policies.nac_linear import NaturalLinearLearner
 from policies.registry import make
 from policies.staffing import SHARE_FACTORS, action_index
@@ -50,6 +57,7 @@ class Drift:
     sharpness: float
     decay: float
     settles_at: float
+    shift_kept: float
     moved: dict[str, float]
 
 
@@ -110,13 +118,34 @@ def drift(path: Path) -> Drift:
     eta, lam, updates = core.core.hp.policy_lr, core.core.hp.entropy_reg, int(core.core.updates)
     start = contrast(theta0[:, twins], mask)
     now = contrast(theta[:, twins], mask)
+    _, state = read_checkpoint(path)
     return Drift(
         updates=updates,
+        shift_kept=shift_kept(trained, state["pending/x"][state["pending/usable"]], mask, twins),
         sharpness=now / start,
         decay=(1.0 - eta * lam) ** updates,
         settles_at=contrast(w_hat[:, twins], mask) / (lam * start),
         moved={name: float(np.linalg.norm((theta - theta0)[:, cols])) for name, cols in groups.items()},
     )
+
+
+def shift_kept(agent: SharedPolicyAgent, x: np.ndarray, mask: np.ndarray, twins: slice) -> float:
+    """The fraction of λθ's contrast in the twins' entries that the compatible fit gives back from the
+    shift's advantage λθᵀ∇log π alone, on states ``x`` (rows of x(s)) with actions drawn from θ."""
+    learner = agent.learner
+    assert isinstance(learner, NaturalLinearLearner)
+    core = learner.core
+    if x.shape[0] == 0:
+        return float("nan")
+    probs = learner.probabilities(x)
+    actions = sample_from(probs, np.random.default_rng(0))
+    weights = -probs
+    weights[np.arange(len(actions)), actions] += 1.0
+    rows = KroneckerRows(weights, x).factored()
+    shift = core.hp.entropy_reg * core.theta
+    fit = compatible_fit(rows, rows @ shift, core.hp, np.random.default_rng(1), core.x_blocks)
+    shape = (learner.n_actions, learner.state_dim)
+    return contrast(fit.w_hat.reshape(shape)[:, twins], mask) / contrast(shift.reshape(shape)[:, twins], mask)
 
 
 def checkpoints(paths: list[Path]) -> list[Path]:
@@ -136,6 +165,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     args = parser.parse_args()
+    # A checkpoint older than a setting of the learner logs the difference as it loads; the setting's default
+    # is what that run had, and the rebuilt learner has it.
+    logging.disable(logging.WARNING)
     try:
         files = checkpoints(args.paths)
         if not files:
@@ -145,13 +177,13 @@ def main() -> None:
             by_folder[path.parent].append(drift(path))
     except CheckpointError as error:
         sys.exit(str(error))
-    print("| checkpoints | n | updates | sharpness | decay (1−ηλ)^U | settles at | moved: local / μ / scheme / twins |")
-    print("|---|---|---|---|---|---|---|")
+    print("| checkpoints | n | updates | sharpness | decay (1−ηλ)^U | settles at | shift kept | moved: local / μ / scheme / twins |")
+    print("|---|---|---|---|---|---|---|---|")
     for folder, rows in by_folder.items():
         mean = {k: float(np.mean([r.moved[k] for r in rows])) for k in rows[0].moved}
         print(f"| {folder} | {len(rows)} | {np.mean([r.updates for r in rows]):.0f} "
               f"| {np.mean([r.sharpness for r in rows]):.3f} | {np.mean([r.decay for r in rows]):.3f} "
-              f"| {np.mean([r.settles_at for r in rows]):.3f} "
+              f"| {np.mean([r.settles_at for r in rows]):.3f} | {np.nanmean([r.shift_kept for r in rows]):.3f} "
               f"| {mean['local']:.2f} / {mean['mu']:.2f} / {mean['scheme']:.2f} / {mean['twins']:.2f} |")
 
 
