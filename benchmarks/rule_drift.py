@@ -1,6 +1,6 @@
 """How far training moved a learner that started as the twins' rule, and what moved it.
 
-    python benchmarks/rule_drift.py PATH [PATH ...]
+    python benchmarks/rule_drift.py PATH [PATH ...] [--levels]
 
 Each PATH is a NAC-Linear checkpoint of the natural step (``*.ckpt.npz``, with the ``.run.json`` that
 training writes beside it) or a folder searched for them, e.g. a bench's ``RUN/checkpoints``. The learner
@@ -23,6 +23,9 @@ folder of checkpoints (mean over them):
   step θ ← (1 − ηλ)θ + ηŵ then shrinks it; ``exact_shift`` adds λθ to ŵ instead of fitting it);
 * ``moved``: ‖θ − θ₀‖ over the game's local entries, μ's bins, the scheme's entries and the twins'
   entries (the bias entry, where the share preference sits, is left out).
+
+With ``--levels``, a second table: each level's mean probability over the same batch states under θ₀
+and under θ (where training moved the policy's mass).
 """
 
 from __future__ import annotations
@@ -59,6 +62,11 @@ class Drift:
     settles_at: float
     shift_kept: float
     moved: dict[str, float]
+    levels: tuple[str, ...]
+    start_mass: np.ndarray
+    """Each level's mean probability under θ₀ over the batch states (NaN without usable states)."""
+    end_mass: np.ndarray
+    """The same under θ."""
 
 
 def rebuild(record: dict[str, Any]) -> SharedPolicyAgent:
@@ -119,9 +127,15 @@ def drift(path: Path) -> Drift:
     start = contrast(theta0[:, twins], mask)
     now = contrast(theta[:, twins], mask)
     _, state = read_checkpoint(path)
+    # The batch the checkpoint holds (the last tick's states); a learner saved before its first tick has none.
+    x = state["pending/x"][state["pending/usable"]] if "pending/x" in state else np.zeros((0, core.state_dim))
+    empty = np.full(len(trained.agent.levels), np.nan)
     return Drift(
+        levels=trained.agent.levels,
+        start_mass=(fresh.learner.probabilities(x) @ mask).mean(axis=0) if len(x) else empty,
+        end_mass=(trained.learner.probabilities(x) @ mask).mean(axis=0) if len(x) else empty,
         updates=updates,
-        shift_kept=shift_kept(trained, state["pending/x"][state["pending/usable"]], mask, twins),
+        shift_kept=shift_kept(trained, x, mask, twins),
         sharpness=now / start,
         decay=(1.0 - eta * lam) ** updates,
         settles_at=contrast(w_hat[:, twins], mask) / (lam * start),
@@ -164,6 +178,8 @@ def checkpoints(paths: list[Path]) -> list[Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    parser.add_argument("--levels", action="store_true",
+                        help="also each level's mean probability under θ₀ and θ over the batch states")
     args = parser.parse_args()
     # A checkpoint older than a setting of the learner logs the difference as it loads; the setting's default
     # is what that run had, and the rebuilt learner has it.
@@ -185,6 +201,16 @@ def main() -> None:
               f"| {np.mean([r.sharpness for r in rows]):.3f} | {np.mean([r.decay for r in rows]):.3f} "
               f"| {np.mean([r.settles_at for r in rows]):.3f} | {np.nanmean([r.shift_kept for r in rows]):.3f} "
               f"| {mean['local']:.2f} / {mean['mu']:.2f} / {mean['scheme']:.2f} / {mean['twins']:.2f} |")
+
+    if args.levels:
+        first = next(iter(by_folder.values()))[0]
+        print()
+        print("| checkpoints | " + " | ".join(first.levels) + " |")
+        print("|---|" + "---|" * len(first.levels))
+        for folder, rows in by_folder.items():
+            start = np.nanmean([r.start_mass for r in rows], axis=0)
+            end = np.nanmean([r.end_mass for r in rows], axis=0)
+            print(f"| {folder} | " + " | ".join(f"{a:.2f} → {b:.2f}" for a, b in zip(start, end)) + " |")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from controller.checkpoint import Checkpointer
+from policies.agent import AgentStep
 from policies.registry import make
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,6 +24,19 @@ _spec.loader.exec_module(drift)
 
 TWINS = {"scheme": "portfolio", "warm_start": "twins", "twin_features": True, "histogram_member": True,
          "policy_lr": 0.1}
+
+
+def with_batch(policy, rows: int, distinct: bool = True, seed: int = 0):
+    """``policy`` holding one tick's batch of ``rows`` states (as a checkpoint taken mid-run holds it):
+    the bias entry as the agent sets it, the other entries drawn in [0, 0.2], or one state repeated."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 0.2, size=(rows if distinct else 1, policy.learner.state_dim))
+    x = np.repeat(x, 1 if distinct else rows, axis=0)
+    x[:, 0] = policy._bias_entry()
+    probs = policy.learner.probabilities(x)
+    policy._latest = AgentStep(0.0, tuple(f"f{i}" for i in range(rows)), x, np.ones(rows, dtype=bool),
+                               probs.argmax(axis=1), probs)
+    return policy
 
 
 def saved(policy, path: Path, record: bool = True) -> Path:
@@ -61,6 +75,16 @@ def test_sharpness_decay_and_evidence_are_read_from_theta_and_w(tmp_path: Path) 
     assert result.moved["twins"] == pytest.approx(0.5 * np.linalg.norm(start[:, groups["twins"]]))
 
 
+def test_a_batch_of_many_distinct_states_carries_the_rule_and_one_state_repeated_does_not(tmp_path: Path) -> None:
+    many = drift.drift(saved(with_batch(make("nac-linear", **TWINS), 4000), tmp_path / "many.ckpt.npz"))
+    one = drift.drift(saved(with_batch(make("nac-linear", **TWINS), 100, distinct=False), tmp_path / "one.ckpt.npz"))
+    assert many.shift_kept > 0.75  # the Fisher ridge keeps a little back even here
+    assert abs(one.shift_kept) < 0.05
+    # Untrained: the policy's mass per level is where it started, and sums to 1.
+    np.testing.assert_allclose(many.end_mass, many.start_mass)
+    assert many.start_mass.sum() == pytest.approx(1.0)
+
+
 def test_the_twins_block_is_the_last_entries_one_per_level() -> None:
     policy = make("nac-linear", **TWINS)
     groups = drift.column_groups(policy)
@@ -90,3 +114,16 @@ def test_a_folder_prints_one_row_of_means(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith(f"| {tmp_path}")]
     assert len(rows) == 1 and "| 2 | 0 | 1.000 | 1.000 |" in rows[0]
+    assert "nan" in rows[0]  # saved before a tick: no batch to read what it carries from
+
+
+def test_levels_prints_each_levels_mass_before_and_after(tmp_path: Path) -> None:
+    policy = with_batch(make("nac-linear", **TWINS), 50)
+    saved(policy, tmp_path / "scenario" / "a.ckpt.npz")
+    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path), "--levels"], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    header = next(line for line in done.stdout.splitlines() if line.startswith("| checkpoints | platform"))
+    assert header.count("|") == len(policy.agent.levels) + 2
+    row = [line for line in done.stdout.splitlines() if line.startswith(f"| {tmp_path}") and "→" in line]
+    assert len(row) == 1 and row[0].count("→") == len(policy.agent.levels)
