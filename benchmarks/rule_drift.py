@@ -25,7 +25,7 @@ folder of checkpoints (mean over them):
   entries (the bias entry, where the share preference sits, is left out).
 
 With ``--levels``, a second table: each level's mean probability over the same batch states under θ₀
-and under θ (where training moved the policy's mass).
+and under θ (where training moved the policy's mass), one row per folder and reward weight α.
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ class Drift:
     shift_kept: float
     moved: dict[str, float]
     levels: tuple[str, ...]
+    alpha: float | None
+    """The reward's α the run trained with (None if its record does not say)."""
     start_mass: np.ndarray
     """Each level's mean probability under θ₀ over the batch states (NaN without usable states)."""
     end_mass: np.ndarray
@@ -109,7 +111,9 @@ def drift(path: Path) -> Drift:
     run = Path(str(path).removesuffix(".npz") + ".run.json")
     if not run.is_file():
         raise CheckpointError(f"{path}: no {run.name} beside it (the settings its run recorded)")
-    record = json.loads(run.read_text()).get("policy_settings")
+    recorded = json.loads(run.read_text())
+    record = recorded.get("policy_settings")
+    alpha = recorded.get("settings", {}).get("reward", {}).get("alpha")
     if not isinstance(record, dict) or record.get("mode") != "natural":
         raise CheckpointError(f"{path}: not a NAC-Linear learner of the natural step (its run's policy_settings)")
     if record.get("agent", {}).get("warm_start") != "twins":
@@ -132,6 +136,7 @@ def drift(path: Path) -> Drift:
     empty = np.full(len(trained.agent.levels), np.nan)
     return Drift(
         levels=trained.agent.levels,
+        alpha=None if alpha is None else float(alpha),
         start_mass=(fresh.learner.probabilities(x) @ mask).mean(axis=0) if len(x) else empty,
         end_mass=(trained.learner.probabilities(x) @ mask).mean(axis=0) if len(x) else empty,
         updates=updates,
@@ -205,13 +210,16 @@ def main() -> None:
     if args.levels:
         first = next(iter(by_folder.values()))[0]
         print()
-        print("| checkpoints | " + " | ".join(first.levels) + " |")
-        print("|---|" + "---|" * len(first.levels))
+        print("| checkpoints | α | " + " | ".join(first.levels) + " |")
+        print("|---|---|" + "---|" * len(first.levels))
         for folder, rows in by_folder.items():
-            start = np.nanmean([r.start_mass for r in rows], axis=0)
-            end = np.nanmean([r.end_mass for r in rows], axis=0)
-            print(f"| {folder} | " + " | ".join(f"{a:.2f} → {b:.2f}" for a, b in zip(start, end)) + " |")
-
+            alphas = sorted({r.alpha for r in rows}, key=lambda a: (a is None, a or 0.0))
+            for alpha in alphas:
+                mine = [r for r in rows if r.alpha == alpha]
+                start = np.nanmean([r.start_mass for r in mine], axis=0)
+                end = np.nanmean([r.end_mass for r in mine], axis=0)
+                label = "?" if alpha is None else f"{alpha:g}"
+                print(f"| {folder} | {label} | " + " | ".join(f"{a:.2f} → {b:.2f}" for a, b in zip(start, end)) + " |")
 
 if __name__ == "__main__":
     main()

@@ -39,12 +39,15 @@ def with_batch(policy, rows: int, distinct: bool = True, seed: int = 0):
     return policy
 
 
-def saved(policy, path: Path, record: bool = True) -> Path:
-    """``policy`` checkpointed at ``path`` with the run record training writes beside it."""
+def saved(policy, path: Path, record: bool = True, alpha: float | None = None) -> Path:
+    """``policy`` checkpointed at ``path`` with the run record training writes beside it (its reward's α
+    with ``alpha``)."""
     Checkpointer(path).save(policy, 0, 0.0)
     if record:
-        Path(str(path).removesuffix(".npz") + ".run.json").write_text(
-            json.dumps({"policy_settings": policy.settings_record}))
+        run = {"policy_settings": policy.settings_record}
+        if alpha is not None:
+            run["settings"] = {"reward": {"alpha": alpha}}
+        Path(str(path).removesuffix(".npz") + ".run.json").write_text(json.dumps(run))
     return path
 
 
@@ -119,11 +122,13 @@ def test_a_folder_prints_one_row_of_means(tmp_path: Path) -> None:
 
 def test_levels_prints_each_levels_mass_before_and_after(tmp_path: Path) -> None:
     policy = with_batch(make("nac-linear", **TWINS), 50)
-    saved(policy, tmp_path / "scenario" / "a.ckpt.npz")
+    saved(policy, tmp_path / "scenario" / "a.ckpt.npz", alpha=0.3)
+    saved(policy, tmp_path / "scenario" / "b.ckpt.npz", alpha=0.7)
     done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path), "--levels"], capture_output=True, text=True,
                           cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    header = next(line for line in done.stdout.splitlines() if line.startswith("| checkpoints | platform"))
-    assert header.count("|") == len(policy.agent.levels) + 2
-    row = [line for line in done.stdout.splitlines() if line.startswith(f"| {tmp_path}") and "→" in line]
-    assert len(row) == 1 and row[0].count("→") == len(policy.agent.levels)
+    header = next(line for line in done.stdout.splitlines() if line.startswith("| checkpoints | α |"))
+    assert header.count("|") == len(policy.agent.levels) + 3
+    rows = [line for line in done.stdout.splitlines() if line.startswith(f"| {tmp_path}") and "→" in line]
+    assert [row.split("|")[2].strip() for row in rows] == ["0.3", "0.7"]  # one row per α
+    assert all(row.count("→") == len(policy.agent.levels) for row in rows)
