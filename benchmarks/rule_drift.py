@@ -82,6 +82,13 @@ def rebuild(record: dict[str, Any]) -> SharedPolicyAgent:
     return make("nac-linear", **params)
 
 
+def natural(agent: SharedPolicyAgent) -> NaturalLinearLearner:
+    """The agent's learner, which must be NAC-Linear's natural step."""
+    if not isinstance(agent.learner, NaturalLinearLearner):
+        raise TypeError(f"{type(agent.learner).__name__} is not NAC-Linear's natural step")
+    return agent.learner
+
+
 def rule_mask(agent: SharedPolicyAgent) -> np.ndarray:
     """(A, L): True where action a plays level l (each of the twins' entries, one per level)."""
     levels = agent.agent.levels
@@ -120,8 +127,7 @@ def drift(path: Path) -> Drift:
         raise CheckpointError(f"{path}: its learner did not start as the twins' rule (agent.warm_start)")
     fresh, trained = rebuild(record), rebuild(record)
     load_checkpoint(path, trained)
-    core = trained.learner
-    assert isinstance(core, NaturalLinearLearner)
+    core = natural(trained)
     shape = (core.n_actions, core.state_dim)
     theta0 = fresh.learner.core.theta.reshape(shape)
     theta, w_hat = core.core.theta.reshape(shape), core.core.w_hat.reshape(shape)
@@ -151,8 +157,7 @@ def drift(path: Path) -> Drift:
 def shift_kept(agent: SharedPolicyAgent, x: np.ndarray, mask: np.ndarray, twins: slice) -> float:
     """The fraction of λθ's contrast in the twins' entries that the compatible fit gives back from the
     shift's advantage λθᵀ∇log π alone, on states ``x`` (rows of x(s)) with actions drawn from θ."""
-    learner = agent.learner
-    assert isinstance(learner, NaturalLinearLearner)
+    learner = natural(agent)
     core = learner.core
     if x.shape[0] == 0:
         return float("nan")
