@@ -1003,12 +1003,11 @@ class NaturalActorCritic:
         critic = projected_td0(phi_sa, phi_next_sa, offset, hp.gamma, psi0, hp, self.rng)
         self.psi, self.psi_bar = critic.psi_last, critic.psi_bar
 
-        # Algorithm 3: Â from the soft Q̂ = q̂ + λ log π (see the module docstring); with ``exact_shift`` the
-        # advantage of λ log π, which is λθᵀ∇log π, is added to ŵ as λθ instead of being fitted.
-        soft_q_na = scores(batch.features, self.psi_bar)
-        if not hp.exact_shift:
-            soft_q_na = soft_q_na + hp.entropy_reg * log_pi_na
-        advantage = soft_q_na[np.arange(n), actions] - np.sum(pi_na * soft_q_na, axis=1)
+        # Algorithm 3: Â from the soft Q̂ = q̂ + λ log π (see the module docstring); with ``exact_shift`` only
+        # q̂'s advantage is fitted, and that of λ log π, which is λθᵀ∇log π, is added to ŵ as λθ.
+        q_na = scores(batch.features, self.psi_bar)
+        fitted_na = q_na if hp.exact_shift else q_na + hp.entropy_reg * log_pi_na
+        advantage = fitted_na[np.arange(n), actions] - np.sum(pi_na * fitted_na, axis=1)
         grad = grad_log_pi(batch.features, pi_na, actions, phi_sa)
         actor = compatible_fit(grad, advantage, hp, self.rng, self.x_blocks)
         self.w_hat = actor.w_hat + hp.entropy_reg * self.theta if hp.exact_shift else actor.w_hat
