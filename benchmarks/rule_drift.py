@@ -15,7 +15,8 @@ folder of checkpoints (mean over them):
   θ ← (1 − ηλ)θ + ηŵ);
 * ``settles at``: the sharpness the last update's evidence supports, as the same fraction: the step's
   fixed point is θ = ŵ/λ, so this is ŵ's contrast over λ times θ₀'s (1: the rewards bear out the rule as
-  sharp as it started; 0: they say nothing along it, and the decay alone moves it);
+  sharp as it started; 0: they say nothing along it, and the decay alone moves it; with ``exact_shift``
+  ŵ holds λθ itself, so this is the current sharpness plus what the rewards add);
 * ``shift kept``: how much of the rule one tick's batch can carry. The soft advantage's shift is
   λθᵀ∇log π, so fitting it should give back λθ; it is fitted here alone, on the states of the batch
   the checkpoint holds (one tick: one row per usable function) with actions drawn from θ, and the fit's
