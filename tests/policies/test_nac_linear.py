@@ -40,6 +40,15 @@ def test_nac_linear_rejects_parameters_that_do_not_belong_to_its_mode(params: di
         make("nac-linear", **params)
 
 
+def test_exact_shift_reaches_the_core_and_is_recorded_only_in_natural_mode() -> None:
+    policy = make("nac-linear", exact_shift=True)
+    assert policy.learner.core.hp.exact_shift is True
+    assert policy.settings_record["learner"]["exact_shift"] is True
+    assert make("nac-linear").learner.core.hp.exact_shift is False
+    with pytest.raises((TypeError, ValueError), match="unknown parameter 'exact_shift'"):
+        make("nac-linear", mode="kl", exact_shift=True)
+
+
 def test_the_natural_adapter_gives_the_cores_own_probabilities_without_building_features() -> None:
     rng = np.random.default_rng(0)
     d = FeatureSettings().state_dim
@@ -120,10 +129,11 @@ def test_the_kl_critic_reaches_the_soft_q_fixed_point_of_a_two_state_cycle() -> 
     ("name", "params"),
     [
         ("nac-linear", {"mode": "natural", "policy_lr": 0.5, "gamma": 0.0}),
+        ("nac-linear", {"mode": "natural", "policy_lr": 0.5, "gamma": 0.0, "exact_shift": True}),
         ("nac-linear", {"mode": "kl", "learning_rate": 0.05, "gamma": 0.0}),
         ("nac-nn", {"learning_rate": 0.01, "gamma": 0.0}),
     ],
-    ids=["linear-natural", "linear-kl", "nn"],
+    ids=["linear-natural", "linear-natural-exact-shift", "linear-kl", "nn"],
 )
 def test_each_learner_learns_to_prefer_the_rewarded_move(name: str, params: dict) -> None:
     policy = make(name, seed=11, **params)
