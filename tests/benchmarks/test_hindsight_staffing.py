@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_scripts import load
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("hindsight_staffing", ROOT / "benchmarks" / "hindsight_staffing.py")
-hindsight = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(hindsight)
+hindsight = load("hindsight_staffing")
 baseline_frontiers, frontier_at, oracle_frontier = (hindsight.baseline_frontiers, hindsight.frontier_at,
                                                     hindsight.oracle_frontier)
 

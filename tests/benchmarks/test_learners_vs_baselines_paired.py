@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import load
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("learners_vs_baselines_paired", ROOT / "benchmarks" / "learners_vs_baselines_paired.py")
-paired = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(paired)
+paired = load("learners_vs_baselines_paired")
 
 
 def write(folder: Path, seed: int, policy: str, violations: float, utilisation: float) -> None:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_scripts import ROOT, load, script
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "portfolio_oracle.py"
-_spec = importlib.util.spec_from_file_location("portfolio_oracle", SCRIPT)
-oracle = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(oracle)
+SCRIPT = script("portfolio_oracle")
+oracle = load("portfolio_oracle")
 
 SCENARIO = """\
 scenario:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,12 +11,10 @@ import numpy as np
 from policies.agent import AgentStep, SharedPolicyAgent
 from policies.record import LevelRecord
 from policies.staffing import action_index
+from benchmark_scripts import ROOT, load, script
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "record_greedy.py"
-_spec = importlib.util.spec_from_file_location("record_greedy", SCRIPT)
-greedy = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(greedy)
+SCRIPT = script("record_greedy")
+greedy = load("record_greedy")
 
 
 def test_each_function_follows_its_cheapest_level_by_record_and_a_new_one_the_histogram() -> None:

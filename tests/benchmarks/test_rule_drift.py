@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -14,13 +13,10 @@ import pytest
 from controller.checkpoint import Checkpointer
 from policies.agent import AgentStep
 from policies.registry import make
+from benchmark_scripts import ROOT, load, script
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "rule_drift.py"
-_spec = importlib.util.spec_from_file_location("rule_drift", SCRIPT)
-drift = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("rule_drift", drift)  # its dataclass looks its module up by name
-_spec.loader.exec_module(drift)
+SCRIPT = script("rule_drift")
+drift = load("rule_drift")
 
 TWINS = {"scheme": "portfolio", "warm_start": "twins", "twin_features": True, "histogram_member": True,
          "policy_lr": 0.1}

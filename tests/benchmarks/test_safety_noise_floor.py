@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+from benchmark_scripts import load
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("safety_noise_floor", ROOT / "benchmarks" / "safety_noise_floor.py")
-floor = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(floor)
+floor = load("safety_noise_floor")
 
 SCENARIO = """\
 scenario:

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from policies.staffing import action_index
+from benchmark_scripts import ROOT, load, script
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "twin_cold_starts.py"
-_spec = importlib.util.spec_from_file_location("twin_cold_starts", SCRIPT)
-ledger = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("twin_cold_starts", ledger)  # its dataclass looks its module up by name
-_spec.loader.exec_module(ledger)
+SCRIPT = script("twin_cold_starts")
+ledger = load("twin_cold_starts")
 
 LEVELS = ("platform", "c=1.06", "kpa=0.7")
 

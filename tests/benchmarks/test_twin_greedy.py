@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
 from policies.staffing import action_index
 from workload.profiles import FunctionProfile
+from benchmark_scripts import ROOT, load, script
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "twin_greedy.py"
-_spec = importlib.util.spec_from_file_location("twin_greedy", SCRIPT)
-greedy = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(greedy)
+SCRIPT = script("twin_greedy")
+greedy = load("twin_greedy")
 
 
 def _twins() -> SimpleNamespace:

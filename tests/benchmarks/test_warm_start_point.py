@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from controller.bench.cells import Cell, run_cell
 from controller.bench.scenarios import load_scenario
+from benchmark_scripts import ROOT, load, script
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "warm_start_point.py"
-_spec = importlib.util.spec_from_file_location("warm_start_point", SCRIPT)
-warm = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(warm)
+SCRIPT = script("warm_start_point")
+warm = load("warm_start_point")
 
 SCENARIO = """\
 scenario:
