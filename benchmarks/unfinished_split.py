@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import click
+
 from controller.backends.sim import SimBackend
 from controller.bench.cells import Cell, run_cell, train_cell
 from controller.bench.execute import loop_notes_silenced
@@ -74,8 +76,10 @@ def main() -> None:
         points = suite_points([f.strip() for f in args.families.split(",")] if args.families else None,
                               args.learner_scheme, args.learner_warm_start,
                               parse_set(args.learner_param, "--learner-param"))
-    except Exception as error:  # the bench's own parsers: a usage problem, said in one line
-        sys.exit(f"{args.scenario}: {error}")
+    except click.ClickException as error:  # the bench's own parsers name the option at fault
+        sys.exit(error.format_message())
+    except ValueError as error:  # an unknown family, warm start or learner parameter
+        sys.exit(f"--families, --learner-scheme, --learner-warm-start or --learner-param: {error}")
     chosen = [p for p in points if any(text in p.label for text in args.points)]
     if not chosen:
         sys.exit(f"--points {' '.join(args.points)}: no point's label contains any of these")
