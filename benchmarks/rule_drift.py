@@ -27,6 +27,13 @@ folder of checkpoints (mean over them):
 
 With ``--levels``, a second table: each level's mean probability over the same batch states under θ₀
 and under θ (where training moved the policy's mass), one row per folder and reward weight α.
+
+With ``--critic``, what the critic says of each level on the same states, one row per folder and α (a
+learner with ``state_critic`` has no value per action and is left out): each level's advantage, its q̂
+(the mean over the level's actions of φ(s, a)ᵀψ̄) less the mean over the levels, averaged over the
+states, with the part its actions' bias weights alone make of it in brackets (the advantage of a level
+whatever the state); and the share of the states where the critic ranks the level first against the
+share where the twins' regret entries do (the level with the least regret).
 """
 
 from __future__ import annotations
@@ -70,6 +77,14 @@ class Drift:
     """Each level's mean probability under θ₀ over the batch states (NaN without usable states)."""
     end_mass: np.ndarray
     """The same under θ."""
+    critic_advantage: np.ndarray
+    """Each level's q̂ less the levels' mean, averaged over the batch states (NaN: no states, or a state critic)."""
+    critic_bias_part: np.ndarray
+    """The part of that the bias weights of the level's actions make."""
+    critic_first: np.ndarray
+    """The share of the batch states where the critic ranks the level first."""
+    twins_first: np.ndarray
+    """The share where the twins' regret entries do."""
 
 
 def rebuild(record: dict[str, Any]) -> SharedPolicyAgent:
@@ -141,7 +156,9 @@ def drift(path: Path) -> Drift:
     # The batch the checkpoint holds (the last tick's states); a learner saved before its first tick has none.
     x = state["pending/x"][state["pending/usable"]] if "pending/x" in state else np.zeros((0, core.state_dim))
     empty = np.full(len(trained.agent.levels), np.nan)
+    critic = critic_levels(core, x, mask, twins) if len(x) and not core.core.hp.state_critic else (empty,) * 4
     return Drift(
+        critic_advantage=critic[0], critic_bias_part=critic[1], critic_first=critic[2], twins_first=critic[3],
         levels=trained.agent.levels,
         alpha=None if alpha is None else float(alpha),
         start_mass=(fresh.learner.probabilities(x) @ mask).mean(axis=0) if len(x) else empty,
@@ -153,6 +170,19 @@ def drift(path: Path) -> Drift:
         settles_at=contrast(w_hat[:, twins], mask) / (lam * start),
         moved={name: float(np.linalg.norm((theta - theta0)[:, cols])) for name, cols in groups.items()},
     )
+
+
+def critic_levels(learner: NaturalLinearLearner, x: np.ndarray, mask: np.ndarray,
+                  twins: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """On states ``x``: each level's mean advantage under the critic, the bias weights' part of it, and the
+    shares of the states where the critic and the twins' regrets rank the level first."""
+    psi = learner.core.psi_bar.reshape(learner.n_actions, learner.state_dim)
+    levels = range(mask.shape[1])
+    q = np.column_stack([(x @ psi[mask[:, j]].T).mean(axis=1) for j in levels])
+    bias = np.array([psi[mask[:, j], 0].mean() * x[:, 0].mean() for j in levels])
+    def first(scores: np.ndarray) -> np.ndarray:
+        return np.bincount(scores.argmax(axis=1), minlength=mask.shape[1]) / len(scores)
+    return ((q - q.mean(axis=1, keepdims=True)).mean(axis=0), bias - bias.mean(), first(q), first(-x[:, twins]))
 
 
 def shift_kept(agent: SharedPolicyAgent, x: np.ndarray, mask: np.ndarray, twins: slice) -> float:
@@ -191,6 +221,8 @@ def main() -> None:
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     parser.add_argument("--levels", action="store_true",
                         help="also each level's mean probability under θ₀ and θ over the batch states")
+    parser.add_argument("--critic", action="store_true",
+                        help="also each level's advantage under the critic and how often it and the twins rank it first")
     args = parser.parse_args()
     # A checkpoint older than a setting of the learner logs the difference as it loads; the setting's default
     # is what that run had, and the rebuilt learner has it.
@@ -214,18 +246,38 @@ def main() -> None:
               f"| {mean['local']:.2f} / {mean['mu']:.2f} / {mean['scheme']:.2f} / {mean['twins']:.2f} |")
 
     if args.levels:
-        first = next(iter(by_folder.values()))[0]
-        print()
-        print("| checkpoints | α | " + " | ".join(first.levels) + " |")
-        print("|---|---|" + "---|" * len(first.levels))
-        for folder, rows in by_folder.items():
-            alphas = sorted({r.alpha for r in rows}, key=lambda a: (a is None, a or 0.0))
-            for alpha in alphas:
-                mine = [r for r in rows if r.alpha == alpha]
-                start = np.nanmean([r.start_mass for r in mine], axis=0)
-                end = np.nanmean([r.end_mass for r in mine], axis=0)
-                label = "?" if alpha is None else f"{alpha:g}"
-                print(f"| {folder} | {label} | " + " | ".join(f"{a:.2f} → {b:.2f}" for a, b in zip(start, end)) + " |")
+        per_alpha(by_folder, "each level's mass under θ₀ → θ",
+                  lambda mine: zip(mean_of(mine, "start_mass"), mean_of(mine, "end_mass")),
+                  lambda pair: f"{pair[0]:.2f} → {pair[1]:.2f}")
+    if args.critic:
+        per_alpha(by_folder, "each level's advantage under the critic (its bias weights' part)",
+                  lambda mine: zip(mean_of(mine, "critic_advantage"), mean_of(mine, "critic_bias_part")),
+                  lambda pair: f"{pair[0]:+.2f} ({pair[1]:+.2f})")
+        per_alpha(by_folder, "share of the states where the critic / the twins rank the level first",
+                  lambda mine: zip(mean_of(mine, "critic_first"), mean_of(mine, "twins_first")),
+                  lambda pair: f"{pair[0]:.2f} / {pair[1]:.2f}")
+
+
+def mean_of(rows: list[Drift], name: str) -> np.ndarray:
+    """The mean over ``rows`` of one per-level field (NaN where none has it)."""
+    values = np.array([getattr(r, name) for r in rows])
+    return np.full(values.shape[1], np.nan) if np.all(np.isnan(values)) else np.nanmean(values, axis=0)
+
+
+def per_alpha(by_folder: dict[Path, list[Drift]], title: str, cells: Any, show: Any) -> None:
+    """A table of one row per folder and α, one column per level."""
+    levels = next(iter(by_folder.values()))[0].levels
+    print()
+    print(f"{title}:")
+    print()
+    print("| checkpoints | α | " + " | ".join(levels) + " |")
+    print("|---|---|" + "---|" * len(levels))
+    for folder, rows in by_folder.items():
+        for alpha in sorted({r.alpha for r in rows}, key=lambda a: (a is None, a or 0.0)):
+            mine = [r for r in rows if r.alpha == alpha]
+            label = "?" if alpha is None else f"{alpha:g}"
+            print(f"| {folder} | {label} | " + " | ".join(show(cell) for cell in cells(mine)) + " |")
+
 
 if __name__ == "__main__":
     main()

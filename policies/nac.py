@@ -235,6 +235,15 @@ class NACHyperparameters:
     q̂'s own advantage. With a batch that determines ŵ the two agree (see the module docstring); with one that
     does not (fewer distinct rows than A·d), the fit recovers λθ only in the span of the batch's rows, so the
     fitted shift lets θ ← (1 − ηλ)θ + ηŵ shrink θ by (1 − ηλ) in every direction the batch says nothing about."""
+    state_critic: bool = False
+    """Learn the state value v̂(s) = E_π q(s, ·) instead of q̂(s, a), and fit the actor to the TD residual
+    δ = r − λ log π(a|s) + γ v̂(s') − v̂(s), a one-sample estimate of q's advantage at the taken action. Needs
+    block features φ(s, a) = e_a ⊗ x(s); v̂ = x(s)ᵀv is linear in x with one weight per entry, shared by every
+    action, learned by the same projected TD(0) (step, epochs, radius and averaging as for ψ). Why: a linear
+    q̂ with one block per action bootstraps each block from itself wherever the policy takes the same action
+    again at s', so whatever the rewards of the states an action happens to be chosen in owe to things x does
+    not show is multiplied by up to 1/(1 − γ) in that action's weights. v̂ bootstraps from the next state's
+    value, which is one function for every action."""
     q_max: float | None = None
     """Bound on |q| used by the paper's actor step; None means (1 + γλ log A)/(1 − γ) (Lemma 3)."""
     seed: int = 0
@@ -279,6 +288,8 @@ class NACHyperparameters:
             raise bad("fisher_ridge", "must be > 0")
         if self.fisher_rows < 0:
             raise bad("fisher_rows", "must be >= 0 (0: every row)")
+        if self.state_critic and self.n_features % self.n_actions:
+            raise bad("state_critic", f"needs block features: n_features={self.n_features} is not a multiple of n_actions={self.n_actions}")
         if self.actor_solver == "sgd" and self.actor_lr is None and self.q_max is None and self.gamma >= 1.0:
             raise bad("q_max", "is needed for the paper's actor step when gamma = 1")
 
@@ -950,6 +961,11 @@ class NaturalActorCritic:
         """ψ̄, the critic's last averaged estimate: q̂ = φᵀψ̄."""
         self.w_hat = np.zeros(d)
         """ŵ of the last update."""
+        d_x = d // hp.n_actions if hp.state_critic else 0
+        self.v = np.zeros(d_x)
+        """``state_critic``: the state value's TD chain (last iterate), one weight per entry of x(s)."""
+        self.v_bar = np.zeros(d_x)
+        """``state_critic``: its last averaged estimate, v̂(s) = x(s)ᵀv̄."""
         self.updates = 0
         """Number of :meth:`update` calls so far (the t of Algorithm 1)."""
 
@@ -994,20 +1010,24 @@ class NaturalActorCritic:
 
         # Algorithm 2: critic on the shifted soft Q, target r − λ log π(a|s) + γ q̂(s', a').
         phi_sa = taken_features(batch.features, actions)
-        phi_next_sa = taken_features(batch.next_features, next_actions)
-        if batch.terminal is not None and batch.terminal.any():
-            keep = (~batch.terminal.astype(bool)).astype(float)
-            phi_next_sa = _scale_rows(phi_next_sa, keep)
         offset = batch.rewards - hp.entropy_reg * log_pi_taken
-        psi0 = self.psi if hp.critic_warm_start else np.zeros_like(self.psi)
-        critic = projected_td0(phi_sa, phi_next_sa, offset, hp.gamma, psi0, hp, self.rng)
-        self.psi, self.psi_bar = critic.psi_last, critic.psi_bar
-
         # Algorithm 3: Â from the soft Q̂ = q̂ + λ log π (see the module docstring); with ``exact_shift`` only
         # q̂'s advantage is fitted, and that of λ log π, which is λθᵀ∇log π, is added to ŵ as λθ.
-        q_na = scores(batch.features, self.psi_bar)
-        fitted_na = q_na if hp.exact_shift else q_na + hp.entropy_reg * log_pi_na
-        advantage = fitted_na[np.arange(n), actions] - np.sum(pi_na * fitted_na, axis=1)
+        if hp.state_critic:
+            critic, advantage = self._state_critic(batch, offset)
+            if not hp.exact_shift:
+                advantage = advantage + hp.entropy_reg * (log_pi_taken - np.sum(pi_na * log_pi_na, axis=1))
+        else:
+            phi_next_sa = taken_features(batch.next_features, next_actions)
+            if batch.terminal is not None and batch.terminal.any():
+                keep = (~batch.terminal.astype(bool)).astype(float)
+                phi_next_sa = _scale_rows(phi_next_sa, keep)
+            psi0 = self.psi if hp.critic_warm_start else np.zeros_like(self.psi)
+            critic = projected_td0(phi_sa, phi_next_sa, offset, hp.gamma, psi0, hp, self.rng)
+            self.psi, self.psi_bar = critic.psi_last, critic.psi_bar
+            q_na = scores(batch.features, self.psi_bar)
+            fitted_na = q_na if hp.exact_shift else q_na + hp.entropy_reg * log_pi_na
+            advantage = fitted_na[np.arange(n), actions] - np.sum(pi_na * fitted_na, axis=1)
         grad = grad_log_pi(batch.features, pi_na, actions, phi_sa)
         actor = compatible_fit(grad, advantage, hp, self.rng, self.x_blocks)
         self.w_hat = actor.w_hat + hp.entropy_reg * self.theta if hp.exact_shift else actor.w_hat
@@ -1020,7 +1040,7 @@ class NaturalActorCritic:
             "critic/td_error_rms": critic.td_error_rms,
             "critic/td_error_rms_after": critic.td_error_rms_after,
             "critic/projected_fraction": critic.projected_fraction,
-            "critic/psi_norm": float(np.linalg.norm(self.psi_bar)),
+            "critic/psi_norm": float(np.linalg.norm(self.v_bar if hp.state_critic else self.psi_bar)),
             "actor/loss": actor.loss,
             "actor/advantage_rms": float(np.sqrt(np.mean(advantage**2))),
             "actor/w_norm": float(np.linalg.norm(self.w_hat)),
@@ -1031,11 +1051,25 @@ class NaturalActorCritic:
             "batch/mean_reward": float(np.mean(batch.rewards)),
         }
 
+    def _state_critic(self, batch: TransitionBatch, offset: np.ndarray) -> tuple[CriticResult, np.ndarray]:
+        """``state_critic``: TD(0) on v̂(s) = x(s)ᵀv with target r − λ log π(a|s) + γ v̂(s'), and the TD
+        residual of the averaged estimate at every row, q's advantage at the taken action in one sample."""
+        hp = self.hp
+        if not isinstance(batch.features, BlockFeatures) or not isinstance(batch.next_features, BlockFeatures):
+            raise ValueError("state_critic needs block features φ(s, a) = e_a ⊗ x(s) (BlockFeatures) for s and s'")
+        x, x_next = batch.features.x, batch.next_features.x
+        if batch.terminal is not None and batch.terminal.any():
+            x_next = x_next * (~batch.terminal.astype(bool))[:, None]
+        v0 = self.v if hp.critic_warm_start else np.zeros_like(self.v)
+        critic = projected_td0(x, x_next, offset, hp.gamma, v0, hp, self.rng)
+        self.v, self.v_bar = critic.psi_last, critic.psi_bar
+        return critic, offset + hp.gamma * (x_next @ self.v_bar) - x @ self.v_bar
+
     # ---- checkpoints
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly (arrays, counters, generator state, settings)."""
-        return {
+        state = {
             "state_version": STATE_VERSION,
             "hyperparameters": asdict(self.hp),
             "theta": self.theta.copy(),
@@ -1045,6 +1079,9 @@ class NaturalActorCritic:
             "updates": self.updates,
             "rng": self.rng.bit_generator.state,
         }
+        if self.hp.state_critic:
+            state.update(v=self.v.copy(), v_bar=self.v_bar.copy())
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`; refuses a state of another version or feature dimension."""
@@ -1058,6 +1095,12 @@ class NaturalActorCritic:
             if value.shape != (d,):
                 raise ValueError(f"learner state {key!r} has shape {value.shape}; this learner has d={d}")
             setattr(self, key, value.copy())
+        if self.hp.state_critic:
+            for key in ("v", "v_bar"):
+                value = np.asarray(state[key], dtype=float)
+                if value.shape != self.v.shape:
+                    raise ValueError(f"learner state {key!r} has shape {value.shape}; this learner's state critic has {self.v.shape}")
+                setattr(self, key, value.copy())
         self.updates = int(state["updates"])
         self.rng.bit_generator.state = state["rng"]
 

@@ -128,3 +128,29 @@ def test_levels_prints_each_levels_mass_before_and_after(tmp_path: Path) -> None
     rows = [line for line in done.stdout.splitlines() if line.startswith(f"| {tmp_path}") and "→" in line]
     assert [row.split("|")[2].strip() for row in rows] == ["0.3", "0.7"]  # one row per α
     assert all(row.count("→") == len(policy.agent.levels) for row in rows)
+
+
+def test_critic_reads_each_levels_advantage_and_who_ranks_it_first(tmp_path: Path) -> None:
+    policy = with_batch(make("nac-linear", **TWINS), 200)
+    levels = policy.agent.levels
+    mask = drift.rule_mask(policy)
+    psi = policy.learner.core.psi_bar.reshape(policy.learner.n_actions, policy.learner.state_dim)
+    psi[mask[:, 2], 0] = 2.0 / policy._bias_entry()  # level 2's actions: q̂ higher by 2 in every state
+    result = drift.drift(saved(policy, tmp_path / "scenario" / "a.ckpt.npz", alpha=0.5))
+    expected = np.where(np.arange(len(levels)) == 2, 2.0, 0.0) - 2.0 / len(levels)
+    np.testing.assert_allclose(result.critic_advantage, expected, atol=1e-9)
+    np.testing.assert_allclose(result.critic_bias_part, expected, atol=1e-9)
+    assert result.critic_first[2] == 1.0
+    x = policy._latest.x
+    twins = drift.column_groups(policy)["twins"]
+    np.testing.assert_allclose(result.twins_first, np.bincount(x[:, twins].argmin(axis=1), minlength=len(levels)) / 200)
+    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path), "--critic"], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines()
+            if line.startswith(f"| {tmp_path}") and line.count(" / ") == len(levels)]
+    assert len(rows) == 1 and rows[0].split("|")[2].strip() == "0.5"
+    assert rows[0].split("|")[5].strip() == f"1.00 / {result.twins_first[2]:.2f}"
+
+    state_critic = with_batch(make("nac-linear", **TWINS, state_critic=True), 20)
+    assert np.all(np.isnan(drift.drift(saved(state_critic, tmp_path / "sc.ckpt.npz")).critic_advantage))

@@ -637,3 +637,75 @@ def test_the_fitted_shift_shrinks_theta_where_the_batch_says_nothing_and_the_exa
     np.testing.assert_allclose(fitted.theta[unseen], (1 - 0.5 * settings.entropy_reg) * theta[unseen], rtol=1e-9)
     np.testing.assert_allclose(exact.theta[unseen], theta[unseen], rtol=1e-9)
     assert not np.allclose(exact.theta, theta)  # it still learns where the batch has evidence
+
+
+def test_the_state_critic_converges_to_the_exact_soft_state_value() -> None:
+    m = small_mdp()
+    S, A = m["r"].shape
+    tabular = enumerated_batch(m["P"], m["r"], m["pi"])
+    # The same transitions with block features: x(s) is the state's one-hot vector.
+    states = tabular.features.argmax(axis=2)[:, 0] // A
+    next_states = tabular.next_features.argmax(axis=2)[:, 0] // A
+    batch = TransitionBatch(BlockFeatures(np.eye(S)[states], A), tabular.actions, tabular.rewards,
+                            BlockFeatures(np.eye(S)[next_states], A), tabular.next_actions)
+    learner = NaturalActorCritic(hp(state_critic=True, critic_lr=0.5, critic_epochs=2000, critic_average=False))
+    learner.theta = np.log(m["pi"]).T.reshape(-1)  # action a's block holds log π(a|s) at entry s
+    np.testing.assert_allclose(learner.probabilities(batch.features), m["pi"][states], rtol=1e-12)
+    learner.update(batch)
+    q = exact_shifted_q(m["P"], m["r"], m["pi"])
+    np.testing.assert_allclose(learner.v, np.sum(m["pi"] * q, axis=1), rtol=1e-6)
+    assert np.all(learner.psi == 0)
+
+
+def test_the_state_critic_does_not_multiply_what_the_features_miss_by_the_horizon() -> None:
+    """Two states the features cannot tell apart, each kept for long, one rewarded; the policy nearly always
+    takes action 0 in the rewarded one and action 1 in the other, and the actions change nothing. Each of the
+    action critic's blocks bootstraps from itself, so the state's value is read into the action's weight over
+    the horizon; the state critic's residual carries only the tick's own reward difference."""
+    rng = np.random.default_rng(5)
+    n, gamma = 4000, 0.95
+    state = rng.integers(0, 2, n)
+    next_state = np.where(rng.random(n) < 0.995, state, 1 - state)
+
+    def draw(s: np.ndarray) -> np.ndarray:
+        return np.where(rng.random(s.shape[0]) < 0.99, s, 1 - s)  # action = state, 99% of the time
+
+    actions, next_actions = draw(state), draw(next_state)
+    x = np.ones((n, 1)) / 2
+    batch = TransitionBatch(BlockFeatures(x, 2), actions, (state == 0).astype(float), BlockFeatures(x, 2),
+                            next_actions)
+    contrast = {}
+    for state_critic in (False, True):
+        learner = NaturalActorCritic(hp(n_features=2, gamma=gamma, entropy_reg=1e-6, state_critic=state_critic,
+                                        critic_lr=1.0, critic_epochs=3000, critic_average=False, exact_shift=True))
+        learner.update(batch)
+        contrast[state_critic] = learner.w_hat[0] - learner.w_hat[1]
+    # After action 0 the tick's reward is higher by 0.98 on average, which the fit on ∇log π = ±x/2 reads as
+    # a contrast of 0.98 / 0.5; an action repeats with probability ~0.98, so the action critic's fixed point
+    # is that over 1 − γ(2·0.98 − 1), about ten times as much.
+    assert 1.5 < contrast[True] < 2.5
+    assert contrast[False] > 5 * contrast[True]
+
+
+def test_the_state_critic_is_saved_and_restored_and_refuses_features_without_blocks() -> None:
+    rng = np.random.default_rng(6)
+    n_actions, d_x = 3, 4
+    batch = _block_batch(rng, rng.uniform(size=(50, d_x)) / 2, rng.uniform(size=(50, d_x)) / 2, n_actions)
+    settings = hp(n_features=n_actions * d_x, n_actions=n_actions, state_critic=True, critic_lr=0.5)
+    learner = NaturalActorCritic(settings)
+    learner.update(batch)
+    assert learner.v.shape == (d_x,) and np.linalg.norm(learner.v_bar) > 0
+    copy = NaturalActorCritic(settings)
+    copy.load_state_dict(learner.state_dict())
+    np.testing.assert_array_equal(copy.v_bar, learner.v_bar)
+    np.testing.assert_array_equal(copy.v, learner.v)
+    assert "v" not in NaturalActorCritic(replace(settings, state_critic=False)).state_dict()
+    wrong = {**learner.state_dict(), "v": np.zeros(d_x + 1)}
+    with pytest.raises(ValueError, match="'v' has shape"):
+        copy.load_state_dict(wrong)
+    dense = TransitionBatch(batch.features.dense(), batch.actions, batch.rewards, batch.next_features.dense(),
+                            batch.next_actions)
+    with pytest.raises(ValueError, match="block features"):
+        learner.update(dense)
+    with pytest.raises(ValueError, match="state_critic"):
+        hp(n_features=7, n_actions=3, state_critic=True)

@@ -49,6 +49,17 @@ def test_exact_shift_reaches_the_core_and_is_recorded_only_in_natural_mode() -> 
         make("nac-linear", mode="kl", exact_shift=True)
 
 
+def test_the_state_critic_reaches_the_core_is_recorded_and_checkpointed_only_when_on() -> None:
+    policy = make("nac-linear", state_critic=True)
+    assert policy.learner.core.hp.state_critic is True
+    assert policy.settings_record["learner"]["state_critic"] is True
+    assert policy.learner.core.v.shape == (policy.learner.state_dim,)
+    assert "learner/v" in policy.state_dict()
+    assert "learner/v" not in make("nac-linear").state_dict()
+    with pytest.raises((TypeError, ValueError), match="unknown parameter 'state_critic'"):
+        make("nac-linear", mode="kl", state_critic=True)
+
+
 def test_the_natural_adapter_gives_the_cores_own_probabilities_without_building_features() -> None:
     rng = np.random.default_rng(0)
     d = FeatureSettings().state_dim
@@ -130,10 +141,11 @@ def test_the_kl_critic_reaches_the_soft_q_fixed_point_of_a_two_state_cycle() -> 
     [
         ("nac-linear", {"mode": "natural", "policy_lr": 0.5, "gamma": 0.0}),
         ("nac-linear", {"mode": "natural", "policy_lr": 0.5, "gamma": 0.0, "exact_shift": True}),
+        ("nac-linear", {"mode": "natural", "policy_lr": 0.5, "gamma": 0.0, "state_critic": True}),
         ("nac-linear", {"mode": "kl", "learning_rate": 0.05, "gamma": 0.0}),
         ("nac-nn", {"learning_rate": 0.01, "gamma": 0.0}),
     ],
-    ids=["linear-natural", "linear-natural-exact-shift", "linear-kl", "nn"],
+    ids=["linear-natural", "linear-natural-exact-shift", "linear-natural-state-critic", "linear-kl", "nn"],
 )
 def test_each_learner_learns_to_prefer_the_rewarded_move(name: str, params: dict) -> None:
     policy = make(name, seed=11, **params)
