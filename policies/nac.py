@@ -1097,6 +1097,8 @@ class NaturalActorCritic:
             setattr(self, key, value.copy())
         if self.hp.state_critic:
             for key in ("v", "v_bar"):
+                if key not in state:
+                    raise ValueError(f"learner state has no {key!r}: it was saved without state_critic")
                 value = np.asarray(state[key], dtype=float)
                 if value.shape != self.v.shape:
                     raise ValueError(f"learner state {key!r} has shape {value.shape}; this learner's state critic has {self.v.shape}")

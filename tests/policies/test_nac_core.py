@@ -700,6 +700,9 @@ def test_the_state_critic_is_saved_and_restored_and_refuses_features_without_blo
     np.testing.assert_array_equal(copy.v_bar, learner.v_bar)
     np.testing.assert_array_equal(copy.v, learner.v)
     assert "v" not in NaturalActorCritic(replace(settings, state_critic=False)).state_dict()
+    without = NaturalActorCritic(replace(settings, state_critic=False)).state_dict()
+    with pytest.raises(ValueError, match="saved without state_critic"):
+        copy.load_state_dict(without)
     wrong = {**learner.state_dict(), "v": np.zeros(d_x + 1)}
     with pytest.raises(ValueError, match="'v' has shape"):
         copy.load_state_dict(wrong)
