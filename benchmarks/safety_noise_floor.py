@@ -1,7 +1,7 @@
 """How often the online safety check fails for ENSURE against itself: the check's noise floor.
 
     python benchmarks/safety_noise_floor.py SCENARIO.yaml [...] [--part evaluate] [--quick] [--seeds 0-4]
-        [--other seed|generous]
+        [--other seed|generous [--extra E]]
 
 The suite's online safety check counts a 10-minute window as safe when a learner's SLO violations are
 at most 1.1 x those of ENSURE c=1.06 on the same arrivals (same seed). This script runs ENSURE c=1.06
@@ -11,10 +11,10 @@ second run has more than 1.1 x the first's violations:
 * ``--other seed``: ENSURE c=1.06 again with another simulator seed (execution times and placement
   draw differently; the arrivals are the seed's). A policy *identical* to ENSURE fails the check in
   those windows.
-* ``--other generous``: ENSURE at c = 1.06 + 0.1 on the *same* simulator seed — every invocation's
+* ``--other generous``: ENSURE at c = 1.06 + 0.1 (``--extra`` sets the 0.1) on the *same* simulator seed — every invocation's
   execution time is the same draw in both runs (the simulator draws work from the seed and the
   arrivals alone), and every function's pool is at least ENSURE's. The only difference is a little
-  more headroom everywhere; any window it fails is lost to how a small change of pools cascades
+  more headroom everywhere (or, with a negative ``--extra``, a little less); any window it fails is lost to how a small change of pools cascades
   through placement and contention, not to the work's draws, and not to a pool smaller than ENSURE's.
 
 Either way no learner that is not ENSURE itself can be expected to fail fewer windows; where the count
@@ -46,9 +46,9 @@ OTHERS: tuple[str, ...] = ("seed", "generous")
 
 
 def failing_windows(scenario: Path, part: str, quick: bool, seed: int, other: str = "seed",
-                    offset: int = 7919) -> tuple[int, int, float]:
+                    offset: int = 7919, extra: float = GENEROUS_EXTRA) -> tuple[int, int, float]:
     """(windows, windows where the second run (``other``: ENSURE with its simulator seed moved by ``offset``,
-    or ENSURE with ``GENEROUS_EXTRA`` more headroom on the same seed) exceeds FACTOR x ENSURE, worst ratio)."""
+    or ENSURE with ``extra`` more headroom on the same seed) exceeds FACTOR x ENSURE, worst ratio)."""
     base = load_scenario(scenario)
     settings = base.settings(part, quick, {"seed": seed, "output.plots": False,
                                            "policy.params": {"ensure": {"staffing_c": ENSURE_C}}})
@@ -59,7 +59,7 @@ def failing_windows(scenario: Path, part: str, quick: bool, seed: int, other: st
         second_settings, second_seeds = settings, dataclasses.replace(seeds, cluster=seeds.cluster + offset)
     else:
         second_settings = base.settings(part, quick, {"seed": seed, "output.plots": False, "policy.params": {
-            "ensure": {"staffing_c": ENSURE_C + GENEROUS_EXTRA}}})
+            "ensure": {"staffing_c": ENSURE_C + extra}}})
         second_seeds = seeds
     with loop_notes_silenced():
         runs = [window_rows(run_policy(st, workload, slo_s, "ensure", seeds=sd, save_learner=False), [])
@@ -81,7 +81,14 @@ def main() -> None:
     parser.add_argument("--other", choices=OTHERS, default="seed",
                         help="the second run: ENSURE with another simulator seed, or ENSURE with 0.1 more "
                              "headroom on the same seed [default: seed]")
+    parser.add_argument("--extra", type=float, default=GENEROUS_EXTRA,
+                        help="with --other generous: what the second run adds to ENSURE's constant; may be "
+                             f"negative (less headroom) [default: {GENEROUS_EXTRA:g}]")
     args = parser.parse_args()
+    if args.other != "generous" and args.extra != GENEROUS_EXTRA:
+        parser.error("--extra applies to --other generous only")
+    if args.other == "generous" and (args.extra == 0 or ENSURE_C + args.extra < 0):
+        parser.error(f"--extra must be non-zero and leave ENSURE's constant ({ENSURE_C:g} + extra) at least 0")
     logging.disable(logging.WARNING)
     if "-" in args.seeds:
         lo, hi = (int(v) for v in args.seeds.split("-"))
@@ -94,14 +101,14 @@ def main() -> None:
         except ScenarioError as error:
             sys.exit(str(error))
     against = ("ENSURE (another simulator seed) fails against ENSURE" if args.other == "seed"
-               else f"ENSURE c={ENSURE_C + GENEROUS_EXTRA:g} (same seed) fails against ENSURE c={ENSURE_C:g}")
+               else f"ENSURE c={ENSURE_C + args.extra:g} (same seed) fails against ENSURE c={ENSURE_C:g}")
     print(f"| scenario | seeds | windows | {against} | worst ratio |")
     print("|---|---|---|---|---|")
     for scenario in args.scenarios:
         total = failed = 0
         worst = 0.0
         for seed in seeds:
-            n, f, w = failing_windows(scenario, args.part, args.quick, seed, args.other)
+            n, f, w = failing_windows(scenario, args.part, args.quick, seed, args.other, extra=args.extra)
             total, failed, worst = total + n, failed + f, max(worst, w)
         name = load_scenario(scenario).name
         print(f"| {name} | {len(seeds)} | {total} | {failed} ({failed / max(total, 1):.0%}) | "

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from benchmark_scripts import load
+import subprocess
+import sys
+
+from benchmark_scripts import load, script
 
 floor = load("safety_noise_floor")
 
@@ -43,3 +46,29 @@ def test_the_generous_second_run_shares_the_seed_and_has_more_headroom(tmp_path,
     assert [c for c, _ in seen] == [floor.ENSURE_C, floor.ENSURE_C + floor.GENEROUS_EXTRA]
     assert seen[0][1] == seen[1][1]  # common random numbers: the same simulator seed
     assert windows == 2 and 0 <= failed <= 2 and (worst > floor.FACTOR) == (failed > 0)
+
+
+def test_the_second_runs_headroom_is_the_extra_asked_for(tmp_path, monkeypatch):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(SCENARIO, encoding="utf-8")
+    seen = []
+    real = floor.run_policy
+
+    def recording(settings, workload, slo_s, policy, seeds, save_learner):
+        seen.append(settings.policy.params["ensure"]["staffing_c"])
+        return real(settings, workload, slo_s, policy, seeds=seeds, save_learner=save_learner)
+
+    monkeypatch.setattr(floor, "run_policy", recording)
+    floor.failing_windows(path, "evaluate", False, seed=1, other="generous", extra=-0.05)
+    assert seen == [floor.ENSURE_C, floor.ENSURE_C - 0.05]
+
+
+def test_an_extra_without_generous_or_of_zero_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(SCENARIO, encoding="utf-8")
+    for extra_args, needle in ((["--extra", "0.02"], "--other generous only"),
+                               (["--other", "generous", "--extra", "0"], "non-zero"),
+                               (["--other", "generous", "--extra", "-2"], "at least 0")):
+        done = subprocess.run([sys.executable, str(script("safety_noise_floor")), str(path), *extra_args],
+                              capture_output=True, text=True)
+        assert done.returncode == 2 and needle in done.stderr and "Traceback" not in done.stderr
